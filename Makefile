@@ -1,0 +1,29 @@
+# Quick start:   make demo   (the whole job on the loopback demo profile)
+#                make test   (the test suite; installs what it needs)
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+READY  := $(VENV)/.installed
+
+.PHONY: demo test sysdeps bench clean
+
+$(READY): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+demo: $(READY)
+	$(BIN)/cutover demo
+
+sysdeps:
+	bash scripts/sysdeps.sh
+
+test: $(READY) sysdeps
+	$(BIN)/python -m pytest -q --timeout=600
+
+bench: $(READY) sysdeps
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) cutover-demo .pytest_cache

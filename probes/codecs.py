@@ -1,0 +1,83 @@
+"""The one codec table: packet sizes for planning and E-model constants.
+
+Everything that needs to know a codec (planning math, the stream engine's
+packet size, the E-model, capture analysis) reads it from here.
+
+E-model constants come from ITU-T G.113 Appendix I (narrowband):
+  - ``ie``: equipment impairment factor of the codec with no loss.
+  - ``bpl``: packet-loss robustness factor (how gracefully quality drops with
+    random loss; higher is more robust). G.711 with packet loss concealment
+    (Appendix I of G.711) has Bpl 25.1; without PLC it is 4.3.
+Wideband codecs (G.722, Opus) strictly need the wideband E-model of G.107.1;
+we score them on the narrowband scale with G.711+PLC constants and flag
+``narrowband_approximation`` so reports can say so.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# Header sizes in bytes, per packet.
+RTP_HEADER_B = 12
+UDP_HEADER_B = 8
+IPV4_HEADER_B = 20
+IPV6_HEADER_B = 40
+ETHERNET_B = 18          # 14 header + 4 FCS
+WIRE_EXTRA_B = 20        # 8 preamble/SFD + 12 inter-frame gap
+VLAN_TAG_B = 4           # 802.1Q
+SRTP_AUTH_TAG_B = 10     # AES_CM_128_HMAC_SHA1_80 authentication tag
+
+
+@dataclass(frozen=True)
+class Codec:
+    name: str
+    title: str
+    bitrate_kbps: float          # codec payload bit rate
+    clock_hz: int                # RTP timestamp clock
+    payload_type: int | None     # static RTP payload type, None when dynamic
+    ptimes_ms: tuple[int, ...]   # packetisation intervals it is used with
+    ie: float                    # G.113 equipment impairment
+    bpl: float                   # G.113 packet-loss robustness
+    narrowband_approximation: bool = False
+
+    def payload_bytes(self, ptime_ms: int) -> int:
+        """Codec payload per packet (bytes) at this ptime."""
+        return round(self.bitrate_kbps * ptime_ms / 8)
+
+    def rtp_bytes(self, ptime_ms: int) -> int:
+        """RTP header + payload: the UDP payload of a real call's packet."""
+        return RTP_HEADER_B + self.payload_bytes(ptime_ms)
+
+
+CODECS: dict[str, Codec] = {
+    "g711": Codec("g711", "G.711 (PCMU/PCMA) with PLC", 64.0, 8000, 0,
+                  (10, 20, 30, 40), ie=0.0, bpl=25.1),
+    "g729": Codec("g729", "G.729A", 8.0, 8000, 18,
+                  (10, 20, 30, 40), ie=11.0, bpl=19.0),
+    # G.722 RTP clock is 8000 by RFC 3551's historical error, though it samples at 16 kHz.
+    "g722": Codec("g722", "G.722 (wideband)", 64.0, 8000, 9,
+                  (10, 20, 30, 40), ie=0.0, bpl=25.1, narrowband_approximation=True),
+    # Opus at the 24 kbit/s voice rate most softphones use (RFC 7587: clock 48000).
+    "opus": Codec("opus", "Opus 24 kbit/s (wideband)", 24.0, 48000, None,
+                  (10, 20, 40, 60), ie=0.0, bpl=25.1, narrowband_approximation=True),
+}
+
+ALIASES = {"pcmu": "g711", "pcma": "g711", "g711u": "g711", "g711a": "g711",
+           "g729a": "g729", "g.711": "g711", "g.729": "g729", "g.722": "g722"}
+
+
+def get_codec(name: str) -> Codec:
+    """Look up a codec by name or alias; KeyError names the known ones."""
+    key = name.strip().lower()
+    key = ALIASES.get(key, key)
+    try:
+        return CODECS[key]
+    except KeyError:
+        raise KeyError(f"unknown codec {name!r}; known: {', '.join(CODECS)}") from None
+
+
+def codec_for_payload_type(pt: int) -> Codec | None:
+    for codec in CODECS.values():
+        if codec.payload_type == pt:
+            return codec
+    return None
