@@ -1,0 +1,559 @@
+"""Run history in an embedded SQLite database.
+
+Why it survives crashes and concurrent readers:
+
+- WAL journal mode: readers (the TUI, ``cutover report``) never block the
+  writer (the scheduler) and see a consistent snapshot; a process killed
+  mid-transaction (kill -9) leaves an uncommitted tail in the WAL that SQLite
+  discards on the next open, so every earlier run is intact.
+- Every write is one short transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``):
+  a run is begun (committed: visible as *incomplete*), each circuit's result
+  is committed on its own, and the run is finished. A run whose process died
+  stays readable with ``finished_at`` = None and the circuits it completed.
+- ``synchronous=NORMAL``: a committed run survives a process crash; a power
+  cut may lose the last transactions but never corrupts the file.
+- ``busy_timeout``: concurrent writers (a sign-off from the TUI while the
+  scheduler stores a run) wait for each other instead of failing.
+
+Schema is versioned (``schema_version``) and upgraded by ordered migrations
+in :data:`MIGRATIONS`; never edit a released migration, append a new one.
+
+Times are timezone-aware UTC ``datetime`` in the API and fixed-width ISO 8601
+text (``2026-11-22T05:03:18.000000Z``) in the file, so text order is time
+order and people can read the file with ``sqlite3``.
+
+Default path: the profile's ``db:`` if set, else ``$CUTOVER_DB``, else
+``~/.local/share/cutover/history.sqlite``; ``--db`` overrides all.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.verdicts import Check
+
+UTC = dt.timezone.utc
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# Ordered migrations: MIGRATIONS[i] upgrades a database from version i to i+1.
+MIGRATIONS: list[str] = [
+    # 1: runs, per-circuit results, per-check rows, raw probe JSON, profile snapshots
+    """
+    CREATE TABLE profiles (
+        hash TEXT PRIMARY KEY,           -- sha256 of the canonical JSON: identical snapshots stored once
+        json TEXT NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        kind TEXT NOT NULL DEFAULT 'check',
+        started_at TEXT NOT NULL,
+        finished_at TEXT,                -- NULL: the run never finished (process died)
+        verdict TEXT,
+        tool_version TEXT NOT NULL,
+        profile_hash TEXT REFERENCES profiles(hash)
+    );
+    CREATE INDEX runs_site_started ON runs(site, started_at);
+    CREATE TABLE circuit_results (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        circuit TEXT NOT NULL,
+        verdict TEXT NOT NULL,
+        stored_at TEXT NOT NULL,
+        PRIMARY KEY (run_id, circuit)
+    );
+    CREATE TABLE checks (
+        run_id INTEGER NOT NULL,
+        circuit TEXT NOT NULL,
+        seq INTEGER NOT NULL,            -- order within the circuit, as evaluated
+        check_id TEXT NOT NULL,
+        status TEXT NOT NULL,
+        measured REAL,                   -- numeric measurement (queryable)
+        measured_text TEXT,              -- or a text one ("EF -> CS0")
+        required REAL,
+        required_text TEXT,
+        unit TEXT NOT NULL DEFAULT '',
+        margin REAL,
+        reason TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (run_id, circuit, seq)
+    );
+    CREATE INDEX checks_id ON checks(check_id, run_id);
+    CREATE TABLE raw_results (
+        run_id INTEGER NOT NULL,
+        circuit TEXT NOT NULL,
+        probe TEXT NOT NULL,
+        json TEXT NOT NULL,
+        PRIMARY KEY (run_id, circuit, probe)
+    );
+    """,
+    # 2: the sign-off audit trail (append-only; the current state is the latest row per item)
+    """
+    CREATE TABLE signoffs (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        item TEXT NOT NULL,
+        by_name TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        at TEXT NOT NULL,
+        revoked INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX signoffs_site_item ON signoffs(site, item, at);
+    """,
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# Test hook (see tests/test_store_crash.py): "RUN_ID:MARKER_PATH" makes
+# add_circuit_result for that run write MARKER_PATH (with our pid) and sleep
+# inside its open transaction, so a test can kill -9 the process mid-write.
+_PAUSE_ENV = "CUTOVER_TEST_PAUSE_IN_WRITE"
+
+
+class StoreError(Exception):
+    """The database cannot be opened or is newer than this tool."""
+
+
+# ---------------------------------------------------------------- records
+
+@dataclass
+class CircuitRecord:
+    name: str
+    verdict: str
+    checks: list[Check]
+    raw: Mapping[str, dict]          # probe -> result JSON (loaded on first access)
+
+
+@dataclass
+class RunRecord:
+    id: int
+    site: str
+    started_at: dt.datetime
+    finished_at: dt.datetime | None  # None: incomplete (the process died or is still running)
+    verdict: str | None
+    kind: str
+    circuits: dict[str, CircuitRecord] = field(default_factory=dict)
+    tool_version: str = ""
+    profile_hash: str | None = None
+
+    @property
+    def complete(self) -> bool:
+        return self.finished_at is not None
+
+
+@dataclass
+class SignoffRecord:
+    item: str
+    by: str
+    note: str
+    at: dt.datetime
+    revoked: bool
+
+
+# ---------------------------------------------------------------- time helpers
+
+def to_ts(t: dt.datetime | None) -> str:
+    """Aware datetime -> fixed-width UTC text. Naive datetimes are refused: a
+    local time silently taken as UTC would shift every outage window."""
+    if t is None:
+        t = dt.datetime.now(UTC)
+    if t.tzinfo is None:
+        raise ValueError(f"naive datetime {t!r}; pass a timezone-aware (UTC) datetime")
+    return t.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def from_ts(s: str | None) -> dt.datetime | None:
+    if s is None:
+        return None
+    return dt.datetime.strptime(s, _TS_FORMAT).replace(tzinfo=UTC)
+
+
+def default_path(profile=None, override: str | os.PathLike | None = None) -> Path:
+    """--db, else the profile's db:, else $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite."""
+    if override:
+        return Path(override).expanduser()
+    if profile is not None and getattr(profile, "db", None):
+        return profile.resolve_path(profile.db)
+    env = os.environ.get("CUTOVER_DB")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "cutover" / "history.sqlite"
+
+
+def _split(v: Any) -> tuple[float | None, str | None]:
+    """A value for the (REAL, TEXT) column pair."""
+    if v is None:
+        return None, None
+    if isinstance(v, bool):
+        return None, "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return float(v), None
+    return None, str(v)
+
+
+def _join(num: float | None, text: str | None) -> Any:
+    if num is not None:
+        return int(num) if num.is_integer() and abs(num) < 2**53 else num
+    if text == "true":
+        return True
+    if text == "false":
+        return False
+    return text
+
+
+class _LazyRaw(Mapping):
+    """Raw probe JSON of one circuit, read from the database on first access:
+    reports over 30 days of history mostly need checks, not the raw blobs."""
+
+    def __init__(self, store: "Store", run_id: int, circuit: str) -> None:
+        self._store, self._run_id, self._circuit = store, run_id, circuit
+        self._data: dict[str, dict] | None = None
+
+    def _load(self) -> dict[str, dict]:
+        if self._data is None:
+            self._data = self._store.raw(self._run_id, self._circuit)
+        return self._data
+
+    def __getitem__(self, key: str) -> dict:
+        return self._load()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._load())
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __repr__(self) -> str:
+        return f"_LazyRaw(run={self._run_id}, circuit={self._circuit!r})"
+
+
+# ---------------------------------------------------------------- the store
+
+class Store:
+    """One connection to the history database; safe to share between threads
+    (every operation holds a lock) and across processes (SQLite WAL locking)."""
+
+    def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 30.0) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s,
+                                       isolation_level=None, check_same_thread=False)
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"{self.path}: cannot open the history database: {exc}") from None
+        self._lock = threading.RLock()
+        self._own_writes = 0
+        try:
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            self._db.close()
+            raise StoreError(f"{self.path}: not a usable cutover history database: {exc}") from None
+
+    # -- plumbing
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction. BEGIN IMMEDIATE takes the write lock up front
+        so two writers queue on busy_timeout instead of deadlocking on upgrade."""
+        with self._lock:
+            if self._db.in_transaction:          # inside batch(): join it
+                yield self._db
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._own_writes += 1
+
+    @contextmanager
+    def _read(self) -> Iterator[sqlite3.Connection]:
+        """A read transaction: all queries inside see one snapshot."""
+        with self._lock:
+            if self._db.in_transaction:
+                yield self._db
+                return
+            self._db.execute("BEGIN")
+            try:
+                yield self._db
+            finally:
+                self._db.execute("COMMIT")
+
+    @contextmanager
+    def batch(self) -> Iterator["Store"]:
+        """Group many writes into one transaction (fixtures, imports). Normal
+        runs do not use this: each of their writes commits on its own."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._own_writes += 1
+
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
+            if row is None:
+                return 0
+            row = self._db.execute("SELECT version FROM schema_version").fetchone()
+            return int(row[0]) if row else 0
+
+    def _migrate(self, target: int | None = None) -> None:
+        target = SCHEMA_VERSION if target is None else target
+        with self._lock:
+            # Fast path without the write lock: a reader opening the database
+            # while the scheduler is mid-write must not wait for it.
+            current = self.schema_version()
+            if current > SCHEMA_VERSION:
+                raise StoreError(f"{self.path}: database schema version {current} is newer than this "
+                                 f"cutover (knows up to {SCHEMA_VERSION}); upgrade cutover")
+            if current >= target:
+                return
+            self._db.execute("BEGIN IMMEDIATE")   # one migrator at a time across processes
+            try:
+                self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                row = self._db.execute("SELECT version FROM schema_version").fetchone()
+                if row is None:
+                    self._db.execute("INSERT INTO schema_version (version) VALUES (0)")
+                    current = 0
+                else:
+                    current = int(row[0])
+                if current > SCHEMA_VERSION:
+                    raise StoreError(f"{self.path}: database schema version {current} is newer than this "
+                                     f"cutover (knows up to {SCHEMA_VERSION}); upgrade cutover")
+                for version in range(current, target):
+                    for statement in _statements(MIGRATIONS[version]):
+                        self._db.execute(statement)
+                    self._db.execute("UPDATE schema_version SET version = ?", (version + 1,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def data_version(self) -> int:
+        """Changes whenever any process (this one included) commits a write.
+        PRAGMA data_version moves on other connections' commits only, so our
+        own write count is added."""
+        with self._lock:
+            other = self._db.execute("PRAGMA data_version").fetchone()[0]
+            return int(other) + self._own_writes
+
+    # -- writing a run
+
+    def begin_run(self, site: str, profile_snapshot: dict, tool_version: str,
+                  started_at: dt.datetime | None = None, kind: str = "check") -> int:
+        text = json.dumps(profile_snapshot, sort_keys=True, default=str)
+        digest = hashlib.sha256(text.encode()).hexdigest()
+        with self._write() as db:
+            db.execute("INSERT OR IGNORE INTO profiles (hash, json) VALUES (?, ?)", (digest, text))
+            cur = db.execute(
+                "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash) VALUES (?, ?, ?, ?, ?)",
+                (site, kind, to_ts(started_at), tool_version, digest))
+            return int(cur.lastrowid)
+
+    def add_circuit_result(self, run_id: int, circuit: str, verdict: str, checks: list[Check],
+                           raw: dict[str, dict] | None = None, *, stored_at: dt.datetime | None = None) -> None:
+        raw = raw or {}
+        with self._write() as db:
+            db.execute("INSERT INTO circuit_results (run_id, circuit, verdict, stored_at) VALUES (?, ?, ?, ?)",
+                       (run_id, circuit, verdict, to_ts(stored_at)))
+            rows = []
+            for seq, c in enumerate(checks):
+                m, mt = _split(c.measured)
+                r, rt = _split(c.required)
+                rows.append((run_id, circuit, seq, c.id, c.status, m, mt, r, rt, c.unit or "",
+                             None if c.margin is None else float(c.margin), c.reason or ""))
+            db.executemany("INSERT INTO checks (run_id, circuit, seq, check_id, status, measured, "
+                           "measured_text, required, required_text, unit, margin, reason) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT INTO raw_results (run_id, circuit, probe, json) VALUES (?, ?, ?, ?)",
+                           [(run_id, circuit, probe, json.dumps(data, default=str))
+                            for probe, data in raw.items()])
+            _maybe_pause(run_id)
+
+    def finish_run(self, run_id: int, verdict: str, finished_at: dt.datetime | None = None) -> None:
+        with self._write() as db:
+            cur = db.execute("UPDATE runs SET finished_at = ?, verdict = ? WHERE id = ?",
+                             (to_ts(finished_at), verdict, run_id))
+            if cur.rowcount != 1:
+                raise KeyError(f"no run {run_id}")
+
+    # -- reading runs
+
+    def runs(self, site: str, since: dt.datetime | None = None, until: dt.datetime | None = None,
+             circuit: str | None = None, *, kind: str | None = None) -> list[RunRecord]:
+        """Runs of ``site`` started in [since, until), oldest first, with their
+        circuits and checks (raw JSON loads lazily). With ``circuit``, only runs
+        that stored that circuit, and only that circuit in each record."""
+        where, args = ["site = ?"], [site]
+        if since is not None:
+            where.append("started_at >= ?")
+            args.append(to_ts(since))
+        if until is not None:
+            where.append("started_at < ?")
+            args.append(to_ts(until))
+        if kind is not None:
+            where.append("kind = ?")
+            args.append(kind)
+        run_sql = ("SELECT id, site, started_at, finished_at, verdict, kind, tool_version, profile_hash "
+                   f"FROM runs WHERE {' AND '.join(where)}")
+        cfilter, cargs = ("AND c.circuit = ?", [circuit]) if circuit else ("", [])
+        with self._read() as db:
+            runs: dict[int, RunRecord] = {}
+            for rid, s, st, fin, v, k, tv, ph in db.execute(run_sql + " ORDER BY started_at, id", args):
+                runs[rid] = RunRecord(rid, s, from_ts(st), from_ts(fin), v, k, {}, tv, ph)
+            if not runs:
+                return []
+            sub = f"SELECT id FROM runs WHERE {' AND '.join(where)}"
+            for rid, name, verdict in db.execute(
+                    f"SELECT c.run_id, c.circuit, c.verdict FROM circuit_results c "
+                    f"WHERE c.run_id IN ({sub}) {cfilter}", args + cargs):
+                runs[rid].circuits[name] = CircuitRecord(name, verdict, [], _LazyRaw(self, rid, name))
+            for (rid, name, cid, status, m, mt, r, rt, unit, margin, reason) in db.execute(
+                    f"SELECT c.run_id, c.circuit, c.check_id, c.status, c.measured, c.measured_text, "
+                    f"c.required, c.required_text, c.unit, c.margin, c.reason FROM checks c "
+                    f"WHERE c.run_id IN ({sub}) {cfilter} ORDER BY c.run_id, c.circuit, c.seq",
+                    args + cargs):
+                rec = runs[rid].circuits.get(name)
+                if rec is not None:
+                    rec.checks.append(Check(cid, status, _join(m, mt), _join(r, rt), unit, margin, reason))
+        out = list(runs.values())
+        if circuit:
+            out = [r for r in out if circuit in r.circuits]
+        return out
+
+    def run(self, run_id: int) -> RunRecord | None:
+        with self._read() as db:
+            row = db.execute("SELECT site, started_at FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        start = from_ts(row[1])
+        for r in self.runs(row[0], since=start, until=start + dt.timedelta(microseconds=1)):
+            if r.id == run_id:
+                return r
+        return None
+
+    def latest_run(self, site: str) -> RunRecord | None:
+        """The most recently started run (complete or not)."""
+        with self._read() as db:
+            row = db.execute("SELECT id FROM runs WHERE site = ? ORDER BY started_at DESC, id DESC LIMIT 1",
+                             (site,)).fetchone()
+        return self.run(row[0]) if row else None
+
+    def raw(self, run_id: int, circuit: str) -> dict[str, dict]:
+        with self._read() as db:
+            return {probe: json.loads(text) for probe, text in db.execute(
+                "SELECT probe, json FROM raw_results WHERE run_id = ? AND circuit = ?", (run_id, circuit))}
+
+    def profile_snapshot(self, run_id: int) -> dict | None:
+        with self._read() as db:
+            row = db.execute("SELECT p.json FROM runs r JOIN profiles p ON p.hash = r.profile_hash "
+                             "WHERE r.id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def sites(self) -> list[str]:
+        with self._read() as db:
+            return [r[0] for r in db.execute("SELECT DISTINCT site FROM runs ORDER BY site")]
+
+    def series(self, site: str, check_id: str, since: dt.datetime | None = None,
+               until: dt.datetime | None = None) -> list[tuple[dt.datetime, str, Any, str]]:
+        """(started_at, circuit, measured, status) of one check over time, oldest
+        first: a fast path for charts that need no full RunRecords."""
+        where, args = ["r.site = ?", "c.check_id = ?"], [site, check_id]
+        if since is not None:
+            where.append("r.started_at >= ?")
+            args.append(to_ts(since))
+        if until is not None:
+            where.append("r.started_at < ?")
+            args.append(to_ts(until))
+        with self._read() as db:
+            return [(from_ts(st), circ, _join(m, mt), status) for st, circ, m, mt, status in db.execute(
+                "SELECT r.started_at, c.circuit, c.measured, c.measured_text, c.status FROM checks c "
+                f"JOIN runs r ON r.id = c.run_id WHERE {' AND '.join(where)} ORDER BY r.started_at, r.id",
+                args)]
+
+    # -- sign-offs
+
+    def signoff(self, site: str, item: str, by: str, note: str = "", revoke: bool = False,
+                at: dt.datetime | None = None) -> SignoffRecord:
+        """Append to the audit trail; nothing is ever updated or deleted."""
+        if not by or not by.strip():
+            raise ValueError("a sign-off needs the name of who signs (--by)")
+        ts = to_ts(at)
+        with self._write() as db:
+            db.execute("INSERT INTO signoffs (site, item, by_name, note, at, revoked) VALUES (?, ?, ?, ?, ?, ?)",
+                       (site, item, by, note or "", ts, 1 if revoke else 0))
+        return SignoffRecord(item, by, note or "", from_ts(ts), bool(revoke))
+
+    def signoff_history(self, site: str) -> list[SignoffRecord]:
+        with self._read() as db:
+            return [SignoffRecord(item, by, note, from_ts(at), bool(rev)) for item, by, note, at, rev in db.execute(
+                "SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ? ORDER BY at, id", (site,))]
+
+    def signoffs(self, site: str) -> dict[str, SignoffRecord]:
+        """Current state per item: its latest entry (a revocation included;
+        callers treat ``revoked`` as not signed)."""
+        out: dict[str, SignoffRecord] = {}
+        for rec in self.signoff_history(site):
+            out[rec.item] = rec
+        return out
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (our migrations hold no
+    semicolons inside literals). executescript() would COMMIT our transaction."""
+    out, buf = [], []
+    for line in script.splitlines():
+        line = line.split("--", 1)[0]
+        buf.append(line)
+        if line.rstrip().endswith(";"):
+            stmt = "\n".join(buf).strip()
+            if stmt.strip(";").strip():
+                out.append(stmt)
+            buf = []
+    rest = "\n".join(buf).strip()
+    if rest:
+        out.append(rest)
+    return out
+
+
+def _maybe_pause(run_id: int) -> None:
+    spec = os.environ.get(_PAUSE_ENV)
+    if not spec:
+        return
+    want, _, marker = spec.partition(":")
+    if want.strip() != str(run_id) or not marker:
+        return
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(60)   # bounded: the test kills us long before

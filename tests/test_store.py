@@ -1,0 +1,284 @@
+"""The history store: schema, migrations, WAL, round trips, concurrency, crash safety."""
+
+import datetime as dt
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from harness import store as S
+from harness.store import Store, StoreError
+from harness.verdicts import Check
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+PROFILE = {"site": "Harbour", "circuits": [{"name": "old"}, {"name": "new"}]}
+
+
+def _checks(jitter=4.5):
+    return [Check("stream.mos", "pass", 4.38, 4.0, "", 0.38, "MOS 4.38 >= 4 minimum"),
+            Check("stream.jitter_up", "pass", jitter, 30, "ms", 30 - jitter, "ok"),
+            Check("stream.dscp", "warn", "EF -> 0", "EF", "", None, "DSCP lost"),
+            Check("stream.split", "pass", True, True, "", None, "split"),
+            Check("sip.options", "error", None, None, "", None, "no SIP")]
+
+
+def _store_run(st, at, verdict="GO", circuits=("old", "new"), site="Harbour"):
+    rid = st.begin_run(site, PROFILE, "0.1.0", started_at=at)
+    for c in circuits:
+        st.add_circuit_result(rid, c, verdict, _checks(), {"stream": {"probe": "stream", "mos": 4.38}})
+    st.finish_run(rid, verdict, finished_at=at + dt.timedelta(seconds=40))
+    return rid
+
+
+def test_fresh_database_is_wal_and_current(tmp_path):
+    path = tmp_path / "sub" / "h.sqlite"
+    st = Store(path)
+    assert st.schema_version() == S.SCHEMA_VERSION == 2
+    st.close()
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"runs", "circuit_results", "checks", "raw_results", "signoffs", "schema_version"} <= tables
+    idx = raw.execute("SELECT sql FROM sqlite_master WHERE name='runs_site_started'").fetchone()[0]
+    assert "site, started_at" in idx
+
+
+def test_round_trip(tmp_path):
+    st = Store(tmp_path / "h.sqlite")
+    rid = _store_run(st, T0)
+    runs = st.runs("Harbour")
+    assert [r.id for r in runs] == [rid]
+    r = runs[0]
+    assert r.started_at == T0 and r.finished_at == T0 + dt.timedelta(seconds=40)
+    assert r.complete and r.verdict == "GO" and r.kind == "check" and r.tool_version == "0.1.0"
+    assert set(r.circuits) == {"old", "new"}
+    checks = r.circuits["new"].checks
+    assert [c.to_dict() for c in checks] == [c.to_dict() for c in _checks()]
+    assert checks[1].measured == 4.5 and checks[1].required == 30
+    assert checks[2].measured == "EF -> 0" and checks[3].measured is True and checks[4].measured is None
+    assert dict(r.circuits["old"].raw) == {"stream": {"probe": "stream", "mos": 4.38}}
+    assert st.profile_snapshot(rid) == PROFILE
+    assert st.latest_run("Harbour").id == rid
+    assert st.latest_run("elsewhere") is None
+
+
+def test_identical_profile_snapshots_stored_once(tmp_path):
+    st = Store(tmp_path / "h.sqlite")
+    for i in range(3):
+        _store_run(st, T0 + dt.timedelta(minutes=5 * i))
+    n = st._db.execute("SELECT count(*) FROM profiles").fetchone()[0]
+    assert n == 1
+
+
+def test_filters(tmp_path):
+    st = Store(tmp_path / "h.sqlite")
+    ids = [_store_run(st, T0 + dt.timedelta(hours=h)) for h in range(5)]
+    other = _store_run(st, T0, circuits=("old",))
+    _store_run(st, T0, site="Other")
+    assert [r.id for r in st.runs("Harbour", since=T0 + dt.timedelta(hours=1),
+                                  until=T0 + dt.timedelta(hours=3))] == ids[1:3]
+    new_only = st.runs("Harbour", circuit="new")
+    assert other not in [r.id for r in new_only] and len(new_only) == 5
+    assert all(set(r.circuits) == {"new"} for r in new_only)
+    assert st.sites() == ["Harbour", "Other"]
+    series = st.series("Harbour", "stream.jitter_up", since=T0 + dt.timedelta(hours=4))
+    assert sorted((t, c, m) for t, c, m, _ in series) == [(T0 + dt.timedelta(hours=4), "new", 4.5),
+                                                          (T0 + dt.timedelta(hours=4), "old", 4.5)]
+
+
+def test_unfinished_run_stays_visible_as_incomplete(tmp_path):
+    st = Store(tmp_path / "h.sqlite")
+    done = _store_run(st, T0)
+    rid = st.begin_run("Harbour", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5))
+    st.add_circuit_result(rid, "old", "NO-GO", _checks(), {})
+    r = st.latest_run("Harbour")
+    assert r.id == rid and not r.complete and r.verdict is None and set(r.circuits) == {"old"}
+    assert st.runs("Harbour")[0].id == done and st.runs("Harbour")[0].complete
+
+
+def test_naive_datetime_refused(tmp_path):
+    st = Store(tmp_path / "h.sqlite")
+    with pytest.raises(ValueError, match="naive"):
+        st.begin_run("x", {}, "0", started_at=dt.datetime(2026, 1, 1))
+
+
+def test_migration_from_previous_version(tmp_path):
+    """A version-1 database (before sign-offs existed) with a run in it is
+    upgraded in place; the run is intact and sign-offs work."""
+    path = tmp_path / "v1.sqlite"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("PRAGMA journal_mode=WAL")
+    raw.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+    raw.execute("INSERT INTO schema_version VALUES (1)")
+    for stmt in S._statements(S.MIGRATIONS[0]):
+        raw.execute(stmt)
+    raw.execute("INSERT INTO runs (id, site, kind, started_at, finished_at, verdict, tool_version) "
+                "VALUES (7, 'Harbour', 'check', '2026-11-01T08:00:00.000000Z', "
+                "'2026-11-01T08:00:30.000000Z', 'NO-GO', '0.0.9')")
+    raw.execute("INSERT INTO circuit_results VALUES (7, 'new', 'NO-GO', '2026-11-01T08:00:30.000000Z')")
+    raw.execute("INSERT INTO checks VALUES (7, 'new', 0, 'latency.loss', 'fail', 5.0, NULL, 1.0, NULL, "
+                "'%', -4.0, 'loss 5 % > 1 % limit')")
+    raw.close()
+
+    st = Store(path)
+    assert st.schema_version() == 2
+    (r,) = st.runs("Harbour")
+    assert r.id == 7 and r.verdict == "NO-GO" and r.tool_version == "0.0.9"
+    c = r.circuits["new"].checks[0]
+    assert (c.id, c.status, c.measured, c.margin, c.reason) == ("latency.loss", "fail", 5, -4.0,
+                                                                "loss 5 % > 1 % limit")
+    st.signoff("Harbour", "porting", "Ana")
+    assert st.signoffs("Harbour")["porting"].by == "Ana"
+
+
+def test_migration_from_empty_file(tmp_path):
+    path = tmp_path / "empty.sqlite"
+    path.touch()
+    assert Store(path).schema_version() == S.SCHEMA_VERSION
+
+
+def test_newer_schema_refused(tmp_path):
+    path = tmp_path / "future.sqlite"
+    Store(path).close()
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("UPDATE schema_version SET version = 99")
+    raw.close()
+    with pytest.raises(StoreError, match="newer"):
+        Store(path)
+
+
+def test_not_a_database(tmp_path):
+    path = tmp_path / "junk.sqlite"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a usable"):
+        Store(path)
+
+
+def test_signoffs_audit_trail(tmp_path):
+    st = Store(tmp_path / "h.sqlite")
+    st.signoff("Harbour", "porting", "Ana", "ported 12 numbers", at=T0)
+    st.signoff("Harbour", "porting", "Ben", "numbers 14-16 still on old", revoke=True,
+               at=T0 + dt.timedelta(hours=1))
+    st.signoff("Harbour", "failover", "Ana", at=T0 + dt.timedelta(hours=2))
+    st.signoff("Other", "failover", "Zed", at=T0)
+    cur = st.signoffs("Harbour")
+    assert cur["porting"].revoked and cur["porting"].by == "Ben"
+    assert not cur["failover"].revoked and cur["failover"].at == T0 + dt.timedelta(hours=2)
+    hist = st.signoff_history("Harbour")
+    assert [(h.item, h.by, h.revoked) for h in hist] == [("porting", "Ana", False), ("porting", "Ben", True),
+                                                         ("failover", "Ana", False)]
+    with pytest.raises(ValueError):
+        st.signoff("Harbour", "x", " ")
+
+
+def test_reader_not_blocked_by_writer_mid_transaction(tmp_path):
+    """A second connection reads (and even opens the database) while a writer
+    holds an open write transaction; it sees the last committed state."""
+    path = tmp_path / "h.sqlite"
+    writer = Store(path)
+    first = _store_run(writer, T0)
+    reader = Store(path, busy_timeout_s=1.0)
+    v0 = reader.data_version()
+    in_tx, release = threading.Event(), threading.Event()
+
+    def write():
+        with writer.batch():
+            _store_run(writer, T0 + dt.timedelta(minutes=5))
+            in_tx.set()
+            release.wait(10)
+
+    t = threading.Thread(target=write)
+    t.start()
+    try:
+        assert in_tx.wait(10)
+        t0 = time.monotonic()
+        assert [r.id for r in reader.runs("Harbour")] == [first]
+        late = Store(path, busy_timeout_s=1.0)       # opening must not need the write lock
+        assert [r.id for r in late.runs("Harbour")] == [first]
+        assert time.monotonic() - t0 < 0.9          # i.e. nobody waited on busy_timeout
+        assert reader.data_version() == v0
+    finally:
+        release.set()
+        t.join(10)
+    assert len(reader.runs("Harbour")) == 2
+    assert reader.data_version() != v0
+    # our own writes move it too (the TUI signs off through its own connection)
+    v1 = reader.data_version()
+    reader.signoff("Harbour", "x", "me")
+    assert reader.data_version() != v1
+
+
+_CRASH_CHILD = r"""
+import datetime as dt, sys
+from harness.store import Store
+from harness.verdicts import Check
+st = Store(sys.argv[1])
+t = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
+for i in range(3):
+    rid = st.begin_run("Harbour", {"site": "Harbour"}, "0.1.0", started_at=t + dt.timedelta(minutes=5 * i))
+    for c in ("old", "new"):
+        st.add_circuit_result(rid, c, "GO", [Check("latency.rtt", "pass", 1.5, 300, "ms", 298.5, "ok")] * 50,
+                              {"latency": {"x": "y" * 5000}})
+    st.finish_run(rid, "GO")
+"""
+
+
+def test_kill_9_mid_write_keeps_earlier_runs(tmp_path):
+    """kill -9 while a transaction is open (the hook pauses inside it, after
+    the rows were inserted): the database opens clean, runs 1-2 are complete,
+    run 3 is visible as incomplete with only what was committed before."""
+    path = tmp_path / "h.sqlite"
+    marker = tmp_path / "paused"
+    env = dict(os.environ, CUTOVER_TEST_PAUSE_IN_WRITE=f"3:{marker}")
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(path)], env=env)
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        assert marker.exists(), "child never reached the pause inside the write"
+        assert int(marker.read_text()) == proc.pid
+        # the uncommitted rows really are in the WAL file right now
+        assert (tmp_path / "h.sqlite-wal").stat().st_size > 0
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert proc.returncode == -signal.SIGKILL
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    raw.close()
+    st = Store(path)
+    runs = st.runs("Harbour")
+    assert [r.id for r in runs] == [1, 2, 3]
+    for r in runs[:2]:
+        assert r.complete and r.verdict == "GO" and set(r.circuits) == {"old", "new"}
+        assert all(len(c.checks) == 50 for c in r.circuits.values())
+        assert len(r.circuits["new"].raw["latency"]["x"]) == 5000
+    assert not runs[2].complete and runs[2].circuits == {}
+    assert st._db.execute("SELECT count(*) FROM checks WHERE run_id = 3").fetchone()[0] == 0
+    # and the database keeps working after the crash
+    _store_run(st, T0 + dt.timedelta(days=1))
+    assert len(st.runs("Harbour")) == 4
+
+
+def test_default_path(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUTOVER_DB", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert S.default_path() == tmp_path / ".local/share/cutover/history.sqlite"
+    monkeypatch.setenv("CUTOVER_DB", str(tmp_path / "env.sqlite"))
+    assert S.default_path() == tmp_path / "env.sqlite"
+    assert S.default_path(override=str(tmp_path / "cli.sqlite")) == tmp_path / "cli.sqlite"
+    from harness.profile import load_profile_text
+    prof = load_profile_text("site: s\nplanned: {calls: 1}\ndb: hist/site.sqlite\ncircuits:\n"
+                             "  - {name: n, role: new, down_mbps: 1, up_mbps: 1}\n",
+                             path=tmp_path / "p" / "site.yaml")
+    assert S.default_path(prof) == tmp_path / "p" / "hist/site.sqlite"
