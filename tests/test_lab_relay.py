@@ -1,0 +1,232 @@
+"""The impairment relay lands its configured impairments.
+
+Measured with plain sockets (no project probe): kernel receive timestamps
+(SO_TIMESTAMPNS) on a sink socket against the send time stamped in the payload
+give one-way delay on one clock; an echo process in its own process gives RTT.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import struct
+import time
+
+import pytest
+
+from tests.lab import Impairment, impairment_relay, udp_echo
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+PKT = struct.Struct("!Id")  # sequence number, send time (CLOCK_REALTIME, like the kernel stamp)
+
+
+def _sink(family=socket.AF_INET, host="127.0.0.1"):
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    s.bind((host, 0))
+    s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    return s
+
+
+def _paced_send(sock, dest, count, interval_s):
+    """Send count stamped packets at interval_s (sleep most of the gap, then spin briefly)."""
+    t0 = time.monotonic()
+    for i in range(count):
+        due = t0 + i * interval_s
+        while (gap := due - time.monotonic()) > 0:
+            if gap > 0.0003:
+                time.sleep(gap - 0.0002)
+        sock.sendto(PKT.pack(i, time.time()) + b"\0" * 160, dest)
+
+
+def _drain_oneway(sink) -> tuple[dict[int, float], list[int]]:
+    """Read everything queued on sink: {seq: one-way delay ms}, arrival order of seqs."""
+    sink.setblocking(False)
+    delays, order = {}, []
+    for _ in range(1_000_000):
+        try:
+            data, anc, _flags, _addr = sink.recvmsg(2048, 256)
+        except BlockingIOError:
+            break
+        seq, sent = PKT.unpack_from(data)
+        rx = None
+        for _lvl, typ, cdata in anc:
+            if typ == SO_TIMESTAMPNS:
+                sec, nsec = struct.unpack("qq", cdata[:16])
+                rx = sec + nsec * 1e-9
+        assert rx is not None, "no kernel receive timestamp"
+        order.append(seq)
+        delays.setdefault(seq, (rx - sent) * 1000.0)
+    return delays, order
+
+
+def _median_rtt_ms(dest, count=200, family=socket.AF_INET) -> float:
+    c = socket.socket(family, socket.SOCK_DGRAM)
+    c.settimeout(2.0)
+    rtts = []
+    try:
+        for i in range(count):
+            t = time.perf_counter()
+            c.sendto(PKT.pack(i, 0.0), dest)
+            data, _ = c.recvfrom(2048)
+            assert PKT.unpack_from(data)[0] == i
+            rtts.append((time.perf_counter() - t) * 1000.0)
+            time.sleep(0.002)
+    finally:
+        c.close()
+    return statistics.median(rtts)
+
+
+@pytest.mark.parametrize("family,host", [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_fixed_delay_lands_in_rtt(family, host):
+    # 40 ms each way, no jitter: RTT = 80 ms + the unimpaired RTT through the relay.
+    listen = f"[{host}]:0" if family == socket.AF_INET6 else f"{host}:0"
+    with udp_echo(listen=listen, max_seconds=60) as echo:
+        with impairment_relay(echo, max_seconds=60) as plain:
+            base_ms = _median_rtt_ms(plain.address, family=family)
+        with impairment_relay(echo, up=Impairment(delay_ms=40), down=Impairment(delay_ms=40),
+                              max_seconds=60) as relay:
+            rtt_ms = _median_rtt_ms(relay.address, count=60, family=family)
+            st = relay.stats()
+    assert base_ms < 2.0
+    assert abs(rtt_ms - (80.0 + base_ms)) <= 1.0, (rtt_ms, base_ms)
+    assert st["up"]["forwarded"] == st["up"]["received"] == 60
+    assert st["down"]["forwarded"] == st["down"]["received"] == 60
+
+
+def test_jitter_one_way_ipdv_matches_theory():
+    # Independent uniform delays in [30, 50] ms: E|D(i) - D(i-1)| = 2 * 10 / 3 = 6.667 ms,
+    # mean delay 40 ms, every delay inside [30, 50] (plus timer error).
+    n = 3000
+    sink = _sink()
+    try:
+        with impairment_relay(sink.getsockname(), up=Impairment(delay_ms=40, jitter_ms=10),
+                              seed=7, max_seconds=60) as relay:
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            _paced_send(client, relay.address, n, 0.001)
+            st = relay.wait_idle()
+            client.close()
+        delays, _ = _drain_oneway(sink)
+    finally:
+        sink.close()
+    assert len(delays) == n == st["up"]["forwarded"]
+    d = [delays[i] for i in range(n)]
+    ipdv = statistics.mean(abs(d[i] - d[i - 1]) for i in range(1, n))
+    assert abs(ipdv - 20.0 / 3.0) <= 0.5, ipdv
+    assert abs(statistics.mean(d) - 40.0) <= 0.5, statistics.mean(d)
+    assert min(d) >= 30.0 - 0.5 and max(d) <= 50.0 + 1.5, (min(d), max(d))
+
+
+def test_loss_per_direction_and_counters_agree_with_endpoints():
+    # 2 % loss each way over 3000 packets; the endpoints count what arrived and the
+    # relay's counters must tell the same story.
+    n = 3000
+    server = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    server.bind(("127.0.0.1", 0))
+    server.setblocking(False)
+    client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    client.setblocking(False)
+    for s in (server, client):
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    at_server, at_client = set(), set()
+
+    def pump():
+        for sock, seen, echo in ((server, at_server, True), (client, at_client, False)):
+            for _ in range(10_000):
+                try:
+                    data, addr = sock.recvfrom(2048)
+                except BlockingIOError:
+                    break
+                seen.add(PKT.unpack_from(data)[0])
+                if echo:
+                    sock.sendto(data, addr)
+
+    try:
+        with impairment_relay(server.getsockname(), up=Impairment(loss_pct=2),
+                              down=Impairment(loss_pct=2), seed=3, max_seconds=60) as relay:
+            for i in range(n):
+                client.sendto(PKT.pack(i, 0.0), relay.address)
+                if i % 20 == 0:
+                    pump()
+                    time.sleep(0.0005)
+            deadline = time.monotonic() + 5
+            st = relay.stats()
+            while time.monotonic() < deadline:
+                pump()
+                st = relay.stats()
+                if st["up"]["pending"] == 0 and st["down"]["pending"] == 0 \
+                        and st["down"]["received"] == len(at_server):
+                    pump()
+                    break
+                time.sleep(0.02)
+            st = relay.stats()
+    finally:
+        server.close()
+        client.close()
+    loss_up_pct = 100.0 * (n - len(at_server)) / n
+    loss_down_pct = 100.0 * (len(at_server) - len(at_client)) / len(at_server)
+    assert abs(loss_up_pct - 2.0) <= 0.8, loss_up_pct
+    assert abs(loss_down_pct - 2.0) <= 0.8, loss_down_pct
+    up, down = st["up"], st["down"]
+    assert up["received"] == n
+    assert up["forwarded"] == len(at_server) and up["dropped"] == n - len(at_server)
+    assert down["received"] == len(at_server)
+    assert down["forwarded"] == len(at_client) and down["dropped"] == len(at_server) - len(at_client)
+    assert at_client <= at_server  # nothing comes back that did not go out
+
+
+def test_duplication_and_reordering_are_counted_and_seen():
+    n = 1000
+    sink = _sink()
+    try:
+        with impairment_relay(sink.getsockname(),
+                              up=Impairment(dup_pct=5, reorder_pct=5, reorder_gap_ms=20),
+                              seed=11, max_seconds=60) as relay:
+            client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            _paced_send(client, relay.address, n, 0.001)
+            st = relay.wait_idle()["up"]
+            client.close()
+        delays, order = _drain_oneway(sink)
+    finally:
+        sink.close()
+    dups = len(order) - len(set(order))
+    # a packet held back 20 ms at a 1 ms interval arrives after a higher sequence number
+    late, highest = 0, -1
+    for seq in dict.fromkeys(order):  # first copy of each, in arrival order
+        if seq < highest:
+            late += 1
+        highest = max(highest, seq)
+    assert len(set(order)) == n
+    assert dups == st["duplicated"] > 20          # ~5 % of 1000
+    assert late == st["reordered"] > 20
+    assert len(order) == st["sent"] == st["forwarded"] + st["duplicated"]
+
+
+@pytest.mark.parametrize("preserve,expected", [(True, 0xB8), (False, 0x00)])
+def test_tos_byte_is_preserved(preserve, expected):
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    sink.settimeout(3)
+    try:
+        with impairment_relay(sink.getsockname(), preserve_tos=preserve, max_seconds=30) as relay:
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xB8)  # DSCP EF
+            c.sendto(b"ef", relay.address)
+            _data, anc, _f, _a = sink.recvmsg(64, 64)
+            c.close()
+    finally:
+        sink.close()
+    tos = [d[0] for _l, t, d in anc if t == socket.IP_TOS]
+    assert tos == [expected]
+
+
+def test_relay_is_bounded_in_time_and_rejects_bad_config():
+    with impairment_relay(("127.0.0.1", 9), max_seconds=0.5) as relay:
+        relay.proc.wait(timeout=5)  # exits by itself
+        assert relay.proc.returncode == 0
+    with impairment_relay(("127.0.0.1", 9), max_seconds=10) as relay:
+        with pytest.raises(ValueError, match="loss_pct"):
+            relay.configure(up=Impairment(loss_pct=-1))
+        relay.configure(up=Impairment(delay_ms=5))
+        assert relay.stats()["config"]["up"]["delay_ms"] == 5.0
