@@ -1,0 +1,239 @@
+"""The termination gate: may the old service be terminated, and by when must
+the notice go out?
+
+Conditions (each is a :class:`GateItem`; any ``block`` makes the decision NO-GO):
+
+- ``parallel-run``: the parallel run started (``cutover.parallel_run_start``)
+  at least ``min_parallel_days`` ago.
+- ``pass-rate``: each new circuit passed at least ``pass_rate_pct`` of its runs
+  since the parallel run started (GO and WARN pass; see harness.history). No
+  runs at all is no evidence, which blocks.
+- ``no-failure-24h``: no failing or unreachable run of a new circuit in the
+  last 24 h, and at least one run in that time (stale evidence blocks too).
+- ``capacity``: the latest capacity measurement of each new circuit in the
+  window carries the planned calls. Not measured: shown, not blocking.
+- ``checklist:<id>``: every manual item of ``cutover.checklist`` is signed off
+  (its latest audit entry is a sign-off, not a revocation).
+
+Dates (all calendar days, UTC):
+
+- ``proven_on``: the day the new service counts as proven. The parallel run is
+  complete on ``parallel_run_start + min_parallel_days``; with a GO that is
+  ``proven_on``. With a NO-GO the earliest it can be is today (it is not proven
+  yet), so ``proven_on = max(parallel complete, today)``.
+- ``disconnect_on``: the earliest day the old service may be disconnected:
+  it must stay ``overlap_days`` after the new one is proven, and the notice
+  takes ``termination_notice_days``, counted from today at the earliest:
+  ``disconnect_on = max(proven_on + overlap_days, today + termination_notice_days)``.
+- ``notice_by = disconnect_on - termination_notice_days``: the last day the
+  written notice can be sent for that disconnect date (today when the notice
+  period is what limits).
+- ``overlap_days`` (result): ``disconnect_on - proven_on``, the overlap that
+  disconnect date actually leaves (>= the profile's ``overlap_days``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+from harness import history
+from harness.verdicts import fmt
+
+UTC = dt.timezone.utc
+RECENT_FAILURE_WINDOW = dt.timedelta(hours=24)
+GO, NO_GO = "GO", "NO-GO"
+
+
+@dataclass
+class GateItem:
+    id: str
+    title: str
+    kind: str                    # auto | manual
+    status: str                  # ok | block | info
+    detail: str                  # one line: what was found
+    by: str | None = None        # manual items: who signed off
+    at: dt.datetime | None = None
+    note: str = ""
+
+    def to_dict(self) -> dict:
+        return {"id": self.id, "title": self.title, "kind": self.kind, "status": self.status,
+                "detail": self.detail, "by": self.by, "at": history._iso(self.at), "note": self.note}
+
+
+@dataclass
+class GateDecision:
+    site: str
+    decision: str
+    blocking: list[str]
+    items: list[GateItem]
+    today: dt.date
+    parallel_run_start: dt.date | None
+    parallel_days: int | None            # days since the parallel run started
+    min_parallel_days: int
+    parallel_complete_on: dt.date | None
+    proven_on: dt.date
+    notice_by: dt.date
+    disconnect_on: dt.date
+    overlap_days: int                    # overlap the disconnect date leaves after proven_on
+    termination_notice_days: int
+    pass_rates: dict[str, dict] = field(default_factory=dict)
+    evaluated_at: dt.datetime | None = None
+
+    @property
+    def days_to_notice(self) -> int:
+        return (self.notice_by - self.today).days
+
+    @property
+    def days_to_disconnect(self) -> int:
+        return (self.disconnect_on - self.today).days
+
+    def to_dict(self) -> dict:
+        return {
+            "site": self.site, "decision": self.decision, "blocking": list(self.blocking),
+            "notice_by": self.notice_by.isoformat(), "disconnect_on": self.disconnect_on.isoformat(),
+            "overlap_days": self.overlap_days, "proven_on": self.proven_on.isoformat(),
+            "today": self.today.isoformat(),
+            "parallel_run_start": self.parallel_run_start.isoformat() if self.parallel_run_start else None,
+            "parallel_days": self.parallel_days, "min_parallel_days": self.min_parallel_days,
+            "parallel_complete_on": (self.parallel_complete_on.isoformat()
+                                     if self.parallel_complete_on else None),
+            "termination_notice_days": self.termination_notice_days,
+            "days_to_notice": self.days_to_notice, "days_to_disconnect": self.days_to_disconnect,
+            "pass_rates": self.pass_rates, "items": [i.to_dict() for i in self.items],
+            "evaluated_at": history._iso(self.evaluated_at),
+        }
+
+
+def decide(profile, store, now: dt.datetime | None = None) -> GateDecision:
+    """Read the runs and sign-offs of the profile's site and decide."""
+    now = now or dt.datetime.now(UTC)
+    start = profile.cutover.parallel_run_start
+    since = dt.datetime.combine(start, dt.time(), UTC) if start else now - dt.timedelta(
+        days=max(profile.cutover.min_parallel_days, 1))
+    until = now + dt.timedelta(microseconds=1)
+    # failing checks are all the gate reads; capacity comes from the raw JSON in one query
+    runs = store.runs(profile.site, since=since, until=until, checks="failing")
+    capacity = history.load_series(store, profile.site, since, until, keys=["capacity_calls"])
+    return evaluate(profile, runs, store.signoffs(profile.site), now, series=capacity)
+
+
+def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | None = None) -> GateDecision:
+    """Pure: the decision from runs (since the parallel run started) and the
+    current sign-off state per item. ``series`` as from history.load_series
+    (only ``capacity_calls`` is read); without it, from the runs' raw JSON."""
+    cut = profile.cutover
+    today = now.astimezone(UTC).date()
+    items: list[GateItem] = []
+    new_circuits = [c.name for c in profile.circuits_by_role("new")]
+
+    # -- parallel run duration
+    start = cut.parallel_run_start
+    complete_on = start + dt.timedelta(days=cut.min_parallel_days) if start else None
+    days = (today - start).days if start else None
+    if start is None:
+        items.append(GateItem("parallel-run", f"Parallel run lasted {cut.min_parallel_days} days", "auto",
+                              "block", "cutover.parallel_run_start is not set in the profile"))
+    elif days < cut.min_parallel_days:
+        items.append(GateItem("parallel-run", f"Parallel run lasted {cut.min_parallel_days} days", "auto",
+                              "block", f"parallel run is at day {max(days, 0)} of {cut.min_parallel_days} "
+                              f"(complete on {complete_on.isoformat()})"))
+    else:
+        items.append(GateItem("parallel-run", f"Parallel run lasted {cut.min_parallel_days} days", "auto",
+                              "ok", f"day {days} of {cut.min_parallel_days} (complete since "
+                              f"{complete_on.isoformat()})"))
+
+    # -- pass rate of each new circuit over the parallel run
+    pass_rates: dict[str, dict] = {}
+    for name in new_circuits:
+        passed, total = history.pass_rate(runs, name)
+        pct = 100.0 * passed / total if total else None
+        pass_rates[name] = {"passed": passed, "runs": total, "pass_pct": pct}
+        title = f"New circuit {name} passed >= {fmt(cut.pass_rate_pct)} % of runs"
+        if total == 0:
+            items.append(GateItem(f"pass-rate:{name}", title, "auto", "block",
+                                  f"no runs of circuit {name} since the parallel run started"))
+        elif pct < cut.pass_rate_pct:
+            items.append(GateItem(f"pass-rate:{name}", title, "auto", "block",
+                                  f"circuit {name} passed {fmt(pct)} % of runs ({passed} of {total}) "
+                                  f"< {fmt(cut.pass_rate_pct)} % required"))
+        else:
+            items.append(GateItem(f"pass-rate:{name}", title, "auto", "ok",
+                                  f"circuit {name} passed {fmt(pct)} % of runs ({passed} of {total})"))
+
+    # -- no failing run in the last 24 h
+    recent_from = now - RECENT_FAILURE_WINDOW
+    for name in new_circuits:
+        recent = [(r, rec) for r, rec in history.circuit_runs(runs, name) if recent_from <= r.started_at <= now]
+        bad = [(r, rec) for r, rec in recent if history.outcome(rec) != "pass"]
+        title = f"No failing run of {name} in the last 24 h"
+        if not recent:
+            items.append(GateItem(f"no-failure-24h:{name}", title, "auto", "block",
+                                  f"no run of circuit {name} in the last 24 h (evidence is stale)"))
+        elif bad:
+            r, rec = bad[-1]
+            worst = next((c for c in rec.checks if c.status in ("fail", "error")), None)
+            why = f": {worst.id}: {worst.reason}" if worst else ""
+            items.append(GateItem(f"no-failure-24h:{name}", title, "auto", "block",
+                                  f"{len(bad)} failing run(s) of {name} in the last 24 h, latest "
+                                  f"{history._iso(r.started_at)}{why}"))
+        else:
+            items.append(GateItem(f"no-failure-24h:{name}", title, "auto", "ok",
+                                  f"{len(recent)} run(s) of {name} in the last 24 h, all passed"))
+
+    # -- capacity carries the planned calls (when measured)
+    planned = profile.planned.calls
+    cap_metric = history.METRIC_BY_KEY["capacity_calls"]
+    for name in new_circuits:
+        if series is not None:
+            cap = series.get(name, {}).get("capacity_calls", [])
+        else:
+            cap = history.metric_series(runs, name, cap_metric)
+        title = f"Capacity of {name} >= {planned} planned calls"
+        if not cap:
+            items.append(GateItem(f"capacity:{name}", title, "auto", "info",
+                                  f"capacity of {name} not measured in the parallel run"))
+            continue
+        at, calls = cap[-1]
+        if calls < planned:
+            items.append(GateItem(f"capacity:{name}", title, "auto", "block",
+                                  f"circuit {name} carried {fmt(calls)} calls < {planned} planned "
+                                  f"(measured {history._iso(at)})", at=at))
+        else:
+            items.append(GateItem(f"capacity:{name}", title, "auto", "ok",
+                                  f"circuit {name} carried {fmt(calls)} calls >= {planned} planned", at=at))
+
+    # -- manual checklist
+    for item in cut.checklist:
+        rec = signoffs.get(item.id)
+        if rec is None:
+            items.append(GateItem(f"checklist:{item.id}", item.title, "manual", "block",
+                                  f"checklist item {item.id!r} ({item.title}) is not signed off"))
+        elif rec.revoked:
+            items.append(GateItem(f"checklist:{item.id}", item.title, "manual", "block",
+                                  f"checklist item {item.id!r} ({item.title}): sign-off revoked by {rec.by} "
+                                  f"on {rec.at.date().isoformat()}", by=rec.by, at=rec.at, note=rec.note))
+        else:
+            items.append(GateItem(f"checklist:{item.id}", item.title, "manual", "ok",
+                                  f"signed off by {rec.by} on {rec.at.date().isoformat()}",
+                                  by=rec.by, at=rec.at, note=rec.note))
+
+    blocking = [i.detail for i in items if i.status == "block"]
+    decision = NO_GO if blocking else GO
+
+    # -- dates (module doc)
+    if complete_on is None:
+        complete_for_dates = today + dt.timedelta(days=cut.min_parallel_days)
+    else:
+        complete_for_dates = complete_on
+    proven_on = complete_for_dates if decision == GO else max(complete_for_dates, today)
+    disconnect_on = max(proven_on + dt.timedelta(days=cut.overlap_days),
+                        today + dt.timedelta(days=cut.termination_notice_days))
+    notice_by = disconnect_on - dt.timedelta(days=cut.termination_notice_days)
+
+    return GateDecision(
+        site=profile.site, decision=decision, blocking=blocking, items=items, today=today,
+        parallel_run_start=start, parallel_days=days, min_parallel_days=cut.min_parallel_days,
+        parallel_complete_on=complete_on, proven_on=proven_on, notice_by=notice_by,
+        disconnect_on=disconnect_on, overlap_days=(disconnect_on - proven_on).days,
+        termination_notice_days=cut.termination_notice_days, pass_rates=pass_rates, evaluated_at=now)

@@ -1,0 +1,495 @@
+"""Analysis over stored runs: latest values, trends, daily pass rates, old vs
+new side by side, and the outage and SLA-claim log.
+
+Pure computation over ``RunRecord``s from :mod:`harness.store` (nothing here
+touches the database), so the report, the gate and the board share one
+definition of "passed" and "outage".
+
+Definitions (also in docs/reports.md):
+
+- A circuit's run **passes** when its verdict is GO or WARN (WARN means "within
+  the thresholds but close": the circuit carried voice). NO-GO is a failing
+  run; a NO-GO whose only problems are ``error`` checks (nothing could be
+  measured: reflector down, no route) is an **unreachable** run.
+- An **outage** is a maximal sequence of consecutive failing/unreachable runs
+  of one circuit. ``start`` is the start of its first failing run, ``end`` the
+  start of the first passing run after it (the first time the harness saw the
+  circuit healthy again). A single failing run between two passes is an outage
+  of one run (start = that run, end = the next pass): SLA claims are about what
+  was observed, and a 5-minute failure in a voice circuit dropped calls.
+  An outage with no passing run after it is **ongoing**: ``end`` and
+  ``claim_by`` are None, its duration runs to ``now``.
+- ``claim_by = end + sla_claim_hours`` (profile ``cutover.sla_claim_hours``,
+  default 24): the last moment to claim the outage with the provider.
+- Runs in which a circuit was not measured at all (``check --circuit other``)
+  neither pass nor fail for it; a gap in the schedule is not an outage.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import sqlite3
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+PASS_VERDICTS = ("GO", "WARN")
+
+
+# ---------------------------------------------------------------- metrics
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+    paths: tuple[tuple[str, ...], ...]   # (probe, key, key...) tried in order in the raw JSON
+
+
+METRICS: tuple[Metric, ...] = (
+    Metric("rtt_p50_ms", "RTT p50", "ms", False,
+           (("stream", "rtt_ms", "p50"), ("latency", "rtt_ms", "p50"), ("bandwidth", "latency_ms", "idle_p50"))),
+    Metric("jitter_up_ms", "Jitter up", "ms", False, (("stream", "jitter_ms", "up"),)),
+    Metric("jitter_down_ms", "Jitter down", "ms", False, (("stream", "jitter_ms", "down"),)),
+    Metric("loss_up_pct", "Loss up", "%", False, (("stream", "loss_pct", "up"),)),
+    Metric("loss_down_pct", "Loss down", "%", False, (("stream", "loss_pct", "down"),)),
+    Metric("mos", "MOS", "", True, (("stream", "mos"),)),
+    Metric("down_mbps", "Throughput down", "Mbit/s", True, (("bandwidth", "down_mbps"),)),
+    Metric("up_mbps", "Throughput up", "Mbit/s", True, (("bandwidth", "up_mbps"),)),
+    Metric("latency_increase_ms", "RTT rise under load", "ms", False,
+           (("bandwidth", "latency_ms", "increase_p50"),)),
+    Metric("capacity_calls", "Capacity", "calls", True, (("capacity", "max_calls"),)),
+)
+METRIC_BY_KEY = {m.key: m for m in METRICS}
+
+
+def metric_value(raw: dict[str, Any] | None, metric: Metric) -> float | None:
+    """The metric from a circuit's raw probe JSON, or None when not measured."""
+    if not raw:
+        return None
+    for path in metric.paths:
+        node: Any = raw
+        for part in path:
+            node = node.get(part) if isinstance(node, Mapping) else None
+            if node is None:
+                break
+        if isinstance(node, bool):
+            continue
+        if isinstance(node, (int, float)) and math.isfinite(node):
+            return float(node)
+    return None
+
+
+# ---------------------------------------------------------------- run outcome
+
+def outcome(circuit_record) -> str:
+    """``pass``, ``fail`` or ``unreachable`` for one circuit in one run."""
+    if circuit_record.verdict in PASS_VERDICTS:
+        return "pass"
+    statuses = {c.status for c in circuit_record.checks if c.status != "pass"}
+    if statuses and statuses <= {"error", "warn"} and "error" in statuses:
+        return "unreachable"
+    return "fail"
+
+
+def circuit_runs(runs: Iterable, circuit: str) -> list[tuple[Any, Any]]:
+    """(run, circuit_record) for the runs that measured ``circuit``, oldest first."""
+    out = [(r, r.circuits[circuit]) for r in runs if circuit in r.circuits]
+    out.sort(key=lambda rc: rc[0].started_at)
+    return out
+
+
+# ---------------------------------------------------------------- outages
+
+@dataclass
+class FailedCheck:
+    id: str
+    status: str          # fail | error (the worst seen in the episode)
+    reason: str          # the first reason seen
+    runs: int            # in how many runs of the episode it failed
+
+
+@dataclass
+class Outage:
+    circuit: str
+    start: dt.datetime
+    end: dt.datetime | None              # first passing run after it; None while ongoing
+    duration_s: float                    # to ``end``, or to ``now`` while ongoing
+    ongoing: bool
+    runs: int                            # failing runs in the episode
+    kind: str                            # failed | unreachable | failed+unreachable
+    failed: list[FailedCheck]
+    claim_by: dt.datetime | None         # end + sla_claim_hours
+    last_failing_at: dt.datetime
+    starts_before_window: bool = False   # the first run analysed already failed
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{f.id}: {f.reason}" for f in self.failed[:3]]
+        more = f" (+{len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
+        return "; ".join(parts) + more
+
+    def to_dict(self) -> dict:
+        return {"circuit": self.circuit, "start": _iso(self.start), "end": _iso(self.end),
+                "duration_s": round(self.duration_s, 1), "ongoing": self.ongoing, "runs": self.runs,
+                "kind": self.kind, "claim_by": _iso(self.claim_by),
+                "last_failing_at": _iso(self.last_failing_at),
+                "starts_before_window": self.starts_before_window,
+                "failed": [{"id": f.id, "status": f.status, "reason": f.reason, "runs": f.runs}
+                           for f in self.failed]}
+
+
+def outages(runs: Iterable, circuit: str, sla_claim_hours: float = 24,
+            now: dt.datetime | None = None) -> list[Outage]:
+    """The outage episodes of ``circuit`` in ``runs`` (see the module doc)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    seq = circuit_runs(runs, circuit)
+    episodes: list[Outage] = []
+    current: list[tuple[Any, Any, str]] = []
+
+    def close(end: dt.datetime | None) -> None:
+        first_run = current[0][0]
+        kinds = {k for _, _, k in current}
+        failed: "OrderedDict[str, FailedCheck]" = OrderedDict()
+        for _, rec, _k in current:
+            for c in rec.checks:
+                if c.status not in ("fail", "error"):
+                    continue
+                fc = failed.get(c.id)
+                if fc is None:
+                    failed[c.id] = FailedCheck(c.id, c.status, c.reason or "", 1)
+                else:
+                    fc.runs += 1
+                    if c.status == "fail":
+                        fc.status = "fail"
+        start = first_run.started_at
+        stop = end or now
+        episodes.append(Outage(
+            circuit=circuit, start=start, end=end, duration_s=max(0.0, (stop - start).total_seconds()),
+            ongoing=end is None, runs=len(current),
+            kind="+".join(sorted(kinds, key=["fail", "unreachable"].index)).replace("fail", "failed"),
+            failed=list(failed.values()),
+            claim_by=end + dt.timedelta(hours=sla_claim_hours) if end else None,
+            last_failing_at=current[-1][0].started_at,
+            starts_before_window=first_run is seq[0][0]))
+        current.clear()
+
+    for run, rec in seq:
+        k = outcome(rec)
+        if k == "pass":
+            if current:
+                close(run.started_at)
+        else:
+            current.append((run, rec, k))
+    if current:
+        close(None)
+    return episodes
+
+
+def by_urgency(items: Iterable[Outage]) -> list[Outage]:
+    """Most urgent first: ongoing outages, then the nearest claim deadline."""
+    far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    return sorted(items, key=lambda o: (not o.ongoing, o.claim_by or far, o.start))
+
+
+# ---------------------------------------------------------------- pass rates and trends
+
+@dataclass
+class DailyRate:
+    date: dt.date
+    runs: int
+    passed: int
+
+    @property
+    def pass_pct(self) -> float:
+        return 100.0 * self.passed / self.runs if self.runs else 0.0
+
+
+def daily_pass_rates(runs: Iterable, circuit: str) -> list[DailyRate]:
+    """Runs and passes of ``circuit`` per UTC day, oldest first."""
+    days: "OrderedDict[dt.date, DailyRate]" = OrderedDict()
+    for run, rec in circuit_runs(runs, circuit):
+        day = run.started_at.astimezone(dt.timezone.utc).date()
+        d = days.setdefault(day, DailyRate(day, 0, 0))
+        d.runs += 1
+        d.passed += outcome(rec) == "pass"
+    return list(days.values())
+
+
+def pass_rate(runs: Iterable, circuit: str) -> tuple[int, int]:
+    """(passed, total) runs of ``circuit``."""
+    seq = circuit_runs(runs, circuit)
+    return sum(outcome(rec) == "pass" for _, rec in seq), len(seq)
+
+
+@dataclass
+class MetricSummary:
+    key: str
+    label: str
+    unit: str
+    count: int
+    latest: float | None
+    latest_at: dt.datetime | None
+    min: float | None
+    mean: float | None
+    max: float | None
+    p95: float | None
+    slope_per_day: float | None          # least-squares slope, unit per day
+    trend: str | None                    # better | worse | steady (None: too few points)
+
+    def to_dict(self) -> dict:
+        d = {k: getattr(self, k) for k in ("key", "label", "unit", "count", "latest", "min", "mean",
+                                           "max", "p95", "slope_per_day", "trend")}
+        d["latest_at"] = _iso(self.latest_at)
+        return d
+
+
+def summarize(metric: Metric, series: Sequence[tuple[dt.datetime, float]]) -> MetricSummary:
+    if not series:
+        return MetricSummary(metric.key, metric.label, metric.unit, 0, None, None, None, None,
+                             None, None, None, None)
+    values = [v for _, v in series]
+    n = len(values)
+    mean = sum(values) / n
+    ordered = sorted(values)
+    p95 = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
+    slope = trend = None
+    span_days = (series[-1][0] - series[0][0]).total_seconds() / 86400
+    if n >= 3 and span_days > 0:
+        t0 = series[0][0]
+        xs = [(t - t0).total_seconds() / 86400 for t, _ in series]
+        mx = sum(xs) / n
+        sxx = sum((x - mx) ** 2 for x in xs)
+        if sxx > 0:
+            slope = sum((x - mx) * (v - mean) for x, v in zip(xs, values)) / sxx
+            # "steady" unless the fitted change over the window is > 5 % of the
+            # mean (or of the spread for metrics that sit near zero, like loss).
+            scale = max(abs(mean), ordered[-1] - ordered[0], 1e-9)
+            change = slope * span_days
+            if abs(change) <= 0.05 * scale:
+                trend = "steady"
+            else:
+                trend = "better" if (change > 0) == metric.higher_is_better else "worse"
+    return MetricSummary(metric.key, metric.label, metric.unit, n, values[-1], series[-1][0],
+                         ordered[0], mean, ordered[-1], p95, slope, trend)
+
+
+def metric_series(runs: Iterable, circuit: str, metric: Metric) -> list[tuple[dt.datetime, float]]:
+    out = []
+    for run, rec in circuit_runs(runs, circuit):
+        v = metric_value(rec.raw, metric)
+        if v is not None:
+            out.append((run.started_at, v))
+    return out
+
+
+# ---------------------------------------------------------------- the whole analysis
+
+@dataclass
+class CircuitHistory:
+    name: str
+    role: str
+    provider: str
+    runs: int
+    passed: int
+    latest_verdict: str | None
+    latest_at: dt.datetime | None
+    latest_checks: list = field(default_factory=list)
+    metrics: dict[str, MetricSummary] = field(default_factory=dict)
+    series: dict[str, list[tuple[dt.datetime, float]]] = field(default_factory=dict)
+    daily: list[DailyRate] = field(default_factory=list)
+    outages: list[Outage] = field(default_factory=list)
+
+    @property
+    def pass_pct(self) -> float | None:
+        return 100.0 * self.passed / self.runs if self.runs else None
+
+    def to_dict(self, with_series: bool = False) -> dict:
+        d = {"name": self.name, "role": self.role, "provider": self.provider, "runs": self.runs,
+             "passed": self.passed, "pass_pct": self.pass_pct, "latest_verdict": self.latest_verdict,
+             "latest_at": _iso(self.latest_at),
+             "latest_checks": [_check_dict(c) for c in self.latest_checks],
+             "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
+             "daily": [{"date": d.date.isoformat(), "runs": d.runs, "passed": d.passed,
+                        "pass_pct": d.pass_pct} for d in self.daily],
+             "outages": [o.to_dict() for o in self.outages]}
+        if with_series:
+            d["series"] = {k: [[_iso(t), v] for t, v in s] for k, s in self.series.items()}
+        return d
+
+
+@dataclass
+class HistoryAnalysis:
+    since: dt.datetime | None
+    until: dt.datetime
+    runs: int
+    circuits: "OrderedDict[str, CircuitHistory]"
+
+    def all_outages(self) -> list[Outage]:
+        return by_urgency(o for c in self.circuits.values() for o in c.outages)
+
+    def comparison(self) -> list[dict]:
+        """Old vs new (vs backup) side by side: one row per metric with each
+        circuit's window mean and latest value, and which circuit is better."""
+        rows = []
+        for metric in METRICS:
+            cells = {}
+            for name, ch in self.circuits.items():
+                s = ch.metrics.get(metric.key)
+                if s and s.count:
+                    cells[name] = {"mean": s.mean, "latest": s.latest}
+            if not cells:
+                continue
+            best = (max if metric.higher_is_better else min)(cells, key=lambda n: cells[n]["mean"])
+            rows.append({"metric": metric.key, "label": metric.label, "unit": metric.unit,
+                         "circuits": cells, "best": best if len(cells) > 1 else None})
+        return rows
+
+
+def analyze(runs: Sequence, profile, since: dt.datetime | None = None,
+            now: dt.datetime | None = None,
+            series: dict[str, dict[str, list[tuple[dt.datetime, float]]]] | None = None) -> HistoryAnalysis:
+    """Everything the report and the board show, for the runs given (already
+    limited to the window by the caller's store query). ``series`` (circuit ->
+    metric key -> points, from :func:`load_series`) saves reading every run's
+    raw JSON; without it the values come from each record's ``raw``."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    hours = profile.cutover.sla_claim_hours
+    names = [c.name for c in profile.circuits]
+    # circuits no longer in the profile still appear, after the profile's own
+    for run in runs:
+        for name in run.circuits:
+            if name not in names:
+                names.append(name)
+    circuits: "OrderedDict[str, CircuitHistory]" = OrderedDict()
+    for name in names:
+        try:
+            c = profile.circuit(name)
+            role, provider = c.role, c.provider
+        except KeyError:
+            role, provider = "unknown", ""
+        seq = circuit_runs(runs, name)
+        passed = sum(outcome(rec) == "pass" for _, rec in seq)
+        latest_run, latest_rec = seq[-1] if seq else (None, None)
+        if series is not None:
+            cseries = {m.key: list(series.get(name, {}).get(m.key, [])) for m in METRICS}
+        else:
+            cseries = {m.key: [] for m in METRICS}
+            for run, rec in seq:
+                for m in METRICS:
+                    v = metric_value(rec.raw, m)
+                    if v is not None:
+                        cseries[m.key].append((run.started_at, v))
+        ch = CircuitHistory(
+            name=name, role=role, provider=provider, runs=len(seq), passed=passed,
+            latest_verdict=latest_rec.verdict if latest_rec else None,
+            latest_at=latest_run.started_at if latest_run else None,
+            latest_checks=list(latest_rec.checks) if latest_rec else [],
+            metrics={m.key: summarize(m, cseries[m.key]) for m in METRICS},
+            series=cseries, daily=daily_pass_rates(runs, name),
+            outages=outages(runs, name, hours, now))
+        circuits[name] = ch
+    return HistoryAnalysis(since=since, until=now, runs=len(runs), circuits=circuits)
+
+
+# ---------------------------------------------------------------- loading from the store
+
+def load_runs(store, site: str, since: dt.datetime | None = None,
+              until: dt.datetime | None = None) -> list:
+    """Runs for analysis, cheaply: only the failing checks (all the outage log
+    needs), except the latest run of each circuit, which gets all its checks
+    (the report's "latest checks" table and the JUnit file)."""
+    runs = store.runs(site, since=since, until=until, checks="failing")
+    latest: dict[str, int] = {}
+    for i, run in enumerate(runs):
+        for name in run.circuits:
+            latest[name] = i
+    full: dict[int, Any] = {}
+    for name, i in latest.items():
+        run = runs[i]
+        if run.id not in full:
+            full[run.id] = store.run(run.id)
+        rec = full[run.id].circuits.get(name) if full[run.id] else None
+        if rec is not None:
+            run.circuits[name].checks = list(rec.checks)
+    return runs
+
+
+def load_series(store, site: str, since: dt.datetime | None = None,
+                until: dt.datetime | None = None, keys: Iterable[str] | None = None) -> dict[str, dict[str, list[tuple[dt.datetime, float]]]] | None:
+    """circuit -> metric key -> [(started_at, value)], oldest first, for every
+    metric of :data:`METRICS`, read in one pass with SQLite's json_extract.
+
+    Why not ``run.circuits[c].raw``: that loads one JSON blob per run and
+    circuit (26k queries over 30 days x 3 circuits, ~2 s). This reads the
+    store's ``raw_results`` table directly through a second, read-only
+    connection; if the schema is not what it expects it returns None and the
+    caller falls back to the per-run raw JSON (same values, slower; a test
+    checks both paths agree)."""
+    from harness.store import from_ts, to_ts
+    path = getattr(store, "path", None)
+    if path is None:
+        return None
+    by_probe: dict[str, list[tuple[str, int, str]]] = {}
+    wanted_keys = set(keys) if keys is not None else None
+    for m in METRICS:
+        if wanted_keys is not None and m.key not in wanted_keys:
+            continue
+        for prio, p in enumerate(m.paths):
+            by_probe.setdefault(p[0], []).append((m.key, prio, "$." + ".".join(p[1:])))
+    where, args = ["r.site = ?"], [site]
+    if since is not None:
+        where.append("r.started_at >= ?")
+        args.append(to_ts(since))
+    if until is not None:
+        where.append("r.started_at < ?")
+        args.append(to_ts(until))
+    # (circuit, metric) -> {started_at text: (prio, value)}
+    found: dict[tuple[str, str], dict[str, tuple[int, float]]] = {}
+    try:
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
+    except sqlite3.Error:
+        return None
+    try:
+        db.execute("BEGIN")                      # one snapshot for every probe's query
+        for probe, wanted in by_probe.items():
+            cols = ", ".join(f"CASE WHEN json_type(x.json, '{jp}') IN ('integer', 'real') "
+                             f"THEN json_extract(x.json, '{jp}') END" for _, _, jp in wanted)
+            sql = (f"SELECT r.started_at, x.circuit, {cols} FROM raw_results x JOIN runs r ON r.id = x.run_id "
+                   f"WHERE {' AND '.join(where)} AND x.probe = ?")
+            for row in db.execute(sql, args + [probe]):
+                st, circuit = row[0], row[1]
+                for (key, prio, _), value in zip(wanted, row[2:]):
+                    if value is None or not math.isfinite(value):
+                        continue
+                    slot = found.setdefault((circuit, key), {})
+                    old = slot.get(st)
+                    if old is None or prio < old[0]:
+                        slot[st] = (prio, float(value))
+        db.execute("COMMIT")
+    except sqlite3.Error:
+        return None
+    finally:
+        db.close()
+    out: dict[str, dict[str, list[tuple[dt.datetime, float]]]] = {}
+    for (circuit, key), slot in found.items():
+        out.setdefault(circuit, {})[key] = [(from_ts(st), v) for st, (_p, v) in sorted(slot.items())]
+    return out
+
+
+# ---------------------------------------------------------------- helpers
+
+def _iso(t: dt.datetime | dt.date | None) -> str | None:
+    if t is None:
+        return None
+    if isinstance(t, dt.datetime):
+        return t.astimezone(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return t.isoformat()
+
+
+def _check_dict(c) -> dict:
+    return {"id": c.id, "status": c.status, "measured": c.measured, "required": c.required,
+            "unit": getattr(c, "unit", ""), "margin": c.margin, "reason": c.reason}
