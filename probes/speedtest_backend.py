@@ -1,0 +1,262 @@
+"""speedtest-cli backends: speedtest.net (Ookla) servers and self-hosted Speedtest Mini.
+
+Uses speedtest-cli's Python API (``import speedtest``) with three fixes that
+matter for a measurement we report:
+
+* **Offline configuration for Mini.** ``speedtest.Speedtest()`` downloads
+  www.speedtest.net/speedtest-config.php before anything else, even in mini
+  mode, and fails where speedtest.net is unreachable (exactly the networks a
+  self-hosted Mini server is for). :class:`_Speedtest` supplies speedtest.net's
+  usual configuration values itself when ``offline=True``.
+* **No made-up uploads.** speedtest-cli's uploader counts the bytes it *read
+  from its own buffer*, and swallows HTTP errors: a server that answers POST
+  with 405 still yields an upload "speed". We wrap the HTTP opener, record
+  every request's outcome, and report ``up_mbps`` null with the cause unless
+  at least one upload was confirmed by the server (HTTP 200, ``size=N``).
+  Downloads are checked the same way.
+* **Bounded in time.** Everything runs in a worker thread; a DNS lookup or a
+  connect that hangs cannot keep the probe past its timeout.
+
+Duration: speedtest-cli cuts each direction at ``config['length']``; we set it
+to the requested duration. Its figure is bytes / (stop - start) with no
+slow-start omission (speedtest.net's own method), in 10^6 bit/s here.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import math
+import socket
+import struct
+import threading
+import time
+import urllib.error
+from dataclasses import dataclass, field
+from typing import Callable
+from urllib.parse import urlparse
+
+DOWNLOAD_SIZES = [350, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000]
+UPLOAD_SIZES = [32768, 65536, 131072, 262144, 524288, 1048576, 7340032]
+
+
+def offline_config(duration_s: float, threads: int) -> dict:
+    """speedtest.net's usual settings (ratio 5, 50 upload chunks, 4 per URL), no network."""
+    ratio, upload_max = 5, 50
+    up = UPLOAD_SIZES[ratio - 1:]
+    count = int(math.ceil(upload_max / len(up)))
+    length = max(1, int(round(duration_s)))
+    return {"client": {"ip": "", "lat": "0", "lon": "0", "isp": "", "isprating": "", "country": ""},
+            "ignore_servers": [], "sizes": {"upload": up, "download": list(DOWNLOAD_SIZES)},
+            "counts": {"upload": count, "download": 4},
+            "threads": {"upload": threads, "download": threads},
+            "length": {"upload": length, "download": length},
+            "upload_max": count * len(up)}
+
+
+def interface_address(interface: str) -> str:
+    """IPv4 address of ``interface`` (speedtest-cli can only bind by address)."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        packed = fcntl.ioctl(s.fileno(), 0x8915,  # SIOCGIFADDR
+                             struct.pack("256s", interface.encode()[:15]))
+    except OSError as exc:
+        raise OSError(exc.errno, f"interface {interface!r} has no IPv4 address: {exc.strerror}") from None
+    finally:
+        s.close()
+    return socket.inet_ntoa(packed[20:24])
+
+
+@dataclass
+class RequestLog:
+    """What actually happened to speedtest-cli's HTTP requests."""
+    upload_ok: int = 0
+    upload_confirmed_b: int = 0
+    upload_errors: list[str] = field(default_factory=list)
+    download_ok: int = 0
+    download_errors: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _RecordingOpener:
+    """Wraps speedtest-cli's OpenerDirector to see statuses it would swallow."""
+
+    def __init__(self, inner, log: RequestLog, deadline: Callable[[], float]) -> None:
+        self._inner, self._log = inner, log
+        self.addheaders = inner.addheaders
+
+    def open(self, request, *args, **kwargs):
+        is_post = getattr(request, "data", None) is not None
+        url = request.get_full_url() if hasattr(request, "get_full_url") else str(request)
+        path = urlparse(url).path
+        try:
+            resp = self._inner.open(request, *args, **kwargs)
+        except urllib.error.HTTPError as exc:
+            self._note(is_post, path, f"HTTP {exc.code} {exc.reason} on {'POST' if is_post else 'GET'} {path}")
+            raise
+        except Exception as exc:
+            if type(exc).__name__ != "SpeedtestUploadTimeout":   # its normal time limit
+                reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or exc
+                self._note(is_post, path, f"{'POST' if is_post else 'GET'} {path}: {reason}")
+            raise
+        if not is_post:
+            if "/random" in path:
+                with self._log.lock:
+                    self._log.download_ok += 1
+            return resp
+        body = resp.read(64)
+        resp.close()
+        text = body.decode("ascii", "replace").strip()
+        if resp.status == 200 and text.startswith("size="):
+            with self._log.lock:
+                self._log.upload_ok += 1
+                try:
+                    self._log.upload_confirmed_b += int(text[5:].split()[0])
+                except (ValueError, IndexError):
+                    pass
+        else:
+            self._note(True, path, f"POST {path}: unexpected answer {resp.status} {text[:30]!r}")
+        return io.BytesIO(body)
+
+    def _note(self, is_post: bool, path: str, text: str) -> None:
+        with self._log.lock:
+            (self._log.upload_errors if is_post else self._log.download_errors).append(text)
+
+
+class _Shutdown:
+    """speedtest-cli polls ``isSet()``; threading.Event spells it is_set()."""
+
+    def __init__(self, ev: threading.Event) -> None:
+        self._ev = ev
+
+    def isSet(self) -> bool:  # noqa: N802 (speedtest-cli's name)
+        return self._ev.is_set()
+
+    def set(self) -> None:
+        self._ev.set()
+
+
+@dataclass
+class SpeedtestOutcome:
+    down_mbps: float | None = None
+    up_mbps: float | None = None
+    ping_ms: float | None = None
+    server: dict = field(default_factory=dict)
+    host: str | None = None
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    did_down: bool = False
+    did_up: bool = False
+
+
+def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: float, threads: int,
+                  direction: str, source: str | None, timeout_s: float, stop: threading.Event,
+                  on_phase: Callable[[str, str | None], None]) -> SpeedtestOutcome:
+    """One speedtest: setup, download, upload. Never raises for network trouble."""
+    out = SpeedtestOutcome()
+    box: dict = {}
+
+    def work() -> None:
+        try:
+            _work(out, mini_url, server_id, duration_s, threads, direction, source, timeout_s,
+                  stop, on_phase)
+        except BaseException as exc:    # anything speedtest-cli raises becomes a cause
+            box["exc"] = exc
+
+    worker = threading.Thread(target=work, daemon=True, name="speedtest")
+    worker.start()
+    # setup (config, servers, latency) + two timed phases + slack for the last requests
+    limit = timeout_s * 2 + 2 * (duration_s + timeout_s) + 5
+    worker.join(timeout=limit)
+    if worker.is_alive():
+        stop.set()
+        out.errors.append(f"speedtest did not finish within {limit:.0f} s")
+    elif "exc" in box:
+        out.errors.append(_describe(box["exc"], mini_url))
+    return out
+
+
+def _describe(exc: BaseException, mini_url: str | None) -> str:
+    name = type(exc).__name__
+    if name == "ConfigRetrievalError":
+        return ("cannot reach www.speedtest.net to fetch its configuration (no internet on this "
+                f"path?): {exc}")
+    if name == "SpeedtestMiniConnectFailure":
+        return f"cannot connect to the Speedtest Mini server {mini_url}"
+    if name == "InvalidSpeedtestMiniServer":
+        return f"{mini_url} does not look like a Speedtest Mini server (no upload_extension, no upload.php)"
+    if name in ("ServersRetrievalError", "NoMatchedServers", "SpeedtestBestServerFailure"):
+        return f"no usable speedtest.net server: {exc or name}"
+    text = str(exc) or name
+    return f"speedtest failed: {text}"
+
+
+def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, threads, direction, source,
+          timeout_s, stop, on_phase) -> None:
+    import speedtest
+
+    class _Speedtest(speedtest.Speedtest):
+        def __init__(self, *a, offline_config: dict | None = None, **kw):
+            self._offline = offline_config
+            super().__init__(*a, **kw)
+
+        def get_config(self):
+            if self._offline is None:
+                return super().get_config()
+            self.config.update(self._offline)
+            self.lat_lon = (0.0, 0.0)
+            return self.config
+
+    log = RequestLog()
+    shutdown = _Shutdown(stop)
+    cfg = offline_config(duration_s, threads) if mini_url else None
+    st = _Speedtest(source_address=source, timeout=max(1, int(round(timeout_s))),
+                    shutdown_event=shutdown, offline_config=cfg)
+    st._opener = _RecordingOpener(st._opener, log, lambda: 0.0)
+    st.results._opener = st._opener
+    st.config["length"] = {"upload": max(1, int(round(duration_s))),
+                           "download": max(1, int(round(duration_s)))}
+    st.config["threads"] = {"upload": threads, "download": threads}
+    if mini_url:
+        st.get_best_server(st.set_mini_server(mini_url))
+    else:
+        st.get_servers([int(server_id)] if server_id else [])
+        st.get_best_server()
+    best = st.best
+    out.server = {k: best.get(k) for k in ("id", "sponsor", "name", "country", "host", "url", "latency")}
+    out.host = urlparse(best.get("url", "")).hostname
+    out.ping_ms = st.results.ping if st.results.ping and st.results.ping < 3600 else None
+    if out.ping_ms is None:
+        raise RuntimeError(f"the server did not answer latency.txt ({best.get('url')})")
+    if direction in ("down", "both") and not stop.is_set():
+        on_phase("down", out.host)
+        bps = st.download(threads=threads)
+        out.did_down = True
+        out.bytes_received = int(st.results.bytes_received)
+        if log.download_ok and st.results.bytes_received > 0:
+            out.down_mbps = bps / 1e6
+        else:
+            cause = log.download_errors[0] if log.download_errors else "no data received"
+            out.errors.append(f"download not measured: {cause}")
+        if log.download_errors and out.down_mbps is not None:
+            out.notes.append(f"{len(log.download_errors)} download request(s) failed, e.g. {log.download_errors[0]}")
+    if direction in ("up", "both") and not stop.is_set():
+        on_phase("up", out.host)
+        bps = st.upload(threads=threads)
+        out.did_up = True
+        out.bytes_sent = int(st.results.bytes_sent)
+        if log.upload_ok and not log.upload_errors:
+            out.up_mbps = bps / 1e6
+        elif log.upload_ok:
+            out.up_mbps = bps / 1e6
+            out.notes.append(f"{len(log.upload_errors)} upload request(s) failed, e.g. {log.upload_errors[0]}")
+        elif log.upload_errors:
+            out.errors.append("upload not measured: the server refused the upload "
+                              f"({log.upload_errors[0]}); speedtest-cli would have reported "
+                              f"{bps / 1e6:.1f} Mbit/s from bytes it never delivered")
+        else:
+            out.errors.append("upload not measured: no upload was confirmed by the server "
+                              "within the test time")
+    on_phase("done", out.host)
