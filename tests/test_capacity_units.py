@@ -1,0 +1,139 @@
+"""Capacity: pure helpers, the suite step's evaluation, the CLI's sentence and exit codes,
+and bad input at the CLI. No network."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED
+from harness.cli.probe_capacity import exit_code, summary
+from harness.profile import load_profile_text
+from harness.suite import capacity as step
+from probes import capacity as cap
+from tests.conftest import FIXTURES
+
+PROFILE = """
+site: Unit site
+planned: {calls: 60, codec: g711, ptime_ms: 20}
+thresholds: {mos_min: 4.1, loss_pct: 0.5, jitter_ms: 20, jitter_buffer_ms: 40}
+circuits:
+  - {name: old, role: old, down_mbps: 100, up_mbps: 20, reflector: "198.51.100.7:862", source: 192.0.2.10}
+  - {name: new, role: new, down_mbps: 200, up_mbps: 50, reflector: "203.0.113.20:862"}
+"""
+
+
+def raw(max_calls, limit="loss", planned=60, first_fail=None, measured=True, partial=False, errors=()):
+    return {"probe": "capacity", "codec": "g711", "max_calls": max_calls, "limit": limit,
+            "planned_calls": planned, "first_fail_calls": first_fail if first_fail else max_calls + 1,
+            "margin_pct": cap.margin_pct(max_calls, planned), "ceiling": 500,
+            "ceiling_source": "contract", "measured": measured, "partial": partial,
+            "errors": list(errors), "steps": []}
+
+
+def test_offered_load_per_call_matches_the_planning_figure():
+    # G.711/20 ms: 172 B UDP payload + 8 UDP + 20 IPv4 + 18 Ethernet = 218 B x 50/s = 87.2 kbit/s
+    assert cap.emulated_payload_b("g711", 20) == 172
+    assert cap.offered_kbps_per_call(172, 20) == pytest.approx(87.2)
+    assert cap.offered_kbps_per_call(172, 20, ipv6=True) == pytest.approx(95.2)
+    # G.729's RTP packet (12 + 20 B) is smaller than the smallest STAMP packet (44 B)
+    assert cap.emulated_payload_b("g729", 20) == 44
+    assert cap.offered_kbps_per_call(44, 20) == pytest.approx((44 + 46) * 8 * 50 / 1000)
+
+
+def test_ceiling_and_start_choice():
+    assert cap.choose_ceiling(200, 300) == (200, "max_calls")
+    assert cap.choose_ceiling(None, 300) == (300, "contract")
+    assert cap.choose_ceiling(None, None) == (cap.DEFAULT_CEILING, "default")
+    assert cap.choose_start(60, 300) == 60
+    assert cap.choose_start(60, 40) == 40
+    assert cap.choose_start(None, 300) == cap.DEFAULT_START
+
+
+def test_margin():
+    assert cap.margin_pct(84, 60) == pytest.approx(40.0)
+    assert cap.margin_pct(30, 60) == pytest.approx(-50.0)
+    assert cap.margin_pct(30, None) is None
+
+
+def test_config_from_profile_uses_circuit_and_thresholds(tmp_path):
+    p = load_profile_text(PROFILE)
+    old = p.circuit("old")
+    cfg = step.config_for(p, old, quick=True)
+    assert cfg.target == "198.51.100.7:862" and cfg.source == "192.0.2.10"
+    assert cfg.preset == "quick" and cfg.planned_calls == 60
+    assert (cfg.thresholds.mos_min, cfg.thresholds.loss_pct, cfg.thresholds.jitter_ms) == (4.1, 0.5, 20)
+    assert cfg.jitter_buffer_ms == 40
+    # ceiling: the weaker direction of the contract (20 Mbit/s) as voice alone:
+    # floor(20 000 / 87.2) = 229 calls
+    assert cfg.contract_calls == 229
+    assert step.config_for(p, p.circuit("new"), quick=False).contract_calls == 573   # 50 000 / 87.2
+    assert step.applies(p, old)
+
+
+def test_contract_ceiling_never_below_planned():
+    p = load_profile_text(PROFILE.replace("up_mbps: 20", "up_mbps: 1"))
+    assert step.contract_calls(p, p.circuit("old")) == 60
+
+
+def test_evaluate_pass_fail_and_error():
+    p = load_profile_text(PROFILE)
+    c = p.circuit("new")
+    (ok,) = step.evaluate(p, c, raw(84))
+    assert (ok.id, ok.status, ok.measured, ok.required, ok.margin) == ("capacity.calls", "pass", 84, 60, 24)
+    assert "loss limit at 85 calls" in ok.reason
+    (warn,) = step.evaluate(p, c, raw(63))
+    assert warn.status == "warn"            # within 10 % above the plan
+    (bad,) = step.evaluate(p, c, raw(41))
+    assert bad.status == "fail" and bad.margin == -19 and "41 calls < 60 calls" in bad.reason
+    (err,) = step.evaluate(p, c, raw(0, limit=None, measured=False, partial=True,
+                                     errors=["60 calls: no replies from the reflector"]))
+    assert err.status == "error" and "no replies" in err.reason
+    (sender,) = step.evaluate(p, c, raw(40, limit="sender"))
+    assert sender.status == "error" and "measuring machine" in sender.reason
+    (ceiling,) = step.evaluate(p, c, raw(229, limit="max_calls", first_fail=None))
+    assert ceiling.status == "pass" and "at least 229" in ceiling.reason
+
+
+def test_sentence_and_exit_codes():
+    r = raw(84)
+    assert summary(r) == "carries 84 calls, 60 planned: PASS (40 % margin; loss limit at 85 calls)"
+    assert exit_code(r) == EXIT_OK
+    r = raw(45, limit="mos")
+    assert summary(r).startswith("carries 45 calls, 60 planned: FAIL (-25 % margin")
+    assert exit_code(r) == EXIT_FAIL
+    r = raw(40, limit="sender")
+    assert "measuring machine, not the network" in summary(r)
+    assert summary(r).startswith("carries at least 40 calls")
+    assert exit_code(r) == EXIT_UNMEASURED
+    r = raw(0, measured=False, errors=["no replies"])
+    assert exit_code(r) == EXIT_UNMEASURED and "could not measure" in summary(r)
+    r = raw(120, planned=None, limit="max_calls")
+    r["ceiling_source"] = "max_calls"
+    assert summary(r) == "carries at least 120 calls (ceiling of the ramp (max_calls) reached)"
+    assert exit_code(r) == EXIT_OK
+
+
+@pytest.mark.parametrize("args, words", [
+    ([], "missing HOST:PORT"),
+    (["127.0.0.1:9", "--codec", "g999"], "unknown codec"),
+    (["127.0.0.1:9", "--max-calls", "0"], "--max-calls 0"),
+    (["127.0.0.1:9", "--ptime", "25"], "--ptime 25"),
+    (["127.0.0.1:99999"], "out of range"),
+    (["127.0.0.1:9", "--dscp", "zz"], "DSCP"),
+    (["127.0.0.1:9", "--circuit", "new"], "--circuit needs --profile"),
+    (["127.0.0.1:9", "--key-file", "/nonexistent/key"], "key"),
+])
+def test_bad_input_exit_2_without_traceback(cli, args, words):
+    r = cli("probe", "capacity", *args, "--json")
+    assert r.returncode == EXIT_BAD_INPUT, r.stderr
+    assert words.lower() in r.stderr.lower()
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_bad_profile_and_circuit(cli, tmp_path):
+    r = cli("probe", "capacity", "--profile", str(FIXTURES / "profiles" / "bad-ptime.yaml"))
+    assert r.returncode == EXIT_BAD_INPUT and "Traceback" not in r.stderr
+    r = cli("probe", "capacity", "--profile", str(FIXTURES / "profiles" / "valid.yaml"), "--circuit", "nope")
+    assert r.returncode == EXIT_BAD_INPUT and "no circuit 'nope'" in r.stderr
