@@ -1,16 +1,101 @@
-"""`cutover reflector`: not built yet (issue #3)."""
+"""`cutover reflector`: the far-end responder.
+
+Services listen together on the same port number and stop together:
+the STAMP reflector on UDP (probes.reflector), and the TCP bandwidth service
+(added beside it in ``_services``). Each service is an object with
+``bind()`` (raises OSError with a cause), ``serve(stop_event)`` (blocks until
+the event is set) and a ``name``.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_UNMEASURED, die, err
+from probes.addr import AddressError
 
 
-@click.command(help="""Far-end responder: STAMP reflector on UDP PORT and bandwidth service on TCP PORT.
+def _services(listen: str, key: bytes | None, no_tcp: bool, opts: dict) -> list:
+    """Everything `cutover reflector` runs, in start order."""
+    from probes.reflector import StampReflector
+
+    services: list = [StampReflector(listen, key, on_session_end=lambda line: err(f"[reflector] {line}"),
+                                     **opts)]
+    # (the TCP bandwidth service joins here when not no_tcp)
+    return services
+
+
+@click.command("reflector", help="""Far-end responder: STAMP reflector on UDP PORT and bandwidth service on TCP PORT.
+
+Answers any STAMP (RFC 8762/8972) or TWAMP-Light session-sender. Stateful:
+numbers its replies per session so the sender sees upstream loss; reports
+the DSCP it received (Class of Service TLV). Replies are never larger than
+requests. With --key-file only authenticated (HMAC-SHA-256) packets are
+answered. Prints one line per finished session on stderr. Stop with Ctrl-C
+or SIGTERM.
 
 \b
 Example:
-  cutover reflector --listen 0.0.0.0:862 --key-file carrier-b.key""")
+  cutover reflector --listen 0.0.0.0:862 --key-file carrier-b.key
+  cutover reflector --listen [::]:8620""")
 @click.option("--listen", default="0.0.0.0:862", show_default=True, metavar="HOST:PORT")
-@click.option("--key-file", type=click.Path(dir_okay=False), default=None)
-def command(listen, key_file):
-    not_built("reflector", 3)
+@click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+              help="Pre-shared HMAC key: answer authenticated packets only.")
+@click.option("--no-tcp", is_flag=True, help="Run the UDP STAMP reflector only.")
+@click.option("--max-sessions", type=int, default=65536, show_default=True,
+              help="Session table size (least recently used sessions end first).")
+@click.option("--max-pps-per-source", type=int, default=200_000, show_default=True,
+              help="Packets per second answered per source address.")
+@click.option("--session-idle", type=float, default=30.0, show_default=True,
+              help="Seconds without packets after which a session ends.")
+def command(listen, key_file, no_tcp, max_sessions, max_pps_per_source, session_idle):
+    from probes import stamp
+    from probes.reflector import parse_listen
+
+    try:
+        parse_listen(listen)
+    except AddressError as exc:
+        die(EXIT_BAD_INPUT, f"--listen: {exc}")
+    if max_sessions < 1 or max_pps_per_source < 1 or session_idle <= 0:
+        die(EXIT_BAD_INPUT, "--max-sessions, --max-pps-per-source and --session-idle must be positive")
+    key = None
+    if key_file:
+        try:
+            key = stamp.load_key(key_file)
+        except ValueError as exc:
+            die(EXIT_BAD_INPUT, f"--key-file: {exc}")
+    opts = dict(max_sessions=max_sessions, max_pps_per_source=max_pps_per_source,
+                session_idle_s=session_idle)
+    services = _services(listen, key, no_tcp, opts)
+    for svc in services:
+        try:
+            svc.bind()
+        except OSError as exc:
+            die(EXIT_UNMEASURED, exc.strerror or str(exc))
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    mode = "authenticated (HMAC-SHA-256)" if key else "unauthenticated"
+    first = services[0]
+    host, port = first.address
+    err(f"cutover reflector: STAMP on UDP {host}:{port}, {mode}; Ctrl-C to stop")
+    threads = [threading.Thread(target=svc.serve, args=(stop,), daemon=True, name=type(svc).__name__)
+               for svc in services[1:]]
+    for t in threads:
+        t.start()
+    try:
+        first.serve(stop)          # the STAMP loop owns the main thread (signals land here)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+    s = first.stats
+    err(f"cutover reflector: stopped; {s.received} received, {s.reflected} reflected, "
+        f"{s.malformed} malformed, {s.auth_failed} failed authentication, {s.rate_limited} rate-limited")

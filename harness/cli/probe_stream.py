@@ -1,24 +1,174 @@
-"""`cutover probe stream`: not built yet (issue #3)."""
+"""`cutover probe stream`: voice-like isochronous streams against a STAMP reflector."""
+
+from __future__ import annotations
+
+import threading
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                die, emit_json, err, interface_option, json_option,
+                                load_profile_or_exit, source_option)
+
+
+def judge(result: dict, th) -> list[str]:
+    """Threshold violations (one line each) of a measured stream result."""
+    bad = []
+    if result.get("mos") is not None and result["mos"] < th.mos_min:
+        bad.append(f"MOS {result['mos']:.2f} < {th.mos_min:g}")
+    loss = result.get("loss_pct") or {}
+    worst_loss = max((v for k, v in loss.items() if k in ("up", "down") and v is not None),
+                     default=loss.get("total"))
+    if worst_loss is not None and worst_loss > th.loss_pct:
+        bad.append(f"loss {worst_loss:.2f} % > {th.loss_pct:g} %")
+    jit = result.get("jitter_ms") or {}
+    worst_jit = max((jit.get("up") or 0.0, jit.get("down") or 0.0))
+    if worst_jit > th.jitter_ms:
+        bad.append(f"jitter {worst_jit:.1f} ms > {th.jitter_ms:g} ms")
+    one_way = result.get("one_way_ms")
+    if one_way is not None and one_way > th.one_way_delay_ms:
+        bad.append(f"one-way delay {one_way:.1f} ms > {th.one_way_delay_ms:g} ms")
+    return bad
+
+
+def summary_lines(d: dict) -> list[str]:
+    p, loss, rtt, jit = d["packets"], d["loss_pct"], d["rtt_ms"], d["jitter_ms"]
+
+    def f(v, fmt="{:.2f}"):
+        return "n/a" if v is None else fmt.format(v)
+
+    lines = [f"stream {d['target']}: {d['calls']} x {d['codec']}/{d['ptime_ms']} ms for {d['duration_s']:g} s",
+             f"  packets   sent {p['sent']}, reflected {f(p.get('reflected'), '{}')}, received {p['received']}",
+             f"  loss      up {f(loss.get('up'))} %, down {f(loss.get('down'))} %, total {f(loss.get('total'))} %"
+             + ("" if d["direction_split"] else "  (stateless reflector: no direction split)"),
+             f"  rtt       min {f(rtt.get('min'))} / p50 {f(rtt.get('p50'))} / p99 {f(rtt.get('p99'))}"
+             f" / max {f(rtt.get('max'))} ms",
+             f"  jitter    up {f(jit.get('up'))} ms, down {f(jit.get('down'))} ms (RFC 3550)",
+             f"  |ipdv|    up mean {f(d['ipdv_ms']['up'].get('mean'))} ms, "
+             f"down mean {f(d['ipdv_ms']['down'].get('mean'))} ms",
+             f"  reorder {f(d['reorder_pct'])} %, duplicates {d['duplicates']}, late {f(d['late_pct'])} %"]
+    ds = d.get("dscp") or {}
+    if ds.get("sent") is not None:
+        lines.append(f"  dscp      sent {ds['sent']}, reflector saw {f(ds.get('received'), '{}')}"
+                     f" ({'preserved' if ds.get('preserved') else 'NOT preserved'})")
+    lines.append(f"  MOS       {f(d['mos'])} (R {f(d['r_factor'], '{:.1f}')}; up {f(d['mos_up'])},"
+                 f" down {f(d['mos_down'])})")
+    s = d.get("sender") or {}
+    lat = s.get("lateness_ms") or {}
+    lines.append(f"  sender    lateness p50 {f(lat.get('p50'), '{:.3f}')} / p99 {f(lat.get('p99'), '{:.3f}')} ms,"
+                 f" rx dropped {s.get('rx_dropped', 0)}" + ("  LIMITED: " + s["reason"] if s.get("limited") else ""))
+    return lines
 
 
 @click.command("stream", help="""Voice-like isochronous stream against any STAMP reflector.
 
+Emulates --calls concurrent calls, each a STAMP session at the codec's packet
+size and ptime, and reports per direction: loss, RFC 3550 jitter, |IPDV|,
+RTT (reflector dwell removed), late packets against the de-jitter buffer,
+whether the DSCP marking survived, and MOS (E-model, worse direction).
+
 \b
 Example:
-  cutover probe stream 192.0.2.10:862 --codec g711 --duration 30 --calls 4""")
-@click.argument("target", metavar="HOST:PORT")
-@click.option("--codec", default="g711", show_default=True)
-@click.option("--ptime", default=20, show_default=True)
-@click.option("--duration", default=10.0, show_default=True)
-@click.option("--calls", default=1, show_default=True)
-@click.option("--dscp", default="ef", show_default=True)
-@click.option("--key-file", default=None)
+  cutover probe stream 192.0.2.10:862 --codec g711 --duration 30 --calls 4
+  cutover probe stream --profile site.yaml --circuit new --json
+
+Exit codes: 0 within thresholds (profile's, else defaults: MOS >= 4.0,
+loss <= 1 %, jitter <= 30 ms, one-way delay <= 150 ms), 1 beyond them,
+2 bad input, 3 could not measure.""")
+@click.argument("target", metavar="HOST:PORT", required=False)
+@click.option("--codec", default=None, help="g711 (default), g729, g722, opus.")
+@click.option("--ptime", default=None, type=int, help="Packetisation interval in ms (default 20).")
+@click.option("--duration", default=10.0, show_default=True, type=float, help="Seconds.")
+@click.option("--calls", default=1, show_default=True, type=int, help="Concurrent emulated calls.")
+@click.option("--dscp", default="ef", show_default=True, help="DSCP: number or name (ef, af41, cs5, be).")
+@click.option("--key-file", default=None, help="STAMP pre-shared key (authenticated mode).")
+@click.option("--jitter-buffer", default=None, type=float,
+              help="De-jitter buffer in ms for late packets and MOS (default 60, or the profile's).")
+@click.option("--timeout", default=3.0, show_default=True, type=float,
+              help="Seconds without any reply before giving up.")
+@click.option("--profile", "profile_path", default=None, metavar="PROFILE",
+              help="Take reflector, source/interface, key, codec and thresholds from a circuit.")
+@click.option("--circuit", default=None, help="Circuit of the profile (default: the one with role new).")
 @source_option
 @interface_option
+@click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
-def command(target, codec, ptime, duration, calls, dscp, key_file, source, interface, as_json):
-    not_built("probe stream", 3)
+def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer, timeout, profile_path,
+            circuit, source, interface, verbose, as_json):
+    from harness.profile import Thresholds
+    from probes import stream
+    from probes.addr import AddressError
+
+    thresholds = Thresholds()
+    if profile_path:
+        prof = load_profile_or_exit(profile_path)
+        thresholds = prof.thresholds
+        circ = None
+        for c in prof.circuits:
+            if (circuit and c.name == circuit) or (not circuit and c.role == "new"):
+                circ = c
+                break
+        if circ is None:
+            die(EXIT_BAD_INPUT, f"profile {profile_path}: no circuit {circuit or 'with role new'}")
+        target = target or circ.reflector
+        if not target:
+            die(EXIT_BAD_INPUT, f"circuit {circ.name} has no reflector; give HOST:PORT")
+        source = source or circ.source
+        interface = interface or circ.interface
+        if key_file is None and circ.key_file:
+            key_file = str(prof.resolve_path(circ.key_file))
+        codec = codec or prof.planned.codec
+        ptime = ptime or prof.planned.ptime_ms
+    elif circuit:
+        die(EXIT_BAD_INPUT, "--circuit needs --profile")
+    if not target:
+        die(EXIT_BAD_INPUT, "missing HOST:PORT (or --profile PROFILE)")
+    cfg = stream.StreamConfig(target=target, codec=codec or "g711", ptime_ms=ptime or 20,
+                              duration_s=duration, calls=calls,
+                              dscp=None if str(dscp).lower() in ("none", "off") else dscp,
+                              key_file=key_file, source=source, interface=interface,
+                              jitter_buffer_ms=(jitter_buffer if jitter_buffer is not None
+                                                else thresholds.jitter_buffer_ms),
+                              timeout_s=timeout)
+    try:
+        stream.validate(cfg)
+    except (ValueError, AddressError) as exc:
+        die(EXIT_BAD_INPUT, str(exc))
+    stop = threading.Event()
+    progress = StderrProgress(enabled=verbose or not as_json)
+    try:
+        res = stream.run(cfg, progress=progress, stop=stop)
+    except KeyboardInterrupt:
+        die(EXIT_UNMEASURED, "interrupted")
+    d = res.to_dict()
+    if not res.measured:
+        d["verdict"] = "unmeasured"
+        if as_json:
+            emit_json(d)
+        die(EXIT_UNMEASURED, "; ".join(res.errors) or "nothing measured")
+    bad = judge(d, thresholds)
+    limited = bool(d["sender"].get("limited"))
+    d["verdict"] = "fail" if bad else "pass"
+    d["violations"] = bad
+    if as_json:
+        emit_json(d)
+    else:
+        for line in summary_lines(d):
+            click.echo(line)
+    for e in res.errors:
+        err(f"cutover: {e}")
+    if bad and limited:
+        # the figures may be ours, not the network's: do not call it a network failure
+        die(EXIT_UNMEASURED, "beyond thresholds but the measuring machine was the limit: "
+                             + d["sender"]["reason"])
+    if bad:
+        if not as_json:
+            click.echo("FAIL: " + "; ".join(bad))
+        return _exit(EXIT_FAIL)
+    if not as_json:
+        click.echo("PASS" + (" (partial: " + "; ".join(res.errors) + ")" if res.partial else ""))
+    return _exit(EXIT_OK)
+
+
+def _exit(code: int):
+    raise SystemExit(code)

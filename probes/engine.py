@@ -1,0 +1,420 @@
+"""The stream engine: N emulated calls as N STAMP sessions, from one process.
+
+Shared by ``probe stream``, ``probe capacity`` (one call to :meth:`Engine.run`
+per ramp step) and the loaded-latency part of ``probe bandwidth``.
+
+API::
+
+    from probes.engine import Engine, EngineConfig
+    eng = Engine(EngineConfig(target="192.0.2.10:862", codec="g711", ptime_ms=20,
+                              dscp=46, key=None, source=None, interface=None,
+                              jitter_buffer_ms=60.0, timeout_s=3.0))
+    res = eng.run(calls=60, duration_s=10.0, progress=cb, stop=event)   # -> EngineResult
+    res.measured, res.partial, res.errors          # like every probe result
+    res.packets == {"sent", "reflected", "received"}
+    res.loss_pct == {"up", "down", "total"}        # percent
+    res.rtt_ms, res.jitter_ms, res.ipdv_ms, res.mos, res.mos_up, res.mos_down, res.r_factor
+    res.sender == {"lateness_ms": {"p50","p99","max"}, "rx_dropped": int,
+                   "limited": bool, "reason": str | None}
+    res.offered_kbps                               # per direction, UDP payload + IP/UDP headers
+    res.to_dict()                                  # the stream JSON keys of DESIGN.md §5
+
+``progress`` gets ``probes.events.ProbeEvent`` (via Emitter "engine"):
+``progress`` events about every 0.5 s with ``fraction`` and live ``sent``,
+``received`` and ``rtt_ms`` in ``data``. ``stop`` ends the run early
+(result ``partial``). ``run`` raises ValueError only for bad arguments;
+network trouble becomes ``measured=False`` / ``partial=True`` with ``errors``.
+
+How it works (DESIGN.md §8 numbers in mind):
+
+- One connected UDP socket; call ``c`` is STAMP session SSID ``base + c``.
+  Calls are spread evenly over the ptime, so the whole run is a single
+  uniform schedule: packet ``j`` (call ``j % N``, number ``j // N``) is due
+  at ``t0 + j * ptime / N``. A synchronous loop sends what is due (lateness
+  = actual minus planned send time, recorded per packet), drains the socket
+  until EAGAIN, and sleeps in select() only when nothing is due.
+- Per-packet state lives in preallocated arrays indexed by ``j``; metrics are
+  computed after the run by :mod:`probes.stats`.
+- Receive times are kernel timestamps (SO_TIMESTAMPNS), so a busy sender
+  loop does not inflate RTT; kernel drops on our socket come from
+  SO_RXQ_OVFL. Bad lateness or drops set ``sender.limited``: the figures are
+  then the measuring machine's, not the network's.
+- Sender sequence numbers start at 1 (RFC 8762 says 0): a stateless
+  reflector copies them, a stateful one counts from 0, so the first reply
+  tells them apart and per-direction loss is only split when it is real.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import os
+import random
+import select
+import socket
+import threading
+import time
+from array import array
+from dataclasses import dataclass, field
+from typing import Any
+
+from probes import emodel, sockopts, stamp, stats
+from probes.addr import bind_to_circuit, parse_hostport, resolve
+from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
+from probes.events import Emitter, ProgressCallback
+
+MAX_PACKETS_PER_RUN = 6_000_000          # ~36 bytes of state per packet
+LATENESS_P99_LIMIT_MS = 1.0              # issue 5: p99 send lateness must stay under 1 ms
+LATENESS_MAX_LIMIT_FRACTION = 1.0        # a send later than one ptime distorts the stream
+
+
+@dataclass
+class EngineConfig:
+    target: str                          # HOST:PORT of a STAMP reflector
+    codec: str = "g711"
+    ptime_ms: int = 20
+    dscp: int | None = 46                # None: no marking and no Class of Service TLV
+    key: bytes | None = None             # HMAC key: authenticated mode
+    source: str | None = None
+    interface: str | None = None
+    jitter_buffer_ms: float = 60.0
+    timeout_s: float = 3.0               # no reply for this long: reflector down/unreachable
+    payload_b: int | None = None         # UDP payload per packet; default: the codec's RTP size
+    kernel_timestamps: bool = True
+
+
+@dataclass
+class EngineResult:
+    target: str
+    codec: str
+    ptime_ms: int
+    calls: int
+    duration_s: float
+    payload_b: int
+    offered_kbps: float
+    direction_split: bool | None = None
+    packets: dict[str, int] = field(default_factory=dict)
+    loss_pct: dict[str, float] = field(default_factory=dict)
+    rtt_ms: dict[str, float] = field(default_factory=dict)
+    jitter_ms: dict[str, float] = field(default_factory=dict)
+    ipdv_ms: dict[str, dict[str, float]] = field(default_factory=lambda: {"up": {}, "down": {}, "rtt": {}})
+    reorder_pct: float = 0.0
+    duplicates: int = 0
+    late_pct: float = 0.0
+    late_pct_dir: dict[str, float] = field(default_factory=dict)
+    dscp: dict[str, Any] = field(default_factory=dict)
+    mos: float | None = None
+    mos_up: float | None = None
+    mos_down: float | None = None
+    r_factor: float | None = None
+    one_way_ms: float | None = None
+    sender: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    partial: bool = False
+    measured: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "probe": "stream", "target": self.target, "codec": self.codec,
+            "ptime_ms": self.ptime_ms, "calls": self.calls, "duration_s": self.duration_s,
+            "direction_split": self.direction_split, "packets": self.packets,
+            "loss_pct": self.loss_pct, "rtt_ms": self.rtt_ms, "jitter_ms": self.jitter_ms,
+            "ipdv_ms": self.ipdv_ms, "reorder_pct": self.reorder_pct,
+            "duplicates": self.duplicates, "late_pct": self.late_pct, "dscp": self.dscp,
+            "mos": self.mos, "r_factor": self.r_factor, "mos_up": self.mos_up,
+            "mos_down": self.mos_down, "sender": self.sender, "errors": self.errors,
+            "partial": self.partial, "measured": self.measured,
+            "payload_b": self.payload_b, "offered_kbps": self.offered_kbps,
+            "late_pct_dir": self.late_pct_dir, "one_way_ms": self.one_way_ms, "notes": self.notes,
+        }
+
+
+class _Run:
+    """Per-run arrays (indexed by packet j) and counters."""
+
+    def __init__(self, total: int, calls: int) -> None:
+        self.tx = array("q", bytes(8 * total))       # actual send time, ns (monotonic)
+        self.rx = array("q", bytes(8 * total))       # receive time, ns (monotonic); 0 = not received
+        self.t2 = array("Q", bytes(8 * total))       # reflector receive timestamp (NTP)
+        self.t3 = array("Q", bytes(8 * total))       # reflector transmit timestamp (NTP)
+        self.rseq = array("q", [-1]) * total         # reflector sequence number
+        self.order = array("q")                       # j in our arrival order
+        self.dscp2 = [0] * 64                         # DSCP the reflector saw (CoS TLV), counts
+        self.tos_down = [0] * 256                     # TOS byte of the replies we received
+        self.duplicates = 0
+        self.foreign = 0
+        self.rx_dropped = 0
+        self.stateless_votes = 0
+        self.stateful_votes = 0
+
+
+class Engine:
+    """Runs N concurrent emulated calls against one reflector. See module doc."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.codec = get_codec(config.codec)          # KeyError -> caller turns into bad input
+        if config.ptime_ms <= 0 or config.ptime_ms > 1000:
+            raise ValueError(f"ptime {config.ptime_ms} ms: expected 1-1000")
+        self.hostport = parse_hostport(config.target)
+        self.auth = config.key is not None
+        self.base_b = stamp.base_size(self.auth)
+        want = config.payload_b or self.codec.rtp_bytes(config.ptime_ms)
+        self.tlvs = stamp.sender_tlvs(want, authenticated=self.auth, dscp=config.dscp)
+        template = stamp.encode_sender(stamp.SenderPacket(0, 0, ssid=0, tlvs=self.tlvs), config.key)
+        self.template = template
+        self.payload_b = len(template)
+
+    # ------------------------------------------------------------------ public
+    def run(self, calls: int, duration_s: float, progress: ProgressCallback | None = None,
+            stop: threading.Event | None = None) -> EngineResult:
+        cfg = self.config
+        if calls < 1 or calls > 60000:
+            raise ValueError(f"calls {calls}: expected 1-60000")
+        if not (0 < duration_s <= 24 * 3600):
+            raise ValueError(f"duration {duration_s} s: expected > 0")
+        per_call = max(1, int(round(duration_s * 1000 / cfg.ptime_ms)))
+        total = per_call * calls
+        if total > MAX_PACKETS_PER_RUN:
+            raise ValueError(f"{calls} calls x {duration_s:g} s is {total} packets; at most "
+                             f"{MAX_PACKETS_PER_RUN} per run (shorten the duration)")
+        emit = Emitter("engine", progress)
+        stop = stop or threading.Event()
+        res = self._empty_result(calls, duration_s)
+        try:
+            family, sockaddr = resolve(self.hostport.host, self.hostport.port, source=cfg.source)
+        except OSError as exc:
+            res.errors.append(str(exc))
+            return res
+        try:
+            sock = self._open_socket(family, sockaddr)
+        except OSError as exc:
+            res.errors.append(exc.strerror or str(exc))
+            return res
+        run = _Run(total, calls)
+        try:
+            sent, elapsed_s, errors, aborted = self._loop(sock, run, calls, per_call, emit, stop)
+        finally:
+            sock.close()
+        res.errors.extend(errors)
+        self._analyse(res, run, calls, per_call, sent, elapsed_s)
+        if aborted and res.measured:
+            res.partial = True
+        if stop.is_set() and res.measured:
+            res.partial = True
+            res.errors.append("stopped early")
+        return res
+
+    # ------------------------------------------------------------------ setup
+    def _empty_result(self, calls: int, duration_s: float) -> EngineResult:
+        cfg = self.config
+        ip_b = IPV6_HEADER_B if ":" in self.hostport.host else IPV4_HEADER_B
+        kbps = calls * (self.payload_b + UDP_HEADER_B + ip_b) * 8 * (1000 / cfg.ptime_ms) / 1000
+        return EngineResult(target=str(self.hostport), codec=self.codec.name, ptime_ms=cfg.ptime_ms,
+                            calls=calls, duration_s=duration_s, payload_b=self.payload_b,
+                            offered_kbps=kbps)
+
+    def _open_socket(self, family: int, sockaddr: tuple) -> socket.socket:
+        cfg = self.config
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            bind_to_circuit(sock, cfg.source, cfg.interface)
+            sockopts.grow_buffers(sock, 8 << 20)
+            if cfg.kernel_timestamps:
+                sockopts.enable_rx_meta(sock, ttl=False)
+            else:
+                sockopts.enable_rx_meta(sock, timestamps=False, ttl=False)
+            if cfg.dscp is not None:
+                sockopts.set_tos(sock, cfg.dscp << 2)
+            sock.connect(sockaddr)
+            sock.setblocking(False)
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
+    # ------------------------------------------------------------------ the loop
+    def _loop(self, sock: socket.socket, run: _Run, calls: int, per_call: int, emit: Emitter,
+              stop: threading.Event) -> tuple[int, float, list[str], bool]:
+        cfg = self.config
+        key = cfg.key
+        auth = self.auth
+        total = calls * per_call
+        interval_ns = cfg.ptime_ms * 1_000_000 / calls
+        ssid_base = random.randint(1, max(1, 65535 - calls))
+        ssid_end = ssid_base + calls
+        buf = bytearray(self.template)
+        send = sock.send
+        recvmsg = sock.recvmsg
+        pack_hdr = stamp.SENDER_HDR.pack_into
+        pack_seq = stamp.AUTH_SEQ.pack_into
+        pack_ts = stamp.AUTH_TS_EE_SSID.pack_into
+        ee = stamp.ERROR_ESTIMATE_DEFAULT
+        tlv_hmac_at = len(buf) - stamp.HMAC_B if (auth and len(buf) > stamp.AUTH_BASE_B) else None
+        digest = hmac.digest
+        refl_unpack = (stamp.REFL_AUTH_HEAD if auth else stamp.REFL_UNAUTH).unpack_from
+        cos_at = self.base_b + stamp.TLV_HEADER_B if cfg.dscp is not None else None
+        anc_b = sockopts.ANC_BUF_B
+        parse_anc = sockopts.parse_ancillary
+        perf = time.perf_counter_ns
+        clock_rt = time.clock_gettime_ns
+        CLOCK_REALTIME = time.CLOCK_REALTIME
+        # one fixed mapping monotonic -> wall (NTP) for the whole run
+        mono0 = perf()
+        wall0 = time.time_ns()
+        mono0 = (mono0 + perf()) // 2
+        ntp0 = stamp.ntp_from_ns(wall0)
+        ntp_per_ns = 4.294967296       # 2^32 / 1e9
+        self._mono0, self._wall0, self._ntp0 = mono0, wall0, ntp0
+        tx, rx, t2a, t3a, rseqa, order = run.tx, run.rx, run.t2, run.t3, run.rseq, run.order
+        dscp2, tos_down = run.dscp2, run.tos_down
+        errors: list[str] = []
+        aborted = False
+        t0 = perf() + 5_000_000          # 5 ms to get going
+        deadline_end = t0 + int(total * interval_ns)
+        timeout_ns = int(cfg.timeout_s * 1e9)
+        j = 0
+        received = 0
+        last_rx = 0
+        next_progress = t0 + 500_000_000
+        max_rtt_ns = 0
+        refused = False
+        fileno = sock.fileno()
+        while True:
+            now = perf()
+            # ---- send everything that is due
+            while j < total:
+                planned = t0 + int(j * interval_ns)
+                if planned > now:
+                    break
+                c = j % calls
+                k = j // calls + 1
+                t_send = perf()
+                ntp = ntp0 + int((t_send - mono0) * ntp_per_ns)
+                if auth:
+                    pack_seq(buf, 0, k)
+                    pack_ts(buf, 16, ntp, ee, ssid_base + c)
+                    buf[96:112] = digest(key, buf[:96], "sha256")[:16]
+                    if tlv_hmac_at is not None:
+                        buf[tlv_hmac_at:] = digest(key, bytes(buf[0:4]) + bytes(buf[112:tlv_hmac_at - 4]),
+                                                   "sha256")[:16]
+                else:
+                    pack_hdr(buf, 0, k, ntp, ee, ssid_base + c)
+                try:
+                    send(buf)
+                except BlockingIOError:
+                    # socket buffer full: the sender itself is the bottleneck; retry next round
+                    break
+                except ConnectionRefusedError:
+                    refused = True
+                except OSError as exc:
+                    errors.append(f"send failed: {exc.strerror or exc}")
+                    aborted = True
+                    break
+                tx[j] = t_send
+                j += 1
+            if aborted:
+                break
+            # ---- drain replies until EAGAIN
+            while True:
+                try:
+                    data, anc, _fl, _addr = recvmsg(2048, anc_b)
+                except BlockingIOError:
+                    break
+                except ConnectionRefusedError:
+                    refused = True
+                    continue
+                except OSError:
+                    continue
+                t_rx = perf()
+                if len(data) < self.base_b:
+                    run.foreign += 1
+                    continue
+                if auth:
+                    if not hmac.compare_digest(digest(key, data[:96], "sha256")[:16], data[96:112]):
+                        run.foreign += 1
+                        continue
+                    rs, t3, _ee, ssid, t2, ss, _st, _see, _ttl = refl_unpack(data, 0)
+                else:
+                    rs, t3, _ee, ssid, t2, ss, _st, _see, _mbz, _ttl = refl_unpack(data, 0)
+                if not (ssid_base <= ssid < ssid_end) or not (1 <= ss <= per_call):
+                    run.foreign += 1
+                    continue
+                jj = (ss - 1) * calls + (ssid - ssid_base)
+                if rx[jj]:
+                    run.duplicates += 1
+                    continue
+                if anc:
+                    ts_ns, tos, _t, ovfl = parse_anc(anc)
+                    if ts_ns:
+                        # kernel wall-clock receive time mapped to our monotonic clock
+                        t_rx = mono0 + (ts_ns - wall0)
+                    if tos >= 0:
+                        tos_down[tos] += 1
+                    if ovfl >= 0:
+                        run.rx_dropped = ovfl
+                rx[jj] = t_rx
+                t2a[jj] = t2
+                t3a[jj] = t3
+                rseqa[jj] = rs
+                order.append(jj)
+                if rs == ss:
+                    run.stateless_votes += 1
+                else:
+                    run.stateful_votes += 1
+                if cos_at is not None and len(data) >= cos_at + 2:
+                    dscp2[((data[cos_at] << 8 | data[cos_at + 1]) >> 4) & 0x3F] += 1
+                received += 1
+                last_rx = t_rx
+                rtt = t_rx - tx[jj]
+                if rtt > max_rtt_ns:
+                    max_rtt_ns = rtt
+            now = perf()
+            # ---- faults: nothing at all, or replies stopped
+            if received == 0 and now - t0 > timeout_ns:
+                errors.append(self._no_reply_cause(refused))
+                aborted = True
+                break
+            if received and j < total and now - max(last_rx, tx[j - 1] - max_rtt_ns) > timeout_ns:
+                errors.append(f"reflector stopped answering after "
+                              f"{(last_rx - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
+                aborted = True
+                break
+            if stop.is_set():
+                break
+            if now >= next_progress:
+                next_progress = now + 500_000_000
+                emit("progress", f"{received}/{j} replies", fraction=min(1.0, j / total),
+                     sent=j, received=received, rtt_ms=max_rtt_ns / 1e6)
+            if j >= total:
+                # grace period for the last replies: twice the worst RTT seen, within the timeout
+                grace = min(timeout_ns, max(300_000_000, 2 * max_rtt_ns + 100_000_000))
+                if received >= total or now - tx[total - 1] > grace:
+                    break
+                select.select([fileno], [], [], 0.01)
+                continue
+            wait_ns = t0 + int(j * interval_ns) - perf()
+            if wait_ns > 150_000:
+                # sleep until the next send is due or a reply arrives (µs-resolution select)
+                select.select([fileno], [], [], (wait_ns - 100_000) / 1e9)
+        if received == 0 and not aborted:
+            errors.append(self._no_reply_cause(refused))
+        elapsed_s = (perf() - t0) / 1e9
+        self._t0, self._interval_ns = t0, interval_ns
+        return j, elapsed_s, errors, aborted
+
+    def _no_reply_cause(self, refused: bool) -> str:
+        hp = self.hostport
+        if refused:
+            return f"no STAMP reflector at {hp} (UDP port unreachable / connection refused)"
+        keyed = " or the key is wrong" if self.auth else \
+            " (or the reflector requires authentication: use --key-file)"
+        return (f"no reply from {hp} within {self.config.timeout_s:g} s: reflector down, "
+                f"unreachable or filtered{keyed}")
+
+    # ------------------------------------------------------------------ analysis
+    def _analyse(self, res: EngineResult, run: _Run, calls: int, per_call: int, sent: int,
+                 elapsed_s: float) -> None:
+        from probes.enginestats import analyse
+        analyse(self, res, run, calls, per_call, sent, elapsed_s)

@@ -1,0 +1,322 @@
+"""STAMP session-reflector (RFC 8762 stateful mode, RFC 8972 TLVs).
+
+Usage from code and tests::
+
+    r = StampReflector("127.0.0.1:0", key=None, on_session_end=print)
+    r.start()                # binds, serves in a daemon thread
+    host, port = r.address
+    ...
+    r.stop()                 # ends every session (summary lines), closes the socket
+
+The CLI runs :meth:`serve` in the main thread until a stop event is set.
+
+Behaviour:
+
+- Stateful: each session (source address, source port, SSID) gets its own
+  reply sequence numbers 0, 1, 2, ... so a sender sees upstream loss as a gap
+  between its own and our numbers.
+- Receive timestamps come from the kernel (SO_TIMESTAMPNS) when available,
+  transmit timestamps are taken right before sending. The DSCP/ECN we
+  received (IP_RECVTOS / IPV6_RECVTCLASS) goes into the Class of Service TLV
+  and the reply is marked with the DSCP the sender asked for (DSCP1).
+- Replies are exactly as long as their requests (no amplification).
+- With a key, only packets carrying a valid HMAC are answered.
+- Protection: a per-source packet rate cap, a per-source session cap, and a
+  bounded session table (least recently used sessions end first; idle
+  sessions expire). Malformed packets are counted and dropped.
+- Tight synchronous loop that drains the socket until EAGAIN after each
+  wake-up: about 100k packets/s on one core (DESIGN.md §8).
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+from probes import sockopts, stamp
+from probes.addr import HostPort, parse_hostport
+
+SessionKey = tuple  # (address tuple, ssid)
+
+
+@dataclass
+class ReflectorStats:
+    received: int = 0
+    reflected: int = 0
+    malformed: int = 0
+    auth_failed: int = 0
+    rate_limited: int = 0
+    session_limited: int = 0
+    sessions_started: int = 0
+    sessions_active: int = 0
+    kernel_drops: int = 0
+
+
+class _Session:
+    __slots__ = ("next_seq", "first_s", "last_s", "min_seq", "max_seq", "dscp", "addr", "ssid")
+
+    def __init__(self, addr: tuple, ssid: int, now: float, seq: int) -> None:
+        self.addr, self.ssid = addr, ssid
+        self.next_seq = 0
+        self.first_s = self.last_s = now
+        self.min_seq = self.max_seq = seq
+        self.dscp = -1
+
+
+def _fmt_addr(addr: tuple) -> str:
+    host = addr[0]
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+
+
+def session_summary(s: _Session, reason: str) -> str:
+    span = max(0.0, s.last_s - s.first_s)
+    expected = s.max_seq - s.min_seq + 1
+    missing = max(0, expected - s.next_seq)
+    dscp = f", DSCP {s.dscp}" if s.dscp >= 0 else ""
+    return (f"session {_fmt_addr(s.addr)} ssid {s.ssid}: {s.next_seq} packets in {span:.1f} s, "
+            f"sender seq {s.min_seq}-{s.max_seq} ({missing} missing upstream){dscp}; {reason}")
+
+
+def parse_listen(text: str) -> HostPort:
+    """HOST:PORT to listen on; unlike a target, port 0 (any free port) is allowed."""
+    t = text.strip()
+    if t.endswith(":0") and not t.endswith("::0"):
+        hp = parse_hostport(t[:-2] + ":1")
+        return HostPort(hp.host, 0)
+    return parse_hostport(t)
+
+
+class StampReflector:
+    """A STAMP reflector on one UDP socket. See the module docstring."""
+
+    def __init__(self, listen: str | HostPort = "0.0.0.0:862", key: bytes | None = None, *,
+                 max_sessions: int = 65536, max_sessions_per_source: int = 8192,
+                 max_pps_per_source: int = 200_000, session_idle_s: float = 30.0,
+                 on_session_end: Callable[[str], None] | None = None) -> None:
+        self.listen = parse_listen(listen) if isinstance(listen, str) else listen
+        self.key = key
+        self.max_sessions = max_sessions
+        self.max_sessions_per_source = max_sessions_per_source
+        self.max_pps_per_source = max_pps_per_source
+        self.session_idle_s = session_idle_s
+        self.on_session_end = on_session_end
+        self.stats = ReflectorStats()
+        self._sessions: OrderedDict[SessionKey, _Session] = OrderedDict()
+        self._per_source: dict[str, int] = {}        # packets in the current 100 ms window
+        self._src_sessions: dict[str, int] = {}      # active sessions per source address
+        self._sock: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._tos_now = -1
+        self.rx_features: dict[str, bool] = {}
+
+    # ------------------------------------------------------------ lifecycle
+    def bind(self) -> tuple:
+        """Create and bind the socket (raises OSError with the cause, e.g. port in use)."""
+        host = self.listen.host
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        if family == socket.AF_INET and not host.replace(".", "").isdigit():
+            family, sockaddr = socket.getaddrinfo(host, self.listen.port, 0, socket.SOCK_DGRAM)[0][::4]
+            host = sockaddr[0]
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        if family == socket.AF_INET6:
+            # "[::]" serves IPv4 too (v4-mapped), as users expect from a wildcard
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        try:
+            sock.bind((host, self.listen.port))
+        except OSError as exc:
+            sock.close()
+            raise OSError(exc.errno, f"cannot listen on UDP {self.listen}: {exc.strerror}") from None
+        sockopts.grow_buffers(sock, 4 << 20)
+        self.rx_features = sockopts.enable_rx_meta(sock)
+        sock.setblocking(False)
+        self._sock = sock
+        return sock.getsockname()
+
+    @property
+    def address(self) -> tuple[str, int]:
+        if self._sock is None:
+            raise RuntimeError("reflector not bound")
+        name = self._sock.getsockname()
+        return name[0], name[1]
+
+    def start(self) -> "StampReflector":
+        """Bind and serve in a daemon thread (for tests and embedding)."""
+        if self._sock is None:
+            self.bind()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self.serve, args=(self._stop,),
+                                        name="stamp-reflector", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout_s)
+            self._thread = None
+        elif self._sock is not None:
+            self._close()
+
+    def _close(self) -> None:
+        for key in list(self._sessions):
+            self._end(key, "reflector stopped")
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+
+    # ------------------------------------------------------------ serving
+    def serve(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set; closes the socket on return."""
+        if self._sock is None:
+            self.bind()
+        sock = self._sock
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        next_housekeeping = time.monotonic() + 0.1
+        try:
+            while not stop.is_set():
+                poller.poll(100)
+                self._drain(sock)
+                now = time.monotonic()
+                if now >= next_housekeeping:
+                    self._per_source.clear()     # rate window of 100 ms
+                    self._expire(now)
+                    next_housekeeping = now + 0.1
+        finally:
+            self._close()
+
+    def _drain(self, sock: socket.socket) -> None:
+        """Answer everything queued, until EAGAIN, bounded per wake-up."""
+        recvmsg = sock.recvmsg
+        sendto = sock.sendto
+        key = self.key
+        stats = self.stats
+        sessions = self._sessions
+        per_source = self._per_source
+        window_cap = max(1, self.max_pps_per_source // 10)
+        anc_b = sockopts.ANC_BUF_B
+        parse_anc = sockopts.parse_ancillary
+        reflect = stamp.reflect
+        ntp_from_ns = stamp.ntp_from_ns
+        time_ns = time.time_ns
+        mono = time.monotonic
+        for _ in range(20000):        # bounded: housekeeping runs at least every 20k packets
+            try:
+                data, anc, _flags, addr = recvmsg(2048, anc_b)
+            except BlockingIOError:
+                return
+            except OSError:
+                # e.g. an ICMP error queued for a previous reply; nothing to answer
+                continue
+            stats.received += 1
+            rx_ns, tos, ttl, ovfl = parse_anc(anc)
+            if ovfl >= 0:
+                stats.kernel_drops = ovfl
+            src = addr[0]
+            n_src = per_source.get(src, 0) + 1
+            per_source[src] = n_src
+            if n_src > window_cap:
+                stats.rate_limited += 1
+                continue
+            if len(data) < 16:
+                stats.malformed += 1
+                continue
+            ssid = ((data[26] << 8) | data[27]) if key is not None and len(data) >= 28 else \
+                ((data[14] << 8) | data[15])
+            skey = (addr, ssid)
+            sess = sessions.get(skey)
+            try:
+                # transmit timestamp: taken here, a few microseconds before sendto
+                now_ns = time_ns()
+                out, dscp1 = reflect(data, refl_seq=sess.next_seq if sess else 0,
+                                     rx_ntp=ntp_from_ns(rx_ns or now_ns), tx_ntp=ntp_from_ns(now_ns),
+                                     key=key,
+                                     dscp_received=(tos >> 2) if tos >= 0 else 0,
+                                     ecn_received=tos & 3 if tos >= 0 else 0,
+                                     ttl=ttl if ttl >= 0 else 255)
+            except stamp.StampAuthError:
+                stats.auth_failed += 1
+                continue
+            except stamp.StampDecodeError:
+                stats.malformed += 1
+                continue
+            now = mono()
+            sender_seq = int.from_bytes(data[0:4], "big")
+            if sess is None:
+                sess = self._new_session(skey, addr, ssid, now, sender_seq)
+                if sess is None:
+                    continue
+            else:
+                sessions.move_to_end(skey)
+            sess.next_seq += 1
+            sess.last_s = now
+            if sender_seq > sess.max_seq:
+                sess.max_seq = sender_seq
+            elif sender_seq < sess.min_seq:
+                sess.min_seq = sender_seq
+            if tos >= 0:
+                sess.dscp = tos >> 2
+            want_tos = (dscp1 << 2) if dscp1 is not None else 0
+            if want_tos != self._tos_now:
+                try:
+                    sockopts.set_tos(sock, want_tos)
+                    self._tos_now = want_tos
+                except OSError:
+                    pass
+            try:
+                sendto(out, addr)
+                stats.reflected += 1
+            except OSError:
+                pass
+
+    def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now: float,
+                     seq: int) -> _Session | None:
+        src = addr[0]
+        if self._src_sessions.get(src, 0) >= self.max_sessions_per_source:
+            self.stats.session_limited += 1
+            return None
+        while len(self._sessions) >= self.max_sessions:
+            self._end(next(iter(self._sessions)), "evicted (session table full)")
+        sess = _Session(addr, ssid, now, seq)
+        self._sessions[skey] = sess
+        self._src_sessions[src] = self._src_sessions.get(src, 0) + 1
+        self.stats.sessions_started += 1
+        self.stats.sessions_active = len(self._sessions)
+        return sess
+
+    def _expire(self, now: float) -> None:
+        limit = now - self.session_idle_s
+        while self._sessions:
+            skey, sess = next(iter(self._sessions.items()))
+            if sess.last_s > limit:
+                break
+            self._end(skey, f"idle {self.session_idle_s:g} s")
+
+    def _end(self, skey: SessionKey, reason: str) -> None:
+        sess = self._sessions.pop(skey, None)
+        self.stats.sessions_active = len(self._sessions)
+        if sess is not None:
+            src = sess.addr[0]
+            left = self._src_sessions.get(src, 1) - 1
+            if left > 0:
+                self._src_sessions[src] = left
+            else:
+                self._src_sessions.pop(src, None)
+        if sess is not None and self.on_session_end is not None:
+            try:
+                self.on_session_end(session_summary(sess, reason))
+            except Exception:   # a broken log sink must not stop the reflector
+                pass
+
+    def sessions(self) -> list[dict]:
+        """Snapshot of active sessions (for tests and status)."""
+        return [{"peer": _fmt_addr(s.addr), "ssid": s.ssid, "packets": s.next_seq,
+                 "dscp": s.dscp} for s in list(self._sessions.values())]

@@ -1,0 +1,97 @@
+"""Linux socket options the reflector and the stream engine share.
+
+Python's socket module lacks some Linux constants (SO_TIMESTAMPNS,
+SO_RXQ_OVFL, IP_RECVTTL, SO_RCVBUFFORCE); their values are fixed by the Linux
+ABI (asm-generic/socket.h, linux/in.h) on every architecture we target.
+Everything here degrades gracefully: an option the kernel refuses is skipped.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+SO_RCVBUFFORCE = getattr(socket, "SO_RCVBUFFORCE", 33)
+SO_SNDBUFFORCE = getattr(socket, "SO_SNDBUFFORCE", 32)
+IP_RECVTOS = getattr(socket, "IP_RECVTOS", 13)
+IP_RECVTTL = getattr(socket, "IP_RECVTTL", 12)
+IPV6_RECVTCLASS = getattr(socket, "IPV6_RECVTCLASS", 66)
+IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
+IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
+IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
+
+_TIMESPEC = struct.Struct("=qq")   # struct timespec on 64-bit Linux
+_U32 = struct.Struct("=I")
+_I32 = struct.Struct("=i")
+
+
+def _try(sock: socket.socket, level: int, opt: int, value: int) -> bool:
+    try:
+        sock.setsockopt(level, opt, value)
+        return True
+    except OSError:
+        return False
+
+
+def grow_buffers(sock: socket.socket, size_b: int) -> None:
+    """Ask for large socket buffers; root may exceed net.core.[rw]mem_max (…BUFFORCE)."""
+    for force, plain in ((SO_RCVBUFFORCE, socket.SO_RCVBUF), (SO_SNDBUFFORCE, socket.SO_SNDBUF)):
+        if not _try(sock, socket.SOL_SOCKET, force, size_b):
+            _try(sock, socket.SOL_SOCKET, plain, size_b)
+
+
+def enable_rx_meta(sock: socket.socket, *, timestamps: bool = True, tos: bool = True,
+                   ttl: bool = True, overflow: bool = True) -> dict[str, bool]:
+    """Turn on the ancillary data we read: kernel receive time, TOS/TCLASS, TTL, drops."""
+    fam = sock.family
+    got = {}
+    if timestamps:
+        got["timestamps"] = _try(sock, socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+    if overflow:
+        got["overflow"] = _try(sock, socket.SOL_SOCKET, SO_RXQ_OVFL, 1)
+    if tos:
+        ok4 = _try(sock, socket.IPPROTO_IP, IP_RECVTOS, 1)   # also covers v4-mapped on v6 sockets
+        ok6 = _try(sock, socket.IPPROTO_IPV6, IPV6_RECVTCLASS, 1) if fam == socket.AF_INET6 else False
+        got["tos"] = ok4 or ok6
+    if ttl:
+        ok4 = _try(sock, socket.IPPROTO_IP, IP_RECVTTL, 1)
+        ok6 = _try(sock, socket.IPPROTO_IPV6, IPV6_RECVHOPLIMIT, 1) if fam == socket.AF_INET6 else False
+        got["ttl"] = ok4 or ok6
+    return got
+
+
+def parse_ancillary(ancdata: list) -> tuple[int, int, int, int]:
+    """(kernel rx time ns or 0, TOS/TCLASS byte or -1, TTL or -1, drop counter or -1)."""
+    ts_ns, tos, ttl, ovfl = 0, -1, -1, -1
+    for level, typ, data in ancdata:
+        if level == socket.SOL_SOCKET:
+            if typ == SO_TIMESTAMPNS and len(data) >= 16:
+                sec, nsec = _TIMESPEC.unpack_from(data)
+                ts_ns = sec * 1_000_000_000 + nsec
+            elif typ == SO_RXQ_OVFL and len(data) >= 4:
+                ovfl = _U32.unpack_from(data)[0]
+        elif level == socket.IPPROTO_IP:
+            if typ == socket.IP_TOS and data:
+                tos = data[0]
+            elif typ == socket.IP_TTL and len(data) >= 4:
+                ttl = _I32.unpack_from(data)[0]
+        elif level == socket.IPPROTO_IPV6:
+            if typ == IPV6_TCLASS and len(data) >= 4:
+                tos = _I32.unpack_from(data)[0] & 0xFF
+            elif typ == IPV6_HOPLIMIT and len(data) >= 4:
+                ttl = _I32.unpack_from(data)[0]
+    return ts_ns, tos, ttl, ovfl
+
+
+def set_tos(sock: socket.socket, tos: int) -> None:
+    """Mark outgoing packets (DSCP << 2). IPv6 sockets set TCLASS and, for v4-mapped peers, TOS."""
+    if sock.family == socket.AF_INET6:
+        _try(sock, socket.IPPROTO_IPV6, IPV6_TCLASS, tos)
+        _try(sock, socket.IPPROTO_IP, socket.IP_TOS, tos)
+    else:
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
+
+
+ANC_BUF_B = socket.CMSG_SPACE(16) + 4 * socket.CMSG_SPACE(4) + 64
