@@ -1,0 +1,234 @@
+"""The cutover board application.
+
+The app owns the data and the slow work; screens and widgets only show it:
+
+- one :class:`~harness.tui.model.BoardData` is built per refresh
+  (harness.tui.loader: one store query, the gate, the history analysis);
+- a timer polls ``Store.data_version()`` (one cheap PRAGMA) and reloads in a
+  worker thread when another process (``cutover schedule``, ``cutover
+  signoff``) wrote, so the board follows the parallel run by itself;
+- "run now" runs the readiness suite in a worker thread with live progress;
+  the UI stays responsive and the result lands in the history like any run;
+- sign-offs go through ``Store.signoff``: the same audit trail as
+  ``cutover signoff``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import threading
+from typing import Callable, Iterable
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from harness.store import Store
+from harness.tui.loader import load_board
+from harness.tui.model import BoardData, ChecklistRow
+from harness.tui.runs import RunRequest, default_runner
+from harness.tui.screens.help import HelpScreen
+from harness.tui.screens.main import MainScreen
+from harness.tui.screens.signoff import SignoffScreen
+
+UTC = dt.timezone.utc
+POLL_S = 2.0                     # data_version poll: one PRAGMA, microseconds
+STALE_AFTER = dt.timedelta(minutes=5)   # reload anyway: "last 24 h" and day counts move with the clock
+
+
+class BoardApp(App):
+    TITLE = "cutover board"
+    BINDINGS = [Binding("ctrl+c", "quit", "Quit", show=False, priority=True)]
+
+    def __init__(self, profile, db_path, *, now: dt.datetime | Callable[[], dt.datetime] | None = None,
+                 window: dt.timedelta | None = None, poll_s: float = POLL_S,
+                 runner: Callable[[RunRequest], None] | None = None) -> None:
+        super().__init__()
+        self.profile = profile
+        self.db_path = db_path
+        self.store = Store(db_path)
+        if isinstance(now, dt.datetime):
+            fixed = now
+            self._clock: Callable[[], dt.datetime] = lambda: fixed
+        else:
+            self._clock = now or (lambda: dt.datetime.now(UTC))
+        self.window = window
+        self.poll_s = poll_s
+        self.runner = runner or default_runner
+        self.data: BoardData = load_board(profile, self.store, self._clock(), window)
+        self._loaded_at = self._clock()
+        self._last_by = os.environ.get("CUTOVER_SIGNOFF_BY", "")
+        self._run_stop: threading.Event | None = None
+        self.running: list[str] = []
+        self.reloads = 0              # how many times the data was reloaded (tests, benchmark)
+
+    # ------------------------------------------------------------ lifecycle
+
+    def on_mount(self) -> None:
+        # pushed (not get_default_screen) so Textual loads the screen's .tcss
+        self.push_screen(MainScreen(self.data))
+        self.title = f"cutover board: {self.profile.site}"
+        if self.poll_s > 0:
+            self.set_interval(self.poll_s, self._poll)
+
+    def on_unmount(self) -> None:
+        if self._run_stop is not None:
+            self._run_stop.set()
+
+    @property
+    def main(self) -> MainScreen:
+        for screen in self.screen_stack:
+            if isinstance(screen, MainScreen):
+                return screen
+        raise LookupError("main screen not mounted")
+
+    def now(self) -> dt.datetime:
+        return self._clock()
+
+    # ------------------------------------------------------------ refresh
+
+    def _poll(self) -> None:
+        try:
+            version = self.store.data_version()
+        except Exception:            # a locked or vanished file must not kill the board
+            return
+        if version != self.data.data_version or self.now() - self._loaded_at >= STALE_AFTER:
+            self.reload_in_background()
+
+    @work(thread=True, exclusive=True, group="load")
+    def reload_in_background(self) -> None:
+        data = load_board(self.profile, self.store, self.now(), self.window)
+        self.call_from_thread(self._apply, data)
+
+    def reload(self) -> None:
+        """Synchronous reload (after our own sign-off: the user waits for it)."""
+        self._apply(load_board(self.profile, self.store, self.now(), self.window))
+
+    def _apply(self, data: BoardData) -> None:
+        self.data = data
+        self._loaded_at = self.now()
+        self.reloads += 1
+        self.main.show(data)
+        for name in self.running:
+            panel = self.main.panel(name)
+            if panel is not None and not panel.running:
+                panel.running = "queued"
+
+    def action_reload(self) -> None:
+        self.reload_in_background()
+        self.notify("reloading from the database", timeout=2)
+
+    # ------------------------------------------------------------ help, palette
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        main = self.main if any(isinstance(s, MainScreen) for s in self.screen_stack) else None
+        if main is None:
+            return
+        selected = main.selected_circuit
+        yield SystemCommand(f"Run now: {selected}", "Check the selected circuit now", self.action_run_selected)
+        yield SystemCommand("Run all circuits now", "Check every circuit of the profile now", self.action_run_all)
+        for c in self.profile.circuits:
+            yield SystemCommand(f"Run now: circuit {c.name}", f"Check {c.name} ({c.role}) now",
+                                lambda n=c.name: self.start_run([n]), discover=False)
+        yield SystemCommand("Sign off checklist item", "Sign off the item under the cursor",
+                            main.action_sign_off)
+        yield SystemCommand("Revoke sign-off", "Revoke the sign-off of the item under the cursor",
+                            main.action_revoke)
+        for item in self.profile.cutover.checklist:
+            row = next((r for r in self.data.checklist if r.id == item.id), None)
+            if row is not None:
+                yield SystemCommand(f"Sign off: {item.id}", item.title,
+                                    lambda r=row: self.sign_off_item(r, revoke=False), discover=False)
+                yield SystemCommand(f"Revoke: {item.id}", item.title,
+                                    lambda r=row: self.sign_off_item(r, revoke=True), discover=False)
+        yield SystemCommand("Show outages", "The outage and SLA-claim log", main.action_toggle_outages)
+        yield SystemCommand("Go to checklist", "Focus the checklist", main.action_focus_checklist)
+        yield SystemCommand("Reload", "Read the database again", self.action_reload)
+        yield SystemCommand("Help", "Keys and what the board shows", self.action_help)
+
+    # ------------------------------------------------------------ sign-off
+
+    def sign_off_item(self, row: ChecklistRow | None, revoke: bool = False) -> None:
+        if row is None:
+            self.notify("select a checklist item first", severity="warning")
+            return
+        if row.kind != "manual":
+            self.notify(f"'{row.title}' is automatic: it follows the measurements and cannot be signed off",
+                        severity="warning")
+            return
+        if revoke and row.status != "signed off":
+            self.notify(f"'{row.id}' is not signed off: nothing to revoke", severity="warning")
+            return
+
+        def done(result: tuple[str, str] | None) -> None:
+            if result is None:
+                return
+            by, note = result
+            try:
+                self.store.signoff(self.profile.site, row.id, by, note, revoke=revoke)
+            except Exception as exc:          # e.g. database locked for longer than busy_timeout
+                self.notify(f"not saved: {exc}", severity="error")
+                return
+            self._last_by = by
+            self.reload()
+            self.notify(f"{'revoked' if revoke else 'signed off'}: {row.id} by {by}")
+
+        self.push_screen(SignoffScreen(row, revoke=revoke, default_by=self._last_by), done)
+
+    # ------------------------------------------------------------ run now
+
+    def action_run_selected(self) -> None:
+        self.start_run([self.main.selected_circuit])
+
+    def action_run_all(self) -> None:
+        self.start_run([c.name for c in self.profile.circuits])
+
+    def start_run(self, names: list[str]) -> None:
+        if self.running:
+            self.notify(f"a run is in progress ({', '.join(self.running)})", severity="warning")
+            return
+        self.running = list(names)
+        self._run_stop = threading.Event()
+        for name in names:
+            panel = self.main.panel(name)
+            if panel is not None:
+                panel.running = "queued"
+        self._run_worker(RunRequest(self.profile, list(names), self.db_path, self._progress_from_thread,
+                                    self._run_stop))
+
+    @work(thread=True, exclusive=True, group="run-now")
+    def _run_worker(self, request: RunRequest) -> None:
+        error = None
+        try:
+            self.runner(request)
+        except Exception as exc:   # the board must survive whatever the run does
+            error = f"{type(exc).__name__}: {exc}"
+        self.call_from_thread(self._run_finished, request.circuits, error)
+
+    def _progress_from_thread(self, circuit: str, text: str) -> None:
+        self.call_from_thread(self._show_progress, circuit, text)
+
+    def _show_progress(self, circuit: str, text: str) -> None:
+        panel = self.main.panel(circuit)
+        if panel is not None:
+            panel.running = text
+
+    def _run_finished(self, names: list[str], error: str | None) -> None:
+        self.running = []
+        self._run_stop = None
+        for name in names:
+            panel = self.main.panel(name)
+            if panel is not None:
+                panel.running = ""
+        if error:
+            self.notify(f"run failed: {error}", severity="error", timeout=10)
+        else:
+            self.notify(f"run finished: {', '.join(names)}")
+        self.reload()

@@ -1,0 +1,253 @@
+"""What the board shows, computed once per refresh: pure functions from stored
+runs, the gate decision and the outage log to small view models.
+
+Why a separate module: the widgets only format these dataclasses, so a key
+press never touches the database or re-aggregates 26k runs (the board must
+redraw in < 100 ms), and everything here is unit-testable without a terminal.
+
+Colours follow the harness's own check builders (harness.verdicts.at_most /
+at_least with the profile's thresholds and the same 10 % warn band), so a
+value shown red on the board is a value `cutover check` would fail.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+from harness import verdicts as V
+
+# Eight levels, as Textual's Sparkline and spark(1) use; a gap (no run in a bucket) is a space.
+SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
+
+
+# ---------------------------------------------------------------- view models
+
+@dataclass
+class MetricView:
+    key: str                  # "rtt_ms", "jitter_ms", ...
+    label: str                # "RTT"
+    text: str                 # "12.3 ms", "180/200 Mbit/s"
+    status: str               # pass | warn | fail | error | none (not measured)
+    series: list[float | None] = field(default_factory=list)   # one value per run, oldest first
+    reason: str = ""
+
+
+@dataclass
+class CircuitView:
+    name: str
+    role: str
+    provider: str
+    verdict: str | None                 # latest run's circuit verdict, None: never measured
+    latest_at: dt.datetime | None
+    runs: int                           # runs of this circuit in the window
+    passed: int
+    metrics: list[MetricView]
+    problems: list[str]                 # reasons of the latest run's failing checks
+    running: str = ""                   # live progress of a run-now, set by the app
+
+    @property
+    def pass_rate_pct(self) -> float | None:
+        return 100.0 * self.passed / self.runs if self.runs else None
+
+
+@dataclass
+class ChecklistRow:
+    id: str
+    title: str
+    kind: str            # auto | manual
+    ok: bool
+    status: str          # "passed", "blocking", "signed off", "open", "revoked"
+    by: str = ""
+    at: dt.datetime | None = None
+    note: str = ""
+
+
+@dataclass
+class OutageRow:
+    circuit: str
+    start: dt.datetime
+    end: dt.datetime | None            # None: still ongoing
+    what: str
+    claim_by: dt.datetime | None       # None while ongoing (the clock starts at the end)
+
+    def duration(self, now: dt.datetime) -> dt.timedelta:
+        return (self.end or now) - self.start
+
+
+@dataclass
+class HeaderView:
+    site: str
+    now: dt.datetime
+    days_in: int | None                 # days since parallel_run_start
+    min_days: int
+    notice_by: dt.date | None
+    disconnect_on: dt.date | None
+    decision: str                       # GO | NO-GO
+    blocking: list[str]
+
+    @property
+    def days_to_disconnect(self) -> int | None:
+        if self.disconnect_on is None:
+            return None
+        return (self.disconnect_on - self.now.date()).days
+
+    @property
+    def first_blocking(self) -> str:
+        return self.blocking[0] if self.blocking else ""
+
+
+@dataclass
+class BoardData:
+    header: HeaderView
+    circuits: list[CircuitView]
+    checklist: list[ChecklistRow]
+    outages: list[OutageRow]
+    window_days: float
+    data_version: int | None = None
+    load_s: float = 0.0
+
+
+# ---------------------------------------------------------------- sparkline
+
+def sparkline(values: Sequence[float | None], width: int) -> str:
+    """``values`` (oldest first) drawn in ``width`` cells: each cell is the mean
+    of its bucket of runs, scaled between the series' min and max; an empty
+    bucket (no measurement) is a space. A flat series sits on the lowest block."""
+    if width <= 0 or not values:
+        return ""
+    n = len(values)
+    cells: list[float | None] = []
+    cols = min(width, n)
+    for i in range(cols):
+        lo, hi = i * n // cols, (i + 1) * n // cols
+        bucket = [v for v in values[lo:hi] if v is not None and not _isnan(v)]
+        cells.append(sum(bucket) / len(bucket) if bucket else None)
+    present = [c for c in cells if c is not None]
+    if not present:
+        return " " * cols
+    low, high = min(present), max(present)
+    span = high - low
+    out = []
+    for c in cells:
+        if c is None:
+            out.append(" ")
+        elif span <= 0:
+            out.append(SPARK_BLOCKS[0])
+        else:
+            level = int(round((c - low) / span * (len(SPARK_BLOCKS) - 1)))
+            out.append(SPARK_BLOCKS[level])
+    return "".join(out)
+
+
+def _isnan(v: float) -> bool:
+    return isinstance(v, float) and math.isnan(v)
+
+
+# ---------------------------------------------------------------- circuits (from harness.history)
+
+def _values(series: Sequence[tuple[dt.datetime, float]]) -> list[float | None]:
+    return [v for _, v in series]
+
+
+def _worse_of(a: Sequence[tuple[dt.datetime, float]], b: Sequence[tuple[dt.datetime, float]]
+              ) -> list[tuple[dt.datetime, float]]:
+    """Per run, the worse (larger) of two per-direction series (jitter, loss):
+    a call has a listener at each end, the worse direction is what one hears."""
+    merged: dict[dt.datetime, float] = {}
+    for t, v in list(a) + list(b):
+        merged[t] = max(v, merged.get(t, v))
+    return sorted(merged.items())
+
+
+def _f(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "–"
+    s = V.fmt(x)
+    return f"{s} {unit}" if unit else s
+
+
+def metric_views(profile, circuit, latest: dict[str, float | None],
+                 series: dict[str, list[float | None]], required_mbps: tuple[float, float]
+                 ) -> list[MetricView]:
+    """Latest figures of one circuit with their status against the profile."""
+    th = profile.thresholds
+    planned_calls = profile.planned.calls
+    req_down, req_up = required_mbps
+
+    def view(key: str, label: str, text: str, check: V.Check | None) -> MetricView:
+        status = "none" if check is None else check.status
+        return MetricView(key, label, text, status, series.get(key, []), check.reason if check else "")
+
+    rtt, jit, loss, mos = (latest.get(k) for k in ("rtt_ms", "jitter_ms", "loss_pct", "mos"))
+    down, up, calls = (latest.get(k) for k in ("down_mbps", "up_mbps", "max_calls"))
+    out = [
+        # one-way delay taken as RTT/2 without synchronised clocks (DESIGN.md §5)
+        view("rtt_ms", "RTT", _f(rtt, "ms"), None if rtt is None else
+             V.at_most("rtt", "one-way delay", rtt / 2, th.one_way_delay_ms, "ms")),
+        view("jitter_ms", "Jitter", _f(jit, "ms"), None if jit is None else
+             V.at_most("jitter", "jitter", jit, th.jitter_ms, "ms")),
+        view("loss_pct", "Loss", _f(loss, "%"), None if loss is None else
+             V.at_most("loss", "loss", loss, th.loss_pct, "%")),
+        view("mos", "MOS", _f(mos), None if mos is None else
+             V.at_least("mos", "MOS", mos, th.mos_min, context="minimum")),
+        view("down_mbps", "Down", f"{_f(down)}/{V.fmt(circuit.down_mbps)} Mbit/s",
+             None if down is None else V.at_least("down", "downstream", down, req_down, "Mbit/s",
+                                                  context="needed for the planned usage")),
+        view("up_mbps", "Up", f"{_f(up)}/{V.fmt(circuit.up_mbps)} Mbit/s",
+             None if up is None else V.at_least("up", "upstream", up, req_up, "Mbit/s",
+                                                context="needed for the planned usage")),
+        view("max_calls", "Calls", f"{_f(calls)}/{planned_calls}",
+             None if calls is None else V.at_least("calls", "capacity", calls, planned_calls, "calls",
+                                                   context="planned", warn_band_pct=0)),
+    ]
+    return out
+
+
+def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float]) -> CircuitView:
+    """One circuit's panel from its :class:`harness.history.CircuitHistory`
+    (the same pass/outage definitions as the report and the gate)."""
+    s = ch.series
+    merged = {
+        "rtt_ms": s.get("rtt_p50_ms", []),
+        "jitter_ms": _worse_of(s.get("jitter_up_ms", []), s.get("jitter_down_ms", [])),
+        "loss_pct": _worse_of(s.get("loss_up_pct", []), s.get("loss_down_pct", [])),
+        "mos": s.get("mos", []),
+        "down_mbps": s.get("down_mbps", []),
+        "up_mbps": s.get("up_mbps", []),
+        "max_calls": s.get("capacity_calls", []),
+    }
+    # latest measured value of each figure (bandwidth and capacity may run less often than stream)
+    latest = {k: (v[-1][1] if v else None) for k, v in merged.items()}
+    series = {k: _values(v) for k, v in merged.items()}
+    problems = [c.reason or c.id for c in V.blocking(ch.latest_checks)]
+    return CircuitView(
+        name=circuit.name, role=circuit.role, provider=circuit.provider,
+        verdict=ch.latest_verdict, latest_at=ch.latest_at, runs=ch.runs, passed=ch.passed,
+        metrics=metric_views(profile, circuit, latest, series, required_mbps), problems=problems)
+
+
+# ---------------------------------------------------------------- outages, checklist, header
+
+def outage_rows(outages: Iterable[Any]) -> list[OutageRow]:
+    """Rows of :class:`harness.history.Outage`, most urgent first: ongoing
+    outages (the circuit is down now), then by claim deadline, earliest first
+    (the same order as harness.history.by_urgency)."""
+    rows = [OutageRow(circuit=o.circuit, start=o.start, end=o.end, what=_what(o),
+                      claim_by=o.claim_by) for o in outages]
+    far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
+    rows.sort(key=lambda r: (r.end is not None, r.claim_by or far, r.start))
+    return rows
+
+
+def _what(o: Any) -> str:
+    """First failed check's reason ('stream.mos: MOS 3.1 < 4.0 minimum'), the
+    kind when there is none (unreachable with no check detail)."""
+    failed = getattr(o, "failed", None) or []
+    if failed:
+        first = failed[0]
+        more = f" (+{len(failed) - 1})" if len(failed) > 1 else ""
+        return f"{first.reason or first.id}{more}"
+    return getattr(o, "kind", "") or ""

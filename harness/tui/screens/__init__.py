@@ -1,0 +1,1 @@
+"""Screens of the cutover board, each with its .tcss beside it."""

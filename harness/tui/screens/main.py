@@ -1,0 +1,166 @@
+"""The main screen: gate header, circuit panels, checklist and outage log.
+
+All data arrives as one :class:`harness.tui.model.BoardData` from the app;
+the screen only distributes it to its widgets, so key presses (navigation,
+toggling the outage log) never touch the database."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer
+
+from harness.tui.model import BoardData, ChecklistRow
+from harness.tui.widgets.checklist import ChecklistTable
+from harness.tui.widgets.circuit import CircuitPanel
+from harness.tui.widgets.header import GateHeader
+from harness.tui.widgets.outages import OutageTable
+
+WIDE_COLUMNS = 120      # from here the checklist and the outage log sit side by side
+TALL_ROWS = 40          # from here circuit panels list every blocking problem
+
+
+class MainScreen(Screen):
+    CSS_PATH = "main.tcss"
+
+    BINDINGS = [
+        Binding("r", "app.run_selected", "Run now"),
+        Binding("a", "app.run_all", "Run all"),
+        Binding("s", "sign_off", "Sign off"),
+        Binding("x", "revoke", "Revoke"),
+        Binding("o", "toggle_outages", "Outages"),
+        Binding("c", "focus_checklist", "Checklist", show=False),
+        Binding("left", "select_circuit(-1)", "Prev circuit", show=False),
+        Binding("right", "select_circuit(1)", "Next circuit", show=False),
+        Binding("1", "select_index(0)", show=False),
+        Binding("2", "select_index(1)", show=False),
+        Binding("3", "select_index(2)", show=False),
+        Binding("f5", "app.reload", "Refresh"),
+        Binding("question_mark", "app.help", "Help", key_display="?"),
+        Binding("q", "app.quit", "Quit"),
+    ]
+
+    def __init__(self, data: BoardData) -> None:
+        super().__init__()
+        self.data = data
+        self.selected = self._default_selected(data)
+
+    @staticmethod
+    def _default_selected(data: BoardData) -> int:
+        """Start on the new circuit: it is the one the parallel run is about."""
+        for i, c in enumerate(data.circuits):
+            if c.role == "new":
+                return i
+        return 0
+
+    def compose(self) -> ComposeResult:
+        d = self.data
+        yield GateHeader(d.header, id="header")
+        with Horizontal(id="circuits"):
+            for i, c in enumerate(d.circuits):
+                yield CircuitPanel(c, id=f"circuit-{i}", classes="-selected" if i == self.selected else "")
+        with Horizontal(id="lower"):
+            with Vertical(id="checklist-box") as box:
+                box.border_title = "Checklist"
+                yield ChecklistTable(d.checklist, id="checklist")
+            with Vertical(id="outage-box") as box:
+                box.border_title = "Outages and SLA claims"
+                yield OutageTable(d.outages, d.header.now, id="outages")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self._layout_for(self.size.width, self.size.height)
+        self.query_one(ChecklistTable).focus()
+        self._set_titles()
+
+    def on_resize(self, event) -> None:
+        self._layout_for(event.size.width, event.size.height)
+
+    def _layout_for(self, width: int, height: int) -> None:
+        self.set_class(width < WIDE_COLUMNS, "-narrow")
+        for panel in self.query(CircuitPanel):
+            panel.max_problems = 3 if height >= TALL_ROWS else 1
+
+    def _set_titles(self) -> None:
+        d = self.data
+        box = self.query_one("#outage-box")
+        box.border_title = f"Outages and SLA claims ({len(d.outages)})"
+        signed = sum(1 for r in d.checklist if r.ok)
+        self.query_one("#checklist-box").border_title = f"Checklist ({signed}/{len(d.checklist)} done)"
+
+    # ------------------------------------------------------------ data in
+
+    def show(self, data: BoardData) -> None:
+        """New data from the app (refresh, sign-off, finished run)."""
+        self.data = data
+        self.query_one(GateHeader).view = data.header
+        panels = list(self.query(CircuitPanel))
+        for panel, view in zip(panels, data.circuits):
+            panel.view = view
+        self.query_one(ChecklistTable).show_rows(data.checklist)
+        self.query_one(OutageTable).show_rows(data.outages, data.header.now)
+        self._set_titles()
+
+    def panel(self, name: str) -> CircuitPanel | None:
+        for p in self.query(CircuitPanel):
+            if p.circuit_name == name:
+                return p
+        return None
+
+    # ------------------------------------------------------------ navigation
+
+    @property
+    def selected_circuit(self) -> str:
+        return self.data.circuits[self.selected].name
+
+    def action_select_index(self, index: int) -> None:
+        panels = list(self.query(CircuitPanel))
+        if not 0 <= index < len(panels):
+            return
+        panels[self.selected].remove_class("-selected")
+        self.selected = index
+        panels[index].add_class("-selected")
+        panels[index].focus()
+
+    def action_select_circuit(self, step: int) -> None:
+        n = len(self.data.circuits)
+        self.action_select_index((self.selected + step) % n)
+
+    def on_descendant_focus(self, event) -> None:
+        # focusing a panel (tab, click) also selects it for "Run now"
+        widget = event.widget
+        if isinstance(widget, CircuitPanel):
+            panels = list(self.query(CircuitPanel))
+            if widget in panels and panels.index(widget) != self.selected:
+                panels[self.selected].remove_class("-selected")
+                self.selected = panels.index(widget)
+                widget.add_class("-selected")
+
+    def action_focus_checklist(self) -> None:
+        self.remove_class("-show-outages")
+        self.query_one(ChecklistTable).focus()
+
+    def action_toggle_outages(self) -> None:
+        if self.has_class("-narrow"):
+            self.toggle_class("-show-outages")
+            target = OutageTable if self.has_class("-show-outages") else ChecklistTable
+            self.query_one(target).focus()
+        else:
+            table = self.query_one(OutageTable)
+            if table.has_focus:
+                self.query_one(ChecklistTable).focus()
+            else:
+                table.focus()
+
+    # ------------------------------------------------------------ sign-off
+
+    def current_item(self) -> ChecklistRow | None:
+        return self.query_one(ChecklistTable).current_item()
+
+    def action_sign_off(self) -> None:
+        self.app.sign_off_item(self.current_item(), revoke=False)
+
+    def action_revoke(self) -> None:
+        self.app.sign_off_item(self.current_item(), revoke=True)

@@ -1,0 +1,1 @@
+"""Widgets of the cutover board; each only formats view models from harness.tui.model."""

@@ -1,0 +1,51 @@
+"""The cutover checklist: automatic items (from the measured history, decided
+by harness.gate) and the profile's manual items with their sign-offs."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from harness.tui.model import ChecklistRow
+from harness.tui.widgets.styles import short_time
+
+COLUMNS = (("", "mark"), ("Item", "item"), ("Status", "status"), ("By", "by"), ("When", "when"),
+           ("Note", "note"))
+
+
+class ChecklistTable(DataTable):
+    """One row per item, keyed by item id, so the cursor stays on the same
+    item across refreshes."""
+
+    def __init__(self, rows: list[ChecklistRow], **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self._rows: list[ChecklistRow] = []
+        self._pending = rows
+
+    def on_mount(self) -> None:
+        for label, key in COLUMNS:
+            self.add_column(label, key=key)
+        self.show_rows(self._pending)
+
+    def show_rows(self, rows: list[ChecklistRow]) -> None:
+        """Replace the rows, keeping the cursor on the item it was on."""
+        current = self.current_item()
+        self._rows = list(rows)
+        self.clear()
+        for r in rows:
+            mark = Text("✓", "bold green") if r.ok else Text("✗", "bold red")
+            title = Text(r.title, "bold" if r.kind == "manual" else "italic")
+            status_style = "green" if r.ok else ("yellow" if r.status in ("open", "revoked") else "red")
+            self.add_row(mark, title, Text(r.status, status_style), r.by or "", short_time(r.at) if r.at else "",
+                         r.note or "", key=r.id)
+        if current is not None:
+            for i, r in enumerate(rows):
+                if r.id == current.id:
+                    self.move_cursor(row=i, animate=False)
+                    break
+
+    def current_item(self) -> ChecklistRow | None:
+        if not self._rows or self.row_count == 0:
+            return None
+        i = self.cursor_row
+        return self._rows[i] if 0 <= i < len(self._rows) else None

@@ -1,0 +1,88 @@
+"""One circuit's panel: verdict, pass rate over the window, latest figures
+coloured by the profile thresholds, and a sparkline per figure that uses
+whatever width the terminal gives."""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from harness.tui.model import CircuitView, sparkline
+from harness.tui.widgets.styles import STATUS_STYLE, short_time, verdict_badge
+
+UNITS = {"rtt_ms": "ms", "jitter_ms": "ms", "loss_pct": "%", "mos": "",
+         "down_mbps": "Mbit/s", "up_mbps": "Mbit/s", "max_calls": "calls"}
+LABEL_W = 7
+MIN_SPARK_W = 3
+
+
+class CircuitPanel(Widget, can_focus=True):
+    """Renders a :class:`CircuitView`; re-rendered only when the view changes
+    (a refresh) or the size changes, never by a key press elsewhere."""
+
+    view: reactive[CircuitView | None] = reactive(None, layout=True)
+    running: reactive[str] = reactive("")             # live progress of a run-now
+    max_problems: reactive[int] = reactive(1, layout=True)   # more when the terminal is tall
+
+    def __init__(self, view: CircuitView, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.circuit_name = view.name
+        self.set_reactive(CircuitPanel.view, view)
+        self._set_titles(view)
+
+    def _set_titles(self, view: CircuitView) -> None:
+        self.border_title = f"{view.name} ({view.role})"
+        when = short_time(view.latest_at) if view.latest_at else "never measured"
+        self.border_subtitle = f"{view.provider} · {when}" if view.provider else when
+
+    def watch_view(self, view: CircuitView | None) -> None:
+        if view is not None:
+            self._set_titles(view)
+
+    def get_content_height(self, container, viewport, width: int) -> int:
+        """Lines are cut to the width, never wrapped: the height is a line count."""
+        v = self.view
+        if v is None:
+            return 1
+        # the problem/progress lines are always reserved so the panels line up
+        return 1 + len(v.metrics) + self.max_problems
+
+    def render(self) -> Text:
+        v = self.view
+        width = max(self.content_size.width, 10)
+        if v is None:
+            return Text()
+        lines: list[Text] = []
+        head = Text()
+        badge, style = verdict_badge(v.verdict)
+        head.append(badge, style)
+        rate = v.pass_rate_pct
+        head.append(f" pass {rate:.1f}%" if rate is not None else " no runs", "bold")
+        head.append(f" of {v.runs}", "dim")
+        lines.append(head)
+        value_w = max((len(m.text.split(" ")[0]) for m in v.metrics), default=4)
+        unit_w = 7 if width >= LABEL_W + value_w + 7 + MIN_SPARK_W + 1 else 0
+        for m in v.metrics:
+            line = Text()
+            line.append(f"{m.label:<{LABEL_W}}")
+            line.append(f"{m.text.split(' ')[0]:>{value_w}}", STATUS_STYLE.get(m.status, ""))
+            if unit_w:
+                line.append(f" {UNITS.get(m.key, ''):<{unit_w - 1}}", "dim")
+            line.append(" ")
+            spark_w = width - len(line.plain)
+            if spark_w >= MIN_SPARK_W:
+                line.append(sparkline(m.series, spark_w), "cyan")
+            lines.append(line)
+        if self.running:
+            lines.append(Text(f"▶ {self.running}", "bold cyan"))
+        elif v.problems:
+            shown = v.problems[:self.max_problems]
+            for problem in shown:
+                lines.append(Text(f"✗ {problem}", "red"))
+            if len(v.problems) > len(shown):
+                lines[-1] = Text(f"✗ (+{len(v.problems) - len(shown)}) ", "red") + lines[-1][2:]
+        for line in lines:
+            # cut, never wrap: a long reason must not push the panels out of the screen
+            line.truncate(width, overflow="ellipsis")
+        return Text("\n").join(lines)
