@@ -11,6 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+pytest_plugins = ["tests.lab.fixtures"]  # the `lab` namespace fixture (tests/lab/README.md)
 
 
 def run_cli(*args: str, timeout: float = 120, env: dict | None = None,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import select
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Iterator
 
+from ._lines import LineReader
 from .relay import Impairment
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,6 +41,7 @@ class RelayProcess:
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, cwd=ROOT, env=env, text=True, bufsize=1)
+        self._lines = LineReader(self.proc.stdout.fileno())
         self.final: dict | None = None
         ready = self._read_event(start_timeout_s)
         if ready is None or ready.get("event") != "ready":
@@ -52,11 +53,8 @@ class RelayProcess:
     def _read_event(self, timeout_s: float) -> dict | None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            ready, _, _ = select.select([self.proc.stdout], [], [], max(0.0, deadline - time.monotonic()))
-            if not ready:
-                return None
-            line = self.proc.stdout.readline()
-            if not line:
+            line = self._lines.readline(max(0.0, deadline - time.monotonic()))
+            if line is None:
                 return None
             try:
                 return json.loads(line)
