@@ -241,13 +241,20 @@ class _Session:
 class BandwidthService:
     """TCP bandwidth service + Speedtest Mini endpoint. ``start()`` runs it in threads.
 
-    ``port=0`` picks a free port (see :attr:`port` after ``start``).
+    ``port=0`` picks a free port (see :attr:`port` after ``start``);
+    ``port_from`` (a callable returning a port) takes the number another
+    service bound, so that TCP follows the STAMP reflector's UDP port 0.
+    For `cutover reflector`: ``bind()``, ``serve(stop_event)``, ``name``.
     """
+
+    name = "bandwidth service (TCP)"
 
     def __init__(self, host: str = "0.0.0.0", port: int = 862, *, key: bytes | None = None,
                  max_duration_s: float = 60.0, max_sessions: int = 4, max_streams: int = 16,
-                 max_http: int = 32, io_timeout_s: float = 10.0, http: bool = True) -> None:
+                 max_http: int = 32, io_timeout_s: float = 10.0, http: bool = True,
+                 port_from=None) -> None:
         self.host, self._port = host, port
+        self._port_from = port_from
         self.key = key or None
         self.max_duration_s = max_duration_s
         self.max_sessions = max_sessions
@@ -262,14 +269,28 @@ class BandwidthService:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._payload = memoryview(os.urandom(CHUNK_B))
-        # random (incompressible) body for HTTP downloads, sent repeatedly
-        self.bytes_served = 0
+        # random (incompressible) payload, sent repeatedly
+        self.stats = {"bw_sent_b": 0, "bw_received_b": 0, "http_sent_b": 0, "http_received_b": 0,
+                      "refused_busy": 0, "refused_auth": 0}
 
     @property
     def port(self) -> int:
         return self._sock.getsockname()[1] if self._sock else self._port
 
+    @classmethod
+    def from_listen(cls, listen: str, **kw) -> "BandwidthService":
+        """From a ``HOST:PORT`` / ``[v6]:PORT`` string as `cutover reflector --listen` takes it."""
+        from probes.addr import parse_hostport
+        hp = parse_hostport(listen)
+        return cls(hp.host, hp.port, **kw)
+
+    @property
+    def address(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
     def bind(self) -> None:
+        if self._port == 0 and self._port_from is not None:
+            self._port = int(self._port_from())
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -278,9 +299,9 @@ class BandwidthService:
         try:
             sock.bind((self.host, self._port))
             sock.listen(64)
-        except OSError:
+        except OSError as exc:
             sock.close()
-            raise
+            raise OSError(exc.errno, f"cannot listen on TCP {self.host}:{self._port}: {exc.strerror}") from None
         sock.settimeout(0.2)   # so the accept loop notices stop()
         self._sock = sock
 
@@ -304,6 +325,17 @@ class BandwidthService:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    def serve(self, stop: threading.Event) -> None:
+        """Serve until ``stop`` is set (the way `cutover reflector` runs its services)."""
+        watcher = threading.Thread(target=lambda: (stop.wait(), self._stop.set()), daemon=True)
+        watcher.start()
+        try:
+            self.serve_forever()
+        finally:
+            if self._sock:
+                self._sock.close()
+                self._sock = None
 
     def serve_forever(self) -> None:
         if self._sock is None:
@@ -354,9 +386,11 @@ class BandwidthService:
             conn.sendall(Reply(STATUS_AUTH_REQUIRED, nonce=nonce).pack())
             mac = recv_exact(conn, MAC_LEN)
             if not hmac.compare_digest(mac, auth_mac(self.key, nonce, raw)):
+                self._count("refused_auth", 1)
                 conn.sendall(Reply(STATUS_AUTH_FAILED).pack())
                 return
         if not self._admit(hello):
+            self._count("refused_busy", 1)
             conn.sendall(Reply(STATUS_BUSY).pack())
             return
         try:
@@ -382,6 +416,10 @@ class BandwidthService:
             sess.active += 1
             return True
 
+    def _count(self, name: str, n: int) -> None:
+        with self._lock:
+            self.stats[name] += n
+
     def _release(self, token: bytes) -> None:
         with self._lock:
             sess = self._sessions.get(token)
@@ -394,11 +432,15 @@ class BandwidthService:
         end = time.monotonic() + duration_s
         payload = self._payload
         conn.settimeout(min(self.io_timeout_s, 2.0))
-        while time.monotonic() < end and not self._stop.is_set():
-            try:
-                conn.send(payload)
-            except socket.timeout:
-                continue       # receiver stalled; keep trying until the deadline
+        sent = 0
+        try:
+            while time.monotonic() < end and not self._stop.is_set():
+                try:
+                    sent += conn.send(payload)
+                except socket.timeout:
+                    continue       # receiver stalled; keep trying until the deadline
+        finally:
+            self._count("bw_sent_b", sent)
         conn.shutdown(socket.SHUT_WR)
         # drain until the client closes so the last bytes are not reset away
         conn.settimeout(1.0)
@@ -432,6 +474,7 @@ class BandwidthService:
             if now >= next_report:
                 conn.sendall(pack_report(time.monotonic_ns(), total))
                 next_report = now + REPORT_INTERVAL_S
+        self._count("bw_received_b", total)
         conn.sendall(pack_report(time.monotonic_ns(), total))
         conn.shutdown(socket.SHUT_WR)
 
@@ -500,6 +543,7 @@ class BandwidthService:
                 if n == 0:
                     return     # client gave up (speedtest-cli stops at its time limit)
                 got += n
+            self._count("http_received_b", got)
             _http_reply(conn, 200, b"size=%d" % got)
             return
         if method not in (b"GET", b"HEAD"):
@@ -526,7 +570,7 @@ class BandwidthService:
         while left > 0 and not self._stop.is_set():
             n = conn.send(payload[:min(left, len(payload))])
             left -= n
-        self.bytes_served += size - left
+        self._count("http_sent_b", size - left)
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
