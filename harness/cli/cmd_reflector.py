@@ -24,7 +24,14 @@ def _services(listen: str, key: bytes | None, no_tcp: bool, opts: dict) -> list:
 
     services: list = [StampReflector(listen, key, on_session_end=lambda line: err(f"[reflector] {line}"),
                                      **opts)]
-    # (the TCP bandwidth service joins here when not no_tcp)
+    if not no_tcp:
+        # TCP bandwidth service + Speedtest Mini endpoint on the same port number
+        # (follows the UDP socket's port when --listen asks for port 0)
+        from probes.bwservice import BandwidthService
+        from probes.reflector import parse_listen
+        hp = parse_listen(listen)
+        services.append(BandwidthService(hp.host, hp.port, key=key,
+                                         port_from=lambda: services[0].address[1]))
     return services
 
 
