@@ -110,6 +110,8 @@ class Step:
 def judge(step: Step, thresholds: Thresholds) -> Step:
     """Fill ``passed``/``reasons`` from the measured figures (in place; returns it).
 
+    Sender health (``step.sender``, see :func:`sender_state`): ``behind`` fails the step
+    with reason ``sender``; ``hiccups`` adds ``sender`` only to a step that failed.
     A figure exactly at its threshold passes (loss 1.0 % with a 1.0 % limit is
     within it), as the profile's thresholds are limits, not targets.
     """
@@ -117,17 +119,41 @@ def judge(step: Step, thresholds: Thresholds) -> Step:
     if step.error:
         step.passed, step.reasons = False, []
         return step
-    if step.sender.get("limited"):
-        reasons.append("sender")
     if step.loss_pct is None or step.loss_pct > thresholds.loss_pct:
         reasons.append("loss")
     if step.jitter_ms is not None and step.jitter_ms > thresholds.jitter_ms:
         reasons.append("jitter")
     if step.mos is None or step.mos < thresholds.mos_min:
         reasons.append("mos")
+    # The sender: "behind" (could not hold its schedule, or dropped replies) makes every
+    # figure of the step ours; "hiccups" (a few late sends, a busy machine) only make
+    # traffic burstier, which is harsher on the path, so a pass stands, but a failure
+    # can no longer be blamed on the network alone.
+    behind = step.sender.get("behind", step.sender.get("limited", False))
+    if behind or (reasons and step.sender.get("hiccups")):
+        reasons.append("sender")
     step.reasons = [r for r in REASON_ORDER if r in reasons]
     step.passed = not step.reasons
     return step
+
+
+# A sender whose median send is this late is not keeping its schedule at all (a
+# busy machine delays a few sends by milliseconds, but not the median one).
+SUSTAINED_LATENESS_P50_MS = 1.0
+
+
+def sender_state(sender: dict) -> tuple[bool, bool]:
+    """(behind, hiccups) from the engine's sender health.
+
+    behind: the kernel dropped replies on our socket (those would read as
+    loss), or the median send was more than 1 ms late (the load was not
+    offered as planned). hiccups: the engine flagged itself (p99 lateness
+    over 1 ms, sends a ptime late) without being behind.
+    """
+    late = sender.get("lateness_ms") or {}
+    p50 = late.get("p50")
+    behind = bool(sender.get("rx_dropped")) or (p50 is not None and p50 > SUSTAINED_LATENESS_P50_MS)
+    return behind, bool(sender.get("limited")) and not behind
 
 
 def resolution_calls(lo: int, preset: Preset) -> int:

@@ -184,3 +184,28 @@ def test_bad_arguments():
         ramp(step, start=0, ceiling=10, preset=DEFAULT)
     with pytest.raises(ValueError):
         ramp(step, start=1, ceiling=0, preset=DEFAULT)
+
+
+def test_sender_state_behind_versus_hiccups():
+    from probes.ramp import sender_state
+    calm = {"lateness_ms": {"p50": 0.01, "p99": 0.3, "max": 0.9}, "rx_dropped": 0, "limited": False}
+    assert sender_state(calm) == (False, False)
+    busy = {"lateness_ms": {"p50": 0.02, "p99": 4.3, "max": 25.0}, "rx_dropped": 0, "limited": True}
+    assert sender_state(busy) == (False, True)
+    behind = {"lateness_ms": {"p50": 605.0, "p99": 891.0, "max": 905.0}, "rx_dropped": 0, "limited": True}
+    assert sender_state(behind) == (True, False)
+    dropped = {"lateness_ms": {"p50": 0.01, "p99": 0.2, "max": 0.5}, "rx_dropped": 3, "limited": True}
+    assert sender_state(dropped) == (True, False)
+
+
+def test_hiccups_do_not_fail_a_passing_step_but_taint_a_failing_one():
+    clean_net = dict(calls=20, offered_kbps=1744.0, loss_pct=0.0, jitter_ms=0.1, mos=4.37)
+    s = judge(Step(**clean_net, sender={"behind": False, "hiccups": True}), TH)
+    assert s.passed
+    lossy = dict(clean_net, loss_pct=2.0)
+    s = judge(Step(**lossy, sender={"behind": False, "hiccups": True}), TH)
+    assert s.reasons == ["sender", "loss"]
+    s = judge(Step(**lossy, sender={"behind": False, "hiccups": False}), TH)
+    assert s.reasons == ["loss"]
+    s = judge(Step(**clean_net, sender={"behind": True, "hiccups": False}), TH)
+    assert s.reasons == ["sender"] and not s.passed

@@ -137,3 +137,50 @@ def test_bad_profile_and_circuit(cli, tmp_path):
     assert r.returncode == EXIT_BAD_INPUT and "Traceback" not in r.stderr
     r = cli("probe", "capacity", "--profile", str(FIXTURES / "profiles" / "valid.yaml"), "--circuit", "nope")
     assert r.returncode == EXIT_BAD_INPUT and "no circuit 'nope'" in r.stderr
+
+
+def fake_runner(capacity: int, hiccup_once: set[int] = frozenset()):
+    """Engine stand-in returning EngineResult-shaped dicts for a path of ``capacity`` calls."""
+    calls_seen: list[int] = []
+
+    def runner(calls, duration_s, stop):
+        calls_seen.append(calls)
+        over = max(0.0, (calls - capacity) / calls * 100)
+        hiccup = calls in hiccup_once and calls_seen.count(calls) == 1
+        d = {"calls": calls, "duration_s": duration_s, "measured": True, "partial": False,
+             "direction_split": True, "packets": {"sent": calls * 50, "received": calls * 50},
+             "loss_pct": {"up": over, "down": 0.0, "total": over}, "jitter_ms": {"up": 0.5, "down": 0.2},
+             "rtt_ms": {"p50": 1.0}, "mos_up": 4.37 - over / 10, "mos_down": 4.37, "mos": 4.37 - over / 10,
+             "sender": {"lateness_ms": {"p50": 0.01, "p99": 4.0 if hiccup else 0.1, "max": 9.0},
+                        "rx_dropped": 0, "limited": hiccup,
+                        "reason": "send lateness p99 4.00 ms > 1 ms" if hiccup else None}}
+        if hiccup:
+            d["loss_pct"]["up"] = 3.0       # a failure that coincides with the hiccup
+        return cap.step_from_engine(d)
+
+    return runner, calls_seen
+
+
+def test_run_with_a_fake_engine_gives_the_contract_json():
+    runner, seen = fake_runner(84)
+    cfg = cap.CapacityConfig(target="127.0.0.1:862", planned_calls=60, contract_calls=229, settle_s=0)
+    cfg.time_budget_s = 60
+    res = cap.run(cfg, step_runner=runner)
+    d = res.to_dict()
+    assert (d["max_calls"], d["limit"], d["planned_calls"], d["pass"]) == (84, "loss", 60, True)
+    assert d["margin_pct"] == 40.0 and d["ceiling"] == 229 and d["ceiling_source"] == "contract"
+    assert d["measured"] and not d["partial"] and d["errors"] == []
+    first = d["steps"][0]
+    assert first["calls"] == 60 and first["offered_kbps"] == pytest.approx(60 * 87.2)
+    assert first["directions"]["up"]["loss_pct"] == 0.0 and first["pass"] is True
+    assert json.loads(json.dumps(d)) == d
+
+
+def test_a_failure_during_a_hiccup_is_measured_again():
+    runner, seen = fake_runner(84, hiccup_once={75})
+    res = cap.run(cap.CapacityConfig(target="127.0.0.1:862", planned_calls=60, max_calls=200, settle_s=0),
+                  step_runner=runner)
+    assert seen.count(75) == 2                 # the hiccup step was repeated ...
+    assert res.max_calls == 84 and res.limit == "loss"   # ... and the answer is unchanged
+    step75 = next(s for s in res.steps if s.calls == 75)
+    assert step75.passed and "lateness" in step75.sender["retried_after"]
