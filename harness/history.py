@@ -28,7 +28,9 @@ Definitions (also in docs/reports.md):
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
+import operator
 import sqlite3
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -145,8 +147,11 @@ class Outage:
 def outages(runs: Iterable, circuit: str, sla_claim_hours: float = 24,
             now: dt.datetime | None = None) -> list[Outage]:
     """The outage episodes of ``circuit`` in ``runs`` (see the module doc)."""
-    now = now or dt.datetime.now(dt.timezone.utc)
-    seq = circuit_runs(runs, circuit)
+    return _outages(circuit_runs(runs, circuit), circuit, sla_claim_hours,
+                    now or dt.datetime.now(dt.timezone.utc))
+
+
+def _outages(seq: list, circuit: str, sla_claim_hours: float, now: dt.datetime) -> list[Outage]:
     episodes: list[Outage] = []
     current: list[tuple[Any, Any, str]] = []
 
@@ -210,8 +215,12 @@ class DailyRate:
 
 def daily_pass_rates(runs: Iterable, circuit: str) -> list[DailyRate]:
     """Runs and passes of ``circuit`` per UTC day, oldest first."""
+    return _daily(circuit_runs(runs, circuit))
+
+
+def _daily(seq: list) -> list[DailyRate]:
     days: "OrderedDict[dt.date, DailyRate]" = OrderedDict()
-    for run, rec in circuit_runs(runs, circuit):
+    for run, rec in seq:
         day = run.started_at.astimezone(dt.timezone.utc).date()
         d = days.setdefault(day, DailyRate(day, 0, 0))
         d.runs += 1
@@ -259,12 +268,12 @@ def summarize(metric: Metric, series: Sequence[tuple[dt.datetime, float]]) -> Me
     slope = trend = None
     span_days = (series[-1][0] - series[0][0]).total_seconds() / 86400
     if n >= 3 and span_days > 0:
-        t0 = series[0][0]
-        xs = [(t - t0).total_seconds() / 86400 for t, _ in series]
-        mx = sum(xs) / n
-        sxx = sum((x - mx) ** 2 for x in xs)
-        if sxx > 0:
-            slope = sum((x - mx) * (v - mean) for x, v in zip(xs, values)) / sxx
+        t0 = series[0][0].timestamp()
+        xs = [(t.timestamp() - t0) / 86400 for t, _ in series]
+        sx = sum(xs)
+        sxx = sum(map(operator.mul, xs, xs)) - sx * sx / n        # centred sums, C-speed
+        if sxx > 1e-12:
+            slope = (sum(map(operator.mul, xs, values)) - sx * mean) / sxx
             # "steady" unless the fitted change over the window is > 5 % of the
             # mean (or of the spread for metrics that sit near zero, like loss).
             scale = max(abs(mean), ordered[-1] - ordered[0], 1e-9)
@@ -344,8 +353,9 @@ class HistoryAnalysis:
             if not cells:
                 continue
             best = (max if metric.higher_is_better else min)(cells, key=lambda n: cells[n]["mean"])
+            tie = sum(1 for c in cells.values() if c["mean"] == cells[best]["mean"]) > 1
             rows.append({"metric": metric.key, "label": metric.label, "unit": metric.unit,
-                         "circuits": cells, "best": best if len(cells) > 1 else None})
+                         "circuits": cells, "best": best if len(cells) > 1 and not tie else None})
         return rows
 
 
@@ -389,8 +399,8 @@ def analyze(runs: Sequence, profile, since: dt.datetime | None = None,
             latest_at=latest_run.started_at if latest_run else None,
             latest_checks=list(latest_rec.checks) if latest_rec else [],
             metrics={m.key: summarize(m, cseries[m.key]) for m in METRICS},
-            series=cseries, daily=daily_pass_rates(runs, name),
-            outages=outages(runs, name, hours, now))
+            series=cseries, daily=_daily(seq),
+            outages=_outages(seq, name, hours, now))
         circuits[name] = ch
     return HistoryAnalysis(since=since, until=now, runs=len(runs), circuits=circuits)
 
@@ -447,8 +457,8 @@ def load_series(store, site: str, since: dt.datetime | None = None,
     if until is not None:
         where.append("r.started_at < ?")
         args.append(to_ts(until))
-    # (circuit, metric) -> {started_at text: (prio, value)}
-    found: dict[tuple[str, str], dict[str, tuple[int, float]]] = {}
+    # (circuit, metric key, path priority) -> [(started_at text, value)], time order
+    found: dict[tuple[str, str, int], list[tuple[str, float]]] = {}
     try:
         db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     except sqlite3.Error:
@@ -456,27 +466,42 @@ def load_series(store, site: str, since: dt.datetime | None = None,
     try:
         db.execute("BEGIN")                      # one snapshot for every probe's query
         for probe, wanted in by_probe.items():
+            # json_type keeps booleans and text out; SQLite caches the parsed
+            # document across the json_* calls of one row
             cols = ", ".join(f"CASE WHEN json_type(x.json, '{jp}') IN ('integer', 'real') "
                              f"THEN json_extract(x.json, '{jp}') END" for _, _, jp in wanted)
             sql = (f"SELECT r.started_at, x.circuit, {cols} FROM raw_results x JOIN runs r ON r.id = x.run_id "
-                   f"WHERE {' AND '.join(where)} AND x.probe = ?")
+                   f"WHERE {' AND '.join(where)} AND x.probe = ? ORDER BY r.started_at, r.id")
+            slots = [(key, prio) for key, prio, _ in wanted]
             for row in db.execute(sql, args + [probe]):
                 st, circuit = row[0], row[1]
-                for (key, prio, _), value in zip(wanted, row[2:]):
-                    if value is None or not math.isfinite(value):
-                        continue
-                    slot = found.setdefault((circuit, key), {})
-                    old = slot.get(st)
-                    if old is None or prio < old[0]:
-                        slot[st] = (prio, float(value))
+                for (key, prio), value in zip(slots, row[2:]):
+                    if value is not None and math.isfinite(value):
+                        found.setdefault((circuit, key, prio), []).append((st, float(value)))
         db.execute("COMMIT")
     except sqlite3.Error:
         return None
     finally:
         db.close()
+    merged: dict[tuple[str, str], list[tuple[str, float]]] = {}
+    for (circuit, key, prio) in sorted(found, key=lambda k: k[2]):
+        pts = found[(circuit, key, prio)]
+        have = merged.get((circuit, key))
+        if have is None:
+            merged[(circuit, key)] = pts
+        else:                                     # a lower-priority source fills runs the first lacks
+            seen = {st for st, _ in have}
+            merged[(circuit, key)] = sorted(have + [p for p in pts if p[0] not in seen])
     out: dict[str, dict[str, list[tuple[dt.datetime, float]]]] = {}
-    for (circuit, key), slot in found.items():
-        out.setdefault(circuit, {})[key] = [(from_ts(st), v) for st, (_p, v) in sorted(slot.items())]
+    times: dict[str, dt.datetime] = {}           # one datetime per run, shared by every metric
+    for (circuit, key), pts in merged.items():
+        conv = []
+        for st, v in pts:
+            t = times.get(st)
+            if t is None:
+                t = times[st] = from_ts(st)
+            conv.append((t, v))
+        out.setdefault(circuit, {})[key] = conv
     return out
 
 

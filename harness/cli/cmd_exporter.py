@@ -1,16 +1,71 @@
-"""`cutover exporter`: not built yet (issue #6)."""
+"""`cutover exporter`: serve the latest results in the Prometheus exposition format."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, err, load_profile_or_exit
+from harness.cli.history_common import db_option, db_path
+from probes.addr import AddressError, parse_hostport
 
 
-@click.command(help="""Serve the latest results in the Prometheus exposition format.
+@click.command("exporter", help="""Serve the latest results in the Prometheus exposition format.
+
+\b
+GET /metrics reads the history database at each scrape (metric names and
+labels: see docs/reports.md). For node_exporter's textfile collector use
+`cutover check --prom-file PATH` instead. Runs until SIGTERM/SIGINT, then
+shuts down cleanly (exit 0). Port 0 picks a free port (printed on stderr).
 
 \b
 Example:
   cutover exporter site.yaml --listen 0.0.0.0:9862""")
 @click.argument("profile", metavar="PROFILE")
-@click.option("--listen", default="127.0.0.1:9862", metavar="HOST:PORT")
-def command(profile, listen):
-    not_built("exporter", 6)
+@click.option("--listen", default="127.0.0.1:9862", metavar="HOST:PORT", show_default=True)
+@click.option("--max-seconds", type=click.FloatRange(min=0), default=None, metavar="S",
+              help="Stop after S seconds (tests, one-off scrapes). Default: run until stopped.")
+@db_option
+def command(profile, listen, max_seconds, db):
+    from harness.exporter import make_server
+    prof = load_profile_or_exit(profile)
+    try:
+        hp = parse_hostport(listen, default_port=9862)
+    except AddressError as exc:
+        die(EXIT_BAD_INPUT, f"--listen: {exc}")
+    path = db_path(prof, db)
+    try:
+        server = make_server(prof, path, hp.host, hp.port)
+    except OSError as exc:
+        die(EXIT_BAD_INPUT, f"--listen {listen}: cannot listen: {exc.strerror or exc}")
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    err(f"cutover exporter: serving http://{shown}:{port}/metrics for site {prof.site!r} from {path}")
+    stop = threading.Event()
+
+    def on_signal(signum, _frame):
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
+    thread.start()
+    deadline = None if max_seconds is None else time.monotonic() + max_seconds
+    try:
+        while not stop.is_set():
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            stop.wait(0.2)
+    finally:
+        server.shutdown()           # returns once serve_forever has stopped
+        server.server_close()
+        thread.join(timeout=5)
+        store = server.cutover_state.get("store")
+        if store is not None:
+            store.close()
+        for s, h in old.items():
+            signal.signal(s, h)
+    err("cutover exporter: stopped")
+    raise SystemExit(EXIT_OK)

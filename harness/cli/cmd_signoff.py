@@ -1,20 +1,54 @@
-"""`cutover signoff`: not built yet (issue #6)."""
+"""`cutover signoff`: sign off (or revoke) a checklist item, with an audit trail."""
+
+from __future__ import annotations
+
+import difflib
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, emit_json, json_option, load_profile_or_exit
+from harness.cli.history_common import db_option, db_path, open_store
 
 
-@click.command(help="""Sign off (or revoke) a checklist item of the cutover.
+@click.command("signoff", help="""Sign off (or revoke) a checklist item of the cutover.
+
+\b
+ITEM is an id from the profile's cutover.checklist. Every sign-off and
+revocation is appended to the history database's audit trail (who, when,
+note); `cutover gate` and the board read the latest entry per item.
 
 \b
 Example:
   cutover signoff site.yaml porting --by "A. Engineer" --note "all 48 DDIs ported"
+  cutover signoff site.yaml porting --by "A. Engineer" --revoke --note "2 DDIs still at Carrier A"
 """)
 @click.argument("profile", metavar="PROFILE")
 @click.argument("item", metavar="ITEM")
-@click.option("--by", "by", default=None, metavar="NAME")
-@click.option("--note", default="", metavar="TEXT")
-@click.option("--revoke", is_flag=True)
-def command(profile, item, by, note, revoke):
-    not_built("signoff", 6)
+@click.option("--by", "by", default=None, metavar="NAME", help="Who signs off (required).")
+@click.option("--note", default="", metavar="TEXT", help="Evidence, ticket number, remarks.")
+@click.option("--revoke", is_flag=True, help="Withdraw the sign-off (kept in the audit trail).")
+@db_option
+@json_option
+def command(profile, item, by, note, revoke, db, as_json):
+    prof = load_profile_or_exit(profile)
+    ids = [i.id for i in prof.cutover.checklist]
+    if item not in ids:
+        if not ids:
+            die(EXIT_BAD_INPUT, f"unknown checklist item {item!r}: the profile has no cutover.checklist")
+        close = difflib.get_close_matches(item, ids, n=1, cutoff=0.5)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        die(EXIT_BAD_INPUT, f"unknown checklist item {item!r}; {hint}items: {', '.join(ids)}")
+    if not by or not by.strip():
+        die(EXIT_BAD_INPUT, "--by NAME is required: who signs off (or revokes)")
+    store = open_store(db_path(prof, db))
+    rec = store.signoff(prof.site, item, by.strip(), note=note, revoke=revoke)
+    title = next(i.title for i in prof.cutover.checklist if i.id == item)
+    if as_json:
+        emit_json({"site": prof.site, "item": rec.item, "title": title, "by": rec.by, "note": rec.note,
+                   "at": rec.at.isoformat().replace("+00:00", "Z"), "revoked": rec.revoked,
+                   "db": str(store.path)})
+    else:
+        what = "revoked" if rec.revoked else "signed off"
+        click.echo(f"{item} ({title}): {what} by {rec.by} at {rec.at:%Y-%m-%d %H:%M} UTC"
+                   + (f": {rec.note}" if rec.note else ""))
+    raise SystemExit(EXIT_OK)

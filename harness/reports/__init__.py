@@ -1,0 +1,148 @@
+"""Readiness reports over the stored history: Markdown, one self-contained
+HTML file with inline SVG charts, JSON, and JUnit XML.
+
+Measure, aggregate and present are separate (flent's lesson): the store holds
+runs, :mod:`harness.history` and :mod:`harness.gate` aggregate, and each
+module here only renders a :class:`Report`.
+
+``write_reports`` is what ``cutover report`` and ``cutover check --report-dir``
+call.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable
+
+from harness import __version__, gate, history
+from harness.verdicts import overall_verdict
+
+UTC = dt.timezone.utc
+FORMATS = ("md", "html", "json", "junit")
+FILE_NAMES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "junit.xml"}
+DEFAULT_WINDOW = dt.timedelta(days=7)
+
+
+@dataclass
+class Report:
+    profile: object
+    site: str
+    since: dt.datetime
+    until: dt.datetime
+    generated_at: dt.datetime
+    analysis: history.HistoryAnalysis
+    gate: gate.GateDecision | None
+    run_id: int | None                    # the run the JUnit file describes (None: latest per circuit)
+    junit_checks: dict[str, list] = field(default_factory=dict)     # circuit -> checks
+    junit_run_at: dict[str, dt.datetime] = field(default_factory=dict)
+    tool_version: str = __version__
+
+    @property
+    def verdict(self) -> str:
+        """Worst of the circuits' latest verdicts (the JUnit run's, when given)."""
+        if self.run_id is not None and self.junit_checks:
+            from harness.verdicts import circuit_verdict
+            return overall_verdict(circuit_verdict(c) for c in self.junit_checks.values())
+        vs = [c.latest_verdict for c in self.analysis.circuits.values() if c.latest_verdict]
+        return overall_verdict(vs)
+
+    def to_dict(self, with_series: bool = False) -> dict:
+        a = self.analysis
+        return {
+            "site": self.site, "generated_at": history._iso(self.generated_at),
+            "since": history._iso(self.since), "until": history._iso(self.until),
+            "tool_version": self.tool_version, "verdict": self.verdict, "run_id": self.run_id,
+            "runs": a.runs,
+            "circuits": {n: c.to_dict(with_series=with_series) for n, c in a.circuits.items()},
+            "comparison": a.comparison(),
+            "outages": [o.to_dict() for o in a.all_outages()],
+            "gate": self.gate.to_dict() if self.gate else None,
+        }
+
+
+def build_report(profile, store, since: dt.datetime | None = None, now: dt.datetime | None = None,
+                 run_id: int | None = None) -> Report:
+    """Read the window [since, now] once and analyse it."""
+    now = now or dt.datetime.now(UTC)
+    since = since or now - DEFAULT_WINDOW
+    until = now + dt.timedelta(microseconds=1)          # the store's ``until`` is exclusive
+    runs = history.load_runs(store, profile.site, since, until)
+    series = history.load_series(store, profile.site, since, until)
+    analysis = history.analyze(runs, profile, since=since, now=now, series=series)
+    decision = gate.decide(profile, store, now=now)
+    junit_checks: dict[str, list] = {}
+    junit_at: dict[str, dt.datetime] = {}
+    the_run = store.run(run_id) if run_id is not None else None
+    if the_run is not None:
+        for name, rec in the_run.circuits.items():
+            junit_checks[name] = list(rec.checks)
+            junit_at[name] = the_run.started_at
+    else:
+        run_id = None
+        for name, ch in analysis.circuits.items():
+            if ch.latest_at is not None:
+                junit_checks[name] = list(ch.latest_checks)
+                junit_at[name] = ch.latest_at
+    return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
+                  analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
+                  junit_run_at=junit_at)
+
+
+def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
+    """``"md,html"`` -> ("md", "html"); ``all`` is every format. ValueError names the bad one."""
+    items = [p.strip().lower() for p in (text.split(",") if isinstance(text, str) else text)]
+    items = [p for p in items if p]
+    if not items:
+        raise ValueError(f"no report format given; expected some of {','.join(FORMATS)}")
+    out: list[str] = []
+    for p in items:
+        if p == "all":
+            out.extend(f for f in FORMATS if f not in out)
+            continue
+        p = {"markdown": "md", "xml": "junit"}.get(p, p)
+        if p not in FORMATS:
+            raise ValueError(f"unknown report format {p!r}; expected some of {','.join(FORMATS)} (or all)")
+        if p not in out:
+            out.append(p)
+    return tuple(out)
+
+
+def render(report: Report, fmt: str) -> str:
+    if fmt == "md":
+        from harness.reports.markdown import render as r
+    elif fmt == "html":
+        from harness.reports.html import render as r
+    elif fmt == "json":
+        from harness.reports.json_report import render as r
+    elif fmt == "junit":
+        from harness.reports.junit import render as r
+    else:
+        raise ValueError(f"unknown report format {fmt!r}")
+    return r(report)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """tmp + rename: a reader (a web server, CI) never sees half a report."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_reports(profile, store, out_dir, formats=FORMATS, since: dt.datetime | None = None,
+                  now: dt.datetime | None = None, run_id: int | None = None,
+                  report: Report | None = None) -> list[Path]:
+    """Write the requested formats into ``out_dir`` (created if needed) and
+    return the paths, in the order of ``formats``."""
+    formats = parse_formats(formats)
+    report = report or build_report(profile, store, since=since, now=now, run_id=run_id)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for fmt in formats:
+        path = out / FILE_NAMES[fmt]
+        _atomic_write(path, render(report, fmt))
+        paths.append(path)
+    return paths

@@ -1,0 +1,106 @@
+"""The Markdown report: for tickets, wikis and e-mail. Same sections as the HTML."""
+
+from __future__ import annotations
+
+from harness.history import METRIC_BY_KEY
+from harness.reports.common import (LATEST_COLUMNS, claim_text, dur, latest_cell, outage_end, pct, trend_text,
+                                    what_failed, when)
+from harness.verdicts import fmt
+
+
+def _cell(text) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _table(head: list[str], rows: list[list]) -> list[str]:
+    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
+    return out
+
+
+def render(report) -> str:
+    a, g, p = report.analysis, report.gate, report.profile
+    hours = p.cutover.sla_claim_hours
+    L: list[str] = [f"# Readiness report: {report.site}", ""]
+    L.append(f"Window {when(report.since)} to {when(report.until)}, {a.runs} runs. "
+             f"Generated {when(report.generated_at)} by cutover {report.tool_version}.")
+    L += ["", f"**Latest verdict: {report.verdict}**", ""]
+
+    if g is not None:
+        L += [f"## Termination gate: {g.decision}", ""]
+        L.append(f"- Parallel run: day {g.parallel_days if g.parallel_days is not None else '-'} "
+                 f"of {g.min_parallel_days}")
+        L.append(f"- Termination notice by: **{g.notice_by.isoformat()}** "
+                 f"({g.termination_notice_days} days' notice)")
+        L.append(f"- Old service disconnect on: **{g.disconnect_on.isoformat()}** "
+                 f"(overlap {g.overlap_days} days after {g.proven_on.isoformat()})")
+        if g.blocking:
+            L += ["", "What blocks termination:", ""] + [f"- {b}" for b in g.blocking]
+        L += [""] + _table(["Item", "Status", "Detail", "Signed by", "Note"],
+                           [[i.title, i.status, i.detail, i.by or "", i.note] for i in g.items]) + [""]
+
+    L += ["## Circuits: latest values", ""]
+    head = ["Circuit", "Role", "Latest", "At", "Pass rate", "Outages"] + [c for c, _ in LATEST_COLUMNS]
+    rows = []
+    for ch in a.circuits.values():
+        rows.append([ch.name, ch.role, ch.latest_verdict or "-", when(ch.latest_at),
+                     f"{pct(ch.pass_pct)} ({ch.passed}/{ch.runs})", len(ch.outages)]
+                    + [latest_cell(ch, keys) for _, keys in LATEST_COLUMNS])
+    L += _table(head, rows) + [""]
+
+    comparison = a.comparison()
+    if comparison and len(a.circuits) > 1:
+        names = list(a.circuits)
+        L += ["## Old vs new (mean over the window / latest)", ""]
+        rows = []
+        for row in comparison:
+            cells = [f"{fmt(row['circuits'][n]['mean'])} / {fmt(row['circuits'][n]['latest'])}"
+                     if n in row["circuits"] else "-" for n in names]
+            unit = f" ({row['unit']})" if row["unit"] else ""
+            rows.append([row["label"] + unit] + cells + [row["best"] or "-"])
+        L += _table(["Metric"] + [f"{n} ({a.circuits[n].role})" for n in names] + ["Better"], rows) + [""]
+
+    L += ["## Trends over the window", ""]
+    rows = []
+    for ch in a.circuits.values():
+        for key, s in ch.metrics.items():
+            if s.count:
+                unit = f" {s.unit}" if s.unit else ""
+                rows.append([ch.name, METRIC_BY_KEY[key].label, s.count, f"{fmt(s.min)}{unit}",
+                             f"{fmt(s.mean)}{unit}", f"{fmt(s.p95)}{unit}", f"{fmt(s.max)}{unit}", trend_text(s)])
+    L += (_table(["Circuit", "Metric", "Samples", "Min", "Mean", "p95", "Max", "Trend"], rows)
+          if rows else ["No measurements in this window."]) + [""]
+
+    L += ["## Daily pass rate", ""]
+    days = sorted({d.date for ch in a.circuits.values() for d in ch.daily})
+    per = {ch.name: {d.date: d for d in ch.daily} for ch in a.circuits.values()}
+    rows = []
+    for day in days:
+        row = [day.isoformat()]
+        for name in a.circuits:
+            d = per[name].get(day)
+            row.append(f"{fmt(d.pass_pct)} % ({d.passed}/{d.runs})" if d else "-")
+        rows.append(row)
+    L += (_table(["Date (UTC)"] + list(a.circuits), rows) if rows else ["No runs in this window."]) + [""]
+
+    outages = a.all_outages()
+    L += ["## Outage and SLA breach log", ""]
+    if outages:
+        L.append(f"Claim deadline = end of the outage + {fmt(hours)} h (profile `cutover.sla_claim_hours`). "
+                 "Most urgent first.")
+        L.append("")
+        L += _table(["Circuit", "Start", "End", "Duration", "Runs", "Kind", "What failed", "Claim by"],
+                    [[o.circuit, when(o.start) + (" (or earlier)" if o.starts_before_window else ""),
+                      outage_end(o), dur(o.duration_s), o.runs, o.kind, what_failed(o), claim_text(o, hours)]
+                     for o in outages])
+    else:
+        L.append("No outages in this window.")
+    L.append("")
+
+    L += ["## Latest checks", ""]
+    for circuit, checks in report.junit_checks.items():
+        L += [f"### {circuit} ({when(report.junit_run_at.get(circuit))})", ""]
+        L += _table(["Check", "Status", "Measured", "Required", "Margin", "Reason"],
+                    [[c.id, c.status.upper(), f"{fmt(c.measured)} {c.unit}".strip(),
+                      f"{fmt(c.required)} {c.unit}".strip(), fmt(c.margin), c.reason] for c in checks]) + [""]
+    return "\n".join(L).rstrip() + "\n"
