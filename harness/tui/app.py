@@ -26,7 +26,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from harness.store import Store
-from harness.tui.loader import load_board
+from harness.tui.loader import BoardLoader
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.runs import RunRequest, default_runner
 from harness.tui.screens.help import HelpScreen
@@ -44,7 +44,7 @@ class BoardApp(App):
 
     def __init__(self, profile, db_path, *, now: dt.datetime | Callable[[], dt.datetime] | None = None,
                  window: dt.timedelta | None = None, poll_s: float = POLL_S,
-                 runner: Callable[[RunRequest], None] | None = None) -> None:
+                 runner: Callable[[RunRequest], object] | None = None, quick_runs: bool = False) -> None:
         super().__init__()
         self.profile = profile
         self.db_path = db_path
@@ -57,7 +57,9 @@ class BoardApp(App):
         self.window = window
         self.poll_s = poll_s
         self.runner = runner or default_runner
-        self.data: BoardData = load_board(profile, self.store, self._clock(), window)
+        self.quick_runs = quick_runs
+        self.loader = BoardLoader(profile, self.store, window)
+        self.data: BoardData = self.loader.load(self._clock())
         self._loaded_at = self._clock()
         self._last_by = os.environ.get("CUTOVER_SIGNOFF_BY", "")
         self._run_stop: threading.Event | None = None
@@ -99,12 +101,12 @@ class BoardApp(App):
 
     @work(thread=True, exclusive=True, group="load")
     def reload_in_background(self) -> None:
-        data = load_board(self.profile, self.store, self.now(), self.window)
+        data = self.loader.load(self.now())
         self.call_from_thread(self._apply, data)
 
-    def reload(self) -> None:
-        """Synchronous reload (after our own sign-off: the user waits for it)."""
-        self._apply(load_board(self.profile, self.store, self.now(), self.window))
+    def reload_signoffs(self) -> None:
+        """After our own sign-off: only the gate is evaluated again (milliseconds)."""
+        self._apply(self.loader.refresh_signoffs(self.now()))
 
     def _apply(self, data: BoardData) -> None:
         self.data = data
@@ -177,7 +179,7 @@ class BoardApp(App):
                 self.notify(f"not saved: {exc}", severity="error")
                 return
             self._last_by = by
-            self.reload()
+            self.reload_signoffs()
             self.notify(f"{'revoked' if revoke else 'signed off'}: {row.id} by {by}")
 
         self.push_screen(SignoffScreen(row, revoke=revoke, default_by=self._last_by), done)
@@ -200,8 +202,8 @@ class BoardApp(App):
             panel = self.main.panel(name)
             if panel is not None:
                 panel.running = "queued"
-        self._run_worker(RunRequest(self.profile, list(names), self.db_path, self._progress_from_thread,
-                                    self._run_stop))
+        self._run_worker(RunRequest(self.profile, list(names), self.store, self._progress_from_thread,
+                                    self._run_stop, quick=self.quick_runs))
 
     @work(thread=True, exclusive=True, group="run-now")
     def _run_worker(self, request: RunRequest) -> None:
@@ -231,4 +233,4 @@ class BoardApp(App):
             self.notify(f"run failed: {error}", severity="error", timeout=10)
         else:
             self.notify(f"run finished: {', '.join(names)}")
-        self.reload()
+        self.reload_in_background()

@@ -1,5 +1,6 @@
 """"Run now" from the board: the bridge between the board's worker thread and
-harness.runner (the same code path as ``cutover check``).
+harness.runner.run_check (the same code path as ``cutover check``: the run is
+stored like any scheduled run, so the gate and reports count it).
 
 The runner is called in a Textual worker thread; it reports progress through
 ``RunRequest.progress(circuit, text)`` (the app forwards it to the UI thread)
@@ -9,7 +10,6 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Callable
 
 
@@ -17,30 +17,24 @@ from typing import Any, Callable
 class RunRequest:
     profile: Any
     circuits: list[str]
-    db_path: Path | str
+    store: Any                              # harness.store.Store (thread-safe)
     progress: Callable[[str, str], None]    # (circuit, one short line)
     stop: threading.Event
+    quick: bool = False
 
 
-def progress_text(event: Any) -> str:
-    """One short line for a circuit panel from a probes.events.ProbeEvent."""
-    probe = getattr(event, "probe", "") or ""
-    fraction = getattr(event, "fraction", None)
-    message = getattr(event, "message", "") or ""
+def progress_text(step: str, fraction: float | None, message: str) -> str:
+    """One short line for a circuit panel: 'stream  40% 1500 packets'."""
     pct = f" {fraction * 100:3.0f}%" if fraction is not None else ""
-    return f"{probe}{pct} {message}".strip()
+    return f"{step}{pct} {message or ''}".strip()
 
 
-def default_runner(request: RunRequest) -> None:
+def default_runner(request: RunRequest) -> Any:
     """Run the readiness suite for the requested circuits and store the run."""
-    from harness import runner   # imported late: the board opens without probe modules loaded
+    from harness import runner   # imported late: the board opens without the probe modules
 
-    current = {"circuit": request.circuits[0] if request.circuits else ""}
+    def progress(circuit: str, step: str, fraction: float | None, message: str) -> None:
+        request.progress(circuit, progress_text(step, fraction, message))
 
-    def progress(event: Any) -> None:
-        circuit = getattr(event, "circuit", None) or (getattr(event, "data", {}) or {}).get("circuit")
-        if circuit:
-            current["circuit"] = circuit
-        request.progress(current["circuit"], progress_text(event))
-
-    runner.run_for_board(request.profile, request.circuits, request.db_path, progress, request.stop)
+    return runner.run_check(request.profile, store=request.store, circuits=request.circuits,
+                            quick=request.quick, progress=progress, stop=request.stop)

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import Footer
+from textual.widgets import DataTable, Footer, Static
 
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.widgets.checklist import ChecklistTable
@@ -24,20 +24,23 @@ TALL_ROWS = 40          # from here circuit panels list every blocking problem
 
 class MainScreen(Screen):
     CSS_PATH = "main.tcss"
+    AUTO_FOCUS = "ChecklistTable"     # the keys s/x act on it; circuits are selected with 1-3 / arrows
 
     BINDINGS = [
-        Binding("r", "app.run_selected", "Run now"),
+        Binding("r", "app.run_selected", "Run"),
         Binding("a", "app.run_all", "Run all"),
         Binding("s", "sign_off", "Sign off"),
         Binding("x", "revoke", "Revoke"),
         Binding("o", "toggle_outages", "Outages"),
         Binding("c", "focus_checklist", "Checklist", show=False),
-        Binding("left", "select_circuit(-1)", "Prev circuit", show=False),
-        Binding("right", "select_circuit(1)", "Next circuit", show=False),
+        # priority: the tables would take left/right for horizontal scrolling; the row under the
+        # cursor is shown in full below the checklist instead
+        Binding("left", "select_circuit(-1)", "Prev circuit", show=False, priority=True),
+        Binding("right", "select_circuit(1)", "Next circuit", show=False, priority=True),
         Binding("1", "select_index(0)", show=False),
         Binding("2", "select_index(1)", show=False),
         Binding("3", "select_index(2)", show=False),
-        Binding("f5", "app.reload", "Refresh"),
+        Binding("f5", "app.reload", "Reload", show=False),
         Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -65,6 +68,7 @@ class MainScreen(Screen):
             with Vertical(id="checklist-box") as box:
                 box.border_title = "Checklist"
                 yield ChecklistTable(d.checklist, id="checklist")
+                yield Static("", id="detail")
             with Vertical(id="outage-box") as box:
                 box.border_title = "Outages and SLA claims"
                 yield OutageTable(d.outages, d.header.now, id="outages")
@@ -72,7 +76,6 @@ class MainScreen(Screen):
 
     def on_mount(self) -> None:
         self._layout_for(self.size.width, self.size.height)
-        self.query_one(ChecklistTable).focus()
         self._set_titles()
 
     def on_resize(self, event) -> None:
@@ -100,6 +103,7 @@ class MainScreen(Screen):
         for panel, view in zip(panels, data.circuits):
             panel.view = view
         self.query_one(ChecklistTable).show_rows(data.checklist)
+        self._show_detail()
         self.query_one(OutageTable).show_rows(data.outages, data.header.now)
         self._set_titles()
 
@@ -155,6 +159,24 @@ class MainScreen(Screen):
                 table.focus()
 
     # ------------------------------------------------------------ sign-off
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if isinstance(event.data_table, ChecklistTable):
+            self._show_detail()
+
+    def _show_detail(self) -> None:
+        """The item under the cursor in full: what the gate found, or who signed and why."""
+        row = self.current_item()
+        text = ""
+        if row is not None:
+            if row.kind == "manual" and row.by:
+                when = row.at.strftime("%Y-%m-%d %H:%M UTC") if row.at else ""
+                text = f"{row.id}: {row.status} by {row.by} {when}" + (f": {row.note}" if row.note else "")
+            elif row.kind == "manual":
+                text = f"{row.id}: not signed off yet (s to sign off)"
+            else:
+                text = row.note
+        self.query_one("#detail", Static).update(text)
 
     def current_item(self) -> ChecklistRow | None:
         return self.query_one(ChecklistTable).current_item()

@@ -32,9 +32,8 @@ class CircuitPanel(Widget, can_focus=True):
         self._set_titles(view)
 
     def _set_titles(self, view: CircuitView) -> None:
-        self.border_title = f"{view.name} ({view.role})"
-        when = short_time(view.latest_at) if view.latest_at else "never measured"
-        self.border_subtitle = f"{view.provider} · {when}" if view.provider else when
+        self.border_title = view.name if view.name == view.role else f"{view.name} ({view.role})"
+        self.border_subtitle = view.provider if view.latest_at else f"{view.provider} · never measured"
 
     def watch_view(self, view: CircuitView | None) -> None:
         if view is not None:
@@ -58,8 +57,10 @@ class CircuitPanel(Widget, can_focus=True):
         badge, style = verdict_badge(v.verdict)
         head.append(badge, style)
         rate = v.pass_rate_pct
-        head.append(f" pass {rate:.1f}%" if rate is not None else " no runs", "bold")
-        head.append(f" of {v.runs}", "dim")
+        head.append(f" {rate:.1f}% pass" if rate is not None else " no runs", "bold")
+        for extra in (f" of {v.runs} runs", f" · last {short_time(v.latest_at)}" if v.latest_at else ""):
+            if extra and len(head.plain) + len(extra) <= width:
+                head.append(extra, "dim")
         lines.append(head)
         value_w = max((len(m.text.split(" ")[0]) for m in v.metrics), default=4)
         unit_w = 7 if width >= LABEL_W + value_w + 7 + MIN_SPARK_W + 1 else 0

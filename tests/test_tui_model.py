@@ -1,0 +1,112 @@
+"""The board's view models (harness.tui.model / loader): pure, no terminal."""
+
+from __future__ import annotations
+
+import datetime as dt
+from types import SimpleNamespace
+
+import pytest
+
+from harness.gate import GateItem
+from harness.profile import Profile
+from harness.tui import loader
+from harness.tui.model import SPARK_BLOCKS, HeaderView, metric_views, outage_rows, sparkline
+from harness.tui.widgets.outages import claim_text, human_duration
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 11, 20, 12, 0, tzinfo=UTC)
+
+
+def _profile(**cut) -> Profile:
+    return Profile.model_validate({
+        "site": "Test", "planned": {"calls": 20, "codec": "g711", "ptime_ms": 20, "other_mbps": 5,
+                                    "headroom_pct": 20},
+        "thresholds": {"one_way_delay_ms": 150, "jitter_ms": 30, "loss_pct": 1.0, "mos_min": 4.0},
+        "circuits": [{"name": "new", "role": "new", "down_mbps": 100, "up_mbps": 50}],
+        "cutover": {"parallel_run_start": "2026-11-01", **cut}})
+
+
+def test_sparkline_scales_min_to_lowest_and_max_to_highest_block():
+    assert sparkline([0, 7, 14], 3) == SPARK_BLOCKS[0] + SPARK_BLOCKS[4] + SPARK_BLOCKS[7]
+    # 7/14 of the way is level round(3.5)=4 -> "▅"
+
+
+def test_sparkline_buckets_are_means_and_gaps_are_spaces():
+    # 6 values in 3 cells: means 1, 5, 9 -> levels 0, round(3.5)=4, 7
+    assert sparkline([0, 2, 4, 6, 8, 10], 3) == "▁▅█"
+    assert sparkline([1.0, None, 3.0], 3) == "▁ █"
+    assert sparkline([5, 5, 5], 10) == "▁▁▁"        # never wider than the data, flat on the floor
+    assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""
+
+
+def test_metric_colours_follow_profile_thresholds_with_10pct_warn_band():
+    p = _profile()
+    c = p.circuits[0]
+    # required for 20 G.711 calls + 5 Mbit/s other, 20 % headroom: (20*0.0872 + 5) * 1.2 = 8.0928
+    latest = {"rtt_ms": 280.0,       # one way 140 > 135 (90 % of 150): warn
+              "jitter_ms": 31.0,     # > 30: fail
+              "loss_pct": 0.5,       # <= 0.9: pass
+              "mos": 4.39,           # >= 4.4? no: 4.0..4.4 is the warn band
+              "down_mbps": 8.0,      # < 8.0928 needed: fail
+              "up_mbps": 8.5,        # below 8.09 * 1.1 = 8.90: warn
+              "max_calls": 20.0}     # = planned: pass (no warn band for a count)
+    views = {m.key: m for m in metric_views(p, c, latest, {}, (8.0928, 8.0928))}
+    assert {k: v.status for k, v in views.items()} == {
+        "rtt_ms": "warn", "jitter_ms": "fail", "loss_pct": "pass", "mos": "warn",
+        "down_mbps": "fail", "up_mbps": "warn", "max_calls": "pass"}
+    assert views["down_mbps"].text == "8/100 Mbit/s"
+    assert views["max_calls"].text == "20/20"
+    none = metric_views(p, c, {k: None for k in latest}, {}, (8.0928, 8.0928))
+    assert all(m.status == "none" for m in none)
+
+
+def test_outage_rows_ongoing_first_then_nearest_claim_deadline():
+    def o(circuit, start_h, end_h, claim_h):
+        return SimpleNamespace(circuit=circuit, start=T0 + dt.timedelta(hours=start_h),
+                               end=None if end_h is None else T0 + dt.timedelta(hours=end_h),
+                               claim_by=None if claim_h is None else T0 + dt.timedelta(hours=claim_h),
+                               failed=[], kind="unreachable")
+    rows = outage_rows([o("old", 0, 1, 25), o("new", 5, 6, 30), o("backup", 7, None, None), o("new", 2, 3, 27)])
+    assert [(r.circuit, r.start.hour) for r in rows] == [("backup", 19), ("old", 12), ("new", 14), ("new", 17)]
+    assert rows[0].what == "unreachable"
+
+
+def test_claim_deadline_text():
+    row = outage_rows([SimpleNamespace(circuit="new", start=T0, end=T0 + dt.timedelta(hours=1),
+                                       claim_by=T0 + dt.timedelta(hours=25), failed=[], kind="failed")])[0]
+    assert str(claim_text(row, T0 + dt.timedelta(hours=20))) == "11-21 13:00 (5h left)"
+    assert str(claim_text(row, T0 + dt.timedelta(hours=26))) == "11-21 13:00 passed"
+    assert human_duration(dt.timedelta(hours=50, minutes=5)) == "2d 2h"
+
+
+def test_checklist_rows_from_gate_items():
+    at = T0
+    decision = SimpleNamespace(items=[
+        GateItem("pass-rate:new", "New circuit new passed >= 95 % of runs", "auto", "block",
+                 "circuit new passed 90 % of runs"),
+        GateItem("capacity:new", "Capacity", "auto", "info", "not measured"),
+        GateItem("checklist:porting", "Numbers ported", "manual", "ok", "signed off", by="Ann", at=at,
+                 note="all 48 DDIs"),
+        GateItem("checklist:vlan", "Voice VLAN", "manual", "block", "revoked", by="Bob", at=at),
+        GateItem("checklist:notice", "Notice sent", "manual", "block", "not signed off"),
+    ])
+    rows = loader.checklist_rows(decision)
+    assert [(r.id, r.kind, r.ok, r.status) for r in rows] == [
+        ("pass-rate:new", "auto", False, "blocking"), ("capacity:new", "auto", True, "not measured"),
+        ("porting", "manual", True, "signed off"), ("vlan", "manual", False, "revoked"),
+        ("notice", "manual", False, "open")]
+    assert rows[2].by == "Ann" and rows[2].note == "all 48 DDIs"
+
+
+def test_window_defaults_to_the_parallel_run():
+    p = _profile()
+    now = dt.datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+    assert loader.window_start(p, now) == dt.datetime(2026, 11, 1, tzinfo=UTC)
+    assert loader.window_start(p, now, dt.timedelta(days=7)) == dt.datetime(2026, 11, 15, 9, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("disconnect, today, expected", [
+    (dt.date(2026, 12, 22), dt.date(2026, 11, 22), 30), (dt.date(2026, 11, 20), dt.date(2026, 11, 22), -2)])
+def test_days_to_disconnect(disconnect, today, expected):
+    h = HeaderView("s", dt.datetime.combine(today, dt.time(10), UTC), 21, 14, None, disconnect, "GO", [])
+    assert h.days_to_disconnect == expected
