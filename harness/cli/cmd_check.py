@@ -1,18 +1,235 @@
-"""`cutover check`: not built yet (issue #6)."""
+"""`cutover check`: run the readiness suite on every circuit, store the run,
+print the verdict (and write reports / Prometheus file on request).
+
+Exit codes: 0 GO or WARN (a warning is worth reading, not a reason to stop a
+script), 1 NO-GO, 2 bad input, 3 nothing could be measured at all (every
+check of every circuit is an error: no network, every reflector down).
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from pathlib import Path
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err,
+                                json_option, load_profile_or_exit)
+
+STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red bold"}
+VERDICT_STYLE = {"GO": "bold green", "WARN": "bold yellow", "NO-GO": "bold red"}
 
 
-@click.command(help="""Run the readiness suite on every circuit, store the run, print the verdict.
+# ---------------------------------------------------------------- progress on stderr
+
+class CheckProgress:
+    """Which probe runs on which circuit: a rich live display on a terminal,
+    short lines otherwise (logs, CI, the scheduler's child runs)."""
+
+    def __init__(self, enabled: bool = True) -> None:
+        self.enabled = enabled
+        self._live = None
+        self._tasks: dict[str, int] = {}
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+            self._live = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                                  TimeElapsedColumn(), console=Console(stderr=True), transient=False)
+
+    def __enter__(self) -> "CheckProgress":
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def __call__(self, circuit: str, step: str, fraction: float | None, message: str) -> None:
+        if not self.enabled:
+            return
+        if self._live is not None:
+            task = self._tasks.get(circuit)
+            if task is None:
+                task = self._tasks[circuit] = self._live.add_task(circuit, total=1.0)
+            desc = f"[bold]{circuit}[/] {step}: {message}"
+            self._live.update(task, description=desc, completed=fraction if fraction is not None else None)
+            return
+        # plain lines: phase boundaries, warnings and problems only, so logs stay short
+        if fraction in (0.0, 1.0) or step == "preflight" or message.startswith("warning"):
+            err(f"[{circuit}] {step}: {message}")
+
+
+# ---------------------------------------------------------------- presenting the verdict
+
+def print_table(outcome) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
+    table = Table(title=f"{outcome.site}: readiness check (run {outcome.run_id})", show_lines=False)
+    for col in ("circuit", "check", "status", "reason"):
+        table.add_column(col, overflow="fold")
+    for name, co in outcome.circuits.items():
+        for c in co.checks:
+            table.add_row(name, c.id, f"[{STATUS_STYLE[c.status]}]{c.status}[/]", c.reason)
+    console.print(table)
+    for name, co in outcome.circuits.items():
+        line = f"  {name}: [{VERDICT_STYLE[co.verdict]}]{co.verdict}[/]"
+        blocking = [c for c in co.checks if c.status in ("fail", "error")]
+        if blocking:
+            line += " - " + "; ".join(c.reason for c in blocking[:3])
+            if len(blocking) > 3:
+                line += f" (+{len(blocking) - 3} more)"
+        console.print(line, highlight=False)
+    skipped = {s: why for co in outcome.circuits.values() for s, why in co.skipped.items()
+               if "not available" in why}
+    for s, why in skipped.items():
+        console.print(f"  [dim]step {s}: {why}[/]", highlight=False)
+    console.print(f"Verdict: [{VERDICT_STYLE[outcome.verdict]}]{outcome.verdict}[/]", highlight=False)
+
+
+def exit_code(outcome) -> int:
+    if outcome.nothing_measured:
+        return EXIT_UNMEASURED
+    return EXIT_FAIL if outcome.verdict == "NO-GO" else EXIT_OK
+
+
+# ---------------------------------------------------------------- the command body (shared with demo)
+
+def open_store(profile, db: str | None):
+    from harness.store import Store, StoreError, default_path
+    path = default_path(profile, db)
+    try:
+        return Store(path)
+    except StoreError as exc:
+        die(EXIT_BAD_INPUT, str(exc))
+
+
+def write_reports(profile, store, report_dir: str, run_id: int) -> list[Path]:
+    """D2's report writer; a build without it says so instead of failing."""
+    try:
+        from harness.reports import write_reports as _write
+    except ImportError as exc:
+        err(f"cutover: reports are not available in this build ({exc}); the run is stored")
+        return []
+    return _write(profile, store, report_dir, run_id=run_id)
+
+
+def write_prom(profile, store, prom_file: str) -> bool:
+    try:
+        from harness import exporter
+        fn = getattr(exporter, "write_prom_file")
+    except (ImportError, AttributeError) as exc:
+        err(f"cutover: --prom-file is not available in this build ({exc}); the run is stored")
+        return False
+    fn(profile, store, prom_file)
+    return True
+
+
+class _StopOnSignal:
+    """SIGTERM/SIGINT end the probes early and still store the run (the
+    scheduler relies on this for its grace period); a second signal aborts."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self.stop = stop
+        self._old: dict = {}
+
+    def _handler(self, signum, _frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        err(f"cutover: {signal.Signals(signum).name}: stopping the probes, storing what was measured")
+        self.stop.set()
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGINT):
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db: str | None = None,
+            report_dir: str | None = None, prom_file: str | None = None, as_json: bool = False,
+            store=None, quiet: bool = False, only_steps: tuple[str, ...] = ()) -> tuple[int, object, list[Path]]:
+    """Run, store, present. Returns (exit code, RunOutcome, report paths)."""
+    from harness import suite
+    from harness.runner import run_check
+    steps = None
+    if only_steps:
+        unknown = [s for s in only_steps if s not in suite.ORDER]
+        if unknown:
+            die(EXIT_BAD_INPUT, f"--step {unknown[0]!r}: expected one of {', '.join(suite.ORDER)}")
+        missing = [s for s in only_steps if s in suite.unavailable()]
+        if missing:
+            die(EXIT_BAD_INPUT, f"--step {missing[0]}: {suite.unavailable()[missing[0]]}")
+        steps = [m for m in suite.steps() if m.NAME in only_steps]
+    for name in circuits:
+        try:
+            profile.circuit(name)
+        except KeyError as exc:
+            die(EXIT_BAD_INPUT, str(exc.args[0]))
+    store = store or open_store(profile, db)
+    stop = threading.Event()
+    with _StopOnSignal(stop), CheckProgress(enabled=not quiet) as progress:
+        outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
+                            progress=progress, stop=stop, steps=steps)
+    paths: list[Path] = []
+    if report_dir:
+        paths = write_reports(profile, store, report_dir, outcome.run_id)
+    if prom_file:
+        write_prom(profile, store, prom_file)
+    if as_json:
+        d = outcome.to_dict()
+        d["db"] = str(store.path)
+        if paths:
+            d["reports"] = [str(p) for p in paths]
+        emit_json(d)
+    else:
+        print_table(outcome)
+        for p in paths:
+            click.echo(f"report: {p}")
+    return exit_code(outcome), outcome, paths
+
+
+@click.command("check", help="""Run the readiness suite on every circuit, store the run, print the verdict.
+
+\b
+Each circuit is measured through its own source address or interface:
+latency, a voice stream, bandwidth with latency under load, capacity (and SIP
+and path where built). Every check records measured value, requirement,
+margin and a one-line reason.
+
+\b
+History: stored in --db, else the profile's db:, else $CUTOVER_DB, else
+~/.local/share/cutover/history.sqlite.
+
+\b
+Exit codes: 0 GO or WARN, 1 NO-GO, 2 bad input, 3 nothing could be measured.
 
 \b
 Example:
   cutover check site.yaml --circuit new --report-dir reports/""")
 @click.argument("profile", metavar="PROFILE")
-@click.option("--circuit", default=None)
-@click.option("--report-dir", default=None)
+@click.option("--circuit", "circuits", multiple=True, metavar="NAME",
+              help="Only this circuit (repeatable). Default: all.")
+@click.option("--report-dir", default=None, metavar="DIR",
+              help="Also write report.md, report.html, report.json and junit.xml here.")
+@click.option("--quick", is_flag=True, help="Short probes (about 15 s per circuit) for a first look on site.")
+@click.option("--db", default=None, metavar="PATH", help="History database (overrides the profile and $CUTOVER_DB).")
+@click.option("--prom-file", default=None, metavar="PATH",
+              help="Write the latest results in Prometheus text format (node_exporter textfile collector).")
+@click.option("--step", "only_steps", multiple=True, metavar="NAME",
+              help="Only this step (repeatable): latency, stream, bandwidth, capacity, sip, path.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @json_option
-def command(profile, circuit, report_dir, as_json):
-    not_built("check", 6)
+def command(profile, circuits, report_dir, quick, db, prom_file, only_steps, quiet, as_json):
+    prof = load_profile_or_exit(profile)
+    code, _outcome, _paths = execute(prof, circuits=circuits, quick=quick, db=db, report_dir=report_dir,
+                                     prom_file=prom_file, as_json=as_json, quiet=quiet,
+                                     only_steps=only_steps)
+    sys.exit(code)

@@ -1,0 +1,98 @@
+"""The readiness suite: one module per step, run in this order per circuit.
+
+Each step module (docs/internals.md §3) has ``NAME``, ``applies(profile,
+circuit)``, ``measure(profile, circuit, *, quick, progress, stop) -> dict``
+and the pure ``evaluate(profile, circuit, raw) -> list[Check]``.
+
+Steps are imported by name, defensively: a step whose module (or the probe it
+drives) is not part of this build is listed in :func:`unavailable` with the
+reason, and the suite runs without it. Helpers drop new step modules in here
+without touching this file as long as their name is in :data:`ORDER`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from types import ModuleType
+
+from harness.verdicts import Check, error
+
+ORDER = ("latency", "stream", "bandwidth", "capacity", "sip", "path")
+
+# Steps that talk to the circuit's STAMP reflector (and its TCP bandwidth
+# service on the same port): the runner checks once that it answers.
+NEEDS_REFLECTOR = frozenset({"stream", "bandwidth", "capacity"})
+
+_REQUIRED = ("NAME", "applies", "measure", "evaluate")
+
+
+def _load() -> tuple[list[ModuleType], dict[str, str]]:
+    steps, missing = [], {}
+    for name in ORDER:
+        try:
+            mod = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            # the step module itself, or the probe it drives, is not built yet
+            missing[name] = f"not available in this build ({exc.name} missing)"
+            continue
+        except ImportError as exc:
+            missing[name] = f"cannot be loaded: {exc}"
+            continue
+        probe = getattr(mod, "PROBE", None)   # steps that import their probe late name it here
+        if probe and importlib.util.find_spec(probe) is None:
+            missing[name] = f"not available in this build ({probe} missing)"
+            continue
+        absent = [a for a in _REQUIRED if not hasattr(mod, a)]
+        if absent:
+            missing[name] = f"incomplete step module (no {', '.join(absent)})"
+            continue
+        steps.append(mod)
+    return steps, missing
+
+
+_cache: tuple[list[ModuleType], dict[str, str]] | None = None
+
+
+def steps() -> list[ModuleType]:
+    """Available step modules in suite order."""
+    global _cache
+    if _cache is None:
+        _cache = _load()
+    return list(_cache[0])
+
+
+def unavailable() -> dict[str, str]:
+    """Step name -> why it is not in this build."""
+    global _cache
+    if _cache is None:
+        _cache = _load()
+    return dict(_cache[1])
+
+
+# ---------------------------------------------------------------- shared by the steps
+
+def not_measured(step: str, raw: dict) -> list[Check] | None:
+    """One error check when the probe measured nothing usable, else None.
+    The cause is the probe's own error text."""
+    if raw.get("measured", True) is False:
+        cause = "; ".join(str(e) for e in raw.get("errors") or []) or "nothing measured"
+        return [error(f"{step}.measured", f"{step}: {cause}")]
+    return None
+
+
+def partial_check(step: str, raw: dict) -> list[Check]:
+    """A run that measured something and then failed (reflector died halfway)
+    is evidence of trouble: an error check beside the figures it did get."""
+    if raw.get("partial"):
+        cause = "; ".join(str(e) for e in raw.get("errors") or []) or "stopped early"
+        return [error(f"{step}.complete", f"{step} stopped early: {cause}")]
+    return []
+
+
+def codec_label(codec: str) -> str:
+    """'g711' -> 'G.711', 'opus' -> 'Opus' (for reasons people read)."""
+    c = codec.lower()
+    if c.startswith("g") and c[1:].isdigit():
+        return f"G.{c[1:]}"
+    return c.capitalize()
