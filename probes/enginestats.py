@@ -157,13 +157,16 @@ def _sender_health(eng: "Engine", run: "_Run", sent: int, ptime_ms: int) -> dict
     t0, interval = eng._t0, eng._interval_ns
     tx = run.tx
     late = sorted((tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(sent))
-    health: dict = {"lateness_ms": {}, "rx_dropped": run.rx_dropped, "limited": False, "reason": None}
+    health: dict = {"lateness_ms": {}, "rx_dropped": run.rx_dropped, "limited": False, "reason": None,
+                    "rx_timestamps": getattr(eng, "_rx_timestamps", None)}
     if late:
         health["lateness_ms"] = {"p50": stats.percentile(late, 50), "p99": stats.percentile(late, 99),
                                  "max": late[-1]}
         reasons = []
         p99 = health["lateness_ms"]["p99"]
-        if p99 > 1.0:
+        # p99 > 1 ms, but a couple of scheduler hiccups in a short run are not a pattern
+        over_1ms = len(late) - _bisect_le(late, 1.0)
+        if p99 > 1.0 and over_1ms > 2:
             reasons.append(f"send lateness p99 {p99:.2f} ms > 1 ms")
         very_late = len(late) - _bisect_le(late, ptime_ms)
         if very_late > LATE_SEND_FRACTION_LIMIT * len(late):

@@ -58,12 +58,13 @@ class ReflectorStats:
 
 
 class _Session:
-    __slots__ = ("next_seq", "first_s", "last_s", "min_seq", "max_seq", "dscp", "addr", "ssid")
+    __slots__ = ("next_seq", "first_s", "last_ns", "min_seq", "max_seq", "dscp", "addr", "ssid")
 
     def __init__(self, addr: tuple, ssid: int, now: float, seq: int) -> None:
         self.addr, self.ssid = addr, ssid
         self.next_seq = 0
-        self.first_s = self.last_s = now
+        self.first_s = now
+        self.last_ns = time.time_ns()      # wall clock: cheaper than a second clock read per packet
         self.min_seq = self.max_seq = seq
         self.dscp = -1
 
@@ -76,7 +77,7 @@ def _fmt_addr(addr: tuple) -> str:
 
 
 def session_summary(s: _Session, reason: str) -> str:
-    span = max(0.0, s.last_s - s.first_s)
+    span = max(0.0, s.last_ns / 1e9 - s.first_s)
     expected = s.max_seq - s.min_seq + 1
     missing = max(0, expected - s.next_seq)
     dscp = f", DSCP {s.dscp}" if s.dscp >= 0 else ""
@@ -115,6 +116,7 @@ class StampReflector:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._tos_now = -1
+        self._buf = bytearray(65536)
         self.rx_features: dict[str, bool] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -194,8 +196,13 @@ class StampReflector:
             self._close()
 
     def _drain(self, sock: socket.socket) -> None:
-        """Answer everything queued, until EAGAIN, bounded per wake-up."""
-        recvmsg = sock.recvmsg
+        """Answer everything queued, until EAGAIN, bounded per wake-up.
+
+        The hot path: one recvmsg_into into a preallocated buffer, the reply
+        built in place in that buffer (stamp.reflect_into), one sendto of a
+        memoryview of it. Ancillary data is parsed inline.
+        """
+        recvmsg_into = sock.recvmsg_into
         sendto = sock.sendto
         key = self.key
         stats = self.stats
@@ -203,67 +210,86 @@ class StampReflector:
         per_source = self._per_source
         window_cap = max(1, self.max_pps_per_source // 10)
         anc_b = sockopts.ANC_BUF_B
-        parse_anc = sockopts.parse_ancillary
-        reflect = stamp.reflect
+        reflect_into = stamp.reflect_into
         ntp_from_ns = stamp.ntp_from_ns
+        DecodeError = stamp.StampDecodeError
+        AuthError = stamp.StampAuthError
         time_ns = time.time_ns
         mono = time.monotonic
+        buf = self._buf
+        bufs = [buf]
+        view = memoryview(buf)
+        SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6 = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_IPV6
+        TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
+        TCLASS, HOPLIMIT = sockopts.IPV6_TCLASS, sockopts.IPV6_HOPLIMIT
         for _ in range(20000):        # bounded: housekeeping runs at least every 20k packets
             try:
-                data, anc, _flags, addr = recvmsg(2048, anc_b)
+                n, anc, _flags, addr = recvmsg_into(bufs, anc_b)
             except BlockingIOError:
                 return
             except OSError:
                 # e.g. an ICMP error queued for a previous reply; nothing to answer
                 continue
             stats.received += 1
-            rx_ns, tos, ttl, ovfl = parse_anc(anc)
-            if ovfl >= 0:
-                stats.kernel_drops = ovfl
             src = addr[0]
             n_src = per_source.get(src, 0) + 1
             per_source[src] = n_src
             if n_src > window_cap:
                 stats.rate_limited += 1
                 continue
-            if len(data) < 16:
+            rx_ns, tos, ttl = 0, -1, 255
+            for level, typ, data in anc:
+                if level == SOL_SOCKET:
+                    if typ == TS:
+                        rx_ns = int.from_bytes(data[0:8], "little") * 1_000_000_000 + \
+                            int.from_bytes(data[8:16], "little")
+                    elif typ == OVFL:
+                        stats.kernel_drops = int.from_bytes(data[0:4], "little")
+                elif level == IPPROTO_IP:
+                    if typ == IP_TOS:
+                        tos = data[0]
+                    elif typ == IP_TTL:
+                        ttl = data[0]
+                elif level == IPPROTO_IPV6:
+                    if typ == TCLASS:
+                        tos = data[0]
+                    elif typ == HOPLIMIT:
+                        ttl = data[0]
+            if n < 28:
                 stats.malformed += 1
                 continue
-            ssid = ((data[26] << 8) | data[27]) if key is not None and len(data) >= 28 else \
-                ((data[14] << 8) | data[15])
+            if key is None:
+                ssid = (buf[14] << 8) | buf[15]
+            else:
+                ssid = (buf[26] << 8) | buf[27]
             skey = (addr, ssid)
             sess = sessions.get(skey)
+            sender_seq = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
+            now_ns = time_ns()
             try:
-                # transmit timestamp: taken here, a few microseconds before sendto
-                now_ns = time_ns()
-                out, dscp1 = reflect(data, refl_seq=sess.next_seq if sess else 0,
+                dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
                                      rx_ntp=ntp_from_ns(rx_ns or now_ns), tx_ntp=ntp_from_ns(now_ns),
-                                     key=key,
-                                     dscp_received=(tos >> 2) if tos >= 0 else 0,
-                                     ecn_received=tos & 3 if tos >= 0 else 0,
-                                     ttl=ttl if ttl >= 0 else 255)
-            except stamp.StampAuthError:
+                                     key=key, dscp_received=(tos >> 2) if tos >= 0 else 0,
+                                     ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+            except AuthError:
                 stats.auth_failed += 1
                 continue
-            except stamp.StampDecodeError:
+            except DecodeError:
                 stats.malformed += 1
                 continue
-            now = mono()
-            sender_seq = int.from_bytes(data[0:4], "big")
             if sess is None:
-                sess = self._new_session(skey, addr, ssid, now, sender_seq)
+                sess = self._new_session(skey, addr, ssid, now_ns / 1e9, sender_seq)
                 if sess is None:
                     continue
             else:
                 sessions.move_to_end(skey)
             sess.next_seq += 1
-            sess.last_s = now
+            sess.last_ns = now_ns
             if sender_seq > sess.max_seq:
                 sess.max_seq = sender_seq
             elif sender_seq < sess.min_seq:
                 sess.min_seq = sender_seq
-            if tos >= 0:
-                sess.dscp = tos >> 2
+            sess.dscp = tos >> 2 if tos >= 0 else -1
             want_tos = (dscp1 << 2) if dscp1 is not None else 0
             if want_tos != self._tos_now:
                 try:
@@ -272,7 +298,7 @@ class StampReflector:
                 except OSError:
                     pass
             try:
-                sendto(out, addr)
+                sendto(view[:n], addr)
                 stats.reflected += 1
             except OSError:
                 pass
@@ -293,10 +319,10 @@ class StampReflector:
         return sess
 
     def _expire(self, now: float) -> None:
-        limit = now - self.session_idle_s
+        limit_ns = time.time_ns() - int(self.session_idle_s * 1e9)
         while self._sessions:
             skey, sess = next(iter(self._sessions.items()))
-            if sess.last_s > limit:
+            if sess.last_ns > limit_ns:
                 break
             self._end(skey, f"idle {self.session_idle_s:g} s")
 

@@ -95,3 +95,25 @@ def set_tos(sock: socket.socket, tos: int) -> None:
 
 
 ANC_BUF_B = socket.CMSG_SPACE(16) + 4 * socket.CMSG_SPACE(4) + 64
+
+
+def udp_drops(sock: socket.socket) -> int | None:
+    """Datagrams the kernel dropped on this UDP socket (full receive buffer),
+    from /proc/net/udp{,6} matched by the socket's inode; None if unavailable.
+    Used where reading SO_RXQ_OVFL per packet would cost too much."""
+    import os
+    try:
+        inode = str(os.fstat(sock.fileno()).st_ino)
+    except OSError:
+        return None
+    for path in ("/proc/net/udp", "/proc/net/udp6"):
+        try:
+            with open(path) as fh:
+                next(fh, None)
+                for line in fh:
+                    cols = line.split()
+                    if len(cols) >= 13 and cols[9] == inode:
+                        return int(cols[-1])
+        except (OSError, ValueError):
+            continue
+    return None

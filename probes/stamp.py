@@ -107,6 +107,7 @@ TLV_FLAG_I = 0x20
 
 NTP_UNIX_OFFSET_S = 2_208_988_800     # 1900-01-01 to 1970-01-01
 NTP_FRAC = 2 ** 32
+_NTP_OFFSET_FIXED = NTP_UNIX_OFFSET_S << 32
 # Error Estimate: S=0 (not externally synchronised), Z=0 (NTP format),
 # Scale 22, Multiplier 1 -> 2^-10 s, about 1 ms (RFC 4656 §4.1.2: Multiplier MUST NOT be 0).
 ERROR_ESTIMATE_DEFAULT = 0x1601
@@ -174,9 +175,8 @@ def unix_from_ntp(ntp: int) -> float:
 
 
 def ntp_from_ns(t_ns: int) -> int:
-    """Unix time in integer ns -> NTP 64-bit (exact to the ns)."""
-    return (((t_ns // 1_000_000_000 + NTP_UNIX_OFFSET_S) << 32)
-            + ((t_ns % 1_000_000_000) << 32) // 1_000_000_000) & 0xFFFF_FFFF_FFFF_FFFF
+    """Unix time in integer ns -> NTP 64-bit (exact: q*2^32 + r*2^32//1e9 in one step)."""
+    return ((t_ns * 4294967296) // 1_000_000_000 + _NTP_OFFSET_FIXED) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def hmac16(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
@@ -345,52 +345,63 @@ def reflect(request: bytes | bytearray | memoryview, *, refl_seq: int, rx_ntp: i
     Returns ``(reply, dscp1)``: the reply (exactly as long as the request) and
     the DSCP the sender asked for in a Class of Service TLV (None if absent).
     Raises StampDecodeError for datagrams too short, or (with ``key``) not
-    authenticated with that key. The TLV region is reflected: known TLVs as
-    they came (Class of Service with DSCP2/ECN filled in), unknown types with
-    the U flag set; a region that does not parse as TLVs (e.g. legacy RFC 8762
-    zero padding) is reflected as opaque octets.
+    authenticated with that key. See :func:`reflect_into` for the rules.
     """
-    n = len(request)
+    buf = bytearray(request)
+    dscp1 = reflect_into(buf, len(buf), refl_seq=refl_seq, rx_ntp=rx_ntp, tx_ntp=tx_ntp, key=key,
+                         dscp_received=dscp_received, ecn_received=ecn_received, ttl=ttl)
+    return bytes(buf), dscp1
+
+
+def reflect_into(buf: bytearray, n: int, *, refl_seq: int, rx_ntp: int, tx_ntp: int,
+                 key: bytes | None = None, dscp_received: int = 0, ecn_received: int = 0,
+                 ttl: int = 255) -> int | None:
+    """Turn the request in ``buf[:n]`` into its reply, in place (the reflector's
+    hot path: no allocation for unauthenticated packets). Returns DSCP1 or None.
+
+    The TLV region is reflected: known TLVs as they came (Class of Service
+    with DSCP2/ECN filled in, HMAC recomputed), unknown types with the U flag
+    set; a region that does not parse as TLVs (e.g. legacy RFC 8762 zero
+    padding) is reflected as opaque octets. The reply is never longer than
+    the request: it *is* the request's buffer, rewritten.
+    """
     if key is None:
         if n < UNAUTH_BASE_B:
             raise StampDecodeError(f"{n} octets: shorter than a STAMP packet (44)")
-        seq, ts, ee, ssid = SENDER_HDR.unpack_from(request, 0)
+        seq, ts, ee, ssid = SENDER_HDR.unpack_from(buf, 0)
         base = UNAUTH_BASE_B
-        out = bytearray(request)
-        REFL_UNAUTH.pack_into(out, 0, refl_seq, tx_ntp, ERROR_ESTIMATE_DEFAULT, ssid, rx_ntp,
+        REFL_UNAUTH.pack_into(buf, 0, refl_seq, tx_ntp, ERROR_ESTIMATE_DEFAULT, ssid, rx_ntp,
                               seq, ts, ee, 0, ttl & 0xFF)
-        out[41:44] = b"\0\0\0"
+        buf[41] = buf[42] = buf[43] = 0
     else:
-        _check_auth(bytes(request), key)
-        (seq,) = AUTH_SEQ.unpack_from(request, 0)
-        ts, ee, ssid = AUTH_TS_EE_SSID.unpack_from(request, 16)
+        _check_auth(bytes(buf[:n]), key)
+        (seq,) = AUTH_SEQ.unpack_from(buf, 0)
+        ts, ee, ssid = AUTH_TS_EE_SSID.unpack_from(buf, 16)
         base = AUTH_BASE_B
-        out = bytearray(n)
-        out[AUTH_BASE_B:] = request[AUTH_BASE_B:]
-        REFL_AUTH_HEAD.pack_into(out, 0, refl_seq, tx_ntp, ERROR_ESTIMATE_DEFAULT, ssid, rx_ntp,
+        REFL_AUTH_HEAD.pack_into(buf, 0, refl_seq, tx_ntp, ERROR_ESTIMATE_DEFAULT, ssid, rx_ntp,
                                  seq, ts, ee, ttl & 0xFF)
-        out[96:112] = hmac16(key, bytes(out[:HMAC_COVERED_B]))
+        buf[96:112] = hmac16(key, bytes(buf[:HMAC_COVERED_B]))
     dscp1 = None
     # Walk the TLVs in place; stop (reflect as opaque) at the first that does not fit.
     pos, hmac_at = base, None
     while n - pos >= TLV_HEADER_B:
-        flags, typ, length = TLV_HDR.unpack_from(out, pos)
-        if pos + TLV_HEADER_B + length > n:
-            break
+        flags, typ, length = TLV_HDR.unpack_from(buf, pos)
         vpos = pos + TLV_HEADER_B
+        if vpos + length > n:
+            break
         if typ == TLV_CLASS_OF_SERVICE and length >= 4:
-            dscp1 = (out[vpos] >> 2) & 0x3F
+            dscp1 = buf[vpos] >> 2
             first = (dscp1 << 10) | ((dscp_received & 0x3F) << 4) | ((ecn_received & 3) << 2)
-            COS_VALUE.pack_into(out, vpos, first, 0)
+            COS_VALUE.pack_into(buf, vpos, first, 0)
         elif typ == TLV_HMAC and key is not None and length == HMAC_B:
             hmac_at = pos
         elif typ not in KNOWN_TLVS:
-            out[pos] = flags | TLV_FLAG_U
+            buf[pos] = flags | TLV_FLAG_U
         pos = vpos + length
     if hmac_at is not None:
-        out[hmac_at + TLV_HEADER_B:hmac_at + TLV_HEADER_B + HMAC_B] = _tlv_hmac(
-            key, bytes(out[0:4]), bytes(out[base:hmac_at]))
-    return bytes(out), dscp1
+        buf[hmac_at + TLV_HEADER_B:hmac_at + TLV_HEADER_B + HMAC_B] = _tlv_hmac(
+            key, bytes(buf[0:4]), bytes(buf[base:hmac_at]))
+    return dscp1
 
 
 def load_key(path: str | Path) -> bytes:

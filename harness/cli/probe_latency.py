@@ -1,19 +1,75 @@
-"""`cutover probe latency`: not built yet (issue #3)."""
+"""`cutover probe latency`: round-trip time by ICMP echo, with UDP/TCP fallback."""
+
+from __future__ import annotations
+
+import threading
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, StderrProgress, die, emit_json,
+                                interface_option, json_option, source_option)
 
 
 @click.command("latency", help="""Round-trip latency by ICMP echo, with UDP/TCP fallback.
 
+ICMP echo via ping3. Where ICMP needs privileges this user lacks, or is
+filtered, --method auto falls back to a STAMP packet to UDP PORT (a
+reflector) and then to TCP connect timing to PORT (default 862), and says
+which method measured. TARGET is a host name, an IP address or HOST:PORT.
+
 \b
 Example:
-  cutover probe latency 192.0.2.10 --count 20 --interval 0.2""")
+  cutover probe latency 192.0.2.10 --count 20 --interval 0.2
+  cutover probe latency 192.0.2.10:862 --method udp
+
+Exit codes: 0 measured, 2 bad input, 3 no replies (cause in the message and JSON).""")
 @click.argument("target")
-@click.option("--count", default=10, show_default=True)
-@click.option("--interval", default=0.5, show_default=True)
+@click.option("--count", default=10, show_default=True, type=int)
+@click.option("--interval", default=0.5, show_default=True, type=float, help="Seconds between probes.")
+@click.option("--timeout", default=1.0, show_default=True, type=float, help="Seconds to wait per probe.")
+@click.option("--method", type=click.Choice(["auto", "icmp", "udp", "tcp"]), default="auto",
+              show_default=True)
+@click.option("--port", type=int, default=None, help="UDP/TCP port for the fallbacks (default 862).")
+@click.option("--key-file", default=None, help="STAMP key for --method udp against a keyed reflector.")
 @source_option
+@interface_option
+@click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
-def command(target, count, interval, source, as_json):
-    not_built("probe latency", 3)
+def command(target, count, interval, timeout, method, port, key_file, source, interface, verbose, as_json):
+    from probes import latency, stamp
+    from probes.addr import AddressError
+
+    key = None
+    if key_file:
+        try:
+            key = stamp.load_key(key_file)
+        except ValueError as exc:
+            die(EXIT_BAD_INPUT, f"--key-file: {exc}")
+    if port is not None and not 1 <= port <= 65535:
+        die(EXIT_BAD_INPUT, f"--port {port}: expected 1-65535")
+    cfg = latency.LatencyConfig(target=target, count=count, interval_s=interval, timeout_s=timeout,
+                                source=source, interface=interface, method=method, port=port, key=key)
+    try:
+        latency.validate(cfg)
+    except (ValueError, AddressError) as exc:
+        die(EXIT_BAD_INPUT, str(exc))
+    progress = StderrProgress(enabled=verbose or not as_json)
+    stop = threading.Event()
+    try:
+        res = latency.run(cfg, progress=progress, stop=stop)
+    except KeyboardInterrupt:
+        die(EXIT_UNMEASURED, "interrupted")
+    d = res.to_dict()
+    if as_json:
+        emit_json(d)
+    elif res.measured:
+        r = d["rtt_ms"]
+        click.echo(f"latency {target} ({res.address}) by {res.method}: {res.received}/{res.sent} replies, "
+                   f"loss {d['loss_pct']:.1f} %")
+        click.echo(f"  rtt min {r['min']:.3f} / p50 {r['p50']:.3f} / mean {r['mean']:.3f} / "
+                   f"max {r['max']:.3f} ms")
+        if res.fallback_reason:
+            click.echo(f"  fallback: {res.fallback_reason}")
+    if not res.measured:
+        die(EXIT_UNMEASURED, "; ".join(res.errors) or "no replies")
+    raise SystemExit(EXIT_OK)
