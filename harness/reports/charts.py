@@ -145,6 +145,6 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
     for name, colour in reversed(legend):
         parts.append(f'<text class="lg" x="{legend_x:.1f}" y="16" text-anchor="end" fill="{colour}">'
                      f'{escape(name)}</text>')
-        legend_x -= 8 + 6.2 * len(name)
+        legend_x -= 12 + 6.4 * len(name)
     parts.append("</svg>")
     return "".join(parts)

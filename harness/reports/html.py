@@ -23,7 +23,7 @@ h3{font-size:15px;margin:18px 0 6px}.meta{color:#5b6570}
 table{border-collapse:collapse;margin:6px 0 12px;width:100%}
 th,td{border:1px solid #dfe3e8;padding:4px 7px;text-align:left;vertical-align:top}
 th{background:#f3f5f7;font-weight:600}td.num{text-align:right;font-variant-numeric:tabular-nums}
-.badge{display:inline-block;padding:2px 9px;border-radius:10px;font-weight:700;color:#fff}
+.badge{display:inline-block;white-space:nowrap;padding:2px 9px;border-radius:10px;font-weight:700;color:#fff}
 .GO,.ok,.pass{background:#1e8e3e}.WARN,.warn,.info{background:#d9822b}.NO-GO,.block,.fail,.error{background:#c5221f}
 .none{background:#8a939c}
 .charts{display:flex;flex-wrap:wrap;gap:10px}
