@@ -297,11 +297,11 @@ class StampReflector:
                     self._tos_now = want_tos
                 except OSError:
                     pass
+            stats.reflected += 1          # counted before sending, so readers never lag the reply
             try:
                 sendto(view[:n], addr)
-                stats.reflected += 1
             except OSError:
-                pass
+                stats.reflected -= 1
 
     def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now: float,
                      seq: int) -> _Session | None:
