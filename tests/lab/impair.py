@@ -49,6 +49,7 @@ class RelayProcess:
             raise RuntimeError(f"relay did not start: {err.strip() or ready}")
         self.address: tuple[str, int] = (ready["listen"][0], int(ready["listen"][1]))
         self.pid: int = self.proc.pid
+        self.realtime: bool = bool(ready.get("realtime"))
 
     def _read_event(self, timeout_s: float) -> dict | None:
         deadline = time.monotonic() + timeout_s

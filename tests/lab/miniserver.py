@@ -37,6 +37,9 @@ INDEX = b'<html><head><script>var upload_extension = "php"; // upload_extension:
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     refuse_post = False
+    # headers and body go out as separate writes; without TCP_NODELAY, Nagle + the
+    # client's delayed ACK stall every small answer ~40 ms (real web servers avoid it too)
+    disable_nagle_algorithm = True
 
     def log_message(self, *args) -> None:   # quiet: stdout carries the ready line only
         pass

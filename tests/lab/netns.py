@@ -88,6 +88,11 @@ def list_namespaces() -> list[str]:
     return [line.split()[0] for line in cp.stdout.splitlines() if line.strip()]
 
 
+def list_namespaces_with(prefix: str) -> list[str]:
+    """Namespaces whose name starts with prefix (e.g. a Lab's run_id)."""
+    return [ns for ns in list_namespaces() if ns.startswith(prefix)]
+
+
 def sweep_stale(before: float | None = None) -> list[str]:
     """Delete this lab's namespaces left by earlier runs whose creator PID is dead.
 

@@ -53,6 +53,11 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
+try:
+    from .rt import set_realtime
+except ImportError:  # run as a script
+    from tests.lab.rt import set_realtime
+
 MAX_DATAGRAM = 65535
 MAX_CLIENTS = 4096          # bounds memory: one upstream socket per client flow
 DRAIN_BATCH = 256           # datagrams read per socket per wakeup, keeps the loop fair
@@ -367,10 +372,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-preserve-tos", dest="preserve_tos", action="store_false")
     p.add_argument("--stats-file", default=None, help="write final stats JSON here at exit")
     p.add_argument("--no-control", action="store_true", help="do not read commands from stdin")
+    p.add_argument("--rt-priority", type=int, default=10,
+                   help="SCHED_FIFO priority when permitted (0 = normal scheduling)")
     args = p.parse_args(argv)
+    # A relay parked by the scheduler on a busy machine would add delay nobody
+    # configured: run it real-time when we may (root). It sleeps in select().
+    realtime = args.rt_priority > 0 and set_realtime(args.rt_priority)
     relay = Relay(args.listen, args.upstream, args.up, args.down, seed=args.seed,
                   preserve_tos=args.preserve_tos, source=args.source)
-    _emit(sys.stdout, {"event": "ready", "listen": list(relay.address), "pid": os.getpid()})
+    _emit(sys.stdout, {"event": "ready", "listen": list(relay.address), "pid": os.getpid(),
+                       "realtime": realtime})
     try:
         relay.serve(args.max_seconds, control=None if args.no_control else sys.stdin, reply=sys.stdout)
     except KeyboardInterrupt:
