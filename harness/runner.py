@@ -30,6 +30,9 @@ from probes.events import ProbeEvent
 
 UTC = dt.timezone.utc
 
+# `cutover check --json`, per check (DESIGN.md §5); the unit is part of the reason
+CHECK_KEYS = ("id", "status", "measured", "required", "margin", "reason")
+
 # progress(circuit, step, fraction or None, message)
 RunProgress = Callable[[str, str, "float | None", str], None]
 
@@ -43,8 +46,9 @@ class CircuitOutcome:
     skipped: dict[str, str] = field(default_factory=dict)   # step -> why it did not run
 
     def to_dict(self) -> dict:
-        return {"verdict": self.verdict, "checks": [c.to_dict() for c in self.checks],
-                "skipped": dict(self.skipped)}
+        """Exactly the contract keys (DESIGN.md §5, check)."""
+        return {"verdict": self.verdict,
+                "checks": [{k: v for k, v in c.to_dict().items() if k in CHECK_KEYS} for c in self.checks]}
 
 
 @dataclass
@@ -63,11 +67,10 @@ class RunOutcome:
         return all(c.status == "error" for c in checks)
 
     def to_dict(self) -> dict:
-        """The `cutover check --json` object (DESIGN.md §5) plus site and times."""
+        """The `cutover check --json` object: exactly the contract keys."""
         return {"verdict": self.verdict,
                 "circuits": {n: co.to_dict() for n, co in self.circuits.items()},
-                "run_id": self.run_id, "site": self.site,
-                "started_at": self.started_at.isoformat(), "finished_at": self.finished_at.isoformat()}
+                "run_id": self.run_id}
 
 
 # ---------------------------------------------------------------- reflector preflight

@@ -183,14 +183,15 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         paths = write_reports(profile, store, report_dir, outcome.run_id)
     if prom_file:
         write_prom(profile, store, prom_file)
-    if as_json:
-        d = outcome.to_dict()
-        d["db"] = str(store.path)
-        if paths:
-            d["reports"] = [str(p) for p in paths]
-        emit_json(d)
+    if as_json:   # stdout: exactly the contract object; where things went is on stderr
+        if not quiet:
+            err(f"stored as run {outcome.run_id} in {store.path}")
+            for p in paths:
+                err(f"report: {p}")
+        emit_json(outcome.to_dict())
     else:
         print_table(outcome)
+        click.echo(f"history: run {outcome.run_id} in {store.path}")
         for p in paths:
             click.echo(f"report: {p}")
     return exit_code(outcome), outcome, paths

@@ -27,7 +27,7 @@ from harness.verdicts import Check, at_least, at_most, fmt
 NAME = "bandwidth"
 PROBE = "probes.bandwidth"
 
-QUICK = {"duration_s": 2.0, "streams": 2, "omit_s": 0.5, "idle_s": 1.0}
+QUICK = {"duration_s": 1.5, "streams": 2, "omit_s": 0.5, "idle_s": 0.5}
 FULL = {"duration_s": 8.0, "streams": 4, "omit_s": 1.0, "idle_s": 2.0}
 CONTRACT_WARN_FRACTION = 0.8
 
