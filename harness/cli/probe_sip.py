@@ -1,17 +1,94 @@
-"""`cutover probe sip`: not built yet (issue #8)."""
+"""`cutover probe sip URI`: SIP OPTIONS over UDP/TCP/TLS with RFC 3263 resolution."""
+
+from __future__ import annotations
+
+import sys
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                die, emit_json, interface_option, json_option, source_option)
+from probes import sip
 
 
 @click.command("sip", help="""SIP OPTIONS over UDP/TCP/TLS with RFC 3263 DNS resolution.
 
 \b
-Example:
+The transport comes from --transport, the URI's transport= parameter, or
+DNS (NAPTR, then SRV); an IP address or explicit port skips NAPTR/SRV.
+UDP retransmits per RFC 3261 (T1 500 ms doubling, up to --timeout).
+Reports the status, round-trip time, the server's Allow/Supported, and
+whether our Via/Contact came back rewritten (a SIP ALG on the path).
+
+\b
+Exit codes: 0 a 2xx answer; 1 the server answered but refused (4xx/5xx/6xx,
+e.g. 403, 404, 503); 2 malformed URI or option; 3 nothing answered,
+connection refused, or TLS failed (the cause is printed).
+
+\b
+Examples:
   cutover probe sip "sip:sbc.carrier.example;transport=tcp"
-""")
+  cutover probe sip sips:sbc.carrier.example --ca carrier-ca.pem
+  cutover probe sip sip:192.0.2.7:5060 --json""")
 @click.argument("uri")
+@click.option("--transport", type=click.Choice(["udp", "tcp", "tls"], case_sensitive=False),
+              default=None, help="Force a transport (else from the URI or DNS).")
+@click.option("--timeout", "timeout_s", type=float, default=8.0, show_default=True,
+              help="Seconds to wait per target (RFC 3261 Timer F, 32 s, caps it).")
+@click.option("--insecure", is_flag=True, help="TLS: do not verify the server certificate.")
+@click.option("--ca", "ca_file", metavar="FILE", default=None,
+              help="TLS: trust this CA certificate (PEM) instead of the system store.")
+@click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
+@source_option
+@interface_option
 @json_option
-def command(uri, as_json):
-    not_built("probe sip", 8)
+def command(uri, transport, timeout_s, insecure, ca_file, verbose, source, interface, as_json):
+    if timeout_s <= 0:
+        die(EXIT_BAD_INPUT, "--timeout must be > 0 seconds")
+    cfg = sip.SipConfig(uri=uri, transport=transport.lower() if transport else None, timeout_s=timeout_s,
+                        insecure=insecure, ca_file=ca_file, source=source, interface=interface)
+    try:
+        result = sip.run(cfg, StderrProgress(enabled=verbose or not as_json))
+    except ValueError as exc:
+        die(EXIT_BAD_INPUT, str(exc))
+    code = EXIT_OK if result.ok else EXIT_FAIL if result.measured else EXIT_UNMEASURED
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print(result)
+    if code == EXIT_UNMEASURED:
+        cause = result.errors[-1] if result.errors else "no answer"
+        click.echo(f"cutover: SIP server not reachable: {cause}", err=True)
+    sys.exit(code)
+
+
+def _print(r: sip.SipResult) -> None:
+    for step in r.resolution:
+        click.echo(f"  dns: {step}")
+    for a in r.targets_tried:
+        what = f"{a.status_code} {a.reason}" if a.status_code else a.error
+        rtt = f" in {a.rtt_ms:.1f} ms" if a.rtt_ms is not None else ""
+        click.echo(f"  tried {a.transport.upper()} {a.host} -> {a.address}:{a.port}: {what}{rtt}")
+    if r.status_code is None:
+        return
+    verdict = "OK" if r.ok else "REFUSED"
+    click.echo(f"{r.target}: {r.status_code} {r.reason} over {r.transport.upper()} from {r.address}, "
+               f"RTT {r.rtt_ms:.1f} ms" + (f" ({r.retransmissions} retransmissions)"
+                                           if r.retransmissions else "") + f"  [{verdict}]")
+    if r.server:
+        click.echo(f"  server: {r.server}")
+    if r.allow:
+        click.echo(f"  allow: {', '.join(r.allow)}")
+    if r.supported:
+        click.echo(f"  supported: {', '.join(r.supported)}")
+    if r.tls:
+        click.echo(f"  tls: {r.tls.get('version')} {r.tls.get('cipher')}"
+                   + (" (certificate verified)" if r.tls.get("verified") else " (NOT verified: --insecure)"))
+    if r.alg_suspected:
+        click.echo("  SIP ALG suspected: headers were rewritten on the path:")
+        for e in r.alg_evidence:
+            click.echo(f"    - {e}")
+    else:
+        click.echo("  SIP ALG: none seen (Via and From came back as sent)")
+    if r.nat_detected:
+        click.echo(f"  NAT: the server saw us as {r.public_address}")
