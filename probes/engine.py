@@ -391,7 +391,7 @@ class Engine:
                 errors.append(self._no_reply_cause(refused))
                 aborted = True
                 break
-            if received and j < total and now - max(last_rx, tx[j - 1] - max_rtt_ns) > timeout_ns:
+            if received and j < total and now - last_rx > timeout_ns + max_rtt_ns:
                 errors.append(f"reflector stopped answering after "
                               f"{(last_rx - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
                 aborted = True
