@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -24,9 +26,18 @@ from tests.tui_support import END, NOW, OUTAGES, RUNS, board_history, type_text,
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio]
 
 
+@pytest.fixture(scope="module")
+def _history_template(tmp_path_factory):
+    return board_history(tmp_path_factory.mktemp("board") / "site")
+
+
 @pytest.fixture
-def history(tmp_path):
-    return board_history(tmp_path / "site")
+def history(_history_template, tmp_path):
+    """A private copy per test: tests write sign-offs and runs into it."""
+    fx = _history_template
+    shutil.copy(fx.profile_path, tmp_path / "site.yaml")
+    shutil.copy(fx.db_path, tmp_path / "history.sqlite")   # closed by the generator: no WAL left behind
+    return dataclasses.replace(fx, profile_path=tmp_path / "site.yaml", db_path=tmp_path / "history.sqlite")
 
 
 def _app(fx, **kw) -> BoardApp:

@@ -10,7 +10,7 @@ import pytest
 from harness.gate import GateItem
 from harness.profile import Profile
 from harness.tui import loader
-from harness.tui.model import SPARK_BLOCKS, HeaderView, metric_views, outage_rows, sparkline
+from harness.tui.model import SPARK_BLOCKS, HeaderView, level_block, metric_views, outage_rows, sparkline
 from harness.tui.widgets.outages import claim_text, human_duration
 
 UTC = dt.timezone.utc
@@ -46,7 +46,7 @@ def test_metric_colours_follow_profile_thresholds_with_10pct_warn_band():
     latest = {"rtt_ms": 280.0,       # one way 140 > 135 (90 % of 150): warn
               "jitter_ms": 31.0,     # > 30: fail
               "loss_pct": 0.5,       # <= 0.9: pass
-              "mos": 4.39,           # >= 4.4? no: 4.0..4.4 is the warn band
+              "mos": 4.08,           # MOS band is 2.5 % as in the stream step: 4.0..4.1 warns
               "down_mbps": 8.0,      # < 8.0928 needed: fail
               "up_mbps": 8.5,        # below 8.09 * 1.1 = 8.90: warn
               "max_calls": 20.0}     # = planned: pass (no warn band for a count)
@@ -56,6 +56,8 @@ def test_metric_colours_follow_profile_thresholds_with_10pct_warn_band():
         "down_mbps": "fail", "up_mbps": "warn", "max_calls": "pass"}
     assert views["down_mbps"].text == "8/100 Mbit/s"
     assert views["max_calls"].text == "20/20"
+    assert next(m for m in metric_views(p, c, {**latest, "mos": 4.39}, {}, (8.0928, 8.0928))
+                if m.key == "mos").status == "pass"
     none = metric_views(p, c, {k: None for k in latest}, {}, (8.0928, 8.0928))
     assert all(m.status == "none" for m in none)
 
@@ -110,3 +112,8 @@ def test_window_defaults_to_the_parallel_run():
 def test_days_to_disconnect(disconnect, today, expected):
     h = HeaderView("s", dt.datetime.combine(today, dt.time(10), UTC), 21, 14, None, disconnect, "GO", [])
     assert h.days_to_disconnect == expected
+
+
+def test_level_block_is_absolute():
+    assert level_block(0) == "▁" and level_block(100) == "█" and level_block(50) == SPARK_BLOCKS[4]
+    assert level_block(150) == "█" and level_block(-3) == "▁"

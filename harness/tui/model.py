@@ -19,6 +19,10 @@ from typing import Any, Iterable, Sequence
 
 from harness import verdicts as V
 
+# The stream step's MOS warn band (harness/suite/stream.py): the MOS scale is short, the
+# generic 10 % band would colour nearly every G.711 call yellow.
+MOS_WARN_BAND_PCT = 2.5
+
 # Eight levels, as Textual's Sparkline and spark(1) use; a gap (no run in a bucket) is a space.
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
 
@@ -46,7 +50,8 @@ class CircuitView:
     passed: int
     metrics: list[MetricView]
     problems: list[str]                 # reasons of the latest run's failing checks
-    running: str = ""                   # live progress of a run-now, set by the app
+    daily_pass_pct: list[float] = field(default_factory=list)   # per UTC day, oldest first
+    pass_target_pct: float = 95.0       # the profile's cutover.pass_rate_pct
 
     @property
     def pass_rate_pct(self) -> float | None:
@@ -142,6 +147,13 @@ def sparkline(values: Sequence[float | None], width: int) -> str:
     return "".join(out)
 
 
+def level_block(pct: float) -> str:
+    """One block for a percentage on an absolute 0..100 scale (daily pass rates:
+    a min..max scale would make 96 % look like an outage next to 100 %)."""
+    pct = min(max(pct, 0.0), 100.0)
+    return SPARK_BLOCKS[int(round(pct / 100 * (len(SPARK_BLOCKS) - 1)))]
+
+
 def _isnan(v: float) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
@@ -192,7 +204,7 @@ def metric_views(profile, circuit, latest: dict[str, float | None],
         view("loss_pct", "Loss", _f(loss, "%"), None if loss is None else
              V.at_most("loss", "loss", loss, th.loss_pct, "%")),
         view("mos", "MOS", _f(mos), None if mos is None else
-             V.at_least("mos", "MOS", mos, th.mos_min, context="minimum")),
+             V.at_least("mos", "MOS", mos, th.mos_min, context="minimum", warn_band_pct=MOS_WARN_BAND_PCT)),
         view("down_mbps", "Down", f"{_f(down)}/{V.fmt(circuit.down_mbps)} Mbit/s",
              None if down is None else V.at_least("down", "downstream", down, req_down, "Mbit/s",
                                                   context="needed for the planned usage")),
@@ -226,7 +238,8 @@ def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float]) -> Ci
     return CircuitView(
         name=circuit.name, role=circuit.role, provider=circuit.provider,
         verdict=ch.latest_verdict, latest_at=ch.latest_at, runs=ch.runs, passed=ch.passed,
-        metrics=metric_views(profile, circuit, latest, series, required_mbps), problems=problems)
+        metrics=metric_views(profile, circuit, latest, series, required_mbps), problems=problems,
+        daily_pass_pct=[d.pass_pct for d in ch.daily], pass_target_pct=profile.cutover.pass_rate_pct)
 
 
 # ---------------------------------------------------------------- outages, checklist, header

@@ -85,6 +85,7 @@ class MainScreen(Screen):
         self.set_class(width < WIDE_COLUMNS, "-narrow")
         for panel in self.query(CircuitPanel):
             panel.max_problems = 3 if height >= TALL_ROWS else 1
+            panel.show_daily = height >= TALL_ROWS
 
     def _set_titles(self) -> None:
         d = self.data

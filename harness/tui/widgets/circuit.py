@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from harness.tui.model import CircuitView, sparkline
+from harness.tui.model import CircuitView, level_block, sparkline
 from harness.tui.widgets.styles import STATUS_STYLE, short_time, verdict_badge
 
 UNITS = {"rtt_ms": "ms", "jitter_ms": "ms", "loss_pct": "%", "mos": "",
@@ -24,6 +24,7 @@ class CircuitPanel(Widget, can_focus=True):
     view: reactive[CircuitView | None] = reactive(None, layout=True)
     running: reactive[str] = reactive("")             # live progress of a run-now
     max_problems: reactive[int] = reactive(1, layout=True)   # more when the terminal is tall
+    show_daily: reactive[bool] = reactive(False, layout=True)  # daily pass-rate row (tall terminals)
 
     def __init__(self, view: CircuitView, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -45,7 +46,7 @@ class CircuitPanel(Widget, can_focus=True):
         if v is None:
             return 1
         # the problem/progress lines are always reserved so the panels line up
-        return 1 + len(v.metrics) + self.max_problems
+        return 1 + len(v.metrics) + int(self.show_daily) + self.max_problems
 
     def render(self) -> Text:
         v = self.view
@@ -74,6 +75,20 @@ class CircuitPanel(Widget, can_focus=True):
             spark_w = width - len(line.plain)
             if spark_w >= MIN_SPARK_W:
                 line.append(sparkline(m.series, spark_w), "cyan")
+            lines.append(line)
+        if self.show_daily:
+            line = Text(f"{'Daily':<{LABEL_W}}")
+            last = v.daily_pass_pct[-1] if v.daily_pass_pct else None
+            ok = "green"
+            line.append(f"{(f'{last:.0f}%' if last is not None else '–'):>{value_w}}",
+                        "" if last is None else (ok if last >= v.pass_target_pct else "bold red"))
+            if unit_w:
+                line.append(f" {'pass':<{unit_w - 1}}", "dim")
+            line.append(" ")
+            room = width - len(line.plain)
+            # one cell per day (the latest days when they do not fit), red below the gate's pass rate
+            for pct in v.daily_pass_pct[-room:] if room > 0 else []:
+                line.append(level_block(pct), ok if pct >= v.pass_target_pct else "bold red")
             lines.append(line)
         if self.running:
             lines.append(Text(f"▶ {self.running}", "bold cyan"))
