@@ -101,6 +101,7 @@ class BandwidthResult:
     bytes: dict = field(default_factory=lambda: {"down": 0, "up": 0})
     window_s: dict = field(default_factory=lambda: {"down": None, "up": None})
     server: dict | None = None
+    speedtest_cli: dict | None = None      # speedtest-cli's own figures (speedtest/mini backends)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     partial: bool = False
@@ -109,8 +110,9 @@ class BandwidthResult:
 
     def to_dict(self) -> dict:
         d = clean(self)
-        if self.server is None:
-            d.pop("server")
+        for key in ("server", "speedtest_cli"):
+            if getattr(self, key) is None:
+                d.pop(key)
         return d
 
 
@@ -139,7 +141,7 @@ def run(config: BandwidthConfig, progress: ProgressCallback | None = None,
     res = BandwidthResult(backend=config.backend,
                           target=config.target if config.backend == "reflector" else config.mini_url,
                           streams=config.streams, duration_s=config.duration_s,
-                          omit_s=config.omit_s if config.backend == "reflector" else 0.0,
+                          omit_s=config.omit_s,
                           direction=config.direction, congestion=config.congestion)
     key = None
     if config.key_file:
@@ -288,14 +290,15 @@ def _run_speedtest(config: BandwidthConfig, res: BandwidthResult, emit: Emitter,
                                    else "speedtest.net configuration and servers"))
     out = SB.run_speedtest(mini_url=config.mini_url if config.backend == "mini" else None,
                            server_id=config.server_id, duration_s=config.duration_s,
-                           threads=config.streams, direction=config.direction, source=source,
+                           omit_s=config.omit_s, threads=config.streams, direction=config.direction, source=source,
                            timeout_s=config.timeout_s, stop=stop, on_phase=on_phase)
     _finish_sampler(sampler_box.get("s"), res)
     res.down_mbps, res.up_mbps = out.down_mbps, out.up_mbps
     res.bytes = {"down": out.bytes_received, "up": out.bytes_sent}
+    res.window_s = dict(out.window_s)
+    res.speedtest_cli = {"down_mbps": out.cli_down_mbps, "up_mbps": out.cli_up_mbps,
+                         "ping_ms": out.ping_ms}
     res.server = out.server or None
-    if out.ping_ms is not None:
-        res.notes.append(f"speedtest-cli HTTP latency: {out.ping_ms:.1f} ms")
     res.errors.extend(out.errors)
     res.notes.extend(out.notes)
 

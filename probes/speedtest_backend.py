@@ -17,9 +17,15 @@ matter for a measurement we report:
 * **Bounded in time.** Everything runs in a worker thread; a DNS lookup or a
   connect that hangs cannot keep the probe past its timeout.
 
-Duration: speedtest-cli cuts each direction at ``config['length']``; we set it
-to the requested duration. Its figure is bytes / (stop - start) with no
-slow-start omission (speedtest.net's own method), in 10^6 bit/s here.
+Throughput: speedtest-cli's own figure is bytes / (stop - start) from the
+first request to the last thread's end, slow start and the setup of every
+HTTP request included, and for uploads it counts bytes still sitting in
+socket buffers at the cut-off. We count payload bytes as they are read from
+responses (download) or handed to the sockets (upload) on a timeline, and
+report the rate over ``[start + omit_s, last byte]`` as the reflector backend
+and iperf3 -O do (for uploads the send-buffer backlog is then the same at both
+ends of the window and cancels). speedtest-cli's own figures are kept beside
+(``speedtest_cli``). Each direction runs ``omit_s + duration_s``.
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ import urllib.error
 from dataclasses import dataclass, field
 from typing import Callable
 from urllib.parse import urlparse
+
+from probes.bwclient import window_mbps
 
 DOWNLOAD_SIZES = [350, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000]
 UPLOAD_SIZES = [32768, 65536, 131072, 262144, 524288, 1048576, 7340032]
@@ -76,6 +84,48 @@ class RequestLog:
     download_ok: int = 0
     download_errors: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # (t_s, cumulative payload bytes): read from responses / handed to sockets
+    down_timeline: list[tuple[float, int]] = field(default_factory=list)
+    up_timeline: list[tuple[float, int]] = field(default_factory=list)
+    _down_b: int = 0
+    _up_b: int = 0
+
+    def begin(self, direction: str) -> None:
+        """Mark the start of a direction's transfer (the timeline's zero point)."""
+        with self.lock:
+            (self.down_timeline if direction == "down" else self.up_timeline).append((time.monotonic(), 0))
+
+    def count(self, direction: str, n: int) -> None:
+        if n <= 0:
+            return
+        now = time.monotonic()
+        with self.lock:
+            if direction == "down":
+                self._down_b += n
+                tl, total = self.down_timeline, self._down_b
+            else:
+                self._up_b += n
+                tl, total = self.up_timeline, self._up_b
+            # samples at least 10 ms apart, the newest always carrying the latest count
+            if len(tl) >= 2 and now - tl[-2][0] < 0.01:
+                tl[-1] = (now, total)
+            else:
+                tl.append((now, total))
+
+
+class _CountingResponse:
+    """A response whose read() also counts payload bytes into the log's timeline."""
+
+    def __init__(self, resp, log: RequestLog) -> None:
+        self._resp, self._log = resp, log
+
+    def read(self, n=-1):
+        data = self._resp.read(n)
+        self._log.count("down", len(data))
+        return data
+
+    def __getattr__(self, name):
+        return getattr(self._resp, name)
 
 
 class _RecordingOpener:
@@ -89,6 +139,15 @@ class _RecordingOpener:
         is_post = getattr(request, "data", None) is not None
         url = request.get_full_url() if hasattr(request, "get_full_url") else str(request)
         path = urlparse(url).path
+        if is_post and hasattr(request.data, "read") and not getattr(request.data, "_cutover_counted", False):
+            data, inner_read, log = request.data, request.data.read, self._log
+
+            def counting_read(n=10240):
+                chunk = inner_read(n)
+                log.count("up", len(chunk))
+                return chunk
+            data.read = counting_read
+            data._cutover_counted = True
         try:
             resp = self._inner.open(request, *args, **kwargs)
         except urllib.error.HTTPError as exc:
@@ -103,6 +162,7 @@ class _RecordingOpener:
             if "/random" in path:
                 with self._log.lock:
                     self._log.download_ok += 1
+                return _CountingResponse(resp, self._log)
             return resp
         body = resp.read(64)
         resp.close()
@@ -149,10 +209,13 @@ class SpeedtestOutcome:
     notes: list[str] = field(default_factory=list)
     did_down: bool = False
     did_up: bool = False
+    cli_down_mbps: float | None = None     # speedtest-cli's own figures, for reference
+    cli_up_mbps: float | None = None
+    window_s: dict = field(default_factory=lambda: {"down": None, "up": None})
 
 
-def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: float, threads: int,
-                  direction: str, source: str | None, timeout_s: float, stop: threading.Event,
+def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: float, omit_s: float,
+                  threads: int, direction: str, source: str | None, timeout_s: float, stop: threading.Event,
                   on_phase: Callable[[str, str | None], None]) -> SpeedtestOutcome:
     """One speedtest: setup, download, upload. Never raises for network trouble."""
     out = SpeedtestOutcome()
@@ -160,7 +223,7 @@ def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: fl
 
     def work() -> None:
         try:
-            _work(out, mini_url, server_id, duration_s, threads, direction, source, timeout_s,
+            _work(out, mini_url, server_id, duration_s, omit_s, threads, direction, source, timeout_s,
                   stop, on_phase)
         except BaseException as exc:    # anything speedtest-cli raises becomes a cause
             box["exc"] = exc
@@ -168,7 +231,7 @@ def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: fl
     worker = threading.Thread(target=work, daemon=True, name="speedtest")
     worker.start()
     # setup (config, servers, latency) + two timed phases + slack for the last requests
-    limit = timeout_s * 2 + 2 * (duration_s + timeout_s) + 5
+    limit = timeout_s * 2 + 2 * (omit_s + duration_s + timeout_s) + 5
     worker.join(timeout=limit)
     if worker.is_alive():
         stop.set()
@@ -193,7 +256,7 @@ def _describe(exc: BaseException, mini_url: str | None) -> str:
     return f"speedtest failed: {text}"
 
 
-def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, threads, direction, source,
+def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, threads, direction, source,
           timeout_s, stop, on_phase) -> None:
     import speedtest
 
@@ -211,13 +274,13 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, threads, direc
 
     log = RequestLog()
     shutdown = _Shutdown(stop)
-    cfg = offline_config(duration_s, threads) if mini_url else None
+    length_s = omit_s + duration_s          # speedtest-cli compares it as a float
+    cfg = offline_config(length_s, threads) if mini_url else None
     st = _Speedtest(source_address=source, timeout=max(1, int(round(timeout_s))),
                     shutdown_event=shutdown, offline_config=cfg)
     st._opener = _RecordingOpener(st._opener, log, lambda: 0.0)
     st.results._opener = st._opener
-    st.config["length"] = {"upload": max(1, int(round(duration_s))),
-                           "download": max(1, int(round(duration_s)))}
+    st.config["length"] = {"upload": length_s, "download": length_s}
     st.config["threads"] = {"upload": threads, "download": threads}
     if mini_url:
         st.get_best_server(st.set_mini_server(mini_url))
@@ -232,11 +295,14 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, threads, direc
         raise RuntimeError(f"the server did not answer latency.txt ({best.get('url')})")
     if direction in ("down", "both") and not stop.is_set():
         on_phase("down", out.host)
+        log.begin("down")
         bps = st.download(threads=threads)
         out.did_down = True
         out.bytes_received = int(st.results.bytes_received)
-        if log.download_ok and st.results.bytes_received > 0:
-            out.down_mbps = bps / 1e6
+        out.cli_down_mbps = bps / 1e6
+        mbps, out.window_s["down"], _ = window_mbps([log.down_timeline], omit_s)
+        if log.download_ok and st.results.bytes_received > 0 and mbps is not None:
+            out.down_mbps = mbps
         else:
             cause = log.download_errors[0] if log.download_errors else "no data received"
             out.errors.append(f"download not measured: {cause}")
@@ -244,13 +310,16 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, threads, direc
             out.notes.append(f"{len(log.download_errors)} download request(s) failed, e.g. {log.download_errors[0]}")
     if direction in ("up", "both") and not stop.is_set():
         on_phase("up", out.host)
+        log.begin("up")
         bps = st.upload(threads=threads)
         out.did_up = True
         out.bytes_sent = int(st.results.bytes_sent)
+        out.cli_up_mbps = bps / 1e6
+        mbps, out.window_s["up"], _ = window_mbps([log.up_timeline], omit_s)
         if log.upload_ok and not log.upload_errors:
-            out.up_mbps = bps / 1e6
+            out.up_mbps = mbps
         elif log.upload_ok:
-            out.up_mbps = bps / 1e6
+            out.up_mbps = mbps
             out.notes.append(f"{len(log.upload_errors)} upload request(s) failed, e.g. {log.upload_errors[0]}")
         elif log.upload_errors:
             out.errors.append("upload not measured: the server refused the upload "
