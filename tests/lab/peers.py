@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Iterator
 
 from ._lines import LineReader
+from .rt import set_realtime
 
 NS_TO_MS = 1e-6
 
@@ -40,6 +41,12 @@ def peer_unavailable_reason(tool: str) -> str | None:
     if shutil.which(tool) is None:
         return f"{tool} not installed (run scripts/sysdeps.sh)"
     return None
+
+
+def _rt_preexec() -> None:
+    # measuring peers run SCHED_FIFO when permitted (see tests/lab/rt.py): on a
+    # shared, loaded machine irtt otherwise skips sends it is late for
+    set_realtime()
 
 
 def _in_ns(ns: str | None, argv: list[str]) -> list[str]:
@@ -70,8 +77,9 @@ class PeerServer:
 
 @contextlib.contextmanager
 def _server(argv: list[str], ready_text: str, address: tuple[str, int],
-            start_timeout_s: float = 10.0) -> Iterator[PeerServer]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+            start_timeout_s: float = 10.0, realtime: bool = False) -> Iterator[PeerServer]:
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            preexec_fn=_rt_preexec if realtime else None)
     log: list[str] = []
     reader = LineReader(proc.stdout.fileno())
     try:
@@ -108,7 +116,7 @@ def irtt_server(ns: str | None = None, host: str = "127.0.0.1", port: int | None
     port = port or free_port(host, ns)
     argv = _in_ns(ns, ["timeout", "-s", "KILL", str(int(max_seconds)), "irtt", "server",
                        "-b", _fmt(host, port), "-i", "0", "--fill=rand", "--allow-fills=*"])
-    with _server(argv, "ListenerStart", (host, port)) as srv:
+    with _server(argv, "ListenerStart", (host, port), realtime=True) as srv:
         yield srv
 
 
@@ -156,11 +164,12 @@ def parse_irtt(doc: dict) -> dict:
 
 def irtt_client(target: tuple[str, int], interval_ms: float = 20, length_bytes: int = 172,
                 duration_s: float = 3, ns: str | None = None, dscp: int = 0,
-                wait_ms: float = 500, extra: list[str] | None = None) -> dict:
+                wait_ms: float = 500, extra: list[str] | None = None, realtime: bool = True) -> dict:
     """Run an irtt test and return :func:`parse_irtt` of its JSON output.
 
     ``length_bytes`` is irtt's packet length including its headers (UDP payload).
-    Waits ``wait_ms`` after the last send for late replies.
+    Waits ``wait_ms`` after the last send for late replies. ``realtime``: run irtt
+    SCHED_FIFO (root only) so its send timer is kept on a loaded machine.
     """
     reason = peer_unavailable_reason("irtt")
     if reason:
@@ -172,7 +181,8 @@ def irtt_client(target: tuple[str, int], interval_ms: float = 20, length_bytes: 
                            f"--dscp={dscp}", "--timeouts=500ms,1s,2s", "-o", out,
                            *(extra or []), _fmt(*target)])
         try:
-            cp = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + wait_ms / 1000 + 20)
+            cp = subprocess.run(argv, capture_output=True, text=True, timeout=duration_s + wait_ms / 1000 + 20,
+                                preexec_fn=_rt_preexec if realtime else None)
         except subprocess.TimeoutExpired as exc:
             raise PeerError(f"irtt client timed out: {' '.join(argv)}") from exc
         if cp.returncode != 0 or not os.path.exists(out):
