@@ -76,6 +76,7 @@ class BoardApp(App):
             self.set_interval(self.poll_s, self._poll)
 
     def on_unmount(self) -> None:
+        # quitting during a run-now: the runner stops at its next step/probe check
         if self._run_stop is not None:
             self._run_stop.set()
 
@@ -102,7 +103,10 @@ class BoardApp(App):
     @work(thread=True, exclusive=True, group="load")
     def reload_in_background(self) -> None:
         data = self.loader.load(self.now())
-        self.call_from_thread(self._apply, data)
+        try:
+            self.call_from_thread(self._apply, data)
+        except RuntimeError:       # the board quit while reading
+            pass
 
     def reload_signoffs(self) -> None:
         """After our own sign-off: only the gate is evaluated again (milliseconds)."""
@@ -212,10 +216,20 @@ class BoardApp(App):
             self.runner(request)
         except Exception as exc:   # the board must survive whatever the run does
             error = f"{type(exc).__name__}: {exc}"
-        self.call_from_thread(self._run_finished, request.circuits, error)
+        self._to_ui(self._run_finished, request.circuits, error)
 
     def _progress_from_thread(self, circuit: str, text: str) -> None:
-        self.call_from_thread(self._show_progress, circuit, text)
+        self._to_ui(self._show_progress, circuit, text)
+
+    def _to_ui(self, callback, *args) -> None:
+        """call_from_thread, unless the board has quit meanwhile (the run then
+        stops at its next check of the stop event; the stored part is kept)."""
+        if self._run_stop is not None and self._run_stop.is_set():
+            return
+        try:
+            self.call_from_thread(callback, *args)
+        except RuntimeError:       # app no longer running
+            pass
 
     def _show_progress(self, circuit: str, text: str) -> None:
         panel = self.main.panel(circuit)

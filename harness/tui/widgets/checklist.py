@@ -33,9 +33,12 @@ class ChecklistTable(DataTable):
         self._rows = list(rows)
         self.clear()
         for r in rows:
-            mark = Text("✓", "bold green") if r.ok else Text("✗", "bold red")
+            if r.status == "not measured":      # shown, not blocking (harness.gate "info")
+                mark, status_style = Text("·", "dim"), "yellow"
+            else:
+                mark = Text("✓", "bold green") if r.ok else Text("✗", "bold red")
+                status_style = "green" if r.ok else ("yellow" if r.status in ("open", "revoked") else "red")
             title = Text(r.title, "bold" if r.kind == "manual" else "italic")
-            status_style = "green" if r.ok else ("yellow" if r.status in ("open", "revoked") else "red")
             self.add_row(mark, title, Text(r.status, status_style), r.by or "", short_time(r.at) if r.at else "",
                          r.note or "", key=r.id)
         if current is not None:

@@ -58,8 +58,9 @@ class CircuitPanel(Widget, can_focus=True):
         badge, style = verdict_badge(v.verdict)
         head.append(badge, style)
         rate = v.pass_rate_pct
-        head.append(f" {rate:.1f}% pass" if rate is not None else " no runs", "bold")
-        for extra in (f" of {v.runs} runs", f" · last {short_time(v.latest_at)}" if v.latest_at else ""):
+        head.append(f" {rate:.1f}% pass" if rate is not None else " no runs yet", "bold")
+        extras = (f" of {v.runs} runs", f" · last {short_time(v.latest_at)}") if v.runs else ("  r runs it now",)
+        for extra in extras:
             if extra and len(head.plain) + len(extra) <= width:
                 head.append(extra, "dim")
         lines.append(head)
