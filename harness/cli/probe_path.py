@@ -1,16 +1,84 @@
-"""`cutover probe path`: not built yet (issue #8)."""
+"""`cutover probe path TARGET`: traceroute, path MTU, where DSCP marking is lost."""
+
+from __future__ import annotations
+
+import sys
 
 import click
 
-from harness.cli.common import interface_option, json_option, not_built, source_option  # noqa: F401
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                die, emit_json, interface_option, json_option, source_option)
+from probes import path
+from probes.addr import AddressError
 
 
 @click.command("path", help="""Traceroute with per-hop RTT and loss, path MTU, where DSCP marking is lost.
 
 \b
+Sends TTL-limited probes (UDP to high ports, ICMP echo, or TCP SYN to --port)
+marked with --dscp, several rounds; reads the TOS byte each router quotes
+back in its ICMP time-exceeded message to name the first hop that changed
+the marking. Then finds the path MTU with DF probes. Needs root (raw sockets).
+
+\b
+Exit codes: 0 destination reached and DSCP intact; 1 reached but the DSCP
+marking was changed on the way; 2 bad argument; 3 destination not reached,
+or no permission (not root).
+
+\b
 Example:
-  cutover probe path 192.0.2.10""")
+  sudo cutover probe path 192.0.2.10 --proto icmp --rounds 5""")
 @click.argument("target")
+@click.option("--proto", type=click.Choice(["udp", "icmp", "tcp"]), default="udp", show_default=True)
+@click.option("--port", type=int, default=None, help="TCP: destination port (default 80); UDP: fixed port.")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Probes per hop.")
+@click.option("--max-ttl", type=int, default=30, show_default=True)
+@click.option("--dscp", default="ef", show_default=True, help="Marking of the probes (name or 0-63).")
+@click.option("--timeout", "timeout_s", type=float, default=1.0, show_default=True,
+              help="Seconds to wait for answers per round and per MTU probe.")
+@click.option("--no-mtu", is_flag=True, help="Skip the path MTU search.")
+@click.option("--max-wall", "max_wall_s", type=float, default=60.0, show_default=True,
+              help="Hard cap on the whole probe, seconds.")
+@click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
+@source_option
+@interface_option
 @json_option
-def command(target, as_json):
-    not_built("probe path", 8)
+def command(target, proto, port, rounds, max_ttl, dscp, timeout_s, no_mtu, max_wall_s, verbose,
+            source, interface, as_json):
+    if timeout_s <= 0 or max_wall_s <= 0:
+        die(EXIT_BAD_INPUT, "--timeout and --max-wall must be > 0")
+    cfg = path.PathConfig(target=target, proto=proto, port=port, rounds=rounds, max_ttl=max_ttl,
+                          dscp=dscp, timeout_s=timeout_s, mtu=not no_mtu, max_wall_s=max_wall_s,
+                          source=source, interface=interface)
+    try:
+        result = path.run(cfg, StderrProgress(enabled=verbose or not as_json))
+    except (ValueError, AddressError) as exc:
+        die(EXIT_BAD_INPUT, str(exc))
+    if not result.measured or not result.reached:
+        code = EXIT_UNMEASURED
+    else:
+        code = EXIT_FAIL if result.dscp_changed_at else EXIT_OK
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        _print(result)
+    if code == EXIT_UNMEASURED:
+        click.echo(f"cutover: path not measured: {'; '.join(result.errors) or 'no answers'}", err=True)
+    sys.exit(code)
+
+
+def _print(r: path.PathResult) -> None:
+    click.echo(f"path to {r.target} ({r.address}), {r.proto.upper()} probes marked DSCP {r.dscp_sent}")
+    for h in r.hops:
+        rtt = f"{h.rtt_ms:8.2f} ms" if h.rtt_ms is not None else "       *   "
+        dscp = "-" if h.dscp is None else str(h.dscp)
+        click.echo(f"{h.ttl:3d}  {h.address or '*':<39} {rtt}  loss {h.loss_pct:5.1f}%  dscp {dscp}")
+    if r.path_mtu:
+        where = f" (limited at {r.mtu_limited_at})" if r.mtu_limited_at else ""
+        click.echo(f"path MTU: {r.path_mtu} bytes{where} [{r.mtu_method}]")
+    ch = r.dscp_changed_at
+    if ch:
+        click.echo(f"DSCP changed at hop {ch['ttl']} ({ch['address']}): sent {ch['dscp_sent']}, "
+                   f"seen {ch['dscp_seen']} (last intact at hop {ch['last_intact_ttl']})")
+    elif any(h.dscp is not None for h in r.hops):
+        click.echo(f"DSCP {r.dscp_sent} intact on every hop that quoted it")

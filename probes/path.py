@@ -1,0 +1,396 @@
+"""The path to a target: traceroute with per-hop RTT and loss, the path MTU,
+and the hop where DSCP marking is lost. Raw packets via scapy (needs root).
+
+Traceroute: ``rounds`` rounds; each sends one probe per TTL 1..N at once
+(N = the destination's distance once known, else ``max_ttl``). A probe is
+UDP to a high port (each probe its own source port, so answers match one
+probe), ICMP echo, or TCP SYN to ``port``. Routers answer with ICMP time
+exceeded, the destination with port unreachable / echo reply / SYN-ACK or RST.
+Per hop: the responding address (the most frequent if ECMP varies it), the
+median RTT and the share of rounds without an answer. ICMP error rate limits
+on real routers show up as loss at that hop, not beyond it; read per-hop loss
+that does not continue to later hops as "router busy", not as path loss.
+
+DSCP: every probe carries ``dscp`` (EF by default). An ICMP error quotes the
+IP header of our probe *as it reached the hop that answered*, so the TOS byte
+in the quote is the marking at that hop. ``dscp_changed_at`` is the first hop
+whose quote differs from what we sent: the marking was changed by that hop on
+ingress or by the previous hop on egress (``last_intact_ttl`` says which hop
+still saw it intact). Echo replies and TCP answers quote nothing (dscp null).
+
+Path MTU: DF-flagged probes to the destination; the first at the egress
+interface MTU; a "fragmentation needed" answer names the router and its
+next-hop MTU, which is verified; without such answers (ICMP filtered) a binary
+search on size over replies and silences finds the largest size that passes.
+
+Bounded: rounds x TTLs probes, MTU steps and a wall-clock cap (``max_wall_s``).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+import statistics
+import struct
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+from probes.addr import AddressError, ResolveError, dscp_value, resolve
+from probes.events import Emitter, ProgressCallback
+from probes.result import clean
+
+MIN_MTU = 68                 # RFC 791: every IPv4 link carries 68 bytes
+MAX_MTU_STEPS = 16
+UDP_BASE_PORT = 33434        # classic traceroute destination ports
+
+
+@dataclass
+class PathConfig:
+    target: str
+    proto: str = "udp"            # udp | icmp | tcp
+    port: int | None = None       # tcp: required-ish (default 80); udp: fixed destination port
+    rounds: int = 3
+    max_ttl: int = 30
+    dscp: int | str = "ef"
+    timeout_s: float = 1.0        # wait for answers after each round / MTU probe
+    mtu: bool = True              # run the path MTU search
+    max_wall_s: float = 60.0
+    source: str | None = None
+    interface: str | None = None
+
+
+@dataclass
+class Hop:
+    ttl: int
+    address: str | None
+    rtt_ms: float | None          # median over the rounds that answered
+    loss_pct: float
+    dscp: int | None              # DSCP quoted back by this hop (most frequent)
+    rtt_min_ms: float | None = None
+    rtt_max_ms: float | None = None
+    addresses: list[str] = field(default_factory=list)
+    reply: str | None = None      # time-exceeded | port-unreachable | echo-reply | tcp | unreachable-N
+    destination: bool = False
+
+
+@dataclass
+class PathResult:
+    target: str
+    address: str | None = None
+    proto: str = "udp"
+    dscp_sent: int = 46
+    hops: list[Hop] = field(default_factory=list)
+    reached: bool = False
+    path_mtu: int | None = None
+    mtu_limited_at: str | None = None   # router that sent "fragmentation needed"
+    mtu_method: str | None = None       # icmp-frag-needed | probing | interface
+    interface_mtu: int | None = None
+    dscp_changed_at: dict | None = None
+    probes_sent: int = 0
+    errors: list[str] = field(default_factory=list)
+    partial: bool = False
+    measured: bool = False
+
+    def to_dict(self) -> dict:
+        d = clean(self)
+        d["probe"] = "path"
+        return d
+
+
+# ---- pure parts ---------------------------------------------------------------------------
+
+@dataclass
+class Reply:
+    """One answered (or not) probe of one round."""
+    ttl: int
+    address: str | None = None
+    rtt_ms: float | None = None
+    kind: str | None = None
+    quoted_dscp: int | None = None
+    destination: bool = False
+
+
+def aggregate(replies: list[Reply], rounds: int) -> list[Hop]:
+    """Per-TTL hops from all rounds' replies (unanswered probes carry address None)."""
+    by_ttl: dict[int, list[Reply]] = {}
+    for r in replies:
+        by_ttl.setdefault(r.ttl, []).append(r)
+    hops = []
+    for ttl in sorted(by_ttl):
+        answered = [r for r in by_ttl[ttl] if r.address is not None]
+        addrs = Counter(r.address for r in answered)
+        rtts = [r.rtt_ms for r in answered if r.rtt_ms is not None]
+        dscps = Counter(r.quoted_dscp for r in answered if r.quoted_dscp is not None)
+        kinds = Counter(r.kind for r in answered)
+        sent = max(rounds, len(by_ttl[ttl]))
+        hops.append(Hop(
+            ttl=ttl, address=addrs.most_common(1)[0][0] if addrs else None,
+            rtt_ms=statistics.median(rtts) if rtts else None,
+            loss_pct=100.0 * (sent - len(answered)) / sent if sent else 0.0,
+            dscp=dscps.most_common(1)[0][0] if dscps else None,
+            rtt_min_ms=min(rtts) if rtts else None, rtt_max_ms=max(rtts) if rtts else None,
+            addresses=sorted(addrs), reply=kinds.most_common(1)[0][0] if kinds else None,
+            destination=any(r.destination for r in answered)))
+    return hops
+
+
+def dscp_change(hops: list[Hop], sent: int) -> dict | None:
+    """The first hop whose quoted DSCP differs from what we sent, or None."""
+    last_intact = 0
+    for h in hops:
+        if h.dscp is None:
+            continue
+        if h.dscp != sent:
+            return {"ttl": h.ttl, "address": h.address, "dscp_sent": sent, "dscp_seen": h.dscp,
+                    "last_intact_ttl": last_intact}
+        last_intact = h.ttl
+    return None
+
+
+@dataclass
+class MtuProbe:
+    kind: str                     # ok | too-big | none
+    mtu_hint: int | None = None   # next-hop MTU from "fragmentation needed"
+    router: str | None = None
+
+
+def search_mtu(probe: Callable[[int], MtuProbe], hi: int, lo: int = MIN_MTU,
+               max_steps: int = MAX_MTU_STEPS) -> tuple[int | None, str | None, str]:
+    """(path MTU, router that limited it, method) by DF probing; pure given ``probe``.
+
+    A silence is retried once (loss is not "too big"); a "too big" with a next-hop MTU
+    jumps straight there.
+    """
+    steps = 0
+    limited_at, method = None, "interface"
+
+    def ask(size: int) -> MtuProbe:
+        nonlocal steps
+        steps += 1
+        r = probe(size)
+        if r.kind == "none" and steps < max_steps:
+            steps += 1
+            r = probe(size)
+        return r
+
+    good: int | None = None      # largest size seen to pass
+    bad = hi + 1                 # smallest size seen not to pass
+    size, hinted = hi, None
+    while steps < max_steps:
+        r = ask(size)
+        if r.kind == "ok":
+            good = max(good or 0, size)
+            if size == hinted:   # the router's next-hop MTU is exact: size + 1 would not pass
+                break
+        else:
+            bad = min(bad, size)
+            if r.kind == "too-big":
+                limited_at, method = r.router or limited_at, "icmp-frag-needed"
+                if r.mtu_hint and lo <= r.mtu_hint < size and (good is None or r.mtu_hint > good):
+                    size = hinted = r.mtu_hint
+                    continue
+            elif method == "interface":
+                method = "probing"
+        floor = good if good is not None else lo - 1
+        if bad - floor <= 1:
+            break
+        size = (floor + bad) // 2
+    if good is not None and good < hi and method == "interface":
+        method = "probing"
+    return good, limited_at, method
+
+
+def interface_mtu(name: str) -> int | None:
+    """SIOCGIFMTU of an interface in this network namespace."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            ifr = struct.pack("16si", name.encode()[:15], 0)
+            return struct.unpack("16si", fcntl.ioctl(s.fileno(), 0x8921, ifr))[1]
+    except OSError:
+        return None
+
+
+# ---- the probe ---------------------------------------------------------------------------
+
+def run(config: PathConfig, progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None) -> PathResult:
+    emit = Emitter("path", progress)
+    if config.proto not in ("udp", "icmp", "tcp"):
+        raise ValueError(f"--proto {config.proto!r}: expected udp, icmp or tcp")
+    if not 1 <= config.rounds <= 20:
+        raise ValueError("--rounds: expected 1-20")
+    if not 1 <= config.max_ttl <= 64:
+        raise ValueError("--max-ttl: expected 1-64")
+    if config.port is not None and not 1 <= config.port <= 65535:
+        raise ValueError(f"--port {config.port}: expected 1-65535")
+    dscp = dscp_value(config.dscp)
+    result = PathResult(target=config.target, proto=config.proto, dscp_sent=dscp)
+    stop = stop or threading.Event()
+    host = config.target.strip()
+    if host.startswith("[") or host.count(":") > 1:
+        result.errors.append("IPv6 targets are not supported by probe path yet (IPv4 only)")
+        return result
+    try:
+        _fam, sockaddr = resolve(host, 0, source=config.source)
+    except ResolveError as exc:
+        result.errors.append(str(exc))
+        return result
+    except AddressError:
+        raise
+    dst = sockaddr[0]
+    result.address = dst
+    if os.geteuid() != 0:
+        result.errors.append("probe path needs root (raw sockets for TTL-limited probes and ICMP "
+                             "answers): run it as root or with CAP_NET_RAW")
+        return result
+    t_end = time.monotonic() + config.max_wall_s
+    emit("start", f"tracing {dst} with {config.proto.upper()}, DSCP {dscp}")
+    try:
+        _trace(config, dst, dscp, result, emit, stop, t_end)
+        if config.mtu and result.reached and not stop.is_set() and time.monotonic() < t_end:
+            emit("start", "path MTU search")
+            _mtu(config, dst, dscp, result, t_end)
+    except OSError as exc:     # socket trouble mid-way: keep what we have
+        result.errors.append(f"raw socket error: {exc.strerror or exc}")
+        result.partial = bool(result.hops)
+    result.measured = bool(result.hops) and any(h.address for h in result.hops)
+    result.dscp_changed_at = dscp_change(result.hops, dscp)
+    if stop.is_set():
+        result.partial = True
+        result.errors.append("stopped")
+    if not result.reached and result.measured:
+        result.errors.append(f"destination {dst} did not answer within {config.max_ttl} hops")
+    emit("done", f"{len(result.hops)} hops, path MTU {result.path_mtu}")
+    return result
+
+
+def _scapy():
+    # scapy's import takes about a second: only when a path probe really runs
+    from scapy.config import conf
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
+    from scapy.packet import Raw
+    from scapy.sendrecv import sr
+    from scapy.supersocket import L3RawSocket
+    conf.verb = 0
+    conf.L3socket = L3RawSocket   # kernel routing (honours the namespace and loopback)
+    return conf, IP, UDP, TCP, ICMP, IPerror, Raw, sr
+
+
+def _probe_packet(config: PathConfig, dst: str, dscp: int, ttl: int, index: int, size: int | None = None,
+                  df: bool = False):
+    conf, IP, UDP, TCP, ICMP, _IPerror, Raw, _sr = _scapy()
+    ip = IP(dst=dst, ttl=ttl, tos=dscp << 2, flags="DF" if df else 0)
+    if config.source:
+        ip.src = config.source
+    sport = 40000 + (os.getpid() * 7 + index) % 20000
+    if config.proto == "udp":
+        l4 = UDP(sport=sport, dport=config.port or (UDP_BASE_PORT + index % 1000))
+        hdr = 28
+    elif config.proto == "tcp":
+        l4 = TCP(sport=sport, dport=config.port or 80, flags="S", seq=index)
+        hdr = 40
+    else:
+        l4 = ICMP(type=8, id=os.getpid() & 0xFFFF, seq=index & 0xFFFF)
+        hdr = 28
+    pkt = ip / l4
+    if size is not None and size > hdr:
+        pkt = pkt / Raw(b"\x00" * (size - hdr))
+    return pkt
+
+
+def _classify(rcv, dst: str, IP, ICMP, IPerror, TCP):
+    """(kind, quoted dscp, is destination) of an answer."""
+    src = rcv[IP].src
+    if rcv.haslayer(ICMP):
+        icmp = rcv[ICMP]
+        quoted = rcv[IPerror].tos >> 2 if rcv.haslayer(IPerror) else None
+        if icmp.type == 11:
+            return "time-exceeded", quoted, False
+        if icmp.type == 0:
+            return "echo-reply", None, True
+        if icmp.type == 3:
+            if icmp.code == 3:
+                return "port-unreachable", quoted, src == dst
+            if icmp.code == 4:
+                return "frag-needed", quoted, False
+            return f"unreachable-{icmp.code}", quoted, src == dst
+        return f"icmp-{icmp.type}", quoted, False
+    if rcv.haslayer(TCP):
+        return "tcp", None, True
+    return "other", None, False
+
+
+def _trace(config, dst, dscp, result: PathResult, emit, stop, t_end) -> None:
+    conf, IP, UDP, TCP, ICMP, IPerror, Raw, sr = _scapy()
+    replies: list[Reply] = []
+    dest_ttl: int | None = None
+    index = 0
+    for rnd in range(config.rounds):
+        if stop.is_set() or time.monotonic() > t_end:
+            result.partial = True
+            break
+        top = dest_ttl or config.max_ttl
+        pkts = []
+        for ttl in range(1, top + 1):
+            pkts.append(_probe_packet(config, dst, dscp, ttl, index))
+            index += 1
+        ans, unans = sr(pkts, timeout=config.timeout_s, verbose=0, iface=config.interface) \
+            if config.interface else sr(pkts, timeout=config.timeout_s, verbose=0)
+        result.probes_sent += len(pkts)
+        for snd, rcv in ans:
+            kind, quoted, is_dst = _classify(rcv, dst, IP, ICMP, IPerror, TCP)
+            replies.append(Reply(snd[IP].ttl, rcv[IP].src, (rcv.time - snd.sent_time) * 1000.0,
+                                 kind, quoted, is_dst or rcv[IP].src == dst))
+        for snd in unans:
+            replies.append(Reply(snd[IP].ttl))
+        if dest_ttl is None:
+            reached = [r.ttl for r in replies if r.destination]
+            stops = [r.ttl for r in replies if r.kind and r.kind.startswith("unreachable")]
+            if reached or stops:
+                dest_ttl = min(reached + stops)
+        emit("progress", f"round {rnd + 1}/{config.rounds}", fraction=(rnd + 1) / config.rounds)
+    if dest_ttl is not None:
+        replies = [r for r in replies if r.ttl <= dest_ttl]
+        result.reached = any(r.destination for r in replies)
+    else:
+        # never reached: drop the silent tail beyond the last hop that answered
+        answered = [r.ttl for r in replies if r.address]
+        last = max(answered) if answered else 0
+        replies = [r for r in replies if r.ttl <= min(config.max_ttl, last + 1)]
+    result.hops = aggregate(replies, config.rounds)
+
+
+def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
+    conf, IP, UDP, TCP, ICMP, IPerror, Raw, sr = _scapy()
+    try:
+        iface = config.interface or conf.route.route(dst)[0]
+    except Exception:   # scapy's route table can fail on odd setups; fall back to 1500
+        iface = None
+    hi = interface_mtu(iface) if iface else None
+    result.interface_mtu = hi
+    hi = min(hi or 1500, 9216)
+    counter = [10000]
+
+    def probe(size: int) -> MtuProbe:
+        if time.monotonic() > t_end:
+            return MtuProbe("none")
+        counter[0] += 1
+        pkt = _probe_packet(config, dst, dscp, 64, counter[0], size=size, df=True)
+        ans, _ = sr(pkt, timeout=config.timeout_s, verbose=0)
+        result.probes_sent += 1
+        for _snd, rcv in ans:
+            kind, _q, is_dst = _classify(rcv, dst, IP, ICMP, IPerror, TCP)
+            if kind == "frag-needed":
+                return MtuProbe("too-big", int(rcv[ICMP].nexthopmtu) or None, rcv[IP].src)
+            if is_dst or rcv[IP].src == dst:
+                return MtuProbe("ok")
+        return MtuProbe("none")
+
+    mtu, router, method = search_mtu(probe, hi)
+    result.path_mtu, result.mtu_limited_at, result.mtu_method = mtu, router, method
+    if mtu is None:
+        result.errors.append("path MTU unknown: no DF probe got an answer")

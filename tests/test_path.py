@@ -1,0 +1,163 @@
+"""`cutover probe path`: pure parts (hop aggregation, DSCP change, MTU search) unit-tested,
+then real traceroutes through helper B's namespace chain with three routers, one of
+which re-marks DSCP and/or has a lower MTU."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from probes import path
+from probes.path import Hop, MtuProbe, Reply, aggregate, dscp_change, search_mtu
+from tests.conftest import needs_root
+
+
+# ---- pure parts ---------------------------------------------------------------------------
+
+def test_aggregate_median_loss_and_quoted_dscp():
+    replies = [Reply(1, "10.0.0.1", 1.0, "time-exceeded", 46), Reply(1, "10.0.0.1", 3.0, "time-exceeded", 46),
+               Reply(1, "10.0.0.1", 2.0, "time-exceeded", 46),
+               Reply(2, "10.0.1.1", 5.0, "time-exceeded", 0), Reply(2), Reply(2, "10.0.1.9", 7.0, "time-exceeded", 0),
+               Reply(3), Reply(3), Reply(3)]
+    h = aggregate(replies, rounds=3)
+    assert [(x.ttl, x.address, x.rtt_ms, round(x.loss_pct, 2), x.dscp) for x in h] == \
+        [(1, "10.0.0.1", 2.0, 0.0, 46), (2, "10.0.1.1", 6.0, 33.33, 0), (3, None, None, 100.0, None)]
+    assert h[1].addresses == ["10.0.1.1", "10.0.1.9"]   # ECMP: both seen, the first reported
+
+
+def test_dscp_change_names_first_differing_hop_and_skips_silent_ones():
+    hops = [Hop(1, "a", 1, 0, 46), Hop(2, None, None, 100, None), Hop(3, "c", 1, 0, 0), Hop(4, "d", 1, 0, 0)]
+    assert dscp_change(hops, 46) == {"ttl": 3, "address": "c", "dscp_sent": 46, "dscp_seen": 0,
+                                     "last_intact_ttl": 1}
+    assert dscp_change([Hop(1, "a", 1, 0, 46), Hop(2, "b", 1, 0, None)], 46) is None
+
+
+def fake_path(mtu: int, icmp: bool = True, router: str = "r2", lose: set[int] = frozenset()):
+    sizes: list[int] = []
+
+    def probe(size: int) -> MtuProbe:
+        sizes.append(size)
+        if size in lose and sizes.count(size) == 1:
+            return MtuProbe("none")          # one lost probe, the retry gets through
+        if size <= mtu:
+            return MtuProbe("ok")
+        return MtuProbe("too-big", mtu, router) if icmp else MtuProbe("none")
+    return probe, sizes
+
+
+def test_mtu_from_frag_needed_is_verified():
+    probe, sizes = fake_path(1400)
+    assert search_mtu(probe, 1500) == (1400, "r2", "icmp-frag-needed")
+    assert sizes == [1500, 1400]
+
+
+def test_mtu_by_binary_search_when_icmp_filtered():
+    for mtu in (68, 576, 1280, 1397, 1499):
+        probe, sizes = fake_path(mtu, icmp=False)
+        got, router, method = search_mtu(probe, 1500, max_steps=40)
+        assert (got, router, method) == (mtu, None, "probing")
+        assert len(sizes) <= 2 * 11 + 2     # log2(1433) ~ 11 steps, each silence tried twice
+
+
+def test_mtu_full_interface_and_lost_probe_retried():
+    probe, sizes = fake_path(1500, lose={1500})
+    assert search_mtu(probe, 1500) == (1500, None, "interface")
+    assert sizes == [1500, 1500]
+
+
+def test_mtu_nothing_passes():
+    probe, _ = fake_path(0, icmp=False)
+    assert search_mtu(probe, 1500, max_steps=40)[0] is None
+
+
+def test_not_root_is_could_not_measure(monkeypatch):
+    monkeypatch.setattr(path.os, "geteuid", lambda: 1000)
+    r = path.run(path.PathConfig("127.0.0.1"))
+    assert not r.measured and "needs root" in r.errors[0]
+
+
+def test_bad_arguments():
+    for cfg in (path.PathConfig("127.0.0.1", proto="sctp"), path.PathConfig("127.0.0.1", rounds=0),
+                path.PathConfig("127.0.0.1", dscp="gold"), path.PathConfig("127.0.0.1", max_ttl=99)):
+        with pytest.raises(ValueError):
+            path.run(cfg)
+
+
+# ---- the lab ------------------------------------------------------------------------------
+
+def cutover_in(lab, node, *args, timeout=120):
+    from tests.conftest import ROOT
+    cp = lab.run(node, [str(ROOT / ".venv/bin/cutover"), *args], check=False, timeout=timeout)
+    return cp
+
+
+@pytest.fixture
+def chain():
+    from tests.lab import Lab, lab_unavailable_reason
+    reason = lab_unavailable_reason()
+    if reason:
+        pytest.skip(reason)
+    with Lab() as lab:
+        lab.chain(["client", "r1", "r2", "r3", "server"])
+        yield lab
+
+
+def router_addrs(lab):
+    # each router answers from its address on the link towards the client
+    return [lab.addr("r1", "client"), lab.addr("r2", "r1"), lab.addr("r3", "r2"), lab.addr("server", "r3")]
+
+
+@needs_root
+@pytest.mark.lab
+def test_clean_path_names_every_hop(chain):
+    srv = chain.addr("server")
+    cp = cutover_in(chain, "client", "probe", "path", srv, "--rounds", "3", "--json")
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert [h["address"] for h in out["hops"]] == router_addrs(chain)
+    assert [h["ttl"] for h in out["hops"]] == [1, 2, 3, 4]
+    assert all(h["loss_pct"] == 0 and h["rtt_ms"] > 0 for h in out["hops"])
+    assert [h["dscp"] for h in out["hops"]] == [46, 46, 46, 46]   # UDP: the server's port unreachable quotes too
+    assert out["dscp_changed_at"] is None
+    assert (out["path_mtu"], out["mtu_method"]) == (1500, "interface")
+
+
+@needs_root
+@pytest.mark.lab
+@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+@pytest.mark.parametrize("proto", ["udp", "icmp", "tcp"])
+def test_remarking_router_and_lower_mtu_found(chain, proto):
+    # r2 bleaches DSCP on ingress from r1; the r2 -> r3 link carries only 1400 bytes
+    chain.run("r2", ["iptables", "-t", "mangle", "-A", "PREROUTING", "-i", chain.dev("r2", "r1"),
+                     "-j", "DSCP", "--set-dscp", "0"])
+    chain.set_mtu("r2", "r3", 1400)
+    srv = chain.addr("server")
+    args = ["probe", "path", srv, "--proto", proto, "--rounds", "2", "--json"]
+    if proto == "tcp":
+        args += ["--port", "5060"]
+    cp = cutover_in(chain, "client", *args)
+    assert cp.returncode == 1, cp.stderr            # reached, but the marking was lost
+    out = json.loads(cp.stdout)
+    assert [h["address"] for h in out["hops"]] == router_addrs(chain)
+    assert out["dscp_changed_at"]["ttl"] == 2
+    assert out["dscp_changed_at"]["address"] == chain.addr("r2", "r1")
+    assert out["dscp_changed_at"]["dscp_seen"] == 0 and out["dscp_changed_at"]["last_intact_ttl"] == 1
+    assert [h["dscp"] for h in out["hops"][:3]] == [46, 0, 0]
+    assert out["path_mtu"] == 1400
+    assert out["mtu_limited_at"] == chain.addr("r2", "r1") and out["mtu_method"] == "icmp-frag-needed"
+
+
+@needs_root
+@pytest.mark.lab
+@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+def test_mtu_found_by_probing_when_frag_needed_is_filtered(chain):
+    chain.set_mtu("r3", "server", 1350)
+    chain.run("r3", ["iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed",
+                     "-j", "DROP"])
+    cp = cutover_in(chain, "client", "probe", "path", chain.addr("server"), "--proto", "icmp",
+                    "--rounds", "1", "--timeout", "0.5", "--json")
+    assert cp.returncode == 0, cp.stderr
+    out = json.loads(cp.stdout)
+    assert (out["path_mtu"], out["mtu_method"], out["mtu_limited_at"]) == (1350, "probing", None)
