@@ -13,7 +13,8 @@ import time
 import pytest
 
 from tests.conftest import ROOT, needs_root
-from tests.lab import Lab, iperf3_client, iperf3_server, list_namespaces_with, sweep_stale
+from tests.lab import (Impairment, Lab, impairment_relay, iperf3_client, iperf3_server,
+                       list_namespaces_with, sweep_stale, udp_echo)
 from tests.lab.peers import peer_unavailable_reason
 
 pytestmark = [pytest.mark.lab, needs_root]
@@ -71,6 +72,34 @@ def test_mtu_is_set_on_both_ends_of_a_link(lab):
         assert info["mtu"] == 1400
     info = json.loads(lab.run("router", ["ip", "-j", "link", "show", lab.dev("router", "client")]).stdout)[0]
     assert info["mtu"] == 1500
+
+
+TOS_RECEIVER = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind((sys.argv[1], 0))
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    s.settimeout(5)
+    print(s.getsockname()[1], flush=True)
+    tos = []
+    for _ in range(2):
+        _d, anc, _f, _a = s.recvmsg(64, 64)
+        tos += [c[0] for _l, t, c in anc if t == socket.IP_TOS]
+    print(tos, flush=True)
+""")
+TOS_SENDER = ("import socket, sys; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+              "s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xB8); "
+              "[s.sendto(b'ef', (sys.argv[1], int(sys.argv[2]))) for _ in range(2)]")
+
+
+def test_remark_dscp_on_a_router_rewrites_the_tos_byte_downstream(lab):
+    lab.chain(["client", "r1", "r2", "server"])
+    lab.remark_dscp("r2", "server", 10)   # AF11: TOS byte 10 << 2 = 0x28
+    rx = lab.popen("server", [sys.executable, "-c", TOS_RECEIVER, lab.addr("server")], text=True)
+    port = rx.stdout.readline().strip()
+    lab.run("client", [sys.executable, "-c", TOS_SENDER, lab.addr("server"), port])
+    out, _ = rx.communicate(timeout=10)
+    assert out.strip() == str([0x28, 0x28])
 
 
 @pytest.mark.skipif(peer_unavailable_reason("iperf3") is not None, reason="iperf3 not installed")
@@ -134,3 +163,30 @@ def test_sweep_removes_a_dead_runs_namespaces_but_not_a_live_one(lab):
     assert {f"{dead_id}-{n}" for n in ("x", "y")} <= set(removed)
     assert list_namespaces_with(dead_id) == []
     assert len(list_namespaces_with(lab.run_id)) == 2
+
+
+RTT_CLIENT = textwrap.dedent("""
+    import socket, statistics, sys, time
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    rtts = []
+    for i in range(20):
+        t = time.perf_counter()
+        s.sendto(b"x" * 64, (sys.argv[1], int(sys.argv[2])))
+        s.recvfrom(256)
+        rtts.append((time.perf_counter() - t) * 1000)
+    print(statistics.median(rtts))
+""")
+
+
+def test_relay_runs_inside_the_router_namespace(lab):
+    # client -> relay (in router) -> echo (in server): 15 ms up + 5 ms down added
+    lab.chain(["client", "router", "server"])
+    with udp_echo(listen=f"{lab.addr('server')}:0", netns=lab.ns("server"), max_seconds=30) as echo:
+        with impairment_relay(echo, up=Impairment(delay_ms=15), down=Impairment(delay_ms=5),
+                              netns=lab.ns("router"), listen=(lab.addr("router", "client"), 0),
+                              max_seconds=30) as relay:
+            cp = lab.run("client", [sys.executable, "-c", RTT_CLIENT, *map(str, relay.address)])
+            st = relay.stats()
+    assert abs(float(cp.stdout) - 20.0) <= 1.0, cp.stdout
+    assert st["up"]["forwarded"] == st["down"]["forwarded"] == 20

@@ -1,12 +1,28 @@
-"""The test lab: impairment relay, network namespaces, real peers (see README.md)."""
+"""The test lab: impairment relay, network namespaces, real peers (see README.md).
 
-from .echo import udp_echo
-from .impair import RelayProcess, impairment_relay
-from .netns import Lab, LabError, lab_unavailable_reason, list_namespaces_with, sweep_stale
-from .peers import (PeerError, iperf3_client, iperf3_server, irtt_client, irtt_server,
-                    peer_unavailable_reason)
-from .relay import Impairment
+Names are imported lazily, so ``python -m tests.lab.relay`` (a submodule run as a
+program) does not import itself twice through this package.
+"""
 
-__all__ = ["Impairment", "RelayProcess", "impairment_relay", "udp_echo", "Lab", "LabError",
-           "lab_unavailable_reason", "list_namespaces_with", "sweep_stale", "irtt_server", "irtt_client", "iperf3_server",
-           "iperf3_client", "PeerError", "peer_unavailable_reason"]
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "Impairment": "relay",
+    "RelayProcess": "impair", "impairment_relay": "impair",
+    "udp_echo": "echo",
+    "Lab": "netns", "LabError": "netns", "lab_unavailable_reason": "netns",
+    "list_namespaces_with": "netns", "sweep_stale": "netns",
+    "irtt_server": "peers", "irtt_client": "peers", "iperf3_server": "peers",
+    "iperf3_client": "peers", "PeerError": "peers", "peer_unavailable_reason": "peers",
+    "realtime": "rt", "set_realtime": "rt",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'tests.lab' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)

@@ -296,6 +296,17 @@ class Lab:
             if n == router:
                 self.shape(router, peer, rate_mbit, **kw)
 
+    def remark_dscp(self, node: str, peer: str, dscp: int) -> None:
+        """Re-mark every packet node sends towards peer to ``dscp`` (0 = bleach).
+
+        An iptables mangle rule on the egress (POSTROUTING), as a carrier edge
+        that does not trust customer marking would do. Gone with the namespace.
+        """
+        if not 0 <= dscp <= 63:
+            raise LabError("dscp must be 0..63")
+        self.run(node, ["iptables", "-t", "mangle", "-A", "POSTROUTING", "-o", self.dev(node, peer),
+                        "-j", "DSCP", "--set-dscp", str(dscp)])
+
     def qdisc_stats(self, node: str, peer: str) -> dict:
         """tc -s -j qdisc of node's interface towards peer (first root qdisc)."""
         cp = self.run(node, ["tc", "-s", "-j", "qdisc", "show", "dev", self.dev(node, peer)])
