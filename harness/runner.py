@@ -191,7 +191,8 @@ def measure_circuit(profile, circuit, *, quick: bool = False, progress: RunProgr
 
 def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: bool = False,
               progress: RunProgress | None = None, stop: threading.Event | None = None,
-              steps=None, kind: str = "check", tool_version: str = __version__) -> RunOutcome:
+              steps=None, kind: str = "check", tool_version: str = __version__,
+              on_begin: Callable[[int], None] | None = None) -> RunOutcome:
     """Measure the selected circuits (all by default), store the run when a
     store is given, and return the verdicts. ``circuits`` names must exist
     (KeyError otherwise, checked before anything is measured or stored)."""
@@ -201,6 +202,8 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
     if store is not None:
         run_id = store.begin_run(profile.site, profile.model_dump(mode="json"), tool_version,
                                  started_at=started, kind=kind)
+        if on_begin is not None:
+            on_begin(run_id)    # the scheduler learns which run to close if this process hangs
     outcomes: dict[str, CircuitOutcome] = {}
     for circuit in selected:
         co = measure_circuit(profile, circuit, quick=quick, progress=progress, stop=stop, steps=steps)

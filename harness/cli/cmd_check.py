@@ -155,7 +155,8 @@ class _StopOnSignal:
 
 def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db: str | None = None,
             report_dir: str | None = None, prom_file: str | None = None, as_json: bool = False,
-            store=None, quiet: bool = False, only_steps: tuple[str, ...] = ()) -> tuple[int, object, list[Path]]:
+            store=None, quiet: bool = False, only_steps: tuple[str, ...] = (),
+            run_id_file: str | None = None) -> tuple[int, object, list[Path]]:
     """Run, store, present. Returns (exit code, RunOutcome, report paths)."""
     from harness import suite
     from harness.runner import run_check
@@ -177,7 +178,8 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
     stop = threading.Event()
     with _StopOnSignal(stop), CheckProgress(enabled=not quiet) as progress:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
-                            progress=progress, stop=stop, steps=steps)
+                            progress=progress, stop=stop, steps=steps,
+                            on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)
     paths: list[Path] = []
     if report_dir:
         paths = write_reports(profile, store, report_dir, outcome.run_id)
@@ -227,10 +229,12 @@ Example:
 @click.option("--step", "only_steps", multiple=True, metavar="NAME",
               help="Only this step (repeatable): latency, stream, bandwidth, capacity, sip, path.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
+@click.option("--run-id-file", default=None, hidden=True,
+              help="Write the run id here as soon as the run is begun (used by `cutover schedule`).")
 @json_option
-def command(profile, circuits, report_dir, quick, db, prom_file, only_steps, quiet, as_json):
+def command(profile, circuits, report_dir, quick, db, prom_file, only_steps, quiet, run_id_file, as_json):
     prof = load_profile_or_exit(profile)
     code, _outcome, _paths = execute(prof, circuits=circuits, quick=quick, db=db, report_dir=report_dir,
                                      prom_file=prom_file, as_json=as_json, quiet=quiet,
-                                     only_steps=only_steps)
+                                     only_steps=only_steps, run_id_file=run_id_file)
     sys.exit(code)
