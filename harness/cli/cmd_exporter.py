@@ -32,13 +32,15 @@ Example:
 def command(profile, listen, max_seconds, db):
     from harness.exporter import make_server
     prof = load_profile_or_exit(profile)
+    text = listen.strip()
+    ephemeral = text.endswith(":0")          # port 0: the kernel picks a free port (tests, ad-hoc use)
     try:
-        hp = parse_hostport(listen, default_port=9862)
+        hp = parse_hostport(text[:-2] + ":1" if ephemeral else text, default_port=9862)
     except AddressError as exc:
         die(EXIT_BAD_INPUT, f"--listen: {exc}")
     path = db_path(prof, db)
     try:
-        server = make_server(prof, path, hp.host, hp.port)
+        server = make_server(prof, path, hp.host, 0 if ephemeral else hp.port)
     except OSError as exc:
         die(EXIT_BAD_INPUT, f"--listen {listen}: cannot listen: {exc.strerror or exc}")
     host, port = server.server_address[:2]
