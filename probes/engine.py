@@ -148,6 +148,7 @@ class _Run:
         self.rx_dropped = 0
         self.stateless_votes = 0
         self.stateful_votes = 0
+        self.tail_count: dict[int, int] = {}         # call -> reflector's count (tail probe)
 
 
 class Engine:
@@ -423,7 +424,59 @@ class Engine:
                 run.rx_dropped = drops
         elapsed_s = (perf() - t0) / 1e9
         self._t0, self._interval_ns = t0, interval_ns
+        if not aborted and run.stateful_votes:
+            self._tail_probe(sock, run, calls, per_call, ssid_base, max_rtt_ns)
         return j, elapsed_s, errors, aborted
+
+    def _tail_probe(self, sock: socket.socket, run: _Run, calls: int, per_call: int, ssid_base: int,
+                    max_rtt_ns: int) -> None:
+        """Learn how many packets each session's reflector counted.
+
+        A stateful reflector's numbering shows upstream loss only up to the last
+        reply we received; whether the packets after it were lost up or down is
+        unknown. One extra packet per session (sender seq per_call + 1), sent
+        after every stream reply is in, comes back carrying the reflector's count
+        (its sequence number). Unanswered sessions get one more try
+        (seq per_call + 2). Results go to ``run.tail_count`` (call -> count).
+        """
+        cfg = self.config
+        wait_s = min(cfg.timeout_s, max(0.2, 3 * max_rtt_ns / 1e9 + 0.05))
+        unpack = (stamp.REFL_AUTH_HEAD if self.auth else stamp.REFL_UNAUTH).unpack_from
+        rbuf = bytearray(65536)
+        pending = set(range(calls))
+        for attempt in (1, 2):
+            seq = per_call + attempt
+            for c in sorted(pending):
+                pkt = stamp.encode_sender(stamp.SenderPacket(seq, stamp.ntp_from_ns(time.time_ns()),
+                                                             ssid=ssid_base + c, tlvs=self.tlvs), cfg.key)
+                try:
+                    sock.send(pkt)
+                except OSError:
+                    pass
+            deadline = time.monotonic() + wait_s
+            while pending and time.monotonic() < deadline:
+                ready, _, _ = select.select([sock], [], [], max(0.0, deadline - time.monotonic()))
+                if not ready:
+                    break
+                for _ in range(10000):
+                    try:
+                        n = sock.recv_into(rbuf)
+                    except BlockingIOError:
+                        break
+                    except OSError:
+                        continue
+                    if n < self.base_b:
+                        continue
+                    fields = unpack(rbuf, 0)
+                    rs, ssid, ss = fields[0], fields[3], fields[5]
+                    c = ssid - ssid_base
+                    if ss == seq and c in pending:
+                        # attempt 2: if attempt 1 reached the reflector but its reply was
+                        # lost, rs counts it too; the clamp in the analysis bounds that
+                        run.tail_count[c] = rs
+                        pending.discard(c)
+            if not pending:
+                break
 
     def _no_reply_cause(self, refused: bool) -> str:
         hp = self.hostport

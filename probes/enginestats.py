@@ -82,6 +82,10 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
                 max_rs = rseq[j]
         if split:
             refl_c = max_rs + 1
+            tail = run.tail_count.get(c)
+            if tail is not None:
+                # the reflector's own count (tail probe), within what is possible
+                refl_c = max(refl_c, min(tail, n_sent_c))
             if not (n_rx_c <= refl_c <= n_sent_c):
                 split = False          # numbering is not per session: cannot split
                 res.notes.append("reflector sequence numbers are not per session; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -265,23 +266,33 @@ def test_cli_silent_target_exits_3_within_timeout():
 
 
 def test_cli_reflector_killed_mid_test_gives_partial_result_and_exit_3():
+    from tests.test_reflector import _wait_answering
+
     port = _closed_udp_port()
     refl = subprocess.Popen([sys.executable, "-m", "harness", "reflector", "--listen", f"127.0.0.1:{port}",
                              "--no-tcp"], stderr=subprocess.DEVNULL)
+    probe = None
     try:
-        time.sleep(1.5)                              # let it bind
+        _wait_answering(("127.0.0.1", port), refl)
         probe = subprocess.Popen([sys.executable, "-m", "harness", "probe", "stream", f"127.0.0.1:{port}",
-                                  "--duration", "20", "--timeout", "1", "--json"],
+                                  "--duration", "20", "--timeout", "1", "--json", "-v"],
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(2.5)
+        # kill the reflector once the probe reports replies (progress lines on stderr)
+        seen = []
+        for line in probe.stderr:
+            seen.append(line)
+            m = re.search(r"(\d+)/\d+ replies", line)
+            if m and int(m.group(1)) > 20:
+                break
         refl.kill()
         t = time.monotonic()
         out, errtext = probe.communicate(timeout=30)
+        errtext = "".join(seen) + errtext
     finally:
-        for p in (refl,):
-            if p.poll() is None:
+        for p in (refl, probe):
+            if p is not None and p.poll() is None:
                 p.kill()
-            p.wait()
+                p.wait()
     assert time.monotonic() - t < 1 + 6
     assert probe.returncode == 3, errtext
     d = json.loads(out)
