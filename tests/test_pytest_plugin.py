@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from harness.profile import load_profile
-from harness.suite import sitechecks
+from harness.suite import site as sitechecks
 from tests.conftest import FIXTURES
 
 PASSING_AND_FAILING = '''

@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from harness.verdicts import Check
+from probes.events import Emitter
 
 NAME = "site"
 TIMEOUT_S = 900.0          # whole site-check run per circuit
@@ -78,8 +79,7 @@ def measure(profile, circuit, *, quick: bool = False, progress=None, stop=None) 
         if quick:
             argv += ["-m", "not slow"]
         timeout = QUICK_TIMEOUT_S if quick else TIMEOUT_S
-        if progress:
-            progress("start", f"site checks in {folder}")
+        Emitter(NAME, progress)("start", f"site checks in {folder}")
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 cwd=str(folder), start_new_session=True)
         deadline = time.monotonic() + timeout
