@@ -42,7 +42,8 @@ from probes.result import ProbeError, clean
 
 DEFAULT_CEILING = 500          # calls, when neither --max-calls nor a contract is known
 DEFAULT_START = 10             # calls, when the planned calls are not known
-STAMP_BASE_B = {False: 44, True: 112}   # smallest STAMP sender packet (RFC 8762), unauth/auth
+STAMP_BASE_B = {False: 44, True: 112}
+RETRIES_AFTER_STALL = 2        # re-measure a failed step whose sender stalled, at most this often   # smallest STAMP sender packet (RFC 8762), unauth/auth
 
 
 @dataclass
@@ -52,6 +53,7 @@ class CapacityConfig:
     ptime_ms: int = 20
     max_calls: int | None = None          # --max-calls: hard ceiling
     planned_calls: int | None = None      # the site's planned peak; the ramp starts here
+    start_calls: int | None = None        # start the ramp here instead of at the planned calls
     contract_calls: int | None = None     # what the contract could carry: default ceiling
     preset: str = "default"               # quick | default | thorough
     step_s: float | None = None           # override the preset's step duration
@@ -156,6 +158,8 @@ def validate(cfg: CapacityConfig) -> None:
                          f"{', '.join(map(str, codec.ptimes_ms))} ms")
     if cfg.max_calls is not None and cfg.max_calls < 1:
         raise ProbeError(f"--max-calls {cfg.max_calls}: expected at least 1")
+    if cfg.start_calls is not None and cfg.start_calls < 1:
+        raise ProbeError(f"--start {cfg.start_calls}: expected at least 1")
     if cfg.planned_calls is not None and cfg.planned_calls < 1:
         raise ProbeError(f"planned calls {cfg.planned_calls}: expected at least 1")
     if cfg.preset not in PRESETS:
@@ -187,7 +191,7 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
     settle_s = preset.settle_s if config.settle_s is None else config.settle_s
     codec = C.get_codec(config.codec)
     ceiling, ceiling_source = choose_ceiling(config.max_calls, config.contract_calls)
-    start = choose_start(config.planned_calls, ceiling)
+    start = choose_start(config.start_calls or config.planned_calls, ceiling)
     hp = parse_hostport(config.target)
     res = CapacityResult(target=str(hp), codec=codec.name, ptime_ms=config.ptime_ms,
                          planned_calls=config.planned_calls, ceiling=ceiling,
@@ -205,12 +209,17 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
         res.notes.append(f"{codec.name}: MOS uses a narrowband E-model approximation (G.107.1 not applied)")
     t0 = time.monotonic()
     try:
-        family, _ = resolve(hp.host, hp.port, source=config.source)
+        family, sockaddr = resolve(hp.host, hp.port, source=config.source)
     except ResolveError as exc:
         res.errors.append(str(exc))
         return res
     import socket as _socket
     per_call = offered_kbps_per_call(payload_b, config.ptime_ms, family == _socket.AF_INET6)
+    on_loopback = _is_loopback(sockaddr[0])
+    if on_loopback:
+        res.notes.append("the target is on this machine (loopback): there is no network on the "
+                         "path, so any loss or delay is the machine's own and is reported as "
+                         "limit 'sender'")
     res.per_call_kbps = per_call
 
     runner = step_runner or _EngineSteps(config, payload_b)
@@ -225,6 +234,8 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
         except OSError as exc:           # socket trouble is a measurement error, not bad input
             s = Step(calls=calls, offered_kbps=0.0, error=str(exc) or exc.__class__.__name__)
         s.offered_kbps = calls * per_call
+        if on_loopback:
+            s.sender["loopback"] = True
         return judge(s, config.thresholds)
 
     def one_step(calls: int) -> Step:
@@ -234,9 +245,10 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
         if res.steps and settle_s > 0:
             stop.wait(settle_s)            # let queues drain so steps do not overlap
         s = _measure(calls)
-        if not s.passed and not s.error and s.sender.get("hiccups") and not s.sender.get("behind") \
-                and not stop.is_set():
-            # A failure next to a busy-machine hiccup: measure once more before blaming anyone.
+        for _ in range(RETRIES_AFTER_STALL):
+            if s.passed or s.error or not s.sender.get("hiccups") or stop.is_set():
+                break
+            # A failure during stalls of a busy machine: measure again before blaming anyone.
             emit("warning", f"{calls} calls: {s.sender.get('reason')}; measuring the step again")
             again = _measure(calls)
             again.sender["retried_after"] = s.sender.get("reason")
@@ -267,6 +279,14 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
     res.duration_s = time.monotonic() - t0
     emit("done", f"{res.max_calls} calls, limit {res.limit}")
     return res
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 def _f(x: float | None) -> str:
@@ -302,7 +322,8 @@ def step_from_engine(r) -> Step:
     calls = int(d.get("calls") or 0)
     step = Step(calls=calls, offered_kbps=0.0, duration_s=float(d.get("duration_s") or 0.0))
     step.sender = dict(d.get("sender") or {})
-    step.sender["behind"], step.sender["hiccups"] = sender_state(step.sender)
+    step.sender.setdefault("sent", step.packets.get("sent") or 0)
+    step.sender["behind"], step.sender["hiccups"] = sender_state(step.sender, d.get("ptime_ms") or 20)
     step.packets = dict(d.get("packets") or {})
     rtt = d.get("rtt_ms") or {}
     step.rtt_ms = {k: rtt.get(k) for k in ("p50", "p99", "max") if k in rtt}

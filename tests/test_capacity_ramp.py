@@ -190,8 +190,17 @@ def test_sender_state_behind_versus_hiccups():
     from probes.ramp import sender_state
     calm = {"lateness_ms": {"p50": 0.01, "p99": 0.3, "max": 0.9}, "rx_dropped": 0, "limited": False}
     assert sender_state(calm) == (False, False)
-    busy = {"lateness_ms": {"p50": 0.02, "p99": 4.3, "max": 25.0}, "rx_dropped": 0, "limited": True}
-    assert sender_state(busy) == (False, True)
+    # p99 of a few ms, nothing a ptime late: bunches less than random call phases do
+    busy = {"lateness_ms": {"p50": 0.02, "p99": 4.3, "max": 9.0}, "rx_dropped": 0, "limited": True,
+            "reason": "send lateness p99 4.30 ms > 1 ms", "sent": 3600}
+    assert sender_state(busy) == (False, False)
+    stalls = {"lateness_ms": {"p50": 0.06, "p99": 19.9, "max": 34.9}, "rx_dropped": 0, "limited": True,
+              "reason": "send lateness p99 19.85 ms > 1 ms; 36 sends more than one ptime (20 ms) late",
+              "sent": 3600}
+    assert sender_state(stalls) == (False, True)
+    few = dict(stalls, reason="send lateness p99 1.2 ms > 1 ms; 3 sends more than one ptime (20 ms) late")
+    assert sender_state(few) == (False, False)         # 3 of 3600 is under 0.1 %
+    assert sender_state(dict(stalls, late_sends=36, reason="")) == (False, True)
     behind = {"lateness_ms": {"p50": 605.0, "p99": 891.0, "max": 905.0}, "rx_dropped": 0, "limited": True}
     assert sender_state(behind) == (True, False)
     dropped = {"lateness_ms": {"p50": 0.01, "p99": 0.2, "max": 0.5}, "rx_dropped": 3, "limited": True}
@@ -209,3 +218,12 @@ def test_hiccups_do_not_fail_a_passing_step_but_taint_a_failing_one():
     assert s.reasons == ["loss"]
     s = judge(Step(**clean_net, sender={"behind": True, "hiccups": False}), TH)
     assert s.reasons == ["sender"] and not s.passed
+
+
+def test_loopback_failure_is_the_senders():
+    s = judge(Step(calls=9, offered_kbps=1.0, loss_pct=3.0, jitter_ms=0.1, mos=4.2,
+                   sender={"behind": False, "hiccups": False, "loopback": True}), TH)
+    assert s.reasons == ["sender", "loss"]
+    ok = judge(Step(calls=9, offered_kbps=1.0, loss_pct=0.0, jitter_ms=0.1, mos=4.37,
+                    sender={"behind": False, "hiccups": False, "loopback": True}), TH)
+    assert ok.passed

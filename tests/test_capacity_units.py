@@ -151,9 +151,11 @@ def fake_runner(capacity: int, hiccup_once: set[int] = frozenset()):
              "direction_split": True, "packets": {"sent": calls * 50, "received": calls * 50},
              "loss_pct": {"up": over, "down": 0.0, "total": over}, "jitter_ms": {"up": 0.5, "down": 0.2},
              "rtt_ms": {"p50": 1.0}, "mos_up": 4.37 - over / 10, "mos_down": 4.37, "mos": 4.37 - over / 10,
-             "sender": {"lateness_ms": {"p50": 0.01, "p99": 4.0 if hiccup else 0.1, "max": 9.0},
+             "sender": {"lateness_ms": {"p50": 0.01, "p99": 24.0 if hiccup else 0.1,
+                                        "max": 30.0 if hiccup else 0.5},
                         "rx_dropped": 0, "limited": hiccup,
-                        "reason": "send lateness p99 4.00 ms > 1 ms" if hiccup else None}}
+                        "reason": "send lateness p99 24.00 ms > 1 ms; 80 sends more than one ptime "
+                                  "(20 ms) late" if hiccup else None}}
         if hiccup:
             d["loss_pct"]["up"] = 3.0       # a failure that coincides with the hiccup
         return cap.step_from_engine(d)
@@ -163,7 +165,7 @@ def fake_runner(capacity: int, hiccup_once: set[int] = frozenset()):
 
 def test_run_with_a_fake_engine_gives_the_contract_json():
     runner, seen = fake_runner(84)
-    cfg = cap.CapacityConfig(target="127.0.0.1:862", planned_calls=60, contract_calls=229, settle_s=0)
+    cfg = cap.CapacityConfig(target="192.0.2.1:862", planned_calls=60, contract_calls=229, settle_s=0)
     cfg.time_budget_s = 60
     res = cap.run(cfg, step_runner=runner)
     d = res.to_dict()
@@ -178,9 +180,20 @@ def test_run_with_a_fake_engine_gives_the_contract_json():
 
 def test_a_failure_during_a_hiccup_is_measured_again():
     runner, seen = fake_runner(84, hiccup_once={75})
-    res = cap.run(cap.CapacityConfig(target="127.0.0.1:862", planned_calls=60, max_calls=200, settle_s=0),
+    res = cap.run(cap.CapacityConfig(target="192.0.2.1:862", planned_calls=60, max_calls=200, settle_s=0),
                   step_runner=runner)
     assert seen.count(75) == 2                 # the hiccup step was repeated ...
     assert res.max_calls == 84 and res.limit == "loss"   # ... and the answer is unchanged
     step75 = next(s for s in res.steps if s.calls == 75)
     assert step75.passed and "lateness" in step75.sender["retried_after"]
+
+
+def test_loss_on_a_loopback_target_is_the_machines_own():
+    # (the fake engine sends nothing: the targets are only resolved)
+    runner, _ = fake_runner(84)
+    res = cap.run(cap.CapacityConfig(target="127.0.0.1:862", planned_calls=60, max_calls=200,
+                                     settle_s=0), step_runner=runner)
+    assert res.max_calls == 84 and res.limit == "sender"
+    assert any("loopback" in n for n in res.notes)
+    failing = [s for s in res.steps if not s.passed]
+    assert failing and all(s.reasons[0] == "sender" for s in failing)

@@ -39,6 +39,8 @@ Exit codes: 0 carries the planned calls (or measured, when none are planned),
 @click.option("--max-calls", default=None, type=int, help="Ceiling of the ramp.")
 @click.option("--planned", "planned_calls", default=None, type=int,
               help="Planned peak calls to compare with (default: the profile's).")
+@click.option("--start", "start_calls", default=None, type=int,
+              help="First call count of the ramp (default: the planned calls, else 10).")
 @click.option("--quick", "preset", flag_value="quick", help="Short steps, coarse answer (~20 s).")
 @click.option("--thorough", "preset", flag_value="thorough", help="Long steps, several minutes.")
 @click.option("--step", "step_s", type=float, default=None, help="Seconds per step (overrides the preset).")
@@ -54,7 +56,7 @@ Exit codes: 0 carries the planned calls (or measured, when none are planned),
 @interface_option
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
-def command(target, codec, ptime, max_calls, planned_calls, preset, step_s, profile_path, circuit,
+def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset, step_s, profile_path, circuit,
             mos_min, loss_pct, jitter_ms, dscp, key_file, source, interface, verbose, as_json):
     from probes import capacity
     from probes.capacity import CapacityConfig
@@ -77,6 +79,8 @@ def command(target, codec, ptime, max_calls, planned_calls, preset, step_s, prof
             cfg.ptime_ms = ptime
         if planned_calls is not None:
             cfg.planned_calls = planned_calls
+        if start_calls is not None:
+            cfg.start_calls = start_calls
         if step_s is not None:
             cfg.step_s = step_s
         if source:
