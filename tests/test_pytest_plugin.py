@@ -157,3 +157,23 @@ def test_sitecheck_messages():
     with pytest.raises(AssertionError, match=r"carries 40 calls < 60 planned \(limit: loss\)"):
         expect_calls("new", {"max_calls": 40, "limit": "loss"}, 60)
     expect_mos("new", {"mos": 4.3}, 4.0)   # no exception when good
+
+
+def test_shipped_examples_on_demo_profile():
+    """The README's command, as a new user runs it after the quick start: the
+    plugin starts a loopback reflector itself (demo reflector 127.0.0.1:8620)."""
+    from tests.conftest import ROOT
+    if not _port_is_free("127.0.0.1", 8620):
+        pytest.skip("127.0.0.1:8620 is in use (a demo reflector is running)")
+    r = subprocess.run([sys.executable, "-m", "pytest", "--cutover-profile", "profiles/demo.yaml",
+                        "profiles/checks/", "-q", "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    # 2 circuits x voice quality + the latency check on the new circuit only
+    assert "3 passed" in r.stdout
+    assert _port_is_free("127.0.0.1", 8620)     # the reflector it started is gone again
+
+
+def _port_is_free(host: str, port: int) -> bool:
+    from harness.pytest_plugin import _port_free
+    return _port_free(host, port)
