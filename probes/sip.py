@@ -182,14 +182,32 @@ def _transact(uri, target: Target, config: SipConfig, timeout_s: float, stop: th
     return _stream(uri, target, config, timeout_s, stop)
 
 
+def _route_source(target: Target) -> str:
+    """The local address the kernel routes ``target`` from (a connect() sends nothing)."""
+    family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        probe.connect((target.address, target.port))
+        return probe.getsockname()[0]
+
+
 def _udp(uri, target, config, timeout_s, stop):
+    # Unconnected, so an answer from another port of the server (RFC 3261 §18.2.2 allows
+    # it; some SBCs answer from a different socket) is still received; IP_RECVERR makes
+    # ICMP port unreachable surface as ECONNREFUSED all the same.
     sock = _socket(target, socket.SOCK_DGRAM, config)
     try:
+        v6 = ":" in target.address
         try:
-            sock.connect((target.address, target.port))   # connected: ICMP unreachable surfaces
+            if v6:
+                sock.setsockopt(socket.IPPROTO_IPV6, getattr(socket, "IPV6_RECVERR", 25), 1)
+            else:
+                sock.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVERR", 11), 1)   # Linux values
+            if not config.source:
+                sock.bind((_route_source(target), 0))
         except OSError as exc:
             raise _Failure("error", f"cannot send to {target.address}: {exc.strerror}") from None
         local = sock.getsockname()[:2]
+        dest = (target.address, target.port)
         req = build_options(uri, "udp", local[0], local[1])
         start = time.monotonic()
         deadline = start + timeout_s
@@ -201,7 +219,7 @@ def _udp(uri, target, config, timeout_s, stop):
                                           f"({rtx + 1} transmissions, RFC 3261 Timer E/F)")
             if now >= next_send:
                 try:
-                    sock.send(req.text)
+                    sock.sendto(req.text, dest)
                 except ConnectionRefusedError:
                     raise _Failure("refused", _refused_udp(target)) from None
                 except OSError as exc:
@@ -214,7 +232,7 @@ def _udp(uri, target, config, timeout_s, stop):
             if not ready:
                 continue
             try:
-                data = sock.recv(65535)
+                data, _peer = sock.recvfrom(65535)
             except ConnectionRefusedError:
                 raise _Failure("refused", _refused_udp(target)) from None
             except OSError as exc:

@@ -157,10 +157,13 @@ def answer(request: bytes, mode: str = "plain", peer=None) -> bytes | None:
 
 
 class UdpResponder(threading.Thread):
-    def __init__(self, mode="plain", drop_first=0, silent=False):
+    def __init__(self, mode="plain", drop_first=0, silent=False, other_port=False, host="127.0.0.1"):
         super().__init__(daemon=True)
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.sock = socket.socket(family, socket.SOCK_DGRAM)
+        self.sock.bind((host, 0))
+        # answers from a second socket (another source port), as some SBCs do
+        self.out = socket.socket(family, socket.SOCK_DGRAM) if other_port else self.sock
         self.sock.settimeout(0.2)
         self.port = self.sock.getsockname()[1]
         self.mode, self.drop_first, self.silent = mode, drop_first, silent
@@ -178,7 +181,7 @@ class UdpResponder(threading.Thread):
                 continue
             resp = answer(data, self.mode, peer)
             if resp:
-                self.sock.sendto(resp, peer)
+                self.out.sendto(resp, peer)
 
     def __enter__(self):
         self.start()
@@ -188,6 +191,7 @@ class UdpResponder(threading.Thread):
         self.halt.set()
         self.join(2)
         self.sock.close()
+        self.out.close()
 
 
 @pytest.mark.parametrize("mode,evidence", [("alg-via", "Via sent-by came back as 203.0.113.9:40000"),
@@ -205,6 +209,14 @@ def test_plain_responder_no_alg():
     with UdpResponder("plain") as srv:
         r = sip.run(sip.SipConfig(f"sip:127.0.0.1:{srv.port}", timeout_s=3))
     assert (r.status_code, r.alg_suspected, r.allow) == (200, False, ["OPTIONS", "INVITE"])
+
+
+@pytest.mark.parametrize("host,other_port", [("127.0.0.1", True), ("::1", False)])
+def test_answer_from_other_port_and_ipv6(host, other_port):
+    with UdpResponder(other_port=other_port, host=host) as srv:
+        r = sip.run(sip.SipConfig(f"sip:[{host}]:{srv.port}" if ":" in host else f"sip:{host}:{srv.port}",
+                                  timeout_s=2))
+    assert (r.status_code, r.retransmissions, r.alg_suspected) == (200, 0, False)
 
 
 def test_udp_retransmission_follows_timer_e():
