@@ -21,7 +21,9 @@ the same seed and the same packet sequence makes the same decisions.
 
 Timing: the loop waits with ``select()`` whose timeout is the next due time from
 a heap (``select`` uses high-resolution kernel timers, microsecond granularity;
-epoll's millisecond timeouts would add a bias, DESIGN.md section 8). The relay
+epoll's millisecond timeouts would add a bias, DESIGN.md section 8). The sockets
+themselves sit in an epoll set whose one fd is in the select() set, so the
+number of client flows is not limited by select's FD_SETSIZE (1024). The relay
 runs as its own process (``python -m tests.lab.relay``) so the test process's
 GIL cannot delay deliveries.
 
@@ -47,6 +49,7 @@ import heapq
 import json
 import os
 import random
+import resource
 import select
 import socket
 import sys
@@ -59,7 +62,7 @@ except ImportError:  # run as a script
     from tests.lab.rt import set_realtime
 
 MAX_DATAGRAM = 65535
-MAX_CLIENTS = 4096          # bounds memory: one upstream socket per client flow
+MAX_CLIENTS = 8192          # bounds memory: one upstream socket per client flow
 DRAIN_BATCH = 256           # datagrams read per socket per wakeup, keeps the loop fair
 MAX_PENDING = 200_000       # bounds the delay heap (packets in flight)
 
@@ -160,6 +163,9 @@ class Relay:
         self.preserve_tos = preserve_tos
         self.listen_sock = self._make_sock(self.listen_family)
         self.listen_sock.bind(lfam[4])
+        self.ep = select.epoll()
+        self.by_fd: dict[int, socket.socket] = {}
+        self._watch(self.listen_sock)
         self.up = Direction("up", up, random.Random(f"{seed}-up"))
         self.down = Direction("down", down, random.Random(f"{seed}-down"))
         self.by_client: dict[tuple, socket.socket] = {}
@@ -196,13 +202,22 @@ class Relay:
             if len(self.by_client) >= MAX_CLIENTS:
                 self.rejected_clients += 1
                 return None
-            sock = self._make_sock(self.up_family)
-            if self.source:
-                sock.bind((self.source, 0))
-            sock.connect(self.upstream)
+            try:
+                sock = self._make_sock(self.up_family)
+                if self.source:
+                    sock.bind((self.source, 0))
+                sock.connect(self.upstream)
+            except OSError:   # out of file descriptors or ports: count it, keep serving others
+                self.rejected_clients += 1
+                return None
+            self._watch(sock)
             self.by_client[client] = sock
             self.by_sock[sock] = client
         return sock
+
+    def _watch(self, sock: socket.socket) -> None:
+        self.by_fd[sock.fileno()] = sock
+        self.ep.register(sock.fileno(), select.EPOLLIN)
 
     def _tos_of(self, ancdata) -> int:
         for level, ctype, data in ancdata:
@@ -289,6 +304,7 @@ class Relay:
     def close(self) -> None:
         for s in list(self.by_sock) + [self.listen_sock]:
             s.close()
+        self.ep.close()
 
     def serve(self, max_seconds: float, control=None, reply=None) -> None:
         """Run until max_seconds, ``quit`` or EOF on the control stream."""
@@ -304,7 +320,7 @@ class Relay:
             if self.heap:
                 wake_at = self.heap[0][0] - self.early_s
                 timeout = min(timeout, max(0.0, wake_at - now))
-            rlist = [self.listen_sock, *self.by_sock]
+            rlist = [self.ep.fileno()]
             if ctl_fd is not None:
                 rlist.append(ctl_fd)
             ready, _, _ = select.select(rlist, [], [], timeout)
@@ -324,7 +340,8 @@ class Relay:
                         if self._command(line.decode().strip(), reply) == "quit":
                             return
                 else:
-                    self._read(r)
+                    for fd, _ev in self.ep.poll(0):
+                        self._read(self.by_fd[fd])
             self._send_due()
 
     def _command(self, line: str, reply) -> str | None:
@@ -375,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rt-priority", type=int, default=10,
                    help="SCHED_FIFO priority when permitted (0 = normal scheduling)")
     args = p.parse_args(argv)
+    # one socket per client flow: allow as many open files as the hard limit does
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = MAX_CLIENTS + 64 if hard == resource.RLIM_INFINITY else min(hard, MAX_CLIENTS + 64)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
     # A relay parked by the scheduler on a busy machine would add delay nobody
     # configured: run it real-time when we may (root). It sleeps in select().
     realtime = args.rt_priority > 0 and set_realtime(args.rt_priority)
