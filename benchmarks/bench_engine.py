@@ -1,0 +1,135 @@
+"""Benchmark: the stream engine and the STAMP reflector on loopback.
+
+    .venv/bin/python benchmarks/bench_engine.py [--calls 500,1000,2000] [--duration 5] [--no-iperf3]
+
+For each number of concurrent G.711/20 ms calls it runs one engine step
+against `cutover reflector` (a separate process, as on a real far end) and
+prints packets per second each way, self-induced loss, send lateness p50/p99,
+the kernel's receive drops, and CPU use of the engine and the reflector; then
+iperf3's maximum UDP packet rate for the same 172-byte payload on the same
+machine, as the reference for what one core can push through loopback.
+
+Figures depend on the machine and on whatever else runs: run it on an idle
+machine. This prints; it asserts nothing (timing claims are not unit tests).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from probes.engine import Engine, EngineConfig  # noqa: E402
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port(kind=socket.SOCK_DGRAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_cpu_s(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def self_cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def bench_engine(calls_list: list[int], duration_s: float) -> list[dict]:
+    port = free_port()
+    refl = subprocess.Popen([sys.executable, "-m", "harness", "reflector", "--listen", f"127.0.0.1:{port}",
+                             "--no-tcp"], stderr=subprocess.DEVNULL, cwd=ROOT)
+    rows = []
+    try:
+        time.sleep(2.0)
+        eng = Engine(EngineConfig(target=f"127.0.0.1:{port}", timeout_s=3.0))
+        for calls in calls_list:
+            c0, r0, t0 = self_cpu_s(), proc_cpu_s(refl.pid), time.monotonic()
+            res = eng.run(calls=calls, duration_s=duration_s)
+            # the analysis after the run is not the loop's cost: measure CPU at loop end approximately
+            wall = time.monotonic() - t0
+            c1, r1 = self_cpu_s(), proc_cpu_s(refl.pid)
+            d = res.to_dict()
+            lat = d["sender"].get("lateness_ms") or {}
+            rows.append({
+                "calls": calls, "sent_pps": d["packets"]["sent"] / duration_s,
+                "received_pps": d["packets"]["received"] / duration_s,
+                "loss_pct": d["loss_pct"].get("total"), "loss_up_pct": d["loss_pct"].get("up"),
+                "lateness_p50_ms": lat.get("p50"), "lateness_p99_ms": lat.get("p99"),
+                "rx_dropped": d["sender"].get("rx_dropped"), "limited": d["sender"].get("limited"),
+                "engine_cpu_pct": 100 * (c1 - c0) / wall, "reflector_cpu_pct": 100 * (r1 - r0) / duration_s,
+                "rtt_p50_ms": d["rtt_ms"].get("p50"), "rx_timestamps": d["sender"].get("rx_timestamps"),
+            })
+            time.sleep(1.0)
+    finally:
+        refl.terminate()
+        refl.wait(5)
+    return rows
+
+
+def bench_iperf3(duration_s: float) -> dict | None:
+    if not shutil.which("iperf3"):
+        return None
+    port = free_port(socket.SOCK_STREAM)
+    srv = subprocess.Popen(["iperf3", "-s", "-1", "-B", "127.0.0.1", "-p", str(port)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        cp = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-u", "-b", "0", "-l", "172",
+                             "-t", str(int(duration_s)), "--json"], capture_output=True, text=True,
+                            timeout=duration_s + 20)
+        doc = json.loads(cp.stdout)
+        end = doc["end"]["sum"]
+        return {"packets_per_s": end["packets"] / end["seconds"], "lost_pct": end.get("lost_percent")}
+    except (subprocess.SubprocessError, ValueError, KeyError) as exc:
+        return {"error": str(exc)}
+    finally:
+        srv.kill()
+        srv.wait()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--calls", default="500,1000,2000")
+    ap.add_argument("--duration", type=float, default=5.0)
+    ap.add_argument("--no-iperf3", action="store_true")
+    a = ap.parse_args()
+    calls = [int(x) for x in a.calls.split(",")]
+    print(f"# engine + reflector on loopback, G.711/20 ms (172 B), {a.duration:g} s per step, "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
+    print(f"# reproduce: .venv/bin/python benchmarks/bench_engine.py --calls {a.calls} --duration {a.duration:g}")
+    hdr = ("calls", "sent/s", "recv/s", "loss%", "late p50", "late p99", "rx drop", "engine cpu%",
+           "refl cpu%", "limited")
+    print("{:>6} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>11} {:>9} {:>8}".format(*hdr))
+    for r in bench_engine(calls, a.duration):
+        print("{:>6} {:>9.0f} {:>9.0f} {:>7.3f} {:>9.3f} {:>9.3f} {:>8} {:>11.0f} {:>9.0f} {:>8}".format(
+            r["calls"], r["sent_pps"], r["received_pps"], r["loss_pct"] or 0.0, r["lateness_p50_ms"] or 0,
+            r["lateness_p99_ms"] or 0, r["rx_dropped"], r["engine_cpu_pct"], r["reflector_cpu_pct"],
+            str(r["limited"])))
+    if not a.no_iperf3:
+        ip = bench_iperf3(a.duration)
+        if ip and "packets_per_s" in ip:
+            print(f"# iperf3 -u -b 0 -l 172 on the same loopback: {ip['packets_per_s']:.0f} packets/s "
+                  f"(loss {ip['lost_pct']:.2f} %)")
+        elif ip:
+            print(f"# iperf3 failed: {ip['error']}")
+
+
+if __name__ == "__main__":
+    main()
