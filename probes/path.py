@@ -45,6 +45,7 @@ from probes.result import clean
 
 MIN_MTU = 68                 # RFC 791: every IPv4 link carries 68 bytes
 MAX_MTU_STEPS = 16
+MAX_PROBE_B = 9216           # largest common jumbo frame
 UDP_BASE_PORT = 33434        # classic traceroute destination ports
 
 
@@ -87,7 +88,7 @@ class PathResult:
     reached: bool = False
     path_mtu: int | None = None
     mtu_limited_at: str | None = None   # router that sent "fragmentation needed"
-    mtu_method: str | None = None       # icmp-frag-needed | probing | interface
+    mtu_method: str | None = None       # icmp-frag-needed | probing | interface | capped
     interface_mtu: int | None = None
     dscp_changed_at: dict | None = None
     probes_sent: int = 0
@@ -372,7 +373,9 @@ def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
         iface = None
     hi = interface_mtu(iface) if iface else None
     result.interface_mtu = hi
-    hi = min(hi or 1500, 9216)
+    # probe at most a jumbo frame: larger raw packets (loopback's 65536 MTU) are not
+    # reliably sent and received through scapy's sockets, and no WAN carries them
+    hi = min(hi or 1500, MAX_PROBE_B)
     counter = [10000]
 
     def probe(size: int) -> MtuProbe:
@@ -391,6 +394,8 @@ def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
         return MtuProbe("none")
 
     mtu, router, method = search_mtu(probe, hi)
+    if mtu == MAX_PROBE_B and (result.interface_mtu or 0) > MAX_PROBE_B:
+        method = "capped"            # the path carries at least this much; we did not try more
     result.path_mtu, result.mtu_limited_at, result.mtu_method = mtu, router, method
     if mtu is None:
         result.errors.append("path MTU unknown: no DF probe got an answer")
