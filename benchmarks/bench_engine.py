@@ -1,6 +1,6 @@
 """Benchmark: the stream engine and the STAMP reflector on loopback.
 
-    .venv/bin/python benchmarks/bench_engine.py [--calls 500,1000,2000] [--duration 5] [--no-iperf3]
+    .venv/bin/python benchmarks/bench_engine.py [--calls 500,1000,2000] [--duration 5] [--no-iperf3] [--json out.json]
 
 For each number of concurrent G.711/20 ms calls it runs one engine step
 against `cutover reflector` (a separate process, as on a real far end) and
@@ -109,26 +109,34 @@ def main() -> None:
     ap.add_argument("--calls", default="500,1000,2000")
     ap.add_argument("--duration", type=float, default=5.0)
     ap.add_argument("--no-iperf3", action="store_true")
+    ap.add_argument("--json", metavar="FILE", default=None, help="also write the figures as JSON")
     a = ap.parse_args()
     calls = [int(x) for x in a.calls.split(",")]
     print(f"# engine + reflector on loopback, G.711/20 ms (172 B), {a.duration:g} s per step, "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.2f}")
     print(f"# reproduce: .venv/bin/python benchmarks/bench_engine.py --calls {a.calls} --duration {a.duration:g}")
-    hdr = ("calls", "sent/s", "recv/s", "loss%", "late p50", "late p99", "rx drop", "engine cpu%",
-           "refl cpu%", "limited")
-    print("{:>6} {:>9} {:>9} {:>7} {:>9} {:>9} {:>8} {:>11} {:>9} {:>8}".format(*hdr))
-    for r in bench_engine(calls, a.duration):
-        print("{:>6} {:>9.0f} {:>9.0f} {:>7.3f} {:>9.3f} {:>9.3f} {:>8} {:>11.0f} {:>9.0f} {:>8}".format(
+    hdr = ("calls", "up pkt/s", "down pkt/s", "loss%", "late p50", "late p99", "rx drop", "engine cpu%",
+           "refl cpu%", "ok")
+    print("{:>6} {:>9} {:>10} {:>7} {:>9} {:>9} {:>8} {:>11} {:>9} {:>4}".format(*hdr))
+    rows = bench_engine(calls, a.duration)
+    for r in rows:
+        # ok = zero self-induced loss, lateness p99 < 1 ms, no reply dropped (issue #5's target)
+        r["ok"] = bool((r["loss_pct"] or 0.0) == 0 and (r["lateness_p99_ms"] or 0) < 1.0 and not r["rx_dropped"])
+        print("{:>6} {:>9.0f} {:>10.0f} {:>7.3f} {:>9.3f} {:>9.3f} {:>8} {:>11.0f} {:>9.0f} {:>4}".format(
             r["calls"], r["sent_pps"], r["received_pps"], r["loss_pct"] or 0.0, r["lateness_p50_ms"] or 0,
             r["lateness_p99_ms"] or 0, r["rx_dropped"], r["engine_cpu_pct"], r["reflector_cpu_pct"],
-            str(r["limited"])))
-    if not a.no_iperf3:
-        ip = bench_iperf3(a.duration)
-        if ip and "packets_per_s" in ip:
-            print(f"# iperf3 -u -b 0 -l 172 on the same loopback: {ip['packets_per_s']:.0f} packets/s "
-                  f"(loss {ip['lost_pct']:.2f} %)")
-        elif ip:
-            print(f"# iperf3 failed: {ip['error']}")
+            "yes" if r["ok"] else "no"))
+    ok = [r["calls"] for r in rows if r["ok"]]
+    print(f"# ceiling reached: {max(ok) if ok else 0} calls with zero loss and p99 lateness < 1 ms")
+    ip = None if a.no_iperf3 else bench_iperf3(a.duration)
+    if ip and "packets_per_s" in ip:
+        print(f"# iperf3 -u -b 0 -l 172 on the same loopback: {ip['packets_per_s']:.0f} packets/s "
+              f"(loss {ip['lost_pct']:.2f} %)")
+    elif ip:
+        print(f"# iperf3 failed: {ip['error']}")
+    if a.json:
+        Path(a.json).write_text(json.dumps({"rows": rows, "iperf3": ip, "duration_s": a.duration,
+                                            "load": os.getloadavg()[0]}, indent=2))
 
 
 if __name__ == "__main__":
