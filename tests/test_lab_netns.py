@@ -122,6 +122,27 @@ def test_tbf_on_the_router_shapes_tcp_goodput_to_20_mbit(lab):
     assert st["kind"] == "tbf" and st["bytes"] > 3 * 20e6 / 8 * 0.9
 
 
+@pytest.mark.skipif(peer_unavailable_reason("iperf3") is not None, reason="iperf3 not installed")
+@pytest.mark.parametrize("queue", ["deep", "shallow"])
+def test_queue_depth_sets_the_delay_under_tcp_load(lab, queue):
+    # A cubic upload fills the router's tbf queue. Shallow: tbf latency 5 ms + burst
+    # 4 ms (20e6/8 * 0.004 = 10 kB) bounds the queueing delay near 9 ms. Deep: up to
+    # 500 ms of queue, which loss-based cubic keeps filling (bufferbloat).
+    lab.chain(["client", "router", "server"])
+    lab.shape_router("router", rate_mbit=20, queue=queue)
+    with iperf3_server(ns=lab.ns("server"), host=lab.addr("server")) as srv:
+        load = lab.popen("client", ["iperf3", "-c", srv.address[0], "-p", srv.address[1], "-t", "3",
+                                    "-C", "cubic", "-J"])
+        time.sleep(1.5)
+        rtts = lab.ping("client", lab.addr("server"), count=4)
+        load.wait(timeout=20)
+    assert None not in rtts, rtts
+    if queue == "shallow":
+        assert max(rtts) < 9.0 + 6.0, rtts     # 6 ms margin for the host's own scheduling
+    else:
+        assert min(rtts) > 50.0, rtts
+
+
 CRASHING_TEST = textwrap.dedent("""
     import os, sys
 
