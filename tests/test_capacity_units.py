@@ -72,6 +72,13 @@ def test_config_from_profile_uses_circuit_and_thresholds(tmp_path):
     assert step.applies(p, old)
 
 
+def test_suite_ceiling_is_twice_the_plan_or_the_contract():
+    p = load_profile_text(PROFILE)
+    assert step.suite_ceiling(p, p.circuit("old")) == 120                 # 2 x 60 < 229
+    small = load_profile_text(PROFILE.replace("up_mbps: 20", "up_mbps: 8"))
+    assert step.suite_ceiling(small, small.circuit("old")) == 91          # floor(8000 / 87.2)
+
+
 def test_contract_ceiling_never_below_planned():
     p = load_profile_text(PROFILE.replace("up_mbps: 20", "up_mbps: 1"))
     assert step.contract_calls(p, p.circuit("old")) == 60
@@ -82,7 +89,7 @@ def test_evaluate_pass_fail_and_error():
     c = p.circuit("new")
     (ok,) = step.evaluate(p, c, raw(84))
     assert (ok.id, ok.status, ok.measured, ok.required, ok.margin) == ("capacity.calls", "pass", 84, 60, 24)
-    assert "loss limit at 85 calls" in ok.reason
+    assert ok.reason == "capacity 84 calls >= 60 calls planned (G.711; loss limit at 85 calls)"
     (warn,) = step.evaluate(p, c, raw(63))
     assert warn.status == "warn"            # within 10 % above the plan
     (bad,) = step.evaluate(p, c, raw(41))

@@ -19,6 +19,8 @@ from probes.capacity import CapacityConfig
 from probes.ramp import Thresholds
 
 NAME = "capacity"
+PROBE = "probes.capacity"
+SUITE_CEILING_FACTOR = 2
 
 
 def applies(profile, circuit) -> bool:
@@ -55,9 +57,18 @@ def config_for(profile, circuit, *, quick: bool = False, preset: str | None = No
         source=circuit.source, interface=circuit.interface)
 
 
+def suite_ceiling(profile, circuit) -> int:
+    """The suite's ramp stops at twice the planned calls (or the contract, if lower):
+    the verdict only needs "carries the plan, with room", and a scheduled check
+    every few minutes must not drive a live circuit into loss each time.
+    ``cutover probe capacity`` has no such cap."""
+    return min(contract_calls(profile, circuit), SUITE_CEILING_FACTOR * profile.planned.calls)
+
+
 def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
     from probes import capacity
-    return capacity.run(config_for(profile, circuit, quick=quick), progress, stop).to_dict()
+    cfg = config_for(profile, circuit, quick=quick, max_calls=suite_ceiling(profile, circuit))
+    return capacity.run(cfg, progress, stop).to_dict()
 
 
 def evaluate(profile, circuit, raw: dict) -> list[Check]:
@@ -79,9 +90,9 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
         return [error(cid, f"capacity run did not finish below the planned {planned} calls: {cause}",
                       required=planned, unit="calls")]
     if limit == "max_calls":
-        context = f"planned {codec} calls (ramp stopped at its ceiling: at least {got})"
+        context = f"planned ({codec}; the ramp stopped at its ceiling, so at least {got})"
     elif limit and first_fail:
-        context = f"planned {codec} calls ({limit} limit at {first_fail} calls)"
+        context = f"planned ({codec}; {limit} limit at {first_fail} calls)"
     else:
-        context = f"planned {codec} calls"
+        context = f"planned ({codec})"
     return [at_least(cid, "capacity", got, planned, "calls", context=context)]
