@@ -299,3 +299,63 @@ def test_cli_reflector_killed_mid_test_gives_partial_result_and_exit_3():
     assert d["partial"] is True and d["measured"] is True and d["packets"]["received"] > 20
     assert any("stopped answering" in e for e in d["errors"])
     assert "Traceback" not in errtext
+
+
+def test_ipv6_and_source_binding():
+    try:
+        r6 = StampReflector("[::1]:0").start()
+    except OSError as exc:
+        pytest.skip(f"no IPv6 loopback: {exc}")
+    try:
+        res = run_stream("[::1]:%d" % r6.address[1], duration_s=0.5)
+        assert res.measured and res.loss_pct["total"] == 0 and res.target.startswith("[::1]:")
+        assert res.dscp["received"] == 46                       # IPV6_RECVTCLASS at the reflector
+    finally:
+        r6.stop()
+    logs = []
+    r4 = StampReflector("127.0.0.1:0", on_session_end=logs.append).start()
+    try:
+        res = run_stream("127.0.0.1:%d" % r4.address[1], duration_s=0.5, source="127.0.0.2")
+        assert res.measured
+    finally:
+        r4.stop()
+    assert logs and all(line.startswith("session 127.0.0.2:") for line in logs)
+
+
+def test_cli_profile_circuit_and_thresholds(real_reflector, tmp_path):
+    # the circuit's reflector and the profile's thresholds drive the run and the exit code
+    host, port = real_reflector.address
+    base = f"""site: Loopback
+planned:
+  calls: 2
+  codec: g711
+  ptime_ms: 20
+circuits:
+  - name: old
+    role: old
+    down_mbps: 100
+    up_mbps: 20
+    reflector: {host}:{port}
+  - name: new
+    role: new
+    down_mbps: 200
+    up_mbps: 50
+    reflector: 192.0.2.1:862
+cutover:
+  parallel_run_start: 2026-11-01
+  checklist:
+    - id: porting
+      title: Numbers ported
+"""
+    ok = tmp_path / "ok.yaml"
+    ok.write_text(base)
+    r = run_cli("probe", "stream", "--profile", str(ok), "--circuit", "old", "--duration", "0.6", "--json",
+                timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["target"] == f"{host}:{port}"
+    strict = tmp_path / "strict.yaml"
+    strict.write_text(base + "thresholds:\n  mos_min: 4.45\n")       # above the 4.37 a perfect path scores
+    r = run_cli("probe", "stream", "--profile", str(strict), "--circuit", "old", "--duration", "0.6", timeout=60)
+    assert r.returncode == 1 and "MOS 4.37 < 4.45" in r.stdout
+    r = run_cli("probe", "stream", "--profile", str(ok), "--circuit", "nope", timeout=60)
+    assert r.returncode == 2 and "no circuit nope" in r.stderr
