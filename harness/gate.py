@@ -105,12 +105,19 @@ class GateDecision:
         }
 
 
+def window_start(profile, now: dt.datetime) -> dt.datetime:
+    """The gate judges runs from the start of the parallel run (00:00 UTC of
+    ``parallel_run_start``); without one, the last ``min_parallel_days``."""
+    start = profile.cutover.parallel_run_start
+    if start is not None:
+        return dt.datetime.combine(start, dt.time(), UTC)
+    return now - dt.timedelta(days=max(profile.cutover.min_parallel_days, 1))
+
+
 def decide(profile, store, now: dt.datetime | None = None) -> GateDecision:
     """Read the runs and sign-offs of the profile's site and decide."""
     now = now or dt.datetime.now(UTC)
-    start = profile.cutover.parallel_run_start
-    since = dt.datetime.combine(start, dt.time(), UTC) if start else now - dt.timedelta(
-        days=max(profile.cutover.min_parallel_days, 1))
+    since = window_start(profile, now)
     until = now + dt.timedelta(microseconds=1)
     # failing checks are all the gate reads; capacity comes from the raw JSON in one query
     runs = store.runs(profile.site, since=since, until=until, checks="failing")

@@ -464,20 +464,22 @@ def load_series(store, site: str, since: dt.datetime | None = None,
     except sqlite3.Error:
         return None
     try:
-        db.execute("BEGIN")                      # one snapshot for every probe's query
-        for probe, wanted in by_probe.items():
-            # json_type keeps booleans and text out; SQLite caches the parsed
-            # document across the json_* calls of one row
-            cols = ", ".join(f"CASE WHEN json_type(x.json, '{jp}') IN ('integer', 'real') "
-                             f"THEN json_extract(x.json, '{jp}') END" for _, _, jp in wanted)
-            sql = (f"SELECT r.started_at, x.circuit, {cols} FROM raw_results x JOIN runs r ON r.id = x.run_id "
-                   f"WHERE {' AND '.join(where)} AND x.probe = ? ORDER BY r.started_at, r.id")
-            slots = [(key, prio) for key, prio, _ in wanted]
-            for row in db.execute(sql, args + [probe]):
-                st, circuit = row[0], row[1]
-                for (key, prio), value in zip(slots, row[2:]):
-                    if value is not None and math.isfinite(value):
-                        found.setdefault((circuit, key, prio), []).append((st, float(value)))
+        db.execute("BEGIN")                      # one snapshot
+        # One scan over the window's raw results; each metric column reads its
+        # own probe's document. json_type keeps booleans and text out; SQLite
+        # caches the parsed document across the json_* calls of one row.
+        slots = [(probe, key, prio, jp) for probe, wanted in by_probe.items() for key, prio, jp in wanted]
+        cols = ", ".join(f"CASE WHEN x.probe = '{probe}' AND json_type(x.json, '{jp}') IN ('integer', 'real') "
+                         f"THEN json_extract(x.json, '{jp}') END" for probe, _, _, jp in slots)
+        marks = ", ".join("?" for _ in by_probe)
+        sql = (f"SELECT r.started_at, x.circuit, {cols} FROM raw_results x JOIN runs r ON r.id = x.run_id "
+               f"WHERE {' AND '.join(where)} AND x.probe IN ({marks}) ORDER BY r.started_at, r.id")
+        keys = [(key, prio) for _, key, prio, _ in slots]
+        for row in db.execute(sql, args + list(by_probe)):
+            st, circuit = row[0], row[1]
+            for (key, prio), value in zip(keys, row[2:]):
+                if value is not None and math.isfinite(value):
+                    found.setdefault((circuit, key, prio), []).append((st, float(value)))
         db.execute("COMMIT")
     except sqlite3.Error:
         return None
