@@ -192,9 +192,11 @@ def measure_circuit(profile, circuit, *, quick: bool = False, progress: RunProgr
 def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: bool = False,
               progress: RunProgress | None = None, stop: threading.Event | None = None,
               steps=None, kind: str = "check", tool_version: str = __version__,
-              on_begin: Callable[[int], None] | None = None) -> RunOutcome:
+              on_begin: Callable[[int], None] | None = None,
+              skipped: dict[str, str] | None = None) -> RunOutcome:
     """Measure the selected circuits (all by default), store the run when a
-    store is given, and return the verdicts. ``circuits`` names must exist
+    store is given, and return the verdicts. ``skipped`` (step -> reason)
+    records steps the caller left out on purpose. ``circuits`` names must exist
     (KeyError otherwise, checked before anything is measured or stored)."""
     selected = [profile.circuit(n) for n in circuits] if circuits else list(profile.circuits)
     started = dt.datetime.now(UTC)
@@ -207,6 +209,7 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
     outcomes: dict[str, CircuitOutcome] = {}
     for circuit in selected:
         co = measure_circuit(profile, circuit, quick=quick, progress=progress, stop=stop, steps=steps)
+        co.skipped.update(skipped or {})
         outcomes[circuit.name] = co
         if store is not None:
             store.add_circuit_result(run_id, co.name, co.verdict, co.checks, co.raw)

@@ -84,7 +84,7 @@ def print_table(outcome) -> None:
                 line += f" (+{len(blocking) - 3} more)"
         console.print(line, highlight=False)
     skipped = {s: why for co in outcome.circuits.values() for s, why in co.skipped.items()
-               if "not available" in why}
+               if not why.startswith("does not apply")}
     for s, why in skipped.items():
         console.print(f"  [dim]step {s}: {why}[/]", highlight=False)
     console.print(f"Verdict: [{VERDICT_STYLE[outcome.verdict]}]{outcome.verdict}[/]", highlight=False)
@@ -156,11 +156,11 @@ class _StopOnSignal:
 def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db: str | None = None,
             report_dir: str | None = None, prom_file: str | None = None, as_json: bool = False,
             store=None, quiet: bool = False, only_steps: tuple[str, ...] = (),
-            run_id_file: str | None = None) -> tuple[int, object, list[Path]]:
+            run_id_file: str | None = None, steps=None,
+            skipped: dict[str, str] | None = None) -> tuple[int, object, list[Path]]:
     """Run, store, present. Returns (exit code, RunOutcome, report paths)."""
     from harness import suite
     from harness.runner import run_check
-    steps = None
     if only_steps:
         unknown = [s for s in only_steps if s not in suite.ORDER]
         if unknown:
@@ -178,7 +178,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
     stop = threading.Event()
     with _StopOnSignal(stop), CheckProgress(enabled=not quiet) as progress:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
-                            progress=progress, stop=stop, steps=steps,
+                            progress=progress, stop=stop, steps=steps, skipped=skipped,
                             on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)
     paths: list[Path] = []
     if report_dir:

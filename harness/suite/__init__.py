@@ -26,6 +26,24 @@ NEEDS_REFLECTOR = frozenset({"stream", "bandwidth", "capacity"})
 
 _REQUIRED = ("NAME", "applies", "measure", "evaluate")
 
+# Steps whose probe needs raw sockets (root or CAP_NET_RAW); a step module can
+# say so itself with NEEDS_RAW_SOCKETS = True/False.
+_RAW_SOCKET_STEPS = frozenset({"path"})
+
+
+def needs_raw_sockets(step: ModuleType) -> bool:
+    return bool(getattr(step, "NEEDS_RAW_SOCKETS", step.NAME in _RAW_SOCKET_STEPS))
+
+
+def raw_sockets_allowed() -> bool:
+    """Can this process open a raw ICMP socket (root or CAP_NET_RAW)?"""
+    import socket
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP).close()
+        return True
+    except OSError:
+        return False
+
 
 def _load() -> tuple[list[ModuleType], dict[str, str]]:
     steps, missing = [], {}

@@ -37,8 +37,13 @@ def applies(profile, circuit) -> bool:
 def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
     from probes import latency   # late: a build without the probe still loads the suite
     knobs = QUICK if quick else FULL
+    port = key = None
+    if not circuit.ping and circuit.reflector:
+        # where ICMP is not permitted, the UDP fallback speaks STAMP to the reflector itself
+        from harness.suite.stream import load_key
+        port, key = circuit.reflector_hostport.port, load_key(profile, circuit)
     cfg = latency.LatencyConfig(target=target(circuit), count=knobs["count"], interval_s=knobs["interval_s"],
-                                source=circuit.source, interface=circuit.interface)
+                                source=circuit.source, interface=circuit.interface, port=port, key=key)
     return latency.run(cfg, progress, stop).to_dict()
 
 
