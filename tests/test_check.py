@@ -84,6 +84,8 @@ def test_table_output_and_nothing_measured_exit_3(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--circuit", "nope"], "no circuit 'nope'"),
     (["--step", "dns"], "--step 'dns': expected one of"),
+    (["--report-dir", "pyproject.toml"], "exists and is not a folder"),
+    (["--prom-file", "/nonexistent-dir/x.prom"], "does not exist"),
 ])
 def test_bad_input_exit_2(tmp_path, args, message):
     prof = demo_profile(tmp_path / "demo.yaml", 9, 9)

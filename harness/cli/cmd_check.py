@@ -114,7 +114,11 @@ def write_reports(profile, store, report_dir: str, run_id: int) -> list[Path]:
     except ImportError as exc:
         err(f"cutover: reports are not available in this build ({exc}); the run is stored")
         return []
-    return _write(profile, store, report_dir, run_id=run_id)
+    try:
+        return _write(profile, store, report_dir, run_id=run_id)
+    except OSError as exc:   # the run is stored; a full disk or bad folder must not hide the verdict
+        err(f"cutover: cannot write reports to {report_dir}: {exc.strerror or exc}; the run is stored")
+        return []
 
 
 def write_prom(profile, store, prom_file: str) -> bool:
@@ -124,7 +128,11 @@ def write_prom(profile, store, prom_file: str) -> bool:
     except (ImportError, AttributeError) as exc:
         err(f"cutover: --prom-file is not available in this build ({exc}); the run is stored")
         return False
-    fn(profile, store, prom_file)
+    try:
+        fn(profile, store, prom_file)
+    except OSError as exc:
+        err(f"cutover: cannot write {prom_file}: {exc.strerror or exc}; the run is stored")
+        return False
     return True
 
 
@@ -174,6 +182,11 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
             profile.circuit(name)
         except KeyError as exc:
             die(EXIT_BAD_INPUT, str(exc.args[0]))
+    # refuse unusable output paths before spending minutes measuring
+    if report_dir and Path(report_dir).exists() and not Path(report_dir).is_dir():
+        die(EXIT_BAD_INPUT, f"--report-dir {report_dir}: exists and is not a folder")
+    if prom_file and not Path(prom_file).resolve().parent.is_dir():
+        die(EXIT_BAD_INPUT, f"--prom-file {prom_file}: folder {Path(prom_file).resolve().parent} does not exist")
     store = store or open_store(profile, db)
     stop = threading.Event()
     with _StopOnSignal(stop), CheckProgress(enabled=not quiet) as progress:
