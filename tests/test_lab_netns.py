@@ -111,15 +111,15 @@ def test_tbf_on_the_router_shapes_tcp_goodput_to_20_mbit(lab):
     # bytes of application data, so iperf3's goodput is 20 * 1448 / 1514 = 19.128 Mbit/s.
     expected_mbps = 20.0 * 1448 / 1514
     with iperf3_server(ns=lab.ns("server"), host=lab.addr("server")) as srv:
-        up = iperf3_client(srv.address, duration_s=3, omit_s=1, congestion="cubic", ns=lab.ns("client"))
-        down = iperf3_client(srv.address, duration_s=3, omit_s=1, congestion="cubic", reverse=True,
+        up = iperf3_client(srv.address, duration_s=2, omit_s=1, congestion="cubic", ns=lab.ns("client"))
+        down = iperf3_client(srv.address, duration_s=2, omit_s=1, congestion="cubic", reverse=True,
                              ns=lab.ns("client"))
     for r in (up, down):
         assert r["congestion"] == "cubic"
         assert abs(r["received_mbps"] - expected_mbps) <= 0.05 * expected_mbps, r["received_mbps"]
     # the shaper, not the hosts, set the pace: the router's tbf queued and sent the data
     st = lab.qdisc_stats("router", "server")
-    assert st["kind"] == "tbf" and st["bytes"] > 3 * 20e6 / 8 * 0.9
+    assert st["kind"] == "tbf" and st["bytes"] > 2 * 20e6 / 8 * 0.9
 
 
 @pytest.mark.skipif(peer_unavailable_reason("iperf3") is not None, reason="iperf3 not installed")
@@ -211,3 +211,26 @@ def test_relay_runs_inside_the_router_namespace(lab):
             st = relay.stats()
     assert abs(float(cp.stdout) - 20.0) <= 1.0, cp.stdout
     assert st["up"]["forwarded"] == st["down"]["forwarded"] == 20
+
+
+UDP_ONE = textwrap.dedent("""
+    import socket, sys
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.settimeout(2)
+    got = 0
+    for i in range(5):
+        s.sendto(b"v6", (sys.argv[1], int(sys.argv[2])))
+        try:
+            got += s.recvfrom(64)[0] == b"v6"
+        except socket.timeout:
+            pass
+    print(got)
+""")
+
+
+def test_ipv6_end_to_end_through_two_routers(lab):
+    lab.chain(["client", "r1", "r2", "server"])
+    assert lab.addr6("server") == "2001:2:0:2::2" and lab.addr6("client") == "2001:2::1"
+    with udp_echo(listen=f"[{lab.addr6('server')}]:0", netns=lab.ns("server"), max_seconds=30) as echo:
+        cp = lab.run("client", [sys.executable, "-c", UDP_ONE, echo[0], echo[1]])
+    assert cp.stdout.strip() == "5"

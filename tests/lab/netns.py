@@ -8,7 +8,7 @@
         lab.run("client", ["ping", "-c", "1", lab.addr("server")])
 
 Layout of ``chain([n0, n1, ..., nk])``: link i joins n(i) and n(i+1) on
-198.18.i.0/24 (n(i) = .1, n(i+1) = .2); the interface in n(i) towards n(i+1) is
+198.18.i.0/24 (n(i) = .1, n(i+1) = .2) and 2001:2:0:i::/64 (::1, ::2); the interface in n(i) towards n(i+1) is
 named ``to-<n(i+1)>`` (and vice versa), so ``lab.dev("router", "server")`` is
 ``to-server``. The end nodes route by default route; middle nodes are routers
 (IP forwarding on, static routes to every non-adjacent subnet), so every packet
@@ -40,7 +40,8 @@ from pathlib import Path
 
 PREFIX = "cutl"                     # namespaces of this lab: cutl<6 hex>-<node>
 REGISTRY = Path("/tmp/cutover-lab")  # <run id>.json: creator pid, start time, namespaces
-NET_BASE = ipaddress.ip_network("198.18.0.0/15")
+NET_BASE = ipaddress.ip_network("198.18.0.0/15")      # RFC 2544 benchmarking range
+NET6_BASE = ipaddress.ip_network("2001:2::/48")       # RFC 5180 benchmarking range (IPv6)
 CMD_TIMEOUT_S = 30.0
 
 QUEUES_MS = {"shallow": 5.0, "default": 50.0, "deep": 500.0}
@@ -133,7 +134,9 @@ class Lab:
         self.started = time.time()
         self.nodes: dict[str, str] = {}             # node -> namespace name
         self.links: list[tuple[str, str, ipaddress.IPv4Network]] = []
+        self.links6: list[ipaddress.IPv6Network] = []
         self.addrs: dict[tuple[str, str], str] = {}  # (node, peer) -> node's address on that link
+        self.addrs6: dict[tuple[str, str], str] = {}  # the same for IPv6
         self.procs: list[subprocess.Popen] = []
         self.closed = False
         _open_labs.add(self)
@@ -162,6 +165,16 @@ class Lab:
                 return a
         raise LabError(f"no node {node!r} in this lab")
 
+    def addr6(self, node: str, peer: str | None = None) -> str:
+        """IPv6 address of ``node`` (2001:2:0:<link>::1 or ::2), like :meth:`addr`."""
+        if peer is not None:
+            self.dev(node, peer)
+            return self.addrs6[(node, peer)]
+        for (n, _p), a in self.addrs6.items():
+            if n == node:
+                return a
+        raise LabError(f"no node {node!r} in this lab")
+
     # -- building -------------------------------------------------------------
     def _register(self) -> None:
         REGISTRY.mkdir(parents=True, exist_ok=True)
@@ -177,26 +190,37 @@ class Lab:
         self.nodes[node] = name
         self._register()   # before creating, so a crash right after leaves a sweepable record
         _sh(["ip", "netns", "add", name])
-        self.run(node, ["ip", "link", "set", "lo", "up"])
+        self._ip(node, ["link set lo up"])
         # ICMP errors (time exceeded, port unreachable) are rate limited per peer by
         # default (1/s after a burst of 6): a traceroute with several rounds would lose hops.
-        self.sysctl(node, "net.ipv4.icmp_ratelimit", 0)
+        # No duplicate address detection (link-local addresses too): otherwise IPv6
+        # neighbours stay tentative and the first packets wait ~1 s.
+        self.sysctl(node, {"net.ipv4.icmp_ratelimit": 0, "net.ipv6.icmp.ratelimit": 0,
+                           "net.ipv6.conf.default.accept_dad": 0, "net.ipv6.conf.all.accept_dad": 0})
         return name
+
+    def _ip(self, node: str, commands: list[str]) -> None:
+        """Several ip(8) commands in node's namespace with one process (ip -batch)."""
+        _sh(["ip", "-n", self.ns(node), "-batch", "-"], input="\n".join(commands) + "\n")
 
     def link(self, a: str, b: str, subnet: str | None = None) -> None:
         """veth pair between nodes a and b, a = .1 and b = .2 of the subnet."""
         net = ipaddress.ip_network(subnet) if subnet else \
-            list(NET_BASE.subnets(new_prefix=24))[len(self.links)]
+            ipaddress.ip_network((int(NET_BASE.network_address) + (len(self.links) << 8), 24))
         dev_a, dev_b = f"to-{b}"[:15], f"to-{a}"[:15]
         _sh(["ip", "-n", self.ns(a), "link", "add", dev_a, "type", "veth",
              "peer", "name", dev_b, "netns", self.ns(b)])
+        net6 = ipaddress.ip_network((int(NET6_BASE.network_address) + (len(self.links) << 64), 64))
         host_a, host_b = str(net.network_address + 1), str(net.network_address + 2)
-        for node, dev, host in ((a, dev_a, host_a), (b, dev_b, host_b)):
-            self.run(node, ["ip", "addr", "add", f"{host}/{net.prefixlen}", "dev", dev])
-            self.run(node, ["ip", "link", "set", dev, "up"])
+        h6_a, h6_b = str(net6.network_address + 1), str(net6.network_address + 2)
+        for node, dev, host, h6 in ((a, dev_a, host_a, h6_a), (b, dev_b, host_b, h6_b)):
+            # nodad: usable at once instead of after ~1-2 s of duplicate address detection
+            self._ip(node, [f"addr add {host}/{net.prefixlen} dev {dev}",
+                            f"addr add {h6}/64 dev {dev} nodad", f"link set {dev} up"])
         self.links.append((a, b, net))
-        self.addrs[(a, b)] = host_a
-        self.addrs[(b, a)] = host_b
+        self.links6.append(net6)
+        self.addrs[(a, b)], self.addrs[(b, a)] = host_a, host_b
+        self.addrs6[(a, b)], self.addrs6[(b, a)] = h6_a, h6_b
 
     def chain(self, nodes: list[str]) -> "Lab":
         """Linear path n0 - n1 - ... - nk; middle nodes forward (routers)."""
@@ -208,20 +232,47 @@ class Lab:
             self.link(a, b)
         k = len(nodes) - 1
         for i, node in enumerate(nodes):
-            if i == 0:
-                self.run(node, ["ip", "route", "add", "default", "via", self.addrs[(nodes[1], node)]])
-            elif i == k:
-                self.run(node, ["ip", "route", "add", "default", "via", self.addrs[(nodes[k - 1], node)]])
-            else:
-                self.sysctl(node, "net.ipv4.ip_forward", 1)
-                # link j joins nodes[j] and nodes[j+1]; node i sits on links i-1 and i
-                for j, (_a, _b, net) in enumerate(self.links):
-                    if j < i - 1:
-                        self.run(node, ["ip", "route", "add", str(net), "via", self.addrs[(nodes[i - 1], node)]])
-                    elif j > i:
-                        self.run(node, ["ip", "route", "add", str(net), "via", self.addrs[(nodes[i + 1], node)]])
+            cmds = []
+            # (ip infers the family from the addresses; -4/-6 are not allowed in -batch)
+            for addrs, nets in ((self.addrs, [n for _a, _b, n in self.links]),
+                                (self.addrs6, self.links6)):
+                if i == 0:
+                    cmds.append(f"route add default via {addrs[(nodes[1], node)]}")
+                elif i == k:
+                    cmds.append(f"route add default via {addrs[(nodes[k - 1], node)]}")
+                else:
+                    # link j joins nodes[j] and nodes[j+1]; node i sits on links i-1 and i
+                    for j, net in enumerate(nets):
+                        if j < i - 1:
+                            cmds.append(f"route add {net} via {addrs[(nodes[i - 1], node)]}")
+                        elif j > i:
+                            cmds.append(f"route add {net} via {addrs[(nodes[i + 1], node)]}")
+            self._ip(node, cmds)
+            if 0 < i < k:
+                self.sysctl(node, {"net.ipv4.ip_forward": 1, "net.ipv6.conf.all.forwarding": 1})
         self.path = list(nodes)
+        self.wait_links_up()
         return self
+
+    def wait_links_up(self, timeout_s: float = 5.0) -> float:
+        """Wait until every veth is operationally UP; returns the seconds waited.
+
+        The kernel activates a new link's qdisc (and IPv6 its link-local address)
+        from a deferred "linkwatch" event; until then packets are dropped or wait
+        ~1 s for neighbour discovery. Raises LabError if not up within timeout_s.
+        """
+        start = time.monotonic()
+        pending = set(self.nodes)
+        while pending:
+            for node in sorted(pending):
+                links = json.loads(_sh(["ip", "-n", self.ns(node), "-j", "link", "show"]).stdout or "[]")
+                if all(l.get("operstate") == "UP" for l in links if l.get("ifname") != "lo"):
+                    pending.discard(node)
+            if pending:
+                if time.monotonic() - start > timeout_s:
+                    raise LabError(f"links not up after {timeout_s} s in {sorted(pending)}")
+                time.sleep(0.02)
+        return time.monotonic() - start
 
     # -- running things -------------------------------------------------------
     def _argv(self, node: str | None, argv: list[str]) -> list[str]:
@@ -253,8 +304,10 @@ class Lab:
                       timeout=count * (timeout_s + 1) + 10)
         return json.loads(cp.stdout.strip().splitlines()[-1])
 
-    def sysctl(self, node: str, key: str, value) -> None:
-        self.run(node, ["sysctl", "-q", "-w", f"{key}={value}"])
+    def sysctl(self, node: str, key: str | dict, value=None) -> None:
+        """Set one sysctl (key, value) or several ({key: value}) inside node's namespace."""
+        pairs = key.items() if isinstance(key, dict) else [(key, value)]
+        self.run(node, ["sysctl", "-q", "-w", *(f"{k}={v}" for k, v in pairs)])
 
     def set_mtu(self, node: str, peer: str, mtu: int, both_ends: bool = True) -> None:
         """MTU of the link node<->peer (both ends unless both_ends=False)."""
