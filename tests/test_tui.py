@@ -99,7 +99,14 @@ async def test_navigation_between_circuits_panels_and_screens(history):
         await pilot.press("right")
         assert main.selected_circuit == "old"            # wraps around
         await pilot.press("2")
-        assert main.selected_circuit == "new" and app.focused is main.panel("new")
+        assert main.selected_circuit == "new" and main.panel("new").has_class("-selected")
+        assert not main.panel("old").has_class("-selected")
+        assert isinstance(app.focused, ChecklistTable)   # selecting a circuit leaves the focus alone
+        await pilot.press("tab")                         # tab reaches a panel; focusing it selects it
+        assert type(app.focused).__name__ == "CircuitPanel"
+        assert main.selected_circuit == app.focused.circuit_name
+        await pilot.press("c")                           # back to the checklist
+        assert isinstance(app.focused, ChecklistTable)
         # narrow terminal: o swaps the checklist for the outage log and back
         assert main.has_class("-narrow")
         await pilot.press("o")

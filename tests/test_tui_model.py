@@ -100,11 +100,14 @@ def test_checklist_rows_from_gate_items():
     assert rows[2].by == "Ann" and rows[2].note == "all 48 DDIs"
 
 
-def test_window_defaults_to_the_parallel_run():
+def test_windows_parallel_run_for_the_gate_and_7_days_for_trends():
     p = _profile()
     now = dt.datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-    assert loader.window_start(p, now) == dt.datetime(2026, 11, 1, tzinfo=UTC)
-    assert loader.window_start(p, now, dt.timedelta(days=7)) == dt.datetime(2026, 11, 15, 9, 0, tzinfo=UTC)
+    assert loader.gate_window_start(p, now) == dt.datetime(2026, 11, 1, tzinfo=UTC)
+    no_start = _profile(parallel_run_start=None, min_parallel_days=14)
+    assert loader.gate_window_start(no_start, now) == dt.datetime(2026, 11, 8, 9, 0, tzinfo=UTC)
+    assert loader.trend_start(now) == dt.datetime(2026, 11, 15, 9, 0, tzinfo=UTC)
+    assert loader.trend_start(now, dt.timedelta(days=1)) == dt.datetime(2026, 11, 21, 9, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize("disconnect, today, expected", [

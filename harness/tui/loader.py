@@ -1,10 +1,19 @@
-"""Everything the board shows, read in one pass: one store query for the
-window, then the gate (harness.gate.evaluate) and the history analysis
-(harness.history.analyze) over the same runs, turned into view models.
+"""Everything the board shows, read once per refresh and turned into view
+models (harness.tui.model). Key presses never call this; refreshes do.
 
-Why one pass: with 30 days x 3 circuits at 5-minute intervals (~26k circuit
-results) the board must open in < 2 s; the gate and the history would each
-query the same runs otherwise. Key presses never call this; refreshes do.
+Two windows:
+
+- the parallel run (what ``cutover gate`` judges, from
+  ``cutover.parallel_run_start``): runs with their failing checks only, plus
+  each circuit's latest run in full (harness.history.load_runs) -> pass
+  rates, daily rates, the outage log, the gate and the latest problems;
+- the trend window (``--since``, default the last 7 days): metric values for
+  the sparklines, read in one json_extract pass (harness.history.load_series)
+  instead of one raw JSON blob per run.
+
+Why: with 30 days x 3 circuits at 5-minute intervals (~26k circuit results)
+the board must open in < 2 s. A sign-off changes only the gate, so
+:meth:`BoardLoader.refresh_signoffs` re-evaluates it over the runs already read.
 """
 
 from __future__ import annotations
@@ -17,18 +26,24 @@ from harness.planning import plan_profile
 from harness.tui.model import BoardData, ChecklistRow, HeaderView, circuit_view, outage_rows
 
 UTC = dt.timezone.utc
-DEFAULT_WINDOW = dt.timedelta(days=7)   # without a parallel_run_start in the profile
+TREND_WINDOW = dt.timedelta(days=7)   # sparklines: a week is ~3 h per cell at 160 columns
+
+# harness.history.METRICS keys the circuit panels draw (load_series reads only these)
+PANEL_METRICS = ("rtt_p50_ms", "jitter_up_ms", "jitter_down_ms", "loss_up_pct", "loss_down_pct", "mos",
+                 "down_mbps", "up_mbps", "capacity_calls")
 
 
-def window_start(profile, now: dt.datetime, window: dt.timedelta | None = None) -> dt.datetime:
-    """The board's window: ``--since`` when given, else the parallel run so far
-    (what the gate judges), else the last 7 days."""
-    if window is not None:
-        return now - window
+def gate_window_start(profile, now: dt.datetime) -> dt.datetime:
+    """The runs harness.gate.decide reads (kept in step with it)."""
     start = profile.cutover.parallel_run_start
     if start is not None:
         return dt.datetime.combine(start, dt.time(), UTC)
-    return now - DEFAULT_WINDOW
+    return now - dt.timedelta(days=max(profile.cutover.min_parallel_days, 1))
+
+
+def trend_start(now: dt.datetime, window: dt.timedelta | None = None) -> dt.datetime:
+    """Start of the sparklines' window: ``--since``, default the last 7 days."""
+    return now - (window or TREND_WINDOW)
 
 
 def checklist_rows(decision: gate.GateDecision) -> list[ChecklistRow]:
@@ -61,44 +76,34 @@ def header_view(profile, decision: gate.GateDecision, now: dt.datetime) -> Heade
 
 
 class BoardLoader:
-    """Reads the window once per refresh and keeps what a sign-off does not
-    change (runs, series, the history analysis), so a sign-off re-evaluates
-    only the gate (milliseconds) instead of re-reading 30 days."""
-
     def __init__(self, profile, store, window: dt.timedelta | None = None) -> None:
         self.profile = profile
         self.store = store
-        self.window = window
+        self.window = window            # trend window (--since); None: TREND_WINDOW
         self._runs: list = []
-        self._series: dict | None = None
-        self._gate_since: dt.datetime | None = None
+        self._capacity: dict | None = None
         self._last: BoardData | None = None
 
     def load(self, now: dt.datetime) -> BoardData:
-        """Full read: runs (failing checks only, plus each circuit's latest run
-        in full, via harness.history.load_runs) and metric series in one
-        json_extract pass (harness.history.load_series)."""
+        """Full read of both windows (module doc)."""
         t0 = time.perf_counter()
-        profile, store = self.profile, self.store
+        profile, store, site = self.profile, self.store, self.profile.site
         version = store.data_version()   # read first: a write during the read triggers another refresh
-        since = window_start(profile, now, self.window)
         gate_since = gate_window_start(profile, now)
-        first = min(since, gate_since)
+        trend_since = trend_start(now, self.window)
         until = now + dt.timedelta(microseconds=1)
-        runs = history.load_runs(store, profile.site, since=first, until=until)
-        series = history.load_series(store, profile.site, since=first, until=until)
-        shown = runs if first == since else [r for r in runs if r.started_at >= since]
-        shown_series = series if (series is None or first == since) else _series_since(series, since)
-        analysis = history.analyze(shown, profile, since=since, now=now, series=shown_series)
+        runs = history.load_runs(store, site, since=gate_since, until=until)
+        series = history.load_series(store, site, since=trend_since, until=until, keys=PANEL_METRICS)
+        capacity = history.load_series(store, site, since=gate_since, until=until, keys=["capacity_calls"])
+        analysis = history.analyze(runs, profile, since=gate_since, now=now, series=series)
         plan = plan_profile(profile)
         required = (plan.required_down_mbps, plan.required_up_mbps)
         circuits = [circuit_view(profile, c, analysis.circuits[c.name], required) for c in profile.circuits]
-        self._runs, self._series, self._gate_since = runs, series, gate_since
+        self._runs, self._capacity = runs, capacity
         decision = self._decide(now)
         self._last = BoardData(header=header_view(profile, decision, now), circuits=circuits,
-                               checklist=checklist_rows(decision),
-                               outages=outage_rows(analysis.all_outages()),
-                               window_days=(now - since).total_seconds() / 86400, data_version=version,
+                               checklist=checklist_rows(decision), outages=outage_rows(analysis.all_outages()),
+                               window_days=(now - trend_since).total_seconds() / 86400, data_version=version,
                                load_s=time.perf_counter() - t0)
         return self._last
 
@@ -117,27 +122,10 @@ class BoardLoader:
         return self._last
 
     def _decide(self, now: dt.datetime) -> gate.GateDecision:
-        gate_since = self._gate_since or gate_window_start(self.profile, now)
-        gate_runs = [r for r in self._runs if r.started_at >= gate_since]
-        gate_series = None if self._series is None else _series_since(self._series, gate_since)
-        return gate.evaluate(self.profile, gate_runs, self.store.signoffs(self.profile.site), now,
-                             series=gate_series)
+        return gate.evaluate(self.profile, self._runs, self.store.signoffs(self.profile.site), now,
+                             series=self._capacity)
 
 
 def load_board(profile, store, now: dt.datetime, window: dt.timedelta | None = None) -> BoardData:
     """One-shot load (benchmarks, tests)."""
     return BoardLoader(profile, store, window).load(now)
-
-
-def _series_since(series: dict, since: dt.datetime) -> dict:
-    return {c: {k: [p for p in pts if p[0] >= since] for k, pts in m.items()} for c, m in series.items()}
-
-
-def gate_window_start(profile, now: dt.datetime) -> dt.datetime:
-    """The runs harness.gate.decide reads (kept in step with it)."""
-    start = profile.cutover.parallel_run_start
-    if start is not None:
-        return dt.datetime.combine(start, dt.time(), UTC)
-    return now - dt.timedelta(days=max(profile.cutover.min_parallel_days, 1))
-
-

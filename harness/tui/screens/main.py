@@ -127,7 +127,8 @@ class MainScreen(Screen):
         panels[self.selected].remove_class("-selected")
         self.selected = index
         panels[index].add_class("-selected")
-        panels[index].focus()
+        # focus stays where it is (the checklist, usually): moving it would restyle
+        # both focus-within boxes and their tables on every arrow key
 
     def action_select_circuit(self, step: int) -> None:
         n = len(self.data.circuits)

@@ -13,6 +13,13 @@ COLUMNS = (("", "mark"), ("Item", "item"), ("Status", "status"), ("By", "by"), (
            ("Note", "note"))
 
 
+NOTE_W = 48
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
 class ChecklistTable(DataTable):
     """One row per item, keyed by item id, so the cursor stays on the same
     item across refreshes."""
@@ -39,8 +46,10 @@ class ChecklistTable(DataTable):
                 mark = Text("✓", "bold green") if r.ok else Text("✗", "bold red")
                 status_style = "green" if r.ok else ("yellow" if r.status in ("open", "revoked") else "red")
             title = Text(r.title, "bold" if r.kind == "manual" else "italic")
+            # the note is cut here (the full text is on the detail line under the table): long
+            # cells make DataTable re-render wide rows on every focus change
             self.add_row(mark, title, Text(r.status, status_style), r.by or "", short_time(r.at) if r.at else "",
-                         r.note or "", key=r.id)
+                         _cut(r.note or "", NOTE_W), key=r.id)
         if current is not None:
             for i, r in enumerate(rows):
                 if r.id == current.id:

@@ -49,6 +49,18 @@ class CircuitPanel(Widget, can_focus=True):
         return 1 + len(v.metrics) + int(self.show_daily) + self.max_problems
 
     def render(self) -> Text:
+        # Cached: a key press elsewhere (selection, focus) restyles the border and
+        # re-renders this panel; recomputing a week of sparklines each time would
+        # cost tens of ms. The cache key is everything the text depends on.
+        key = (id(self.view), self.content_size.width, self.running, self.max_problems, self.show_daily)
+        if key != self._cache_key:
+            self._cache_key, self._cache_text = key, self._render_text()
+        return self._cache_text
+
+    _cache_key: tuple | None = None
+    _cache_text: Text = Text()
+
+    def _render_text(self) -> Text:
         v = self.view
         width = max(self.content_size.width, 10)
         if v is None:

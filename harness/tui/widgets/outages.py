@@ -11,6 +11,7 @@ from harness.durations import format_duration
 from harness.tui.model import OutageRow
 from harness.tui.widgets.styles import short_time
 
+WHAT_W = 60                       # cells are cut: wide rows make DataTable re-render slowly
 URGENT = dt.timedelta(hours=6)   # a claim deadline this close is shown in yellow
 
 
@@ -42,7 +43,8 @@ class OutageTable(DataTable):
     def show_rows(self, rows: list[OutageRow], now: dt.datetime) -> None:
         self.clear()
         for r in rows:
+            what = r.what if len(r.what) <= WHAT_W else r.what[:WHAT_W - 1] + "…"
             self.add_row(r.circuit, claim_text(r, now), short_time(r.start),
-                         human_duration(r.duration(now)) + ("" if r.end else "+"), r.what)
+                         human_duration(r.duration(now)) + ("" if r.end else "+"), what)
         if not rows:
             self.add_row("", Text("no outages in the window", "green"), "", "", "")
