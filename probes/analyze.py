@@ -53,6 +53,7 @@ from probes.result import clean
 PROBATION = 4              # consecutive in-order packets that confirm a stream
 MAX_DROPOUT = 3000         # RFC 3550 A.1
 MAX_MISORDER = 100
+DUP_WINDOW = 512           # a copy arriving more than this many packets late counts as reordered
 SEQ_MOD = 1 << 16
 MAX_CANDIDATES = 5000      # unconfirmed candidates kept (random UDP looks like RTP once)
 CLOCK_SAMPLE = 50          # packets buffered to infer a dynamic payload type's clock
@@ -198,8 +199,8 @@ class _Tracker:
                 self.seq_errors += 1
                 if ext < ext_before:
                     self.reordered += 1
-        if len(self.seen) > 4096:   # only recent numbers can still come back as duplicates
-            floor = self.cycles + self.max_seq - 2048
+        if len(self.seen) > 1024:   # only recent numbers can still come back as duplicates
+            floor = self.cycles + self.max_seq - DUP_WINDOW
             self.seen = {s for s in self.seen if s >= floor}
         if not self.confirmed and self.packets > 1:
             self.probation = self.probation + 1 if 1 <= ext - ext_before <= 3 else 1
