@@ -22,7 +22,7 @@ Behaviour:
 - Replies are exactly as long as their requests (no amplification).
 - With a key, only packets carrying a valid HMAC are answered.
 - Protection: a per-source packet rate cap, a per-source session cap, and a
-  bounded session table (least recently used sessions end first; idle
+  bounded session table (when full, the oldest session ends first; idle
   sessions expire). Malformed packets are counted and dropped.
 - Tight synchronous loop that drains the socket until EAGAIN after each
   wake-up: about 100k packets/s on one core (DESIGN.md §8).
@@ -34,7 +34,6 @@ import select
 import socket
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -109,7 +108,7 @@ class StampReflector:
         self.session_idle_s = session_idle_s
         self.on_session_end = on_session_end
         self.stats = ReflectorStats()
-        self._sessions: OrderedDict[SessionKey, _Session] = OrderedDict()
+        self._sessions: dict[SessionKey, _Session] = {}   # insertion order = age
         self._per_source: dict[str, int] = {}        # packets in the current 100 ms window
         self._src_sessions: dict[str, int] = {}      # active sessions per source address
         self._sock: socket.socket | None = None
@@ -183,6 +182,7 @@ class StampReflector:
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         next_housekeeping = time.monotonic() + 0.1
+        next_expiry = time.monotonic() + min(1.0, self.session_idle_s / 3)
         try:
             while not stop.is_set():
                 poller.poll(100)
@@ -190,8 +190,10 @@ class StampReflector:
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     self._per_source.clear()     # rate window of 100 ms
-                    self._expire(now)
                     next_housekeeping = now + 0.1
+                    if now >= next_expiry:
+                        self._expire(now)
+                        next_expiry = now + min(1.0, self.session_idle_s / 3)
         finally:
             self._close()
 
@@ -199,8 +201,10 @@ class StampReflector:
         """Answer everything queued, until EAGAIN, bounded per wake-up.
 
         The hot path: one recvmsg_into into a preallocated buffer, the reply
-        built in place in that buffer (stamp.reflect_into), one sendto of a
-        memoryview of it. Ancillary data is parsed inline.
+        built in place in that buffer, one sendto of a memoryview of it.
+        Unauthenticated packets whose TLVs are the common Class of Service +
+        Extra Padding pair are rewritten inline (what stamp.reflect_into would
+        do, without the call); everything else goes through stamp.reflect_into.
         """
         recvmsg_into = sock.recvmsg_into
         sendto = sock.sendto
@@ -211,22 +215,28 @@ class StampReflector:
         window_cap = max(1, self.max_pps_per_source // 10)
         anc_b = sockopts.ANC_BUF_B
         reflect_into = stamp.reflect_into
-        ntp_from_ns = stamp.ntp_from_ns
         DecodeError = stamp.StampDecodeError
         AuthError = stamp.StampAuthError
+        sender_unpack = stamp.SENDER_HDR.unpack_from
+        refl_pack = stamp.REFL_UNAUTH.pack_into
+        cos_pack = stamp.COS_VALUE.pack_into
+        timespec = sockopts._TIMESPEC.unpack_from
+        EE = stamp.ERROR_ESTIMATE_DEFAULT
+        NTP_OFF = stamp._NTP_OFFSET_FIXED
+        MASK = 0xFFFF_FFFF_FFFF_FFFF
         time_ns = time.time_ns
-        mono = time.monotonic
         buf = self._buf
         bufs = [buf]
         view = memoryview(buf)
         SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6 = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_IPV6
         TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
         TCLASS, HOPLIMIT = sockopts.IPV6_TCLASS, sockopts.IPV6_HOPLIMIT
+        tos_now = self._tos_now
         for _ in range(20000):        # bounded: housekeeping runs at least every 20k packets
             try:
                 n, anc, _flags, addr = recvmsg_into(bufs, anc_b)
             except BlockingIOError:
-                return
+                break
             except OSError:
                 # e.g. an ICMP error queued for a previous reply; nothing to answer
                 continue
@@ -241,8 +251,8 @@ class StampReflector:
             for level, typ, data in anc:
                 if level == SOL_SOCKET:
                     if typ == TS:
-                        rx_ns = int.from_bytes(data[0:8], "little") * 1_000_000_000 + \
-                            int.from_bytes(data[8:16], "little")
+                        sec, nsec = timespec(data)
+                        rx_ns = sec * 1_000_000_000 + nsec
                     elif typ == OVFL:
                         stats.kernel_drops = int.from_bytes(data[0:4], "little")
                 elif level == IPPROTO_IP:
@@ -258,43 +268,60 @@ class StampReflector:
             if n < 28:
                 stats.malformed += 1
                 continue
-            if key is None:
-                ssid = (buf[14] << 8) | buf[15]
-            else:
-                ssid = (buf[26] << 8) | buf[27]
-            skey = (addr, ssid)
-            sess = sessions.get(skey)
-            sender_seq = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
             now_ns = time_ns()
-            try:
-                dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
-                                     rx_ntp=ntp_from_ns(rx_ns or now_ns), tx_ntp=ntp_from_ns(now_ns),
-                                     key=key, dscp_received=(tos >> 2) if tos >= 0 else 0,
-                                     ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
-            except AuthError:
-                stats.auth_failed += 1
-                continue
-            except DecodeError:
-                stats.malformed += 1
-                continue
+            dscp_rx = (tos >> 2) if tos >= 0 else 0
+            if key is None and n >= 44:
+                seq, ts, ee, ssid = sender_unpack(buf, 0)
+                skey = (addr, ssid)
+                sess = sessions.get(skey)
+                # Class of Service TLV first, then one Extra Padding TLV filling the rest
+                if n >= 56 and buf[45] == 4 and buf[46] == 0 and buf[47] == 4 and buf[53] == 1 \
+                        and 56 + ((buf[54] << 8) | buf[55]) == n:
+                    dscp1 = buf[48] >> 2
+                    cos_pack(buf, 48, (dscp1 << 10) | (dscp_rx << 4) | ((tos & 3) << 2 if tos >= 0 else 0), 0)
+                    refl_pack(buf, 0, sess.next_seq if sess is not None else 0,
+                              ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK, EE, ssid,
+                              (((rx_ns or now_ns) * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK,
+                              seq, ts, ee, 0, ttl & 0xFF)
+                    buf[41] = buf[42] = buf[43] = 0
+                else:
+                    dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
+                                         rx_ntp=stamp.ntp_from_ns(rx_ns or now_ns),
+                                         tx_ntp=stamp.ntp_from_ns(now_ns), dscp_received=dscp_rx,
+                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                sender_seq = seq
+            else:
+                ssid = ((buf[26] << 8) | buf[27]) if key is not None else ((buf[14] << 8) | buf[15])
+                skey = (addr, ssid)
+                sess = sessions.get(skey)
+                sender_seq = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
+                try:
+                    dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
+                                         rx_ntp=stamp.ntp_from_ns(rx_ns or now_ns),
+                                         tx_ntp=stamp.ntp_from_ns(now_ns), key=key, dscp_received=dscp_rx,
+                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                except AuthError:
+                    stats.auth_failed += 1
+                    continue
+                except DecodeError:
+                    stats.malformed += 1
+                    continue
             if sess is None:
                 sess = self._new_session(skey, addr, ssid, now_ns / 1e9, sender_seq)
                 if sess is None:
                     continue
-            else:
-                sessions.move_to_end(skey)
             sess.next_seq += 1
             sess.last_ns = now_ns
             if sender_seq > sess.max_seq:
                 sess.max_seq = sender_seq
             elif sender_seq < sess.min_seq:
                 sess.min_seq = sender_seq
-            sess.dscp = tos >> 2 if tos >= 0 else -1
+            sess.dscp = dscp_rx if tos >= 0 else -1
             want_tos = (dscp1 << 2) if dscp1 is not None else 0
-            if want_tos != self._tos_now:
+            if want_tos != tos_now:
                 try:
                     sockopts.set_tos(sock, want_tos)
-                    self._tos_now = want_tos
+                    tos_now = want_tos
                 except OSError:
                     pass
             stats.reflected += 1          # counted before sending, so readers never lag the reply
@@ -302,6 +329,7 @@ class StampReflector:
                 sendto(view[:n], addr)
             except OSError:
                 stats.reflected -= 1
+        self._tos_now = tos_now
 
     def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now: float,
                      seq: int) -> _Session | None:
@@ -319,11 +347,9 @@ class StampReflector:
         return sess
 
     def _expire(self, now: float) -> None:
+        """End sessions idle longer than session_idle_s (a scan; runs a few times a second)."""
         limit_ns = time.time_ns() - int(self.session_idle_s * 1e9)
-        while self._sessions:
-            skey, sess = next(iter(self._sessions.items()))
-            if sess.last_ns > limit_ns:
-                break
+        for skey in [k for k, sess in self._sessions.items() if sess.last_ns <= limit_ns]:
             self._end(skey, f"idle {self.session_idle_s:g} s")
 
     def _end(self, skey: SessionKey, reason: str) -> None:

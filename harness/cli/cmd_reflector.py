@@ -53,7 +53,7 @@ Example:
               help="Pre-shared HMAC key: answer authenticated packets only.")
 @click.option("--no-tcp", is_flag=True, help="Run the UDP STAMP reflector only.")
 @click.option("--max-sessions", type=int, default=65536, show_default=True,
-              help="Session table size (least recently used sessions end first).")
+              help="Session table size (when full, the oldest session ends first).")
 @click.option("--max-pps-per-source", type=int, default=200_000, show_default=True,
               help="Packets per second answered per source address.")
 @click.option("--session-idle", type=float, default=30.0, show_default=True,

@@ -31,6 +31,14 @@ def judge(result: dict, th) -> list[str]:
     return bad
 
 
+def _sender_may_explain(d: dict, bad: list[str]) -> bool:
+    """Could a struggling sender have caused these violations? Loss and jitter yes
+    (bursty sends, replies dropped on our socket), and MOS when loss or late packets
+    feed it; delay, and MOS on a loss-free run, no."""
+    lossy = (d.get("loss_pct") or {}).get("total") or d.get("late_pct")
+    return any(v.startswith(("loss", "jitter")) or (v.startswith("MOS") and lossy) for v in bad)
+
+
 def summary_lines(d: dict) -> list[str]:
     p, loss, rtt, jit = d["packets"], d["loss_pct"], d["rtt_ms"], d["jitter_ms"]
 
@@ -166,8 +174,9 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
             click.echo(line)
     for e in res.errors:
         err(f"cutover: {e}")
-    if bad and limited:
-        # the figures may be ours, not the network's: do not call it a network failure
+    if bad and limited and _sender_may_explain(d, bad):
+        # loss or jitter may be ours (late, bursty sends; replies dropped on our socket),
+        # not the network's: do not call it a network failure
         die(EXIT_UNMEASURED, "beyond thresholds but the measuring machine was the limit: "
                              + d["sender"]["reason"])
     if bad:
