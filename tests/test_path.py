@@ -161,3 +161,23 @@ def test_mtu_found_by_probing_when_frag_needed_is_filtered(chain):
     assert cp.returncode == 0, cp.stderr
     out = json.loads(cp.stdout)
     assert (out["path_mtu"], out["mtu_method"], out["mtu_limited_at"]) == (1350, "probing", None)
+
+
+def test_classify_reads_the_quoted_tos_byte():
+    # ICMP answers built as routers send them; the quoted header carries the TOS as it arrived
+    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
+    probe = IP(src="10.0.0.9", dst="10.9.9.9", ttl=1) / UDP(sport=40000, dport=33434)
+
+    def icmp(src, type_, code, tos):
+        quoted = IP(src="10.0.0.9", dst="10.9.9.9", ttl=1, tos=tos) / UDP(sport=40000, dport=33434)
+        return IP(bytes(IP(src=src, dst="10.0.0.9") / ICMP(type=type_, code=code) / bytes(quoted)[:28]))
+
+    cls = lambda p: path._classify(p, "10.9.9.9", IP, ICMP, IPerror, TCP)   # noqa: E731
+    assert cls(icmp("10.0.1.1", 11, 0, 0xB8)) == ("time-exceeded", 46, False)
+    assert cls(icmp("10.0.2.1", 11, 0, 0x01)) == ("time-exceeded", 0, False)     # ECN bits ignored
+    assert cls(icmp("10.9.9.9", 3, 3, 0xA0)) == ("port-unreachable", 40, True)   # CS5 at the destination
+    fn = IP(bytes(IP(src="10.0.1.1", dst="10.0.0.9") / ICMP(type=3, code=4, nexthopmtu=1400)
+                  / bytes(probe)[:28]))
+    assert cls(fn)[0] == "frag-needed" and fn[ICMP].nexthopmtu == 1400
+    assert cls(IP(bytes(IP(src="10.9.9.9", dst="10.0.0.9") / ICMP(type=0))))[:1] == ("echo-reply",)
+    assert cls(IP(bytes(IP(src="10.9.9.9", dst="10.0.0.9") / TCP(flags="SA")))) == ("tcp", None, True)
