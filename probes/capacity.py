@@ -29,6 +29,7 @@ the result says so in ``notes``.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,6 +42,7 @@ from probes.ramp import PRESETS, RampOutcome, Step, Thresholds, judge, ramp, sen
 from probes.result import ProbeError, clean
 
 DEFAULT_CEILING = 500          # calls, when neither --max-calls nor a contract is known
+MAX_CALLS = 60_000             # the engine's bound (SSIDs of one run)
 DEFAULT_START = 10             # calls, when the planned calls are not known
 STAMP_BASE_B = {False: 44, True: 112}
 RETRIES_AFTER_STALL = 2        # re-measure a failed step whose sender stalled, at most this often   # smallest STAMP sender packet (RFC 8762), unauth/auth
@@ -156,8 +158,8 @@ def validate(cfg: CapacityConfig) -> None:
     if cfg.ptime_ms not in codec.ptimes_ms:
         raise ProbeError(f"--ptime {cfg.ptime_ms}: {codec.name} is used with "
                          f"{', '.join(map(str, codec.ptimes_ms))} ms")
-    if cfg.max_calls is not None and cfg.max_calls < 1:
-        raise ProbeError(f"--max-calls {cfg.max_calls}: expected at least 1")
+    if cfg.max_calls is not None and not 1 <= cfg.max_calls <= MAX_CALLS:
+        raise ProbeError(f"--max-calls {cfg.max_calls}: expected 1 to {MAX_CALLS}")
     if cfg.start_calls is not None and cfg.start_calls < 1:
         raise ProbeError(f"--start {cfg.start_calls}: expected at least 1")
     if cfg.planned_calls is not None and cfg.planned_calls < 1:
@@ -213,8 +215,7 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
     except ResolveError as exc:
         res.errors.append(str(exc))
         return res
-    import socket as _socket
-    per_call = offered_kbps_per_call(payload_b, config.ptime_ms, family == _socket.AF_INET6)
+    per_call = offered_kbps_per_call(payload_b, config.ptime_ms, family == socket.AF_INET6)
     on_loopback = _is_loopback(sockaddr[0])
     if on_loopback:
         res.notes.append("the target is on this machine (loopback): there is no network on the "
@@ -233,6 +234,8 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
             s = runner(calls, step_s, stop)
         except OSError as exc:           # socket trouble is a measurement error, not bad input
             s = Step(calls=calls, offered_kbps=0.0, error=str(exc) or exc.__class__.__name__)
+        except ValueError as exc:        # the engine refused the step (e.g. too many packets)
+            s = Step(calls=calls, offered_kbps=0.0, error=f"engine: {exc}")
         s.offered_kbps = calls * per_call
         if on_loopback:
             s.sender["loopback"] = True
@@ -244,7 +247,14 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
              fraction=min(0.99, (time.monotonic() - t0) / max(budget_s, 1e-9)), calls=calls)
         if res.steps and settle_s > 0:
             stop.wait(settle_s)            # let queues drain so steps do not overlap
+        if stop.is_set():
+            return Step(calls=calls, offered_kbps=calls * per_call, error="stopped before this step")
         s = _measure(calls)
+        if stop.is_set():
+            # the engine cut the step short: its figures cover part of the step only
+            s.error, s.passed, s.reasons = "stopped during this step", False, []
+            res.steps.append(s)
+            return s
         for _ in range(RETRIES_AFTER_STALL):
             if s.passed or s.error or not s.sender.get("hiccups") or stop.is_set():
                 break

@@ -126,6 +126,7 @@ def test_sentence_and_exit_codes():
     ([], "missing HOST:PORT"),
     (["127.0.0.1:9", "--codec", "g999"], "unknown codec"),
     (["127.0.0.1:9", "--max-calls", "0"], "--max-calls 0"),
+    (["127.0.0.1:9", "--max-calls", "100000"], "expected 1 to 60000"),
     (["127.0.0.1:9", "--ptime", "25"], "--ptime 25"),
     (["127.0.0.1:99999"], "out of range"),
     (["127.0.0.1:9", "--dscp", "zz"], "DSCP"),
@@ -204,3 +205,22 @@ def test_loss_on_a_loopback_target_is_the_machines_own():
     assert any("loopback" in n for n in res.notes)
     failing = [s for s in res.steps if not s.passed]
     assert failing and all(s.reasons[0] == "sender" for s in failing)
+
+
+def test_stop_during_a_step_keeps_earlier_steps_and_is_partial():
+    import threading
+    stop = threading.Event()
+    base, seen = fake_runner(84)
+
+    def runner(calls, duration_s, stop_event):
+        s = base(calls, duration_s, stop_event)
+        if len(seen) == 2:
+            stop.set()               # Ctrl-C arrives while the second step runs
+        return s
+
+    res = cap.run(cap.CapacityConfig(target="192.0.2.1:862", planned_calls=60, max_calls=200, settle_s=0),
+                  stop=stop, step_runner=runner)
+    assert seen == [60, 90]
+    assert res.partial and res.measured and res.max_calls == 60
+    assert res.steps[-1].error == "stopped during this step"
+    assert any("stopped" in e for e in res.errors)

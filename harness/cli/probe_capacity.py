@@ -3,6 +3,7 @@ path carries within the voice thresholds."""
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import click
@@ -97,13 +98,15 @@ def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset,
         die(EXIT_BAD_INPUT, str(exc))
 
     stop = threading.Event()
+    # Ctrl-C / SIGTERM end the ramp cleanly: the steps measured so far are printed (partial).
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         result = capacity.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
     except ProbeError as exc:
         die(EXIT_BAD_INPUT, str(exc))
-    except KeyboardInterrupt:
-        stop.set()
-        die(EXIT_UNMEASURED, "interrupted")
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     out = result.to_dict()
     code = exit_code(out)
     out["summary"] = summary(out)
