@@ -222,7 +222,7 @@ class Engine:
         sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             bind_to_circuit(sock, cfg.source, cfg.interface)
-            sockopts.grow_buffers(sock, 8 << 20)
+            sockopts.grow_buffers(sock, 32 << 20)     # replies queue here while we send
             if cfg.kernel_timestamps:
                 sockopts.enable_rx_meta(sock, ttl=False)
             else:
