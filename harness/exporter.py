@@ -57,6 +57,11 @@ def _num(node: Any, *path: str) -> float | None:
     return float(node)
 
 
+def _si(value: float, scale: float) -> float:
+    """Unit conversion without binary noise (0.117 ms -> 0.000117 s, not 0.00011700000000000001)."""
+    return float(f"{value * scale:.12g}")
+
+
 def latest_per_circuit(profile, store, now: dt.datetime | None = None) -> dict[str, tuple[Any, Any]]:
     """circuit -> (run, circuit_record) of its latest stored result."""
     now = now or dt.datetime.now(UTC)
@@ -107,19 +112,19 @@ def families(profile, store, now: dt.datetime | None = None, gate_decision=None)
             for probe in ("stream", "latency"):
                 v = _num(raw.get(probe), "rtt_ms", stat)
                 if v is not None:
-                    rtt.add_metric(lab + [probe, stat], v / 1000)
+                    rtt.add_metric(lab + [probe, stat], _si(v, 1e-3))
         for stat in ("idle_p50", "down_load_p50", "up_load_p50"):
             v = _num(raw.get("bandwidth"), "latency_ms", stat)
             if v is not None:
-                rtt.add_metric(lab + ["bandwidth", stat], v / 1000)
+                rtt.add_metric(lab + ["bandwidth", stat], _si(v, 1e-3))
         for direction in ("up", "down"):
             v = _num(stream, "jitter_ms", direction)
             if v is not None:
-                jitter.add_metric(lab + ["stream", direction], v / 1000)
+                jitter.add_metric(lab + ["stream", direction], _si(v, 1e-3))
         for direction in ("up", "down", "total"):
             v = _num(stream, "loss_pct", direction)
             if v is not None:
-                loss.add_metric(lab + ["stream", direction], v / 100)
+                loss.add_metric(lab + ["stream", direction], _si(v, 1e-2))
         for direction, key in (("worst", "mos"), ("up", "mos_up"), ("down", "mos_down")):
             v = _num(stream, key)
             if v is not None:
@@ -127,7 +132,7 @@ def families(profile, store, now: dt.datetime | None = None, gate_decision=None)
         for direction in ("down", "up"):
             v = _num(raw.get("bandwidth"), f"{direction}_mbps")
             if v is not None:
-                tput.add_metric(lab + ["bandwidth", direction], v * 1e6)
+                tput.add_metric(lab + ["bandwidth", direction], _si(v, 1e6))
         v = _num(raw.get("capacity"), "max_calls")
         if v is not None:
             cap.add_metric(lab + ["capacity"], v)

@@ -105,6 +105,10 @@ class GateDecision:
         }
 
 
+def _when(t: dt.datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
 def window_start(profile, now: dt.datetime) -> dt.datetime:
     """The gate judges runs from the start of the parallel run (00:00 UTC of
     ``parallel_run_start``); without one, the last ``min_parallel_days``."""
@@ -183,7 +187,7 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
             why = f": {worst.id}: {worst.reason}" if worst else ""
             items.append(GateItem(f"no-failure-24h:{name}", title, "auto", "block",
                                   f"{len(bad)} failing run(s) of {name} in the last 24 h, latest "
-                                  f"{history._iso(r.started_at)}{why}"))
+                                  f"{_when(r.started_at)}{why}"))
         else:
             items.append(GateItem(f"no-failure-24h:{name}", title, "auto", "ok",
                                   f"{len(recent)} run(s) of {name} in the last 24 h, all passed"))
@@ -205,7 +209,7 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
         if calls < planned:
             items.append(GateItem(f"capacity:{name}", title, "auto", "block",
                                   f"circuit {name} carried {fmt(calls)} calls < {planned} planned "
-                                  f"(measured {history._iso(at)})", at=at))
+                                  f"(measured {_when(at)})", at=at))
         else:
             items.append(GateItem(f"capacity:{name}", title, "auto", "ok",
                                   f"circuit {name} carried {fmt(calls)} calls >= {planned} planned", at=at))

@@ -93,7 +93,7 @@ def test_failure_in_last_24h_alone_blocks(tmp_path):
     fx, profile = make(tmp_path, outages=(Planted("new", 380, 1, "fail"),))
     d = decide(fx, profile)
     assert len(d.blocking) == 1
-    assert d.blocking[0].startswith("1 failing run(s) of new in the last 24 h, latest 2026-11-20T09:00:00Z: "
+    assert d.blocking[0].startswith("1 failing run(s) of new in the last 24 h, latest 2026-11-20 09:00 UTC: "
                                     "stream.loss_up: upstream loss")
 
 
@@ -115,7 +115,7 @@ def test_capacity_alone_blocks(tmp_path):
     # 11 days ago, so only the capacity condition blocks
     fx, profile = make(tmp_path, capacity={"new": 12}, capacity_at=(100,))
     d = decide(fx, profile)
-    assert d.blocking == ["circuit new carried 12 calls < 20 planned (measured 2026-11-08T17:00:00Z)"]
+    assert d.blocking == ["circuit new carried 12 calls < 20 planned (measured 2026-11-08 17:00 UTC)"]
 
 
 def test_capacity_not_measured_does_not_block(tmp_path):

@@ -138,6 +138,9 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
         coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
         parts.append(f'<polyline class="series" data-series="{escape(s.name)}" data-points="{len(pts)}" '
                      f'fill="none" stroke="{colour}" stroke-width="1.3" points="{coords}"/>')
+        if len(pts) <= 60:        # few runs yet (a first check): mark each one, a lone point has no line
+            parts.append("".join(f'<circle cx="{x(t):.1f}" cy="{y(v):.1f}" r="2.2" fill="{colour}"/>'
+                                 for t, v in pts))
     legend = [(s.name, s.colour or COLOURS[i % len(COLOURS)]) for i, (s, _) in enumerate(drawn)]
     if limit is not None:
         legend.append((f"{limit_label or 'limit'} {_fmt_tick(limit)}{' (off scale)' if not show_limit else ''}",

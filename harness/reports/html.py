@@ -7,6 +7,7 @@ profile's limits as dashed lines and outages shaded red.
 
 from __future__ import annotations
 
+import datetime as dt
 from html import escape
 
 from harness.history import METRIC_BY_KEY
@@ -49,10 +50,21 @@ def _table(head: list[str], rows: list[list[str]], num_cols: tuple[int, ...] = (
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def _chart_start(report):
+    """The window's start, or shortly before the first run when the history is
+    younger than the window (a first `check --report-dir`): no empty week."""
+    firsts = [pts[0][0] for ch in report.analysis.circuits.values() for pts in ch.series.values() if pts]
+    if not firsts:
+        return report.since
+    first = min(firsts)
+    margin = max((report.until - first) * 0.05, dt.timedelta(minutes=30))
+    return max(report.since, first - margin)
+
+
 def _charts(report, ch) -> str:
     th = report.profile.thresholds
     shade = [(o.start, o.end or report.until) for o in ch.outages]
-    common = dict(start=report.since, end=report.until, shade=shade)
+    common = dict(start=_chart_start(report), end=report.until, shade=shade)
     s = ch.series
 
     def attrs(metric: str) -> dict[str, str]:
@@ -83,7 +95,7 @@ def render(report) -> str:
                       '<meta name="viewport" content="width=device-width,initial-scale=1">',
                       f"<style>{CSS}</style></head><body>"]
     out.append(f"<h1>Readiness report: {e(report.site)} {_badge(report.verdict)}</h1>")
-    out.append(f'<p class="meta">Window {e(when(report.since))} to {e(when(report.until))}, {a.runs} runs. '
+    out.append(f'<p class="meta">Window {e(when(report.since))} to {e(when(report.until))}, {a.runs} run{"" if a.runs == 1 else "s"}. '
                f"Generated {e(when(report.generated_at))} by cutover {e(report.tool_version)}.</p>")
 
     if g is not None:

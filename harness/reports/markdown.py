@@ -22,7 +22,7 @@ def render(report) -> str:
     a, g, p = report.analysis, report.gate, report.profile
     hours = p.cutover.sla_claim_hours
     L: list[str] = [f"# Readiness report: {report.site}", ""]
-    L.append(f"Window {when(report.since)} to {when(report.until)}, {a.runs} runs. "
+    L.append(f"Window {when(report.since)} to {when(report.until)}, {a.runs} run{'' if a.runs == 1 else 's'}. "
              f"Generated {when(report.generated_at)} by cutover {report.tool_version}.")
     L += ["", f"**Latest verdict: {report.verdict}**", ""]
 
