@@ -123,6 +123,28 @@ def sweep_stale(before: float | None = None) -> list[str]:
     return removed
 
 
+class _instance_or_class:
+    """``lab.chain([...])`` builds on a Lab; ``Lab.chain([...])`` makes a new Lab first
+    (closed again if building fails) - both spellings appear in the briefs."""
+
+    def __init__(self, func) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj, cls):
+        if obj is not None:
+            return lambda *a, **kw: self.func(obj, *a, **kw)
+
+        def build(*a, **kw):
+            lab = cls()
+            try:
+                return self.func(lab, *a, **kw)
+            except BaseException:
+                lab.close()
+                raise
+        return build
+
+
 class Lab:
     """A set of network namespaces built for one test, torn down at close()."""
 
@@ -222,6 +244,7 @@ class Lab:
         self.addrs[(a, b)], self.addrs[(b, a)] = host_a, host_b
         self.addrs6[(a, b)], self.addrs6[(b, a)] = h6_a, h6_b
 
+    @_instance_or_class
     def chain(self, nodes: list[str]) -> "Lab":
         """Linear path n0 - n1 - ... - nk; middle nodes forward (routers)."""
         if len(nodes) < 2 or len(set(nodes)) != len(nodes):
