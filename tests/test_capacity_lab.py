@@ -182,3 +182,42 @@ def test_unshaped_loopback_beyond_the_machine_reports_sender():
     assert first["sender"]["behind"] or first["sender"]["limited"], first["sender"]
     assert "measuring machine, not the network" in out["summary"]
     assert cp.returncode == 0
+
+
+def _loopback_reflector(key: bytes | None, lifetime_s: float = 60) -> tuple[subprocess.Popen, int]:
+    code = ("import sys, time; from probes.reflector import StampReflector; "
+            "key = sys.argv[2].encode() or None; "
+            "r = StampReflector('127.0.0.1:0', key=key); r.start(); print(r.address[1], flush=True); "
+            "time.sleep(float(sys.argv[1])); r.stop()")
+    proc = subprocess.Popen([sys.executable, "-c", code, str(lifetime_s), (key or b"").decode()],
+                            stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    return proc, int(proc.stdout.readline())
+
+
+def test_profile_key_file_reaches_a_keyed_reflector(tmp_path):
+    """The circuit's key_file is used (authenticated STAMP, 112-byte base packet padded to
+    172 B); a wrong key gets no replies: exit 3 with the cause, not a capacity of 0."""
+    refl, port = _loopback_reflector(b"s3cret-key")
+    try:
+        (tmp_path / "good.key").write_text("s3cret-key\n")
+        (tmp_path / "bad.key").write_text("not-the-key\n")
+        for name, key_file in (("good", "good.key"), ("bad", "bad.key")):
+            (tmp_path / f"{name}.yaml").write_text(f"""site: Keyed
+planned: {{calls: 2, codec: g711, ptime_ms: 20}}
+circuits:
+  - {{name: new, role: new, down_mbps: 1, up_mbps: 1, reflector: "127.0.0.1:{port}", key_file: {key_file}}}
+""")
+        good = run_cli("probe", "capacity", "--profile", str(tmp_path / "good.yaml"), "--max-calls", "3",
+                       "--quick", "--step", "1", "--json", timeout=60)
+        bad = run_cli("probe", "capacity", "--profile", str(tmp_path / "bad.yaml"), "--max-calls", "3",
+                      "--quick", "--step", "1", "--json", timeout=60)
+    finally:
+        refl.terminate()
+        refl.wait(timeout=10)
+    out = json.loads(good.stdout)
+    assert good.returncode == 0, out
+    assert out["max_calls"] == 3 and out["limit"] == "max_calls" and out["packet_b"] == 172
+    assert all(s["pass"] and s["loss_pct"] == 0 for s in out["steps"])
+    out = json.loads(bad.stdout)
+    assert bad.returncode == 3 and not out["measured"]
+    assert "key" in " ".join(out["errors"]), out["errors"]
