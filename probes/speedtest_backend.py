@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import termios
 import math
 import socket
 import struct
@@ -57,7 +58,7 @@ def offline_config(duration_s: float, threads: int) -> dict:
     return {"client": {"ip": "", "lat": "0", "lon": "0", "isp": "", "isprating": "", "country": ""},
             "ignore_servers": [], "sizes": {"upload": up, "download": list(DOWNLOAD_SIZES)},
             "counts": {"upload": count, "download": 4},
-            "threads": {"upload": threads, "download": threads},
+            "threads": {"upload": threads, "download": 2 * threads},
             "length": {"upload": length, "download": length},
             "upload_max": count * len(up)}
 
@@ -90,10 +91,38 @@ class RequestLog:
     _down_b: int = 0
     _up_b: int = 0
 
-    def begin(self, direction: str) -> None:
-        """Mark the start of a direction's transfer (the timeline's zero point)."""
+    # uploads: bytes the server's TCP acknowledged = handed to the socket - SIOCOUTQ
+    _up_entries: list = field(default_factory=list)   # [sock, handed, final delivered | None]
+    _up_last_poll: float = 0.0
+
+    def up_open(self, sock) -> list:
+        entry = [sock, 0, None]
         with self.lock:
-            (self.down_timeline if direction == "down" else self.up_timeline).append((time.monotonic(), 0))
+            self._up_entries.append(entry)
+        return entry
+
+    def up_sent(self, entry: list, n: int, final: bool = False) -> None:
+        now = time.monotonic()
+        with self.lock:
+            entry[1] += n
+            if final and entry[2] is None:
+                # the body stops here (time limit or error); what is still queued is discarded
+                entry[2] = max(0, entry[1] - _outq(entry[0]))
+            if final or now - self._up_last_poll >= 0.01:
+                self._up_last_poll = now
+                total = 0
+                for e in self._up_entries:
+                    if e[2] is None:
+                        try:
+                            total += e[1] - _outq(e[0])
+                            continue
+                        except OSError:          # closed after its response: all delivered
+                            e[2] = e[1]
+                    total += e[2]
+                tl = self.up_timeline
+                if not tl:
+                    tl.append((now, 0))
+                tl.append((now, max(total, tl[-1][1])))
 
     def count(self, direction: str, n: int) -> None:
         if n <= 0:
@@ -106,11 +135,50 @@ class RequestLog:
             else:
                 self._up_b += n
                 tl, total = self.up_timeline, self._up_b
+            if not tl:
+                # the timeline starts with the first byte: speedtest-cli prepares its upload
+                # buffers (up to 150 MB) before its clock starts, and so do we
+                tl.append((now, 0))
             # samples at least 10 ms apart, the newest always carrying the latest count
             if len(tl) >= 2 and now - tl[-2][0] < 0.01:
                 tl[-1] = (now, total)
             else:
                 tl.append((now, total))
+
+
+def _outq(sock) -> int:
+    """Bytes in a TCP socket's send queue not yet acknowledged (SIOCOUTQ)."""
+    if sock is None or sock.fileno() < 0:
+        raise OSError("closed")
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+
+
+def _tracking_opener(speedtest_mod, source: str | None, timeout: float, log: RequestLog):
+    """speedtest-cli's opener, with an HTTP connection class that reports upload bytes
+    as the server's TCP acknowledges them."""
+
+    class _Conn(speedtest_mod.SpeedtestHTTPConnection):
+        def _read_readable(self, readable):
+            # http.client pulls the body through this generator and sends each chunk
+            # before asking for the next one: count a chunk once it has been sent
+            entry = log.up_open(self.sock)
+            try:
+                for chunk in super()._read_readable(readable):
+                    yield chunk
+                    log.up_sent(entry, len(chunk))
+            except BaseException:        # speedtest-cli's time limit, or the server went away
+                log.up_sent(entry, 0, final=True)
+                raise
+
+    class _Handler(speedtest_mod.SpeedtestHTTPHandler):
+        handler_order = 400          # ahead of speedtest-cli's own http handler
+
+        def http_open(self, req):
+            return self.do_open(speedtest_mod._build_connection(_Conn, self.source_address, self.timeout), req)
+
+    opener = speedtest_mod.build_opener(source, timeout)
+    opener.add_handler(_Handler(source_address=(source, 0) if source else None, timeout=timeout))
+    return opener
 
 
 class _CountingResponse:
@@ -139,15 +207,6 @@ class _RecordingOpener:
         is_post = getattr(request, "data", None) is not None
         url = request.get_full_url() if hasattr(request, "get_full_url") else str(request)
         path = urlparse(url).path
-        if is_post and hasattr(request.data, "read") and not getattr(request.data, "_cutover_counted", False):
-            data, inner_read, log = request.data, request.data.read, self._log
-
-            def counting_read(n=10240):
-                chunk = inner_read(n)
-                log.count("up", len(chunk))
-                return chunk
-            data.read = counting_read
-            data._cutover_counted = True
         try:
             resp = self._inner.open(request, *args, **kwargs)
         except urllib.error.HTTPError as exc:
@@ -272,16 +331,24 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, thread
             self.lat_lon = (0.0, 0.0)
             return self.config
 
+    # speedtest-cli polls its worker threads with join(timeout=0.001) in tight loops (three
+    # threads waking 1000 times a second). A join that waits up to 20 ms still returns the
+    # moment the thread ends, and leaves the CPU to the transfer on a busy machine.
+    speedtest.thread_is_alive = _patient_is_alive
     log = RequestLog()
     shutdown = _Shutdown(stop)
     length_s = omit_s + duration_s          # speedtest-cli compares it as a float
     cfg = offline_config(length_s, threads) if mini_url else None
     st = _Speedtest(source_address=source, timeout=max(1, int(round(timeout_s))),
                     shutdown_event=shutdown, offline_config=cfg)
-    st._opener = _RecordingOpener(st._opener, log, lambda: 0.0)
+    st._opener = _RecordingOpener(_tracking_opener(speedtest, source, max(1, int(round(timeout_s))), log),
+                                  log, lambda: 0.0)
     st.results._opener = st._opener
     st.config["length"] = {"upload": length_s, "download": length_s}
-    st.config["threads"] = {"upload": threads, "download": threads}
+    # speedtest-cli's own rule: twice the thread count for downloads (each file is a new
+    # connection; more of them keep the link busy across request gaps). Uploads stay at
+    # ``threads``: their SYNs queue behind the upload itself and a full queue drops them.
+    st.config["threads"] = {"upload": threads, "download": 2 * threads}
     if mini_url:
         st.get_best_server(st.set_mini_server(mini_url))
     else:
@@ -295,12 +362,11 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, thread
         raise RuntimeError(f"the server did not answer latency.txt ({best.get('url')})")
     if direction in ("down", "both") and not stop.is_set():
         on_phase("down", out.host)
-        log.begin("down")
-        bps = st.download(threads=threads)
+        bps = st.download(threads=2 * threads)
         out.did_down = True
         out.bytes_received = int(st.results.bytes_received)
         out.cli_down_mbps = bps / 1e6
-        mbps, out.window_s["down"], _ = window_mbps([log.down_timeline], omit_s)
+        mbps, out.window_s["down"] = _window(log.down_timeline, omit_s, "download", out)
         if log.download_ok and st.results.bytes_received > 0 and mbps is not None:
             out.down_mbps = mbps
         else:
@@ -310,22 +376,55 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, thread
             out.notes.append(f"{len(log.download_errors)} download request(s) failed, e.g. {log.download_errors[0]}")
     if direction in ("up", "both") and not stop.is_set():
         on_phase("up", out.host)
-        log.begin("up")
         bps = st.upload(threads=threads)
         out.did_up = True
         out.bytes_sent = int(st.results.bytes_sent)
         out.cli_up_mbps = bps / 1e6
-        mbps, out.window_s["up"], _ = window_mbps([log.up_timeline], omit_s)
+        mbps, out.window_s["up"] = _window(log.up_timeline, omit_s, "upload", out)
         if log.upload_ok and not log.upload_errors:
             out.up_mbps = mbps
         elif log.upload_ok:
             out.up_mbps = mbps
             out.notes.append(f"{len(log.upload_errors)} upload request(s) failed, e.g. {log.upload_errors[0]}")
         elif log.upload_errors:
+            cause = log.upload_errors[0]
+            if not any(e.startswith("HTTP ") for e in log.upload_errors):
+                # a server that refuses early closes the connection under the body (EPIPE,
+                # reset); a tiny POST lets it answer, so we can name the real cause
+                cause = _diagnose_post(st._opener._inner, best.get("url", ""), speedtest) or cause
             out.errors.append("upload not measured: the server refused the upload "
-                              f"({log.upload_errors[0]}); speedtest-cli would have reported "
+                              f"({cause}); speedtest-cli would have reported "
                               f"{bps / 1e6:.1f} Mbit/s from bytes it never delivered")
         else:
             out.errors.append("upload not measured: no upload was confirmed by the server "
                               "within the test time")
     on_phase("done", out.host)
+
+
+def _diagnose_post(opener, url: str, speedtest_mod) -> str | None:
+    """Status of one tiny POST to the upload URL, e.g. 'HTTP 405 Method Not Allowed on POST ...'."""
+    try:
+        resp = opener.open(speedtest_mod.build_request(url, b"content1=x", headers={"Content-length": "10"}))
+        body = resp.read(64).decode("ascii", "replace").strip()
+        resp.close()
+        return f"POST {urlparse(url).path} answered {resp.status} {body[:30]!r}"
+    except urllib.error.HTTPError as exc:
+        return f"HTTP {exc.code} {exc.reason} on POST {urlparse(url).path}"
+    except Exception:   # still nothing better than the first error
+        return None
+
+
+def _window(timeline: list, omit_s: float, what: str, out: SpeedtestOutcome) -> tuple[float | None, float]:
+    mbps, window, _ = window_mbps([timeline], omit_s)
+    if mbps is None and len(timeline) >= 2:
+        # speedtest-cli ran out of files before the slow-start allowance ended (a fast path)
+        mbps, window, _ = window_mbps([timeline], 0.0)
+        if mbps is not None:
+            out.notes.append(f"{what}: speedtest-cli's files were done within {window:.2f} s, "
+                             "so the figure includes slow start")
+    return mbps, window
+
+
+def _patient_is_alive(thread: threading.Thread) -> bool:
+    thread.join(0.02)
+    return thread.is_alive()

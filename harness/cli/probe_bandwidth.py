@@ -41,8 +41,9 @@ Exit codes: 0 measured, 1 below what the profile's planned calls need,
 @click.option("--mini", default=None, metavar="URL", help="Speedtest Mini server URL.")
 @click.option("--duration", default=10.0, show_default=True, type=float,
               help="Seconds measured per direction.")
-@click.option("--streams", default=None, type=int,
-              help="Parallel TCP streams [default: 4; speedtest/mini: 8 threads, as speedtest-cli].")
+@click.option("--streams", default=4, show_default=True, type=int,
+              help="Parallel TCP streams (speedtest/mini: HTTP threads; each request is a new "
+                   "connection, whose SYN a full queue may drop, so more is not always faster).")
 @click.option("--direction", type=click.Choice(["down", "up", "both"]), default="both", show_default=True)
 @click.option("--congestion", default=None, metavar="ALGO",
               help="TCP congestion control for the test streams, e.g. cubic or reno.")
@@ -91,8 +92,6 @@ def command(reflector, speedtest, server, mini, duration, streams, direction, co
     if server and not speedtest:
         die(EXIT_BAD_INPUT, "--server is a speedtest.net server id; it needs --speedtest")
     backend = {"--reflector": "reflector", "--speedtest": "speedtest", "--mini": "mini"}[chosen[0]]
-    if streams is None:
-        streams = 4 if backend == "reflector" else 8
     cfg = B.BandwidthConfig(backend=backend, target=reflector, mini_url=mini, server_id=server,
                             duration_s=duration, streams=streams, direction=direction,
                             congestion=congestion, omit_s=omit_s, idle_s=idle_s, latency=not no_latency,
