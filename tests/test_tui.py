@@ -155,13 +155,16 @@ async def test_signoff_with_name_and_note_persists_and_the_gate_sees_it(history)
         decision = gate.decide(load_profile(history.profile_path), store, now=NOW)
     item = next(i for i in decision.items if i.id == "checklist:voice-vlan")
     assert item.status == "ok" and item.by == "Ann Engineer"
-    # and by `cutover gate --json` in its own process (once the gate command is built)
+    # and by `cutover gate --json` in its own process
     cli = subprocess.run([sys.executable, "-m", "harness", "gate", str(history.profile_path), "--db",
-                          str(history.db_path), "--json"], capture_output=True, text=True, timeout=60, cwd=ROOT)
-    if "not built yet" not in cli.stderr and "no such option" not in cli.stderr.lower():
-        out = json.loads(cli.stdout)
-        assert not any("voice-vlan" in b for b in out["blocking"]), out["blocking"]
-        assert any("failover" in b for b in out["blocking"])
+                          str(history.db_path), "--as-of", NOW.isoformat(), "--json"],
+                         capture_output=True, text=True, timeout=60, cwd=ROOT)
+    out = json.loads(cli.stdout)
+    assert out["decision"] == "NO-GO"
+    assert not any("voice-vlan" in b for b in out["blocking"]), out["blocking"]
+    assert [b for b in out["blocking"] if "checklist item" in b] == [
+        "checklist item 'failover' (Backup line failover tested) is not signed off",
+        "checklist item 'porting' (Numbers ported to the new provider) is not signed off"]
 
 
 async def test_revoke_from_the_keyboard(history):
@@ -250,3 +253,20 @@ async def test_key_presses_do_not_reload(history):
         before = app.reloads
         await pilot.press("right", "left", "o", "o", "down", "up", "1", "3")
         assert app.reloads == before
+
+
+async def test_command_palette_has_an_entry_per_action(history):
+    app = _app(history)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        for wanted in ("Run now: new", "Run all circuits now", "Sign off checklist item", "Revoke sign-off",
+                       "Sign off: voice-vlan", "Revoke: porting", "Show outages", "Go to checklist",
+                       "Reload", "Help"):
+            assert wanted in titles, (wanted, titles)
+        # through the palette itself: ctrl+p, type, enter -> the help screen
+        await pilot.press("ctrl+p")
+        await type_text(pilot, "Help")
+        await pilot.pause(0.5)
+        await pilot.press("enter")
+        assert await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), timeout_s=5)

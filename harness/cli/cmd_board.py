@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 
 import click
 
 from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, load_profile_or_exit
-
-
-def _parse_now(text: str | None) -> dt.datetime | None:
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        die(EXIT_BAD_INPUT, f"--now {text!r}: expected an ISO 8601 time such as 2026-11-22T09:00Z")
-    return t if t.tzinfo else t.replace(tzinfo=dt.timezone.utc)
+from harness.cli.history_common import as_of_option, db_option, db_path, parse_time
 
 
 @click.command("board", help="""The cutover board: a terminal UI that tracks the parallel run.
@@ -33,16 +23,16 @@ Example:
   cutover board site.yaml
   cutover board site.yaml --db /var/lib/cutover/history.sqlite --since 7d""")
 @click.argument("profile", metavar="PROFILE")
-@click.option("--db", "db", default=None, metavar="PATH",
-              help="History database (default: the profile's db:, else $CUTOVER_DB, "
-                   "else ~/.local/share/cutover/history.sqlite).")
+@db_option
 @click.option("--since", "since", default=None, metavar="DURATION",
-              help="Window of the circuit panels and outage log, e.g. 7d (default: the parallel run).")
-@click.option("--now", "now", default=None, metavar="TIME", hidden=True,
-              help="Pretend it is TIME (ISO 8601, UTC): demos and reproducible screenshots.")
+              help="Window of the sparklines, e.g. 24h or 14d (default: 7d). Pass rates, the outage "
+                   "log and the gate always cover the parallel run.")
+@as_of_option
+@click.option("--quick", "quick", is_flag=True,
+              help="Run now (r, a) uses the short suite of `cutover check --quick`.")
 @click.option("--poll", "poll_s", default=2.0, show_default=True, metavar="SECONDS",
               type=click.FloatRange(min=0.2), help="How often to look for writes by other processes.")
-def command(profile, db, since, now, poll_s):
+def command(profile, db, since, as_of, quick, poll_s):
     prof = load_profile_or_exit(profile)
     window = None
     if since:
@@ -51,9 +41,9 @@ def command(profile, db, since, now, poll_s):
             window = parse_duration(since)
         except ValueError as exc:
             die(EXIT_BAD_INPUT, f"--since: {exc}")
-    fixed_now = _parse_now(now)
-    from harness.store import Store, StoreError, default_path
-    path = default_path(prof, db)
+    fixed_now = parse_time(as_of) if as_of else None     # a frozen clock: demos, reproducing a day
+    from harness.store import Store, StoreError
+    path = db_path(prof, db)
     try:
         Store(path).close()       # open/migrate once here so a bad file is a one-line error, not a crash
     except StoreError as exc:
@@ -61,6 +51,6 @@ def command(profile, db, since, now, poll_s):
     if not sys.stdout.isatty():
         die(EXIT_BAD_INPUT, "the board needs a terminal (use `cutover gate` or `cutover report` in scripts)")
     from harness.tui.app import BoardApp   # Textual loads only for this command
-    app = BoardApp(prof, path, now=fixed_now, window=window, poll_s=poll_s)
+    app = BoardApp(prof, path, now=fixed_now, window=window, poll_s=poll_s, quick_runs=quick)
     app.run()
     sys.exit(EXIT_OK)
