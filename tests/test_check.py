@@ -8,7 +8,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from tests.conftest import run_cli
+from click.testing import CliRunner
+
+from harness.cli import cli as cli_group
+from tests.conftest import ROOT, run_cli
 from tests.harness_procs import ReflectorProc, closed_udp_port, demo_profile
 
 CONTRACT_CHECK_KEYS = {"id", "status", "measured", "required", "margin", "reason"}
@@ -87,11 +90,13 @@ def test_table_output_and_nothing_measured_exit_3(tmp_path):
     (["--report-dir", "pyproject.toml"], "exists and is not a folder"),
     (["--prom-file", "/nonexistent-dir/x.prom"], "does not exist"),
 ])
-def test_bad_input_exit_2(tmp_path, args, message):
+def test_bad_input_exit_2(tmp_path, args, message, monkeypatch):
+    # in-process (click's runner): argument checks need no subprocess
+    monkeypatch.chdir(ROOT)
     prof = demo_profile(tmp_path / "demo.yaml", 9, 9)
-    r = run_cli("check", str(prof), "--db", str(tmp_path / "h.sqlite"), *args)
-    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr
-    assert len(r.stderr.strip().splitlines()) == 1
+    r = CliRunner().invoke(cli_group, ["check", str(prof), "--db", str(tmp_path / "h.sqlite"), *args])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
+    assert message in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
 def test_bad_profile_and_bad_db_exit_2(tmp_path):
