@@ -38,7 +38,8 @@ from typing import Any
 from probes import codecs as C
 from probes.addr import AddressError, ResolveError, parse_hostport, resolve
 from probes.events import Emitter, ProgressCallback
-from probes.ramp import PRESETS, RampOutcome, Step, Thresholds, judge, ramp, sender_state
+from probes.ramp import (PRESETS, RampOutcome, Step, Thresholds, judge, late_sends, ramp,
+                         sender_state)
 from probes.result import ProbeError, clean
 
 DEFAULT_CEILING = 500          # calls, when neither --max-calls nor a contract is known
@@ -256,7 +257,8 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
             res.steps.append(s)
             return s
         for _ in range(RETRIES_AFTER_STALL):
-            if s.passed or s.error or not s.sender.get("hiccups") or stop.is_set():
+            tainted = "sender" in s.reasons and s.sender.get("hiccups") and not s.sender.get("behind")
+            if s.passed or s.error or not tainted or stop.is_set():
                 break
             # A failure during stalls of a busy machine: measure again before blaming anyone.
             emit("warning", f"{calls} calls: {s.sender.get('reason')}; measuring the step again")
@@ -333,7 +335,9 @@ def step_from_engine(r) -> Step:
     step = Step(calls=calls, offered_kbps=0.0, duration_s=float(d.get("duration_s") or 0.0))
     step.sender = dict(d.get("sender") or {})
     step.sender.setdefault("sent", step.packets.get("sent") or 0)
-    step.sender["behind"], step.sender["hiccups"] = sender_state(step.sender, d.get("ptime_ms") or 20)
+    ptime_ms = d.get("ptime_ms") or 20
+    step.sender["late_sends"] = late_sends(step.sender, ptime_ms)
+    step.sender["behind"], step.sender["hiccups"] = sender_state(step.sender, ptime_ms)
     step.packets = dict(d.get("packets") or {})
     rtt = d.get("rtt_ms") or {}
     step.rtt_ms = {k: rtt.get(k) for k in ("p50", "p99", "max") if k in rtt}

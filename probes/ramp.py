@@ -133,7 +133,7 @@ def judge(step: Step, thresholds: Thresholds) -> Step:
     # On a loopback target there is no network at all: loss or delay there is the
     # machine's own (the reflector's socket overflowed, the CPU was busy).
     behind = step.sender.get("behind", step.sender.get("limited", False))
-    if behind or (reasons and (step.sender.get("hiccups") or step.sender.get("loopback"))):
+    if behind or (reasons and (stalls_could_explain(step, reasons) or step.sender.get("loopback"))):
         reasons.append("sender")
     step.reasons = [r for r in REASON_ORDER if r in reasons]
     step.passed = not step.reasons
@@ -167,15 +167,37 @@ def sender_state(sender: dict, ptime_ms: float = 20.0) -> tuple[bool, bool]:
     behind = bool(sender.get("rx_dropped")) or (p50 is not None and p50 > SUSTAINED_LATENESS_P50_MS)
     if behind:
         return True, False
-    stalled = sender.get("late_sends")
-    if stalled is None:          # the engine names the count in its reason text
-        m = _STALLS_RE.search(sender.get("reason") or "")
-        stalled = int(m.group(1)) if m else 0
     sent = sender.get("sent") or 0
+    return False, late_sends(sender, ptime_ms) > (STALL_FRACTION_LIMIT * sent if sent else 0)
+
+
+def late_sends(sender: dict, ptime_ms: float = 20.0) -> int:
+    """Sends more than one ptime late, from the engine's sender health."""
+    late = sender.get("lateness_ms") or {}
     if late.get("max") is not None and late["max"] <= ptime_ms:
-        stalled = 0
-    hiccups = stalled > (STALL_FRACTION_LIMIT * sent if sent else 0)
-    return False, hiccups
+        return 0
+    if sender.get("late_sends") is not None:
+        return int(sender["late_sends"])
+    m = _STALLS_RE.search(sender.get("reason") or "")     # the engine names it in its reason
+    return int(m.group(1)) if m else 0
+
+
+def stalls_could_explain(step: Step, reasons: list[str]) -> bool:
+    """Could the sender's stalls account for this step's failure (``reasons``)?
+
+    A stall bunches the packets due during it; each packet it delays by more
+    than a ptime is counted (``late_sends``), so a run with V such packets had
+    at most V stalls, each bunching at most V + calls packets: at most
+    V * (calls + 1) packets can have been lost to our own bursts. Loss beyond
+    that is the path's, whatever the stalls did.
+    """
+    if not step.sender.get("hiccups"):
+        return False
+    sent = int((step.packets or {}).get("sent") or 0)
+    if "loss" not in reasons or step.loss_pct is None or not sent:
+        return True
+    lost = step.loss_pct / 100 * sent
+    return lost <= int(step.sender.get("late_sends") or 0) * (step.calls + 1)
 
 
 def resolution_calls(lo: int, preset: Preset) -> int:

@@ -208,16 +208,30 @@ def test_sender_state_behind_versus_hiccups():
 
 
 def test_hiccups_do_not_fail_a_passing_step_but_taint_a_failing_one():
-    clean_net = dict(calls=20, offered_kbps=1744.0, loss_pct=0.0, jitter_ms=0.1, mos=4.37)
-    s = judge(Step(**clean_net, sender={"behind": False, "hiccups": True}), TH)
+    clean_net = dict(calls=20, offered_kbps=1744.0, loss_pct=0.0, jitter_ms=0.1, mos=4.37,
+                     packets={"sent": 4000})
+    stalls = {"behind": False, "hiccups": True, "late_sends": 10}
+    s = judge(Step(**clean_net, sender=stalls), TH)
     assert s.passed
+    # 2 % of 4000 = 80 lost <= 10 late sends x (20 + 1) = 210 our bursts could explain
     lossy = dict(clean_net, loss_pct=2.0)
-    s = judge(Step(**lossy, sender={"behind": False, "hiccups": True}), TH)
+    s = judge(Step(**lossy, sender=stalls), TH)
     assert s.reasons == ["sender", "loss"]
     s = judge(Step(**lossy, sender={"behind": False, "hiccups": False}), TH)
     assert s.reasons == ["loss"]
     s = judge(Step(**clean_net, sender={"behind": True, "hiccups": False}), TH)
     assert s.reasons == ["sender"] and not s.passed
+
+
+def test_loss_beyond_what_stalls_can_explain_is_the_paths():
+    # 21.7 % of 6000 = 1302 lost > 27 late sends x (30 + 1) = 837: the path's loss
+    s = judge(Step(calls=30, offered_kbps=2616.0, loss_pct=21.7, jitter_ms=1.5, mos=2.4,
+                   packets={"sent": 6000}, sender={"behind": False, "hiccups": True, "late_sends": 27}), TH)
+    assert s.reasons == ["loss", "mos"]
+    # the same failure with 50 late sends (bound 1550) may be ours
+    s = judge(Step(calls=30, offered_kbps=2616.0, loss_pct=21.7, jitter_ms=1.5, mos=2.4,
+                   packets={"sent": 6000}, sender={"behind": False, "hiccups": True, "late_sends": 50}), TH)
+    assert s.reasons[0] == "sender"
 
 
 def test_loopback_failure_is_the_senders():
