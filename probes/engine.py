@@ -430,7 +430,7 @@ class Engine:
                 run.rx_dropped = drops
         elapsed_s = (perf() - t0) / 1e9
         self._t0, self._interval_ns = t0, interval_ns
-        if not aborted and run.stateful_votes:
+        if not aborted and run.stateful_votes and not stop.is_set():
             self._tail_probe(sock, run, calls, per_call, ssid_base, max_rtt_ns)
         return j, elapsed_s, errors, aborted
 

@@ -268,3 +268,13 @@ def test_cli_bad_input_and_busy_port(tmp_path):
         busy.bind(("127.0.0.1", 0))
         r = run_cli("reflector", "--listen", f"127.0.0.1:{busy.getsockname()[1]}", "--no-tcp", timeout=20)
     assert r.returncode == 3 and "in use" in r.stderr.lower() and "Traceback" not in r.stderr
+
+
+def test_wildcard_ipv6_listener_serves_ipv4_too(reflector):
+    try:
+        r = reflector("[::]:0")
+    except OSError as exc:
+        pytest.skip(f"no IPv6: {exc}")
+    s = client(tos=46 << 2)
+    _, rp = exchange(s, ("127.0.0.1", r.address[1]), packet(4))      # v4-mapped on the v6 socket
+    assert rp.sender_seq == 4 and stamp.parse_cos(rp.tlvs[0].value)[1] == 46

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -359,3 +360,24 @@ cutover:
     assert r.returncode == 1 and "MOS 4.37 < 4.45" in r.stdout
     r = run_cli("probe", "stream", "--profile", str(ok), "--circuit", "nope", timeout=60)
     assert r.returncode == 2 and "no circuit nope" in r.stderr
+
+
+def test_cli_sigint_reports_what_was_measured(real_reflector):
+    host, port = real_reflector.address
+    probe = subprocess.Popen([sys.executable, "-m", "harness", "probe", "stream", f"{host}:{port}",
+                              "--duration", "30", "--json", "-v"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in probe.stderr:
+            m = re.search(r"(\d+)/\d+ replies", line)
+            if m and int(m.group(1)) > 10:
+                break
+        probe.send_signal(signal.SIGINT)
+        out, errtext = probe.communicate(timeout=20)
+    finally:
+        if probe.poll() is None:
+            probe.kill()
+            probe.wait()
+    assert probe.returncode == 3 and "Traceback" not in errtext
+    d = json.loads(out)
+    assert d["partial"] is True and d["packets"]["received"] > 10 and "stopped early" in d["errors"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import click
@@ -144,18 +145,23 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
         die(EXIT_BAD_INPUT, str(exc))
     stop = threading.Event()
     progress = StderrProgress(enabled=verbose or not as_json)
+    # Ctrl-C / SIGTERM end the stream early; what was measured is still reported
+    old_int = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         res = stream.run(cfg, progress=progress, stop=stop)
-    except KeyboardInterrupt:
-        die(EXIT_UNMEASURED, "interrupted")
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
     d = res.to_dict()
     if not res.measured:
         d["verdict"] = "unmeasured"
         if as_json:
             emit_json(d)
         die(EXIT_UNMEASURED, "; ".join(res.errors) or "nothing measured")
-    if res.partial and not stop.is_set():
-        # the reflector died or the path broke mid-test: what we have is not a verdict
+    if res.partial:
+        # the reflector died, the path broke, or the user stopped us mid-test:
+        # what we have is reported, but it is not a verdict
         d["verdict"] = "unmeasured"
         if as_json:
             emit_json(d)
