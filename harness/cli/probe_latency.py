@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 
 import click
@@ -55,10 +56,14 @@ def command(target, count, interval, timeout, method, port, key_file, source, in
         die(EXIT_BAD_INPUT, str(exc))
     progress = StderrProgress(enabled=verbose or not as_json)
     stop = threading.Event()
+    # Ctrl-C / SIGTERM stop early; the samples taken so far are still reported
+    old_int = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         res = latency.run(cfg, progress=progress, stop=stop)
-    except KeyboardInterrupt:
-        die(EXIT_UNMEASURED, "interrupted")
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
     d = res.to_dict()
     if as_json:
         emit_json(d)
