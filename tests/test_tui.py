@@ -148,6 +148,8 @@ async def test_signoff_with_name_and_note_persists_and_the_gate_sees_it(history)
         row = next(r for r in app.data.checklist if r.id == "voice-vlan")
         assert (row.status, row.by, row.note) == ("signed off", "Ann Engineer", "VLAN 20 tagged on all access ports")
         assert len(app.data.header.blocking) == 2
+        # the signed item moved to the done group; the next open item is under the cursor
+        assert app.screen.current_item().id == "failover"
     # persisted in the audit trail, read by another connection
     with Store(history.db_path) as store:
         rec = store.signoffs("Harbour Street office")["voice-vlan"]

@@ -93,11 +93,12 @@ def test_checklist_rows_from_gate_items():
         GateItem("checklist:notice", "Notice sent", "manual", "block", "not signed off"),
     ])
     rows = loader.checklist_rows(decision)
+    # what blocks first, each group in the gate's order
     assert [(r.id, r.kind, r.ok, r.status) for r in rows] == [
-        ("pass-rate:new", "auto", False, "blocking"), ("capacity:new", "auto", True, "not measured"),
-        ("porting", "manual", True, "signed off"), ("vlan", "manual", False, "revoked"),
-        ("notice", "manual", False, "open")]
-    assert rows[2].by == "Ann" and rows[2].note == "all 48 DDIs"
+        ("pass-rate:new", "auto", False, "blocking"), ("vlan", "manual", False, "revoked"),
+        ("notice", "manual", False, "open"), ("capacity:new", "auto", True, "not measured"),
+        ("porting", "manual", True, "signed off")]
+    assert rows[4].by == "Ann" and rows[4].note == "all 48 DDIs"
 
 
 def test_windows_parallel_run_for_the_gate_and_7_days_for_trends():

@@ -31,4 +31,4 @@ def test_outage_log_on_a_narrow_terminal(snap_compare, board_fixture):
 
 
 def test_signoff_dialog(snap_compare, board_fixture):
-    assert snap_compare(_app(board_fixture), terminal_size=(80, 24), press=["down"] * 4 + ["s"])
+    assert snap_compare(_app(board_fixture), terminal_size=(80, 24), press=["s"])   # the first open item

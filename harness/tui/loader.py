@@ -47,8 +47,9 @@ def trend_start(now: dt.datetime, window: dt.timedelta | None = None) -> dt.date
 
 
 def checklist_rows(decision: gate.GateDecision) -> list[ChecklistRow]:
-    """The gate's items as checklist rows: automatic ones first (as the gate
-    orders them), then the profile's manual items with their sign-offs."""
+    """The gate's items as checklist rows, what still blocks first (so it is
+    visible at 80x24 without scrolling), each group in the gate's order:
+    automatic items, then the profile's manual items with their sign-offs."""
     rows = []
     for item in decision.items:
         if item.kind == "manual":
@@ -65,7 +66,7 @@ def checklist_rows(decision: gate.GateDecision) -> list[ChecklistRow]:
             status = {"ok": "passed", "block": "blocking", "info": "not measured"}.get(item.status, item.status)
             rows.append(ChecklistRow(item.id, item.title, "auto", item.status != "block", status,
                                      note=item.detail, at=item.at))
-    return rows
+    return [r for r in rows if not r.ok] + [r for r in rows if r.ok]
 
 
 def header_view(profile, decision: gate.GateDecision, now: dt.datetime) -> HeaderView:

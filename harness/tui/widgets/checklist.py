@@ -21,8 +21,7 @@ def _cut(text: str, width: int) -> str:
 
 
 class ChecklistTable(DataTable):
-    """One row per item, keyed by item id, so the cursor stays on the same
-    item across refreshes."""
+    """One row per item, keyed by item id."""
 
     def __init__(self, rows: list[ChecklistRow], **kwargs) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -35,8 +34,10 @@ class ChecklistTable(DataTable):
         self.show_rows(self._pending)
 
     def show_rows(self, rows: list[ChecklistRow]) -> None:
-        """Replace the rows, keeping the cursor on the item it was on."""
-        current = self.current_item()
+        """Replace the rows, keeping the cursor at the same position: after a
+        sign-off the item moves down to the done group and the next open item
+        comes under the cursor, ready for the next sign-off."""
+        index = self.cursor_row if self.row_count else 0
         self._rows = list(rows)
         self.clear()
         for r in rows:
@@ -50,11 +51,8 @@ class ChecklistTable(DataTable):
             # cells make DataTable re-render wide rows on every focus change
             self.add_row(mark, title, Text(r.status, status_style), r.by or "", short_time(r.at) if r.at else "",
                          _cut(r.note or "", NOTE_W), key=r.id)
-        if current is not None:
-            for i, r in enumerate(rows):
-                if r.id == current.id:
-                    self.move_cursor(row=i, animate=False)
-                    break
+        if rows:
+            self.move_cursor(row=min(index, len(rows) - 1), animate=False)
 
     def current_item(self) -> ChecklistRow | None:
         if not self._rows or self.row_count == 0:
