@@ -133,18 +133,33 @@ def test_sentence_and_exit_codes():
     (["127.0.0.1:9", "--circuit", "new"], "--circuit needs --profile"),
     (["127.0.0.1:9", "--key-file", "/nonexistent/key"], "key"),
 ])
-def test_bad_input_exit_2_without_traceback(cli, args, words):
-    r = cli("probe", "capacity", *args, "--json")
-    assert r.returncode == EXIT_BAD_INPUT, r.stderr
+def test_bad_input_exit_2_without_traceback(args, words):
+    from click.testing import CliRunner
+
+    from harness.cli import cli as main
+    r = CliRunner().invoke(main, ["probe", "capacity", *args, "--json"])   # in-process: fast
+    assert r.exit_code == EXIT_BAD_INPUT, (r.output, r.exception)
     assert words.lower() in r.stderr.lower()
+    assert r.stdout == ""
+    assert r.exception is None or isinstance(r.exception, SystemExit)   # no traceback
+
+
+def test_bad_input_through_the_real_console_script(cli):
+    r = cli("probe", "capacity", "127.0.0.1:9", "--codec", "g999", "--json")
+    assert r.returncode == EXIT_BAD_INPUT and "unknown codec" in r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
 
 
-def test_bad_profile_and_circuit(cli, tmp_path):
-    r = cli("probe", "capacity", "--profile", str(FIXTURES / "profiles" / "bad-ptime.yaml"))
-    assert r.returncode == EXIT_BAD_INPUT and "Traceback" not in r.stderr
-    r = cli("probe", "capacity", "--profile", str(FIXTURES / "profiles" / "valid.yaml"), "--circuit", "nope")
-    assert r.returncode == EXIT_BAD_INPUT and "no circuit 'nope'" in r.stderr
+def test_bad_profile_and_circuit():
+    from click.testing import CliRunner
+
+    from harness.cli import cli as main
+    r = CliRunner().invoke(main, ["probe", "capacity", "--profile", str(FIXTURES / "profiles" / "bad-ptime.yaml")])
+    assert r.exit_code == EXIT_BAD_INPUT and "ptime_ms" in r.stderr
+    assert r.exception is None or isinstance(r.exception, SystemExit)
+    r = CliRunner().invoke(main, ["probe", "capacity", "--profile", str(FIXTURES / "profiles" / "valid.yaml"),
+                                  "--circuit", "nope"])
+    assert r.exit_code == EXIT_BAD_INPUT and "no circuit 'nope'" in r.stderr
 
 
 def fake_runner(capacity: int, hiccup_once: set[int] = frozenset()):
