@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from probes import stamp
 from probes.addr import dscp_value, parse_hostport
 from probes.codecs import get_codec
-from probes.engine import Engine, EngineConfig, EngineResult
+from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig, EngineResult
 from probes.events import Emitter, ProgressCallback
 
 
@@ -55,6 +55,10 @@ def validate(config: StreamConfig) -> tuple[EngineConfig, bytes | None]:
         raise ValueError(f"duration {config.duration_s} s: expected more than 0 s")
     if not 1 <= config.calls <= 10000:
         raise ValueError(f"calls {config.calls}: expected 1-10000")
+    packets = config.calls * max(1, round(config.duration_s * 1000 / config.ptime_ms))
+    if packets > MAX_PACKETS_PER_RUN:
+        raise ValueError(f"{config.calls} calls x {config.duration_s:g} s is {packets} packets; at most "
+                         f"{MAX_PACKETS_PER_RUN} per run (fewer calls or a shorter duration)")
     if config.jitter_buffer_ms < 0:
         raise ValueError("jitter buffer must be >= 0 ms")
     if config.timeout_s <= 0:

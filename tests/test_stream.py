@@ -208,7 +208,8 @@ def test_authenticated_stream():
 
 
 def test_bad_arguments_raise_value_error():
-    for kw in ({"codec": "g999"}, {"ptime_ms": 7}, {"calls": 0}, {"duration_s": 0}):
+    for kw in ({"codec": "g999"}, {"ptime_ms": 7}, {"calls": 0}, {"duration_s": 0},
+               {"calls": 5000, "duration_s": 60}):           # 15M packets of state: refused up front
         with pytest.raises(ValueError):
             stream.validate(stream.StreamConfig(target="127.0.0.1:862", **kw))
     with pytest.raises(ValueError):
