@@ -31,6 +31,7 @@ import math
 import os
 import shlex
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -172,7 +173,12 @@ class Scheduler:
             wait_s = (slot - dt.datetime.now(UTC)).total_seconds()
             if wait_s > 0 and self.stop.wait(wait_s):
                 break
-            report = self.run_once(len(self.reports) + 1)
+            try:
+                report = self.run_once(len(self.reports) + 1)
+            except Exception as exc:   # noqa: BLE001 - e.g. fork failed: this run is lost, the schedule is not
+                self._child = None
+                report = RunReport(len(self.reports) + 1, dt.datetime.now(UTC), 0.0, None, None, None,
+                                   "crashed", f"could not run the check: {type(exc).__name__}: {exc}")
             self.reports.append(report)
             self.log(self.describe(report))
             after = dt.datetime.now(UTC)
@@ -265,7 +271,7 @@ class Scheduler:
         from harness.store import Store, StoreError
         try:
             store = Store(self.db_path)
-        except StoreError as exc:
+        except (StoreError, sqlite3.Error) as exc:
             self.log(f"cutover schedule: cannot record the failed run: {exc}")
             return
         try:
@@ -280,6 +286,8 @@ class Scheduler:
                 if c not in done:
                     store.add_circuit_result(run_id, c, "NO-GO", [error(check_id, reason)], {})
             store.finish_run(run_id, "NO-GO")
+        except (sqlite3.Error, KeyError) as exc:   # e.g. locked for longer than busy_timeout
+            self.log(f"cutover schedule: cannot record the failed run: {exc}")
         finally:
             store.close()
 
