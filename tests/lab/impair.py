@@ -145,13 +145,14 @@ class RelayProcess:
 
 def relay_argv(upstream: tuple[str, int], up: Impairment | None = None, down: Impairment | None = None,
                seed: int = 1, listen: tuple[str, int] | None = None, max_seconds: float = 120.0,
-               preserve_tos: bool = True, source: str | None = None, netns: str | None = None) -> list[str]:
+               preserve_tos: bool = True, source: str | None = None, netns: str | None = None,
+               rt_priority: int = 10) -> list[str]:
     if listen is None:
         listen = ("::1", 0) if ":" in upstream[0] else ("127.0.0.1", 0)
     argv = [sys.executable, "-m", "tests.lab.relay", "--listen", _fmt(*listen),
             "--upstream", _fmt(*upstream), "--up", _imp_arg(up or Impairment()),
             "--down", _imp_arg(down or Impairment()), "--seed", str(seed),
-            "--max-seconds", str(max_seconds)]
+            "--max-seconds", str(max_seconds), "--rt-priority", str(rt_priority)]
     if not preserve_tos:
         argv.append("--no-preserve-tos")
     if source:
@@ -166,17 +167,18 @@ def impairment_relay(upstream: tuple[str, int], up: Impairment | None = None,
                      down: Impairment | None = None, seed: int = 1,
                      listen: tuple[str, int] | None = None, max_seconds: float = 120.0,
                      preserve_tos: bool = True, source: str | None = None,
-                     netns: str | None = None) -> Iterator[RelayProcess]:
+                     netns: str | None = None, rt_priority: int = 10) -> Iterator[RelayProcess]:
     """Run a relay process for the duration of the ``with`` block.
 
     ``listen`` defaults to an ephemeral port on the loopback of the upstream's
     family. ``netns`` runs the relay inside that network namespace (then give a
     ``listen`` address that exists there). The process is stopped (killed if
     needed) on exit, also when the block raises; ``max_seconds`` bounds its life
-    even if this process dies.
+    even if this process dies. ``rt_priority``: SCHED_FIFO priority of the relay
+    when root (0 = normal scheduling, e.g. for floods far beyond 40k packets/s).
     """
     relay = RelayProcess(relay_argv(upstream, up, down, seed, listen, max_seconds, preserve_tos,
-                                    source, netns))
+                                    source, netns, rt_priority))
     try:
         yield relay
     finally:
