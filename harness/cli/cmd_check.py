@@ -18,6 +18,11 @@ import click
 from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err,
                                 json_option, load_profile_or_exit)
 
+def _suite_order() -> tuple[str, ...]:
+    from harness.suite import ORDER   # cheap: step modules load only when the suite runs
+    return ORDER
+
+
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red bold"}
 VERDICT_STYLE = {"GO": "bold green", "WARN": "bold yellow", "NO-GO": "bold red"}
 
@@ -240,7 +245,7 @@ Example:
 @click.option("--prom-file", default=None, metavar="PATH",
               help="Write the latest results in Prometheus text format (node_exporter textfile collector).")
 @click.option("--step", "only_steps", multiple=True, metavar="NAME",
-              help="Only this step (repeatable): latency, stream, bandwidth, capacity, sip, path.")
+              help=f"Only this step (repeatable): {', '.join(_suite_order())}.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--run-id-file", default=None, hidden=True,
               help="Write the run id here as soon as the run is begun (used by `cutover schedule`).")

@@ -38,7 +38,8 @@ Examples:
               help="After SIGTERM, how long the current run may take to finish.")
 @click.option("--max-runs", type=int, default=None, metavar="N", help="Stop after N runs.")
 @click.option("--circuit", "circuits", multiple=True, metavar="NAME", help="Only this circuit (repeatable).")
-@click.option("--step", "only_steps", multiple=True, metavar="NAME", help="Only this step (repeatable).")
+@click.option("--step", "only_steps", multiple=True, metavar="NAME",
+              help="Only this step (repeatable); see `cutover check --help`.")
 @click.option("--quick", is_flag=True, help="Short probes.")
 @click.option("--db", default=None, metavar="PATH", help="History database (overrides the profile and $CUTOVER_DB).")
 @click.option("--report-dir", default=None, metavar="DIR", help="Rewrite the reports after every run.")
