@@ -361,11 +361,16 @@ class HistoryAnalysis:
 
 def analyze(runs: Sequence, profile, since: dt.datetime | None = None,
             now: dt.datetime | None = None,
-            series: dict[str, dict[str, list[tuple[dt.datetime, float]]]] | None = None) -> HistoryAnalysis:
+            series: dict[str, dict[str, list[tuple[dt.datetime, float]]]] | None = None,
+            outage_runs: Sequence | None = None) -> HistoryAnalysis:
     """Everything the report and the board show, for the runs given (already
     limited to the window by the caller's store query). ``series`` (circuit ->
     metric key -> points, from :func:`load_series`) saves reading every run's
-    raw JSON; without it the values come from each record's ``raw``."""
+    raw JSON; without it the values come from each record's ``raw``.
+
+    ``outage_runs``: a longer history (e.g. the whole parallel run) to find
+    outages in, so one that began before ``since`` keeps its true start; only
+    outages still running at ``since`` or later are kept."""
     now = now or dt.datetime.now(dt.timezone.utc)
     hours = profile.cutover.sla_claim_hours
     names = [c.name for c in profile.circuits]
@@ -400,7 +405,9 @@ def analyze(runs: Sequence, profile, since: dt.datetime | None = None,
             latest_checks=list(latest_rec.checks) if latest_rec else [],
             metrics={m.key: summarize(m, cseries[m.key]) for m in METRICS},
             series=cseries, daily=_daily(seq),
-            outages=_outages(seq, name, hours, now))
+            outages=_outages(seq, name, hours, now) if outage_runs is None else
+            [o for o in _outages(circuit_runs(outage_runs, name), name, hours, now)
+             if since is None or o.end is None or o.end > since])
         circuits[name] = ch
     return HistoryAnalysis(since=since, until=now, runs=len(runs), circuits=circuits)
 

@@ -215,3 +215,27 @@ def test_format_duration():
     assert format_duration(dt.timedelta(seconds=3600 + 600)) == "1h 10m"
     assert format_duration(dt.timedelta(days=2, hours=3)) == "2d 3h"
     assert format_duration(dt.timedelta(minutes=5)) == "5m"
+
+
+def test_outage_that_began_before_the_window_keeps_its_true_start():
+    runs = _seq("ppfffpp")                       # outage from run 2 to run 5
+    since = T + 3 * FIVE + dt.timedelta(seconds=1)
+    shown = [r for r in runs if r.started_at >= since]
+    now = T + dt.timedelta(hours=1)
+
+    class P:  # the parts of a profile analyze reads
+        class cutover:
+            sla_claim_hours = 24
+        circuits = []
+
+        @staticmethod
+        def circuit(name):
+            raise KeyError(name)
+
+    clipped = history.analyze(shown, P, since=since, now=now).circuits["new"].outages
+    assert [(o.start, o.starts_before_window) for o in clipped] == [(T + 4 * FIVE, True)]
+    full = history.analyze(shown, P, since=since, now=now, outage_runs=runs).circuits["new"].outages
+    assert [(o.start, o.end, o.runs) for o in full] == [(T + 2 * FIVE, T + 5 * FIVE, 3)]
+    # an outage that ended before the window is not in it
+    assert history.analyze(_seq("pfppppp")[3:], P, since=T + 3 * FIVE, now=now,
+                           outage_runs=_seq("pfppppp")).circuits["new"].outages == []

@@ -75,7 +75,8 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     runs = history.load_runs(store, profile.site, first, until)
     series = history.load_series(store, profile.site, first, until)
     shown, shown_series = _window(runs, series, since, first)
-    analysis = history.analyze(shown, profile, since=since, now=now, series=shown_series)
+    analysis = history.analyze(shown, profile, since=since, now=now, series=shown_series,
+                               outage_runs=runs if first < since else None)
     gate_runs, gate_series = _window(runs, series, gate_since, first)
     decision = gate.evaluate(profile, gate_runs, store.signoffs(profile.site), now, series=gate_series)
     junit_checks: dict[str, list] = {}
