@@ -319,3 +319,34 @@ def test_reflector_killed_mid_transfer_partial_exit_3():
     assert any("closed the connection" in e or "reset" in e.lower() for e in data["errors"]), data["errors"]
     assert 0.5 < data["window_s"]["down"] < 3.0
     assert "partial result" in err and "Traceback" not in err
+
+
+def test_ipv6_service_and_probe():
+    svc = P.BandwidthService("::1", 0).start()
+    try:
+        out = bwclient.transfer(HostPort("::1", svc.port), "up", 1, 0.3)
+        assert not out.errors and out.streams[0].samples[-1][1] == out.streams[0].sent_bytes > 0
+    finally:
+        svc.stop()
+
+
+def test_cli_profile_comparison_measured_and_failed_exit_1(tmp_path):
+    """--profile/--circuit: contract percentage and the planned need; below the need -> exit 1."""
+    svc = P.BandwidthService("127.0.0.1", 0).start()
+    try:
+        f = tmp_path / "site.yaml"
+        # other_mbps is set beyond what loopback carries, so the need cannot be met
+        f.write_text("site: T\nplanned:\n  calls: 10\n  codec: g711\n  other_mbps: 10000000\n"
+                     f"circuits:\n  - name: new\n    role: new\n    down_mbps: 100\n    up_mbps: 50\n"
+                     f"    reflector: 127.0.0.1:{svc.port}\n")
+        cp = _cli("--profile", str(f), "--duration", "0.5", "--omit", "0.2", "--streams", "1",
+                  "--no-latency", "--json")
+        assert cp.returncode == 1, cp.stderr
+        data = json.loads(cp.stdout)
+        comp = data["comparison"]
+        assert comp["circuit"] == "new" and data["target"] == f"127.0.0.1:{svc.port}"
+        up = comp["directions"]["up"]
+        assert up["pct_of_contract"] == pytest.approx(data["up_mbps"] * 100 / 50)
+        assert up["covers_required"] is False and "promised upstream" in up["text"]
+    finally:
+        svc.stop()
