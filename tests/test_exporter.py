@@ -162,3 +162,33 @@ def test_exporter_bad_listen(site):
     r = subprocess.run([sys.executable, "-m", "harness", "exporter", str(profile.path), "--listen", "[::1",
                         "--db", str(db)], capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert r.returncode == 2 and "--listen" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_exporter_before_the_first_run_then_after(tmp_path):
+    """Started before any `cutover check`: serves the site-level gauge only, and
+    the circuits once the database exists (opened at the first scrape after)."""
+    import threading
+    profile = load_profile(write_profile(tmp_path, dt.date(2026, 11, 1)))
+    db = tmp_path / "later.sqlite"
+    server = exporter.make_server(profile, db, "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            s = _samples(resp.read().decode())
+        assert s == {("cutover_planned_calls", (("site", profile.site),)): 20.0}
+        assert not db.exists()
+        with Store(db) as store:
+            rid = store.begin_run(profile.site, {}, "test", started_at=T_NEW)
+            store.add_circuit_result(rid, "new", "NO-GO", NEW_CHECKS, NEW_RAW)
+            store.finish_run(rid, "NO-GO")
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            s = _samples(resp.read().decode())
+        assert _get(s, "cutover_verdict", site=profile.site, circuit="new") == 2
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+        if server.cutover_state["store"] is not None:
+            server.cutover_state["store"].close()
