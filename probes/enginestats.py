@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from probes.engine import Engine, EngineResult, _Run
 
 NTP_PER_NS = 4.294967296          # 2^32 / 1e9
+NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
 LATE_SEND_FRACTION_LIMIT = 0.001  # > 0.1 % of sends later than one ptime: sender-limited
 
 
@@ -50,36 +51,12 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
     jit_down: list[float] = []
     reordered = 0
     for c in range(calls):
-        idx = range(c, sent, calls)
-        n_sent_c = len(idx)
-        up_by_seq: list[float | None] = []
-        down_by_seq: list[float | None] = []
-        rtt_by_seq: list[float | None] = []
-        arrivals_up: list[tuple[int, float]] = []
-        arrivals_down: list[tuple[int, int, float]] = []
-        max_rs = -1
-        n_rx_c = 0
-        for k, j in enumerate(idx):
-            r = rx[j]
-            if not r:
-                up_by_seq.append(None)
-                down_by_seq.append(None)
-                rtt_by_seq.append(None)
-                continue
-            n_rx_c += 1
-            t2 = t2a[j]
-            t3 = t3a[j]
-            dwell_ns = (t3 - t2) / NTP_PER_NS
-            rtt = ((r - tx[j]) - dwell_ns) / 1e6
-            up = ((t2 - ntp0) / NTP_PER_NS - (tx[j] - mono0)) / 1e6
-            down = ((r - mono0) - (t3 - ntp0) / NTP_PER_NS) / 1e6
-            up_by_seq.append(up)
-            down_by_seq.append(down)
-            rtt_by_seq.append(rtt)
-            arrivals_up.append((t2, up))
-            arrivals_down.append((r, k, down))
-            if rseq[j] > max_rs:
-                max_rs = rseq[j]
+        # this call's packets: every calls-th slot (C-speed slices of the run's arrays)
+        rxs = rx[c:sent:calls]
+        n_sent_c = len(rxs)
+        got = [k for k, r in enumerate(rxs) if r]          # sequence index of each received packet
+        n_rx_c = len(got)
+        max_rs = max(rseq[c:sent:calls], default=-1)       # lost packets hold -1
         if split:
             refl_c = max_rs + 1
             tail = run.tail_count.get(c)
@@ -91,22 +68,39 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
                 res.notes.append("reflector sequence numbers are not per session; "
                                  "loss is not split by direction")
             reflected += refl_c
-        rtt_all.extend(v for v in rtt_by_seq if v is not None)
-        up_all.extend(v for v in up_by_seq if v is not None)
-        down_all.extend(v for v in down_by_seq if v is not None)
-        ipdv_up.extend(stats.abs_ipdv(up_by_seq))
-        ipdv_down.extend(stats.abs_ipdv(down_by_seq))
-        ipdv_rtt.extend(stats.abs_ipdv(rtt_by_seq))
-        arrivals_up.sort()
-        arrivals_down.sort()
-        jit_up.append(stats.rfc3550_jitter([u for _, u in arrivals_up]))
-        jit_down.append(stats.rfc3550_jitter([d for _, _, d in arrivals_down]))
-        reordered += stats.reorder_count(k for _, k, _ in arrivals_down)
+        if not got:
+            continue
+        txs, t2s, t3s = tx[c:sent:calls], t2a[c:sent:calls], t3a[c:sent:calls]
+        # one-way delays carry the clock offset (cancels in every figure built from them)
+        up_v = [((t2s[k] - ntp0) * NS_PER_NTP - (txs[k] - mono0)) * 1e-6 for k in got]
+        down_v = [((rxs[k] - mono0) - (t3s[k] - ntp0) * NS_PER_NTP) * 1e-6 for k in got]
+        rtt_v = [((rxs[k] - txs[k]) - (t3s[k] - t2s[k]) * NS_PER_NTP) * 1e-6 for k in got]
+        rtt_all.extend(rtt_v)
+        up_all.extend(up_v)
+        down_all.extend(down_v)
+        ipdv_up.extend(stats.abs_ipdv_indexed(got, up_v))
+        ipdv_down.extend(stats.abs_ipdv_indexed(got, down_v))
+        ipdv_rtt.extend(stats.abs_ipdv_indexed(got, rtt_v))
+        # RFC 3550 jitter in arrival order: at the reflector (its receive timestamps) and here;
+        # usually that is sequence order, checked at C speed before sorting by key
+        t2_got = [t2s[k] for k in got]
+        rx_got = [rxs[k] for k in got]
+        if t2_got == sorted(t2_got):
+            jit_up.append(stats.rfc3550_jitter(up_v))
+        else:
+            jit_up.append(stats.rfc3550_jitter([up_v[i] for i in sorted(range(n_rx_c), key=t2_got.__getitem__)]))
+        if rx_got == sorted(rx_got):
+            jit_down.append(stats.rfc3550_jitter(down_v))
+        else:
+            by_rx = sorted(range(n_rx_c), key=rx_got.__getitem__)
+            jit_down.append(stats.rfc3550_jitter([down_v[i] for i in by_rx]))
+            reordered += stats.reorder_count(got[i] for i in by_rx)
 
     res.direction_split = split
     res.packets["reflected"] = reflected if split else None
     res.loss_pct = stats.loss_pcts(sent, reflected if split else None, received)
     res.rtt_ms = stats.summary(rtt_all)
+    # mean over the calls that got replies (a call with none has no jitter to average)
     res.jitter_ms = {"up": math.fsum(jit_up) / len(jit_up), "down": math.fsum(jit_down) / len(jit_down),
                      "up_max": max(jit_up), "down_max": max(jit_down)}
     res.ipdv_ms = {"up": stats.summary(ipdv_up, stats.IPDV_KEYS),

@@ -77,6 +77,13 @@ def abs_ipdv(delay_by_seq: Sequence[float | None]) -> list[float]:
     return out
 
 
+def abs_ipdv_indexed(seqs: Sequence[int], values: Sequence[float]) -> list[float]:
+    """Same as :func:`abs_ipdv` for received packets only: ``seqs`` (ascending)
+    are their sequence numbers, ``values`` their delays; pairs count only when
+    the sequence numbers are consecutive."""
+    return [abs(values[i] - values[i - 1]) for i in range(1, len(seqs)) if seqs[i] - seqs[i - 1] == 1]
+
+
 def loss_pcts(sent: int, reflected: int | None, received: int) -> dict[str, float]:
     """loss up/down/total in percent (DESIGN.md §5). Without a reflected count
     (stateless reflector) up and down are NaN."""

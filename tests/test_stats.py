@@ -84,3 +84,10 @@ def test_uniform_delay_theory_used_by_the_accuracy_tests():
     for start in range(0, 20000, 2000):
         js.append(stats.rfc3550_jitter(delays[start:start + 2000]))
     assert sum(js) / len(js) == pytest.approx(20 / 3, abs=0.6)
+
+
+def test_abs_ipdv_indexed_matches_the_per_sequence_form():
+    # received seq 0, 1, 3, 4 (2 lost): pairs (0,1) and (3,4) only
+    assert stats.abs_ipdv_indexed([0, 1, 3, 4], [1.0, 3.0, 4.0, 2.0]) == [2.0, 2.0]
+    assert stats.abs_ipdv_indexed([0, 1, 3, 4], [1.0, 3.0, 4.0, 2.0]) == stats.abs_ipdv([1.0, 3.0, None, 4.0, 2.0])
+    assert stats.abs_ipdv_indexed([5], [1.0]) == []
