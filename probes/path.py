@@ -205,6 +205,17 @@ def search_mtu(probe: Callable[[int], MtuProbe], hi: int, lo: int = MIN_MTU,
     return good, limited_at, method
 
 
+def raw_sockets_allowed() -> bool:
+    """Root or CAP_NET_RAW: try to open the kind of socket the probe needs."""
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).close()
+        return True
+    except PermissionError:
+        return False
+    except OSError:
+        return os.geteuid() == 0
+
+
 def interface_mtu(name: str) -> int | None:
     """SIOCGIFMTU of an interface in this network namespace."""
     try:
@@ -244,7 +255,7 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
         raise
     dst = sockaddr[0]
     result.address = dst
-    if os.geteuid() != 0:
+    if not raw_sockets_allowed():
         result.errors.append("probe path needs root (raw sockets for TTL-limited probes and ICMP "
                              "answers): run it as root or with CAP_NET_RAW")
         return result

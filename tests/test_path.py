@@ -73,9 +73,22 @@ def test_mtu_nothing_passes():
 
 
 def test_not_root_is_could_not_measure(monkeypatch):
-    monkeypatch.setattr(path.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(path, "raw_sockets_allowed", lambda: False)
     r = path.run(path.PathConfig("127.0.0.1"))
     assert not r.measured and "needs root" in r.errors[0]
+
+
+@needs_root
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) not installed")
+def test_cli_as_unprivileged_user_exit_3():
+    from tests.conftest import ROOT
+    import subprocess
+    cp = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
+                         str(ROOT / ".venv/bin/cutover"), "probe", "path", "127.0.0.1", "--json"],
+                        capture_output=True, text=True, timeout=60, cwd="/")
+    assert cp.returncode == 3, cp.stderr
+    assert json.loads(cp.stdout)["measured"] is False
+    assert "needs root" in cp.stderr and "Traceback" not in cp.stderr
 
 
 def test_bad_arguments():
@@ -157,7 +170,7 @@ def test_mtu_found_by_probing_when_frag_needed_is_filtered(chain):
     chain.run("r3", ["iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed",
                      "-j", "DROP"])
     cp = cutover_in(chain, "client", "probe", "path", chain.addr("server"), "--proto", "icmp",
-                    "--rounds", "1", "--timeout", "0.5", "--json")
+                    "--rounds", "1", "--timeout", "0.3", "--json")
     assert cp.returncode == 0, cp.stderr
     out = json.loads(cp.stdout)
     assert (out["path_mtu"], out["mtu_method"], out["mtu_limited_at"]) == (1350, "probing", None)

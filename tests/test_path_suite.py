@@ -42,7 +42,7 @@ def test_evaluate_clean_path(tmp_path):
 
 def test_not_root_is_a_warning_not_an_error(tmp_path, monkeypatch):
     from probes import path
-    monkeypatch.setattr(path.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(path, "raw_sockets_allowed", lambda: False)
     p, c = profile_with_sip(tmp_path, None)
     raw = step.measure(p, c, quick=True)
     checks = step.evaluate(p, c, raw)
