@@ -58,8 +58,12 @@ class BoardApp(App):
         self.poll_s = poll_s
         self.runner = runner or default_runner
         self.quick_runs = quick_runs
-        self.loader = BoardLoader(profile, self.store, window)
-        self.data: BoardData = self.loader.load(self._clock())
+        # The loader reads through its own connection: a background reload of 30 days
+        # then never holds the lock of the connection the UI thread polls and writes with.
+        self._reader = Store(db_path)
+        self.loader = BoardLoader(profile, self._reader, window)
+        self._loading = False
+        self.data: BoardData = self.loader.load(self._clock(), version=self.store.data_version())
         self._loaded_at = self._clock()
         self._last_by = os.environ.get("CUTOVER_SIGNOFF_BY", "")
         self._run_stop: threading.Event | None = None
@@ -76,9 +80,13 @@ class BoardApp(App):
             self.set_interval(self.poll_s, self._poll)
 
     def on_unmount(self) -> None:
-        # quitting during a run-now: the runner stops at its next step/probe check
+        # quitting during a run-now: the runner stops at its next step/probe check and
+        # still writes what it measured through self.store, so that one stays open
         if self._run_stop is not None:
             self._run_stop.set()
+        else:
+            self.store.close()
+        self._reader.close()
 
     @property
     def main(self) -> MainScreen:
@@ -93,6 +101,8 @@ class BoardApp(App):
     # ------------------------------------------------------------ refresh
 
     def _poll(self) -> None:
+        if self._loading:
+            return
         try:
             version = self.store.data_version()
         except Exception:            # a locked or vanished file must not kill the board
@@ -100,19 +110,34 @@ class BoardApp(App):
         if version != self.data.data_version or self.now() - self._loaded_at >= STALE_AFTER:
             self.reload_in_background()
 
-    @work(thread=True, exclusive=True, group="load")
     def reload_in_background(self) -> None:
-        data = self.loader.load(self.now())
+        if self._loading:
+            return
+        self._loading = True
+        # the version is read on this connection before the data: a write in between
+        # shows up as a new version at the next poll and is read then
+        self._load_worker(self.store.data_version())
+
+    @work(thread=True, exclusive=True, group="load")
+    def _load_worker(self, version: int) -> None:
         try:
-            self.call_from_thread(self._apply, data)
-        except RuntimeError:       # the board quit while reading
-            pass
+            data = self.loader.load(self.now(), version=version)
+        except Exception as exc:     # e.g. the disk went away: keep showing the last data
+            self._to_ui(self._load_failed, f"{type(exc).__name__}: {exc}")
+            return
+        self._to_ui(self._apply, data)
+
+    def _load_failed(self, error: str) -> None:
+        self._loading = False
+        self.notify(f"could not read the history: {error}", severity="error")
 
     def reload_signoffs(self) -> None:
         """After our own sign-off: only the gate is evaluated again (milliseconds)."""
-        self._apply(self.loader.refresh_signoffs(self.now()))
+        self._apply(self.loader.refresh_signoffs(self.now(), self.store.signoffs(self.profile.site),
+                                                 version=self.store.data_version()))
 
     def _apply(self, data: BoardData) -> None:
+        self._loading = False
         self.data = data
         self._loaded_at = self.now()
         self.reloads += 1
@@ -222,9 +247,9 @@ class BoardApp(App):
         self._to_ui(self._show_progress, circuit, text)
 
     def _to_ui(self, callback, *args) -> None:
-        """call_from_thread, unless the board has quit meanwhile (the run then
+        """call_from_thread, unless the board has quit meanwhile (a run then
         stops at its next check of the stop event; the stored part is kept)."""
-        if self._run_stop is not None and self._run_stop.is_set():
+        if not self.is_running:
             return
         try:
             self.call_from_thread(callback, *args)

@@ -85,11 +85,14 @@ class BoardLoader:
         self._capacity: dict | None = None
         self._last: BoardData | None = None
 
-    def load(self, now: dt.datetime) -> BoardData:
-        """Full read of both windows (module doc)."""
+    def load(self, now: dt.datetime, version: int | None = None) -> BoardData:
+        """Full read of both windows (module doc). ``version``: the
+        data_version the caller polls with, read before this call (PRAGMA
+        data_version is per connection); default: this store's."""
         t0 = time.perf_counter()
         profile, store, site = self.profile, self.store, self.profile.site
-        version = store.data_version()   # read first: a write during the read triggers another refresh
+        if version is None:
+            version = store.data_version()   # read first: a write during the read triggers another refresh
         gate_since = gate_window_start(profile, now)
         trend_since = trend_start(now, self.window)
         until = now + dt.timedelta(microseconds=1)
@@ -101,30 +104,30 @@ class BoardLoader:
         required = (plan.required_down_mbps, plan.required_up_mbps)
         circuits = [circuit_view(profile, c, analysis.circuits[c.name], required) for c in profile.circuits]
         self._runs, self._capacity = runs, capacity
-        decision = self._decide(now)
+        decision = self._decide(now, store.signoffs(site))
         self._last = BoardData(header=header_view(profile, decision, now), circuits=circuits,
                                checklist=checklist_rows(decision), outages=outage_rows(analysis.all_outages()),
                                window_days=(now - trend_since).total_seconds() / 86400, data_version=version,
                                load_s=time.perf_counter() - t0)
         return self._last
 
-    def refresh_signoffs(self, now: dt.datetime) -> BoardData:
-        """After a sign-off or revocation: the gate again over the runs already read."""
+    def refresh_signoffs(self, now: dt.datetime, signoffs: dict, version: int | None = None) -> BoardData:
+        """After a sign-off or revocation: the gate again over the runs already
+        read, with ``signoffs`` (Store.signoffs) as the caller just read them."""
         if self._last is None:
-            return self.load(now)
+            return self.load(now, version)
         t0 = time.perf_counter()
-        version = self.store.data_version()
-        decision = self._decide(now)
+        decision = self._decide(now, signoffs)
         last = self._last
         self._last = BoardData(header=header_view(self.profile, decision, now), circuits=last.circuits,
                                checklist=checklist_rows(decision), outages=last.outages,
-                               window_days=last.window_days, data_version=version,
+                               window_days=last.window_days,
+                               data_version=last.data_version if version is None else version,
                                load_s=time.perf_counter() - t0)
         return self._last
 
-    def _decide(self, now: dt.datetime) -> gate.GateDecision:
-        return gate.evaluate(self.profile, self._runs, self.store.signoffs(self.profile.site), now,
-                             series=self._capacity)
+    def _decide(self, now: dt.datetime, signoffs: dict) -> gate.GateDecision:
+        return gate.evaluate(self.profile, self._runs, signoffs, now, series=self._capacity)
 
 
 def load_board(profile, store, now: dt.datetime, window: dt.timedelta | None = None) -> BoardData:
