@@ -124,8 +124,11 @@ class StampReflector:
         host = self.listen.host
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         if family == socket.AF_INET and not host.replace(".", "").isdigit():
-            family, sockaddr = socket.getaddrinfo(host, self.listen.port, 0, socket.SOCK_DGRAM)[0][::4]
-            host = sockaddr[0]
+            try:
+                info = socket.getaddrinfo(host, self.listen.port, 0, socket.SOCK_DGRAM)[0]
+            except socket.gaierror as exc:
+                raise OSError(exc.errno, f"cannot resolve listen address {host!r}: {exc.strerror}") from None
+            family, host = info[0], info[4][0]
         sock = socket.socket(family, socket.SOCK_DGRAM)
         if family == socket.AF_INET6:
             # "[::]" serves IPv4 too (v4-mapped), as users expect from a wildcard
