@@ -160,6 +160,7 @@ class Lab:
         self.addrs: dict[tuple[str, str], str] = {}  # (node, peer) -> node's address on that link
         self.addrs6: dict[tuple[str, str], str] = {}  # the same for IPv6
         self.procs: list[subprocess.Popen] = []
+        self.groups: dict[int, int] = {}             # pid -> process group it leads
         self.closed = False
         _open_labs.add(self)
 
@@ -307,12 +308,19 @@ class Lab:
         return _sh(self._argv(node, [str(a) for a in argv]), check=check, timeout=timeout, input=input)
 
     def popen(self, node: str | None, argv: list[str], **kwargs) -> subprocess.Popen:
-        """Start a process in node's namespace; killed by PID at teardown."""
+        """Start a process in node's namespace; killed by PID at teardown.
+
+        It leads a new process group (``start_new_session``), so teardown also
+        ends the children it started (a shell's commands, a wrapper's child).
+        """
+        kwargs.setdefault("start_new_session", True)
         kwargs.setdefault("stdout", subprocess.PIPE)
         kwargs.setdefault("stderr", subprocess.PIPE)
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         proc = subprocess.Popen(self._argv(node, [str(a) for a in argv]), **kwargs)
         self.procs.append(proc)
+        if kwargs["start_new_session"]:
+            self.groups[proc.pid] = proc.pid
         return proc
 
     def ping(self, node: str, target: str, count: int = 3, timeout_s: float = 1.0) -> list[float | None]:
@@ -390,23 +398,33 @@ class Lab:
         return data[0] if data else {}
 
     # -- teardown -------------------------------------------------------------
+    def _signal(self, proc: subprocess.Popen, sig: int, group_only: bool = False) -> None:
+        """Signal a process we started, or its whole process group if it leads one."""
+        pgid = self.groups.get(proc.pid)
+        if pgid is not None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, sig)
+        elif not group_only:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(sig)
+
     def close(self) -> None:
         if self.closed:
             return
         self.closed = True
         for proc in self.procs:
             if proc.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.send_signal(signal.SIGTERM)
+                self._signal(proc, signal.SIGTERM)
         deadline = time.monotonic() + 3
         for proc in self.procs:
             try:
                 proc.wait(timeout=max(0.05, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    proc.kill()
+                self._signal(proc, signal.SIGKILL)
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=3)
+            # the group may outlive its leader (children of a shell): end it too
+            self._signal(proc, signal.SIGKILL, group_only=True)
             for stream in (proc.stdout, proc.stderr, proc.stdin):
                 with contextlib.suppress(Exception):
                     if stream:
