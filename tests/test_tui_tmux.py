@@ -65,7 +65,8 @@ def test_board_in_tmux_as_a_new_user(tmp_path):
             shown = _screen(session)
             assert "Traceback" not in shown, (key, shown)
             if key == "?":
-                assert "cutover board" in shown and "| key |" not in shown   # the help renders its table
+                shown = _wait_for(session, "Tracks the parallel run", 15)    # the help screen
+                assert "| key |" not in shown                                # its table is rendered
             if key in CLOSE_AFTER:
                 _tmux("send-keys", "-t", session, CLOSE_AFTER[key])
                 time.sleep(0.7)
