@@ -150,7 +150,8 @@ def answer(request: bytes, mode: str = "plain", peer=None) -> bytes | None:
         contact = re.sub(r"@[^;>]+", "@203.0.113.9:40000", contact)
     if peer:
         via = via.replace(";rport", f";received={peer[0]};rport={peer[1]}")
-    lines = ["SIP/2.0 200 OK", f"Via: {via}", f"From: {h['from']}", f"To: {h['to']};tag=42",
+    status = "403 Forbidden" if mode == "403" else "100 Trying" if mode == "100" else "200 OK"
+    lines = [f"SIP/2.0 {status}", f"Via: {via}", f"From: {h['from']}", f"To: {h['to']};tag=42",
              f"Call-ID: {h['call-id']}", f"CSeq: {h['cseq']}", f"Contact: {contact}",
              "Allow: OPTIONS, INVITE", "Content-Length: 0", "", ""]
     return "\r\n".join(lines).encode()
@@ -168,6 +169,7 @@ class UdpResponder(threading.Thread):
         self.port = self.sock.getsockname()[1]
         self.mode, self.drop_first, self.silent = mode, drop_first, silent
         self.arrivals: list[float] = []
+        self.peers: list[str] = []
         self.halt = threading.Event()
 
     def run(self):
@@ -177,9 +179,13 @@ class UdpResponder(threading.Thread):
             except socket.timeout:
                 continue
             self.arrivals.append(time.monotonic())
+            self.peers.append(peer[0])
             if self.silent or len(self.arrivals) <= self.drop_first:
                 continue
-            resp = answer(data, self.mode, peer)
+            if self.mode == "trying":   # a provisional answer first, the final one later
+                self.out.sendto(answer(data, "100", peer), peer)
+                time.sleep(0.3)
+            resp = answer(data, "plain" if self.mode == "trying" else self.mode, peer)
             if resp:
                 self.out.sendto(resp, peer)
 
@@ -217,6 +223,26 @@ def test_answer_from_other_port_and_ipv6(host, other_port):
         r = sip.run(sip.SipConfig(f"sip:[{host}]:{srv.port}" if ":" in host else f"sip:{host}:{srv.port}",
                                   timeout_s=2))
     assert (r.status_code, r.retransmissions, r.alg_suspected) == (200, 0, False)
+
+
+def test_refusal_is_exit_1_and_provisional_is_not_final():
+    with UdpResponder("403") as srv:
+        p = run_cli("probe", "sip", f"sip:127.0.0.1:{srv.port}", "--json", "--timeout", "2")
+    assert p.returncode == 1, p.stderr
+    out = json.loads(p.stdout)
+    assert (out["status_code"], out["reason"], out["reachable"]) == (403, "Forbidden", True)
+    with UdpResponder("trying") as srv:
+        r = sip.run(sip.SipConfig(f"sip:127.0.0.1:{srv.port}", timeout_s=2))
+    assert r.status_code == 200 and r.targets_tried[0].provisional == [100]
+    assert r.rtt_ms >= 300 and r.retransmissions == 0
+
+
+def test_source_address_is_honoured():
+    with UdpResponder() as srv:
+        r = sip.run(sip.SipConfig(f"sip:127.0.0.1:{srv.port}", source="127.0.0.2", timeout_s=2))
+        peers = list(srv.peers)
+    assert r.status_code == 200 and peers == ["127.0.0.2"]
+    assert r.nat_detected is False and r.alg_suspected is False   # Via said 127.0.0.2 too
 
 
 def test_udp_retransmission_follows_timer_e():
