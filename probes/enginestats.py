@@ -10,6 +10,7 @@ against the smallest delay) uses differences only, so the offset cancels.
 
 from __future__ import annotations
 
+import bisect
 import math
 from typing import TYPE_CHECKING
 
@@ -154,29 +155,34 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
 def _sender_health(eng: "Engine", run: "_Run", sent: int, ptime_ms: int) -> dict:
     t0, interval = eng._t0, eng._interval_ns
     tx = run.tx
-    late = sorted((tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(sent))
-    health: dict = {"lateness_ms": {}, "rx_dropped": run.rx_dropped, "limited": False, "reason": None,
-                    "rx_timestamps": getattr(eng, "_rx_timestamps", None)}
-    if late:
-        health["lateness_ms"] = {"p50": stats.percentile(late, 50), "p99": stats.percentile(late, 99),
-                                 "max": late[-1]}
-        reasons = []
-        p99 = health["lateness_ms"]["p99"]
-        # p99 > 1 ms, but a couple of scheduler hiccups in a short run are not a pattern
-        over_1ms = len(late) - _bisect_le(late, 1.0)
-        if p99 > 1.0 and over_1ms > 2:
-            reasons.append(f"send lateness p99 {p99:.2f} ms > 1 ms")
-        very_late = len(late) - _bisect_le(late, ptime_ms)
-        if very_late > LATE_SEND_FRACTION_LIMIT * len(late):
-            reasons.append(f"{very_late} sends more than one ptime ({ptime_ms} ms) late")
-        if run.rx_dropped:
-            reasons.append(f"kernel dropped {run.rx_dropped} replies on our receive socket")
-        if reasons:
-            health["limited"] = True
-            health["reason"] = "; ".join(reasons)
+    late = [(tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(sent)]
+    health = sender_health(late, run.rx_dropped, ptime_ms)
+    health["rx_timestamps"] = getattr(eng, "_rx_timestamps", None)
     return health
 
 
-def _bisect_le(sorted_values: list[float], x: float) -> int:
-    import bisect
-    return bisect.bisect_right(sorted_values, x)
+def sender_health(lateness_ms: list[float], rx_dropped: int, ptime_ms: float) -> dict:
+    """The measuring machine's own health from per-send lateness (actual minus
+    planned send time, ms) and the kernel's drops on our socket. ``limited``
+    when p99 lateness > 1 ms (and more than two sends were), more than 0.1 % of
+    sends were later than one ptime, or any reply was dropped (pure; tested)."""
+    late = sorted(lateness_ms)
+    health: dict = {"lateness_ms": {}, "rx_dropped": rx_dropped, "limited": False, "reason": None}
+    if not late:
+        return health
+    p99 = stats.percentile(late, 99)
+    health["lateness_ms"] = {"p50": stats.percentile(late, 50), "p99": p99, "max": late[-1]}
+    reasons = []
+    # p99 > 1 ms, but a couple of scheduler hiccups in a short run are not a pattern
+    over_1ms = len(late) - bisect.bisect_right(late, 1.0)
+    if p99 > 1.0 and over_1ms > 2:
+        reasons.append(f"send lateness p99 {p99:.2f} ms > 1 ms")
+    very_late = len(late) - bisect.bisect_right(late, ptime_ms)
+    if very_late > LATE_SEND_FRACTION_LIMIT * len(late):
+        reasons.append(f"{very_late} sends more than one ptime ({ptime_ms:g} ms) late")
+    if rx_dropped:
+        reasons.append(f"kernel dropped {rx_dropped} replies on our receive socket")
+    if reasons:
+        health["limited"] = True
+        health["reason"] = "; ".join(reasons)
+    return health

@@ -1,0 +1,41 @@
+"""The engine's own health verdict (probes.enginestats.sender_health), by hand."""
+
+from __future__ import annotations
+
+import pytest
+
+from probes.enginestats import sender_health
+
+
+def test_on_time_sender_is_not_limited():
+    h = sender_health([0.01] * 990 + [0.5] * 10, 0, 20)
+    assert h["limited"] is False and h["reason"] is None
+    assert h["lateness_ms"]["p50"] == pytest.approx(0.01) and h["lateness_ms"]["max"] == 0.5
+
+
+def test_p99_over_one_ms_is_limited():
+    # 2 % of 1000 sends 3 ms late: p99 = 3 ms
+    h = sender_health([0.01] * 980 + [3.0] * 20, 0, 20)
+    assert h["limited"] is True and "p99 3.00 ms > 1 ms" in h["reason"]
+
+
+def test_two_hiccups_in_a_short_run_are_not_a_pattern():
+    # 100 sends, 2 late by 5 ms: p99 is above 1 ms but only two sends were
+    h = sender_health([0.01] * 98 + [5.0, 5.0], 0, 20)
+    assert h["lateness_ms"]["p99"] > 1.0 and h["limited"] is False
+
+
+def test_sends_later_than_one_ptime():
+    # 2 of 1000 (0.2 % > 0.1 %) more than 20 ms late, p99 still tiny
+    h = sender_health([0.01] * 998 + [25.0, 30.0], 0, 20)
+    assert h["limited"] is True and "2 sends more than one ptime (20 ms) late" in h["reason"]
+    assert "p99" not in h["reason"]
+
+
+def test_kernel_drops_always_limit():
+    h = sender_health([0.01] * 10, 3, 20)
+    assert h["limited"] is True and "kernel dropped 3 replies" in h["reason"]
+
+
+def test_nothing_sent():
+    assert sender_health([], 0, 20) == {"lateness_ms": {}, "rx_dropped": 0, "limited": False, "reason": None}
