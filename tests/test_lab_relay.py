@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import statistics
 import struct
+import sys
 import time
 
 import pytest
@@ -218,22 +219,29 @@ def test_duplication_and_reordering_are_counted_and_seen():
     assert len(order) == st["sent"] == st["forwarded"] + st["duplicated"]
 
 
-@pytest.mark.parametrize("preserve,expected", [(True, 0xB8), (False, 0x00)])
-def test_tos_byte_is_preserved(preserve, expected):
-    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sink.bind(("127.0.0.1", 0))
-    sink.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+@pytest.mark.parametrize("family,preserve,expected", [
+    (socket.AF_INET, True, 0xB8), (socket.AF_INET, False, 0x00),
+    (socket.AF_INET6, True, 0xB8), (socket.AF_INET6, False, 0x00)])
+def test_tos_byte_is_preserved(family, preserve, expected):
+    # DSCP EF (46 << 2 = 0xB8) in the IPv4 TOS byte / IPv6 traffic class
+    if family == socket.AF_INET:
+        host, level, recv_opt, send_opt = "127.0.0.1", socket.IPPROTO_IP, socket.IP_RECVTOS, socket.IP_TOS
+    else:
+        host, level, recv_opt, send_opt = "::1", socket.IPPROTO_IPV6, socket.IPV6_RECVTCLASS, socket.IPV6_TCLASS
+    sink = socket.socket(family, socket.SOCK_DGRAM)
+    sink.bind((host, 0))
+    sink.setsockopt(level, recv_opt, 1)
     sink.settimeout(3)
     try:
-        with impairment_relay(sink.getsockname(), preserve_tos=preserve, max_seconds=30) as relay:
-            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            c.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xB8)  # DSCP EF
+        with impairment_relay(sink.getsockname()[:2], preserve_tos=preserve, max_seconds=30) as relay:
+            c = socket.socket(family, socket.SOCK_DGRAM)
+            c.setsockopt(level, send_opt, 0xB8)
             c.sendto(b"ef", relay.address)
             _data, anc, _f, _a = sink.recvmsg(64, 64)
             c.close()
     finally:
         sink.close()
-    tos = [d[0] for _l, t, d in anc if t == socket.IP_TOS]
+    tos = [int.from_bytes(d, sys.byteorder) if len(d) == 4 else d[0] for _l, t, d in anc if t == send_opt]
     assert tos == [expected]
 
 
