@@ -117,8 +117,13 @@ def test_sentence_and_exit_codes():
     r = raw(0, measured=False, errors=["no replies"])
     assert exit_code(r) == EXIT_UNMEASURED and "could not measure" in summary(r)
     r = raw(120, planned=None, limit="max_calls")
-    r["ceiling_source"] = "max_calls"
-    assert summary(r) == "carries at least 120 calls (ceiling of the ramp (max_calls) reached)"
+    r["ceiling_source"], r["ceiling"] = "max_calls", 120
+    assert summary(r) == "carries at least 120 calls (passed at the ramp's ceiling, --max-calls 120)"
+    r["ceiling_source"], r["ceiling"] = "contract", 120
+    r["planned_calls"] = 60
+    r["margin_pct"] = 100.0
+    assert summary(r) == ("carries at least 120 calls, 60 planned: PASS (100 % margin; passed at the "
+                          "ramp's ceiling, the 120 calls the contract carries)")
     assert exit_code(r) == EXIT_OK
 
 

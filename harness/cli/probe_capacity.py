@@ -156,7 +156,10 @@ def summary(out: dict) -> str:
     at_least = limit in ("max_calls", "sender") or out.get("partial")
     carries = f"carries {'at least ' if at_least else ''}{n} call{'s' if n != 1 else ''}"
     if limit == "max_calls":
-        why = f"ceiling of the ramp ({out.get('ceiling_source')}) reached"
+        ceiling, source = out.get("ceiling"), out.get("ceiling_source")
+        why = {"max_calls": f"passed at the ramp's ceiling, --max-calls {ceiling}",
+               "contract": f"passed at the ramp's ceiling, the {ceiling} calls the contract carries"
+               }.get(source, f"passed at the ramp's default ceiling of {ceiling}; --max-calls goes further")
     elif limit == "sender":
         why = "the measuring machine, not the network, was the limit"
     elif limit:
