@@ -47,8 +47,6 @@ How it works (DESIGN.md §8 numbers in mind):
 from __future__ import annotations
 
 import hmac
-import math
-import os
 import random
 import select
 import socket
@@ -58,7 +56,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import emodel, sockopts, stamp, stats
+from probes import sockopts, stamp
 from probes.addr import bind_to_circuit, parse_hostport, resolve
 from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
 from probes.events import Emitter, ProgressCallback
@@ -270,8 +268,6 @@ class Engine:
         cos_at = self.base_b + stamp.TLV_HEADER_B if cfg.dscp is not None else None
         anc_b = sockopts.ANC_BUF_B
         perf = time.perf_counter_ns
-        clock_rt = time.clock_gettime_ns
-        CLOCK_REALTIME = time.CLOCK_REALTIME
         # one fixed mapping monotonic -> wall (NTP) for the whole run
         mono0 = perf()
         wall0 = time.time_ns()
@@ -284,7 +280,6 @@ class Engine:
         errors: list[str] = []
         aborted = False
         t0 = perf() + 5_000_000          # 5 ms to get going
-        deadline_end = t0 + int(total * interval_ns)
         timeout_ns = int(cfg.timeout_s * 1e9)
         j = 0
         received = 0
