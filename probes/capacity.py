@@ -99,7 +99,9 @@ class CapacityResult:
     def to_dict(self) -> dict[str, Any]:
         return clean({
             "probe": "capacity", "target": self.target, "codec": self.codec,
-            "ptime_ms": self.ptime_ms, "max_calls": self.max_calls, "limit": self.limit,
+            # null when nothing was measured: "0 calls" would read as a (terrible) result
+            "ptime_ms": self.ptime_ms, "max_calls": self.max_calls if self.measured else None,
+            "limit": self.limit,
             "planned_calls": self.planned_calls, "margin_pct": self.margin_pct,
             "pass": self.passed, "ceiling": self.ceiling, "ceiling_source": self.ceiling_source,
             "first_fail_calls": self.first_fail_calls, "preset": self.preset,
