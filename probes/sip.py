@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from probes.addr import bind_to_circuit
 from probes.events import Emitter, ProgressCallback
 from probes.result import clean
-from probes.sip_message import (AlgVerdict, OptionsRequest, SipResponse, build_options, compare,
-                                cseq_matches, message_length, parse_response, parse_uri)
+from probes.sip_message import (AlgVerdict, build_options, compare, cseq_matches, message_length,
+                                parse_response, parse_uri)
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, Target, resolve
 
 T1_S = 0.5

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from harness.profile import load_profile
 from harness.suite import sip as step
 
