@@ -34,7 +34,7 @@ Example:
 
 Exit codes: 0 carries the planned calls (or measured, when none are planned),
 1 fewer than planned, 2 bad input, 3 could not measure.""")
-@click.argument("target", metavar="HOST:PORT", required=False)
+@click.argument("target", metavar="[HOST:PORT]", required=False)
 @click.option("--codec", default=None, help="Codec to emulate (default: the profile's, else g711).")
 @click.option("--ptime", type=int, default=None, help="Packetisation in ms (default: profile's, else 20).")
 @click.option("--max-calls", default=None, type=int, help="Ceiling of the ramp.")
@@ -51,7 +51,7 @@ Exit codes: 0 carries the planned calls (or measured, when none are planned),
 @click.option("--mos-min", type=float, default=None, help="Default 4.0 (or the profile's).")
 @click.option("--loss-pct", type=float, default=None, help="Default 1.0 (or the profile's).")
 @click.option("--jitter-ms", type=float, default=None, help="Default 30 (or the profile's).")
-@click.option("--dscp", default="ef", show_default=True)
+@click.option("--dscp", default="ef", show_default=True, help="DSCP of the emulated calls (0-63 or a name).")
 @click.option("--key-file", default=None, help="STAMP pre-shared key (authenticated mode).")
 @source_option
 @interface_option
