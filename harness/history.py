@@ -100,7 +100,9 @@ def outcome(circuit_record) -> str:
 def circuit_runs(runs: Iterable, circuit: str) -> list[tuple[Any, Any]]:
     """(run, circuit_record) for the runs that measured ``circuit``, oldest first."""
     out = [(r, r.circuits[circuit]) for r in runs if circuit in r.circuits]
-    out.sort(key=lambda rc: rc[0].started_at)
+    # store.runs returns oldest first; sort only what is not (a cheap pairwise check)
+    if any(a[0].started_at > b[0].started_at for a, b in zip(out, out[1:])):
+        out.sort(key=lambda rc: rc[0].started_at)
     return out
 
 
@@ -471,22 +473,20 @@ def load_series(store, site: str, since: dt.datetime | None = None,
     except sqlite3.Error:
         return None
     try:
-        db.execute("BEGIN")                      # one snapshot
-        # One scan over the window's raw results; each metric column reads its
-        # own probe's document. json_type keeps booleans and text out; SQLite
-        # caches the parsed document across the json_* calls of one row.
-        slots = [(probe, key, prio, jp) for probe, wanted in by_probe.items() for key, prio, jp in wanted]
-        cols = ", ".join(f"CASE WHEN x.probe = '{probe}' AND json_type(x.json, '{jp}') IN ('integer', 'real') "
-                         f"THEN json_extract(x.json, '{jp}') END" for probe, _, _, jp in slots)
-        marks = ", ".join("?" for _ in by_probe)
-        sql = (f"SELECT r.started_at, x.circuit, {cols} FROM raw_results x JOIN runs r ON r.id = x.run_id "
-               f"WHERE {' AND '.join(where)} AND x.probe IN ({marks}) ORDER BY r.started_at, r.id")
-        keys = [(key, prio) for _, key, prio, _ in slots]
-        for row in db.execute(sql, args + list(by_probe)):
-            st, circuit = row[0], row[1]
-            for (key, prio), value in zip(keys, row[2:]):
-                if value is not None and math.isfinite(value):
-                    found.setdefault((circuit, key, prio), []).append((st, float(value)))
+        db.execute("BEGIN")                      # one snapshot for every probe's query
+        # Plain json_extract per path (SQLite caches the parsed document across
+        # the calls of one row); text values are dropped below. A JSON true/false
+        # would read as 1/0, but these paths hold numbers or null by contract.
+        for probe, wanted in by_probe.items():
+            cols = ", ".join(f"json_extract(x.json, '{jp}')" for _, _, jp in wanted)
+            sql = (f"SELECT r.started_at, x.circuit, {cols} FROM raw_results x JOIN runs r ON r.id = x.run_id "
+                   f"WHERE {' AND '.join(where)} AND x.probe = ? ORDER BY r.started_at, r.id")
+            keys = [(key, prio) for key, prio, _ in wanted]
+            for row in db.execute(sql, args + [probe]):
+                st, circuit = row[0], row[1]
+                for (key, prio), value in zip(keys, row[2:]):
+                    if value.__class__ in (float, int) and math.isfinite(value):
+                        found.setdefault((circuit, key, prio), []).append((st, float(value)))
         db.execute("COMMIT")
     except sqlite3.Error:
         return None
