@@ -73,7 +73,7 @@ def bench_engine(calls_list: list[int], duration_s: float) -> list[dict]:
                 "loss_pct": d["loss_pct"].get("total"), "loss_up_pct": d["loss_pct"].get("up"),
                 "lateness_p50_ms": lat.get("p50"), "lateness_p99_ms": lat.get("p99"),
                 "rx_dropped": d["sender"].get("rx_dropped"), "limited": d["sender"].get("limited"),
-                "engine_cpu_pct": 100 * (c1 - c0) / wall, "reflector_cpu_pct": 100 * (r1 - r0) / duration_s,
+                "engine_cpu_pct": 100 * (c1 - c0) / wall, "reflector_cpu_pct": 100 * (r1 - r0) / wall,
                 "rtt_p50_ms": d["rtt_ms"].get("p50"), "rx_timestamps": d["sender"].get("rx_timestamps"),
             })
             time.sleep(1.0)
