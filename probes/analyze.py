@@ -22,10 +22,13 @@ Per stream (RFC 3550 A.1/A.3/A.8):
     in arrival order; the final value, ``max_jitter_ms`` the largest value J
     reached, as Wireshark's RTP stream statistics report them;
   - ``max_delta_ms``: the largest gap between consecutive arrivals.
-The codec clock comes from the static payload type (probes.codecs). For a
-dynamic payload type (96-127) the codec is ``unknown`` and the clock is
-inferred from RTP timestamp advance over capture time, snapped to a standard
-rate (``clock_inferred: true``).
+The codec clock comes from the call's SDP when the capture holds it (SIP over
+UDP: ``a=rtpmap`` for the media address/port), else from the static payload
+type (probes.codecs). A dynamic payload type (96-127) without SDP has codec
+``unknown`` and a clock inferred from RTP timestamp advance over capture time,
+snapped to a standard rate (``clock_inferred: true``). Packets of another
+payload type in the stream (RFC 4733 DTMF, comfort noise) count for sequence
+and loss, not for jitter: their timestamps do not follow the audio clock.
 
 MOS: a capture cannot know the one-way network delay (it needs both ends'
 clocks), so the score assumes ``one_way_ms`` (default 0: the score then shows
@@ -39,6 +42,7 @@ G.711+PLC constants (``mos_codec_assumed``).
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -59,6 +63,8 @@ MAX_CANDIDATES = 5000      # unconfirmed candidates kept (random UDP looks like 
 CLOCK_SAMPLE = 50          # packets buffered to infer a dynamic payload type's clock
 STANDARD_CLOCKS_HZ = (8000, 16000, 24000, 32000, 44100, 48000, 90000)
 RTCP_PT = range(72, 77)    # RTCP packet types 200-204 with the marker bit masked off
+SDP_CODECS = {"pcmu": "g711", "pcma": "g711", "g729": "g729", "g722": "g722", "opus": "opus"}
+SIP_START = re.compile(rb"^(SIP/2\.0 \d{3}|[A-Z]{3,10} sips?:)")
 
 
 @dataclass
@@ -99,6 +105,8 @@ class RtpStream:
     mos: float | None
     r_factor: float | None
     mos_codec_assumed: str | None = None
+    codec_source: str = "static-pt"      # static-pt | sdp | unknown
+    other_pt_packets: int = 0            # e.g. RFC 4733 DTMF events inside the stream
 
 
 @dataclass
@@ -122,14 +130,22 @@ class AnalyzeResult:
 class _Tracker:
     """Sequence, jitter and timing state of one candidate stream."""
 
-    def __init__(self, d: UdpDatagram, ssrc: int, pt: int, seq: int) -> None:
+    def __init__(self, d: UdpDatagram, ssrc: int, pt: int, seq: int,
+                 sdp: dict[int, tuple[str, int]] | None = None) -> None:
         self.d = d
         self.ssrc = ssrc
         self.pt = pt
         codec = codec_for_payload_type(pt)
         self.codec = codec.name if codec else "unknown"
         self.clock_hz: int | None = codec.clock_hz if codec else None
+        self.codec_source = "static-pt" if codec else "unknown"
+        if sdp and pt in sdp:            # the call's own SDP names the codec and its clock
+            name, clock = sdp[pt]
+            n = name.lower()
+            self.codec = SDP_CODECS.get(n, n if n in CODECS else "unknown")
+            self.clock_hz, self.codec_source = clock, "sdp"
         self.clock_inferred = False
+        self.other_pt = 0                # packets of another payload type (DTMF events, CN)
         self.confirmed = False
         self.probation = 1
         # RFC 3550 A.1 sequence state
@@ -183,7 +199,7 @@ class _Tracker:
             return None
         return ext_max - (SEQ_MOD - udelta)   # a little behind: reordered or duplicate
 
-    def add(self, d: UdpDatagram, seq: int, ts: int) -> None:
+    def add(self, d: UdpDatagram, seq: int, ts: int, pt: int) -> None:
         ext_before = self.cycles + self.max_seq
         ext = self._ext(seq) if self.packets else self.cycles + seq
         if ext is None:
@@ -211,6 +227,11 @@ class _Tracker:
         if self.packets > 1:
             self.max_delta_s = max(self.max_delta_s, d.time_s - self.last_arrival)
         self.last_arrival = d.time_s
+        if pt != self.pt:
+            # RFC 4733 events and comfort noise share the SSRC and sequence numbers but
+            # their timestamps do not advance with the audio clock: keep them out of jitter
+            self.other_pt += 1
+            return
         if self.last_ts is not None:
             step = ((ts - self.last_ts + (1 << 31)) % (1 << 32)) - (1 << 31)   # signed wrap
             self.ts_unwrapped += step
@@ -281,7 +302,8 @@ class _Tracker:
             max_jitter_ms=self.max_jitter * to_ms, max_delta_ms=self.max_delta_s * 1000.0,
             late=self.late, late_pct=late_pct, start_s=self.first_arrival,
             duration_s=self.last_arrival - self.first_arrival,
-            mos=s.mos, r_factor=s.r_factor, mos_codec_assumed=assumed)
+            mos=s.mos, r_factor=s.r_factor, mos_codec_assumed=assumed,
+            codec_source=self.codec_source, other_pt_packets=self.other_pt)
 
 
 def parse_rtp(payload: bytes) -> tuple[int, int, int, int] | None:
@@ -308,6 +330,7 @@ def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
         "note": "one-way delay is unknown in a capture; MOS assumes one_way_ms plus the "
                 "de-jitter buffer and packetisation"})
     trackers: dict[tuple, _Tracker] = {}
+    sdp_media: dict[tuple[str, int], dict[int, tuple[str, int]]] = {}   # (addr, port) -> rtpmap
     size = max(1, os.path.getsize(config.path))
     emit("start", f"reading {config.path}")
     try:
@@ -327,6 +350,9 @@ def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
                     break
                 if n % 50000 == 0:
                     emit("progress", f"{n} UDP datagrams", fraction=min(1.0, f.tell() / size))
+                if SIP_START.match(d.payload):
+                    learn_sdp(d.payload, sdp_media)
+                    continue
                 rtp = parse_rtp(d.payload)
                 if rtp is None:
                     continue
@@ -336,9 +362,10 @@ def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
                 if tr is None:
                     if len(trackers) >= MAX_CANDIDATES:
                         _evict_unconfirmed(trackers)
-                    tr = trackers[key] = _Tracker(d, ssrc, pt, seq)
+                    sdp = sdp_media.get((d.dst, d.dport)) or sdp_media.get((d.src, d.sport))
+                    tr = trackers[key] = _Tracker(d, ssrc, pt, seq, sdp)
                     tr._buffer_ms = config.jitter_buffer_ms
-                tr.add(d, seq, ts)
+                tr.add(d, seq, ts, pt)
     except OSError as exc:
         raise CaptureError(f"{config.path}: {exc.strerror or exc}") from None
     result.streams = [t.result(config) for t in trackers.values()
@@ -346,6 +373,46 @@ def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
     result.streams.sort(key=lambda s: (s.start_s, s.ssrc))
     emit("done", f"{len(result.streams)} RTP stream(s) in {result.frames} frames")
     return result
+
+
+def learn_sdp(message: bytes, media: dict[tuple[str, int], dict[int, tuple[str, int]]]) -> None:
+    """From a SIP message with an SDP body: where each audio stream is received and what its
+    payload types mean (RFC 4566 c=/m=/a=rtpmap), so dynamic payload types get a codec."""
+    if len(media) > 10_000:
+        media.clear()
+    head, sep, body = message.partition(b"\r\n\r\n")
+    if not sep or b"m=audio" not in body:
+        return
+    session_addr, port, addr, pts, rtpmap = None, None, None, [], {}
+    in_audio = False
+    for raw in body.decode("utf-8", "replace").splitlines():
+        line = raw.strip()
+        if line.startswith("m="):
+            in_audio = line.startswith("m=audio")
+            if in_audio:
+                parts = line[2:].split()
+                if len(parts) >= 4 and parts[1].isdigit():
+                    port = int(parts[1])
+                    pts = [int(p) for p in parts[3:] if p.isdigit()]
+        elif line.startswith("c=IN IP"):
+            a = line.split()[-1].split("/")[0]
+            if port is None:
+                session_addr = a
+            elif in_audio:
+                addr = a
+        elif in_audio and line.startswith("a=rtpmap:"):
+            pt_text, _, enc = line[9:].partition(" ")
+            name, _, rest = enc.partition("/")
+            clock = rest.split("/")[0]
+            if pt_text.isdigit() and clock.isdigit():
+                rtpmap[int(pt_text)] = (name, int(clock))
+    where = addr or session_addr
+    if port and where:
+        for pt in pts:
+            if pt not in rtpmap and codec_for_payload_type(pt):
+                c = codec_for_payload_type(pt)
+                rtpmap[pt] = (c.name, c.clock_hz)
+        media[(where, port)] = rtpmap
 
 
 def _evict_unconfirmed(trackers: dict[tuple, _Tracker]) -> None:

@@ -134,6 +134,41 @@ def test_dynamic_payload_type_infers_clock_and_ptime(tmp_path):
     assert E.max_jitter_ms == pytest.approx(0.25 + 3.75 / 16, abs=1e-3)
 
 
+def sip_invite_with_sdp(media_ip: str, media_port: int) -> bytes:
+    sdp = ("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
+           "m=audio {port} RTP/AVP 111 0 101\r\na=rtpmap:111 opus/48000/2\r\n"
+           "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n").format(ip=media_ip, port=media_port)
+    return ("INVITE sip:bob@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n"
+            "Call-ID: 1@x\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
+            f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode()
+
+
+def test_sdp_names_dynamic_codec_and_dtmf_events_stay_out_of_jitter(tmp_path):
+    # the callee announces opus as PT 111 at 10.0.0.2:40002; the caller's stream carries
+    # RFC 4733 DTMF (PT 101, same SSRC, frozen timestamp) in the middle
+    invite = (T0 - 1, "10.0.0.1", 5060, "10.0.0.2", 5060, sip_invite_with_sdp("10.0.0.2", 40002))
+    # audio packets 50-54 are replaced by five DTMF event packets (same SSRC, sequence 1050-1054,
+    # timestamp frozen at the event start), as a phone sends them while a key is held
+    audio = stream(100, ssrc=0x51, pt=111, clock=48000, drop=set(range(50, 55)), late={20: 0.008})
+    dtmf = [(T0 + (50 + k) * 0.02, "10.0.0.1", 40000, "10.0.0.2", 40002,
+             rtp(1050 + k, 1000 + 50 * 960, 0x51, pt=101, payload_b=4)) for k in range(5)]
+    f = tmp_path / "call.pcap"
+    write_capture(f, sorted([invite] + audio + dtmf))
+    s = by_ssrc(analyze.run(analyze.AnalyzeConfig(str(f))))[0x51]
+    assert (s.codec, s.codec_source, s.clock_hz, s.clock_inferred, s.ptime_ms) == ("opus", "sdp", 48000, False, 20.0)
+    assert s.mos_codec_assumed is None
+    assert (s.packets, s.lost, s.other_pt_packets, s.sequence_errors) == (100, 0, 5, 0)
+    # only packet 20's 8 ms spike: J peaks at 8/16 + (8 - 8/16)/16 ms; DTMF timestamps ignored
+    assert s.max_jitter_ms == pytest.approx(0.5 + 7.5 / 16, abs=2e-3)
+
+
+def test_learn_sdp_media_and_static_types():
+    media = {}
+    analyze.learn_sdp(sip_invite_with_sdp("192.0.2.5", 30000), media)
+    assert media == {("192.0.2.5", 30000): {111: ("opus", 48000), 101: ("telephone-event", 8000),
+                                            0: ("g711", 8000)}}
+
+
 def test_non_rtp_udp_and_rtcp_are_not_streams(tmp_path):
     rnd = random.Random(7)
     noise = [(T0 + i * 0.01, "10.0.0.9", 53, "10.0.0.1", 5353, bytes(rnd.getrandbits(8) for _ in range(40)))
