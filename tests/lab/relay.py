@@ -52,6 +52,7 @@ import random
 import resource
 import select
 import socket
+import struct
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,8 @@ MAX_DATAGRAM = 65535
 MAX_CLIENTS = 8192          # bounds memory: one upstream socket per client flow
 DRAIN_BATCH = 256           # datagrams read per socket per wakeup, keeps the loop fair
 MAX_PENDING = 200_000       # bounds the delay heap (packets in flight)
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+TIMESPEC = struct.Struct("@qq")
 
 
 @dataclass
@@ -190,6 +193,9 @@ class Relay:
         if self.preserve_tos:
             level, recv_opt, _ = _tos_sockopts(family)
             s.setsockopt(level, recv_opt, 1)
+        # kernel receive timestamps: a packet's delay counts from its arrival, not
+        # from when this loop got round to reading it
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         return s
 
     @property
@@ -219,11 +225,17 @@ class Relay:
         self.by_fd[sock.fileno()] = sock
         self.ep.register(sock.fileno(), select.EPOLLIN)
 
-    def _tos_of(self, ancdata) -> int:
+    @staticmethod
+    def _ancillary(ancdata) -> tuple[int, float | None]:
+        """(TOS byte / traffic class, kernel receive time CLOCK_REALTIME or None)."""
+        tos, rx = 0, None
         for level, ctype, data in ancdata:
-            if ctype in (socket.IP_TOS, socket.IPV6_TCLASS) and data:
-                return data[0] if len(data) == 1 else int.from_bytes(data[:4], sys.byteorder)
-        return 0
+            if level == socket.SOL_SOCKET and ctype == SO_TIMESTAMPNS and len(data) >= 16:
+                sec, nsec = TIMESPEC.unpack_from(data)
+                rx = sec + nsec * 1e-9
+            elif ctype in (socket.IP_TOS, socket.IPV6_TCLASS) and data and level != socket.SOL_SOCKET:
+                tos = data[0] if len(data) == 1 else int.from_bytes(data[:4], sys.byteorder)
+        return tos, rx
 
     def _push(self, direction: Direction, data: bytes, out: socket.socket, dest, tos: int,
               now: float) -> None:
@@ -237,16 +249,23 @@ class Relay:
 
     def _read(self, sock: socket.socket) -> None:
         is_listen = sock is self.listen_sock
+        # realtime -> monotonic for the kernel timestamps (sampled once per batch)
+        mono_minus_real = time.monotonic() - time.time()
         for _ in range(DRAIN_BATCH):
             try:
-                data, anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, 64)
+                data, anc, _flags, addr = sock.recvmsg(MAX_DATAGRAM, 128)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:
                 # ICMP port unreachable from a peer that is not (yet) listening
                 return
             now = time.monotonic()
-            tos = self._tos_of(anc) if self.preserve_tos else 0
+            tos, rx_real = self._ancillary(anc)
+            if not self.preserve_tos:
+                tos = 0
+            if rx_real is not None:
+                # never in the future, never more than 1 s back (clock step guard)
+                now = min(now, max(now - 1.0, rx_real + mono_minus_real))
             if is_listen:
                 out = self._client_sock(addr)
                 if out is not None:
