@@ -57,7 +57,14 @@ def bench_engine(calls_list: list[int], duration_s: float) -> list[dict]:
                              "--no-tcp"], stderr=subprocess.DEVNULL, cwd=ROOT)
     rows = []
     try:
-        time.sleep(2.0)
+        # wait until the reflector's socket is bound (its start-up takes seconds on a busy machine;
+        # packets sent before that would count as loss)
+        for _ in range(100):
+            ss = subprocess.run(["ss", "-Huln"], capture_output=True, text=True).stdout
+            if f"127.0.0.1:{port} " in ss:
+                break
+            time.sleep(0.1)
+        time.sleep(0.2)
         eng = Engine(EngineConfig(target=f"127.0.0.1:{port}", timeout_s=3.0))
         for calls in calls_list:
             # CPU sampled between the engine's first and last progress events (~every 0.5 s),
@@ -106,7 +113,12 @@ def bench_iperf3(duration_s: float) -> dict | None:
                             timeout=duration_s + 20)
         doc = json.loads(cp.stdout)
         end = doc["end"]["sum"]
-        return {"packets_per_s": end["packets"] / end["seconds"], "lost_pct": end.get("lost_percent")}
+        cpu = doc["end"].get("cpu_utilization_percent") or {}
+        # what the receiving iperf3 took in, and both CPU figures (% of the machine, per iperf3)
+        received = end["packets"] - (end.get("lost_packets") or 0)
+        return {"packets_per_s": end["packets"] / end["seconds"], "lost_pct": end.get("lost_percent"),
+                "received_pps": received / end["seconds"], "sender_cpu_pct": cpu.get("host_total"),
+                "receiver_cpu_pct": cpu.get("remote_total")}
     except (subprocess.SubprocessError, ValueError, KeyError) as exc:
         return {"error": str(exc)}
     finally:
@@ -138,10 +150,22 @@ def main() -> None:
             "yes" if r["ok"] else "no"))
     ok = [r["calls"] for r in rows if r["ok"]]
     print(f"# ceiling reached: {max(ok) if ok else 0} calls with zero loss and p99 lateness < 1 ms")
+    bad = [r for r in rows if not r["ok"]]
+    if bad:
+        # name what limits the first row that failed: the process that sat near a full core
+        first = min(bad, key=lambda r: r["calls"])
+        busy = [f"{who} at {first[key]:.0f} % of a core" for who, key in
+                (("the engine", "engine_cpu_pct"), ("the reflector", "reflector_cpu_pct"))
+                if first[key] == first[key] and first[key] >= 90]
+        why = " and ".join(busy) or "neither process at a full core: other load on this machine"
+        print(f"# first failing row: {first['calls']} calls (up loss {first['loss_up_pct'] or 0:.3f} %, "
+              f"lateness p99 {first['lateness_p99_ms'] or 0:.2f} ms, rx drops {first['rx_dropped']}): "
+              f"limited by {why}")
     ip = None if a.no_iperf3 else bench_iperf3(a.duration)
     if ip and "packets_per_s" in ip:
-        print(f"# iperf3 -u -b 0 -l 172 on the same loopback: {ip['packets_per_s']:.0f} packets/s "
-              f"(loss {ip['lost_pct']:.2f} %)")
+        print(f"# iperf3 -u -b 0 -l 172 on the same loopback: {ip['packets_per_s']:.0f} packets/s sent, "
+              f"{ip['received_pps']:.0f} received (loss {ip['lost_pct']:.2f} %; CPU sender "
+              f"{ip['sender_cpu_pct'] or 0:.0f} %, receiver {ip['receiver_cpu_pct'] or 0:.0f} %)")
     elif ip:
         print(f"# iperf3 failed: {ip['error']}")
     if a.json:
