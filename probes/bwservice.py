@@ -538,12 +538,14 @@ class BandwidthService:
                 return
             got = len(body_start)
             buf = bytearray(CHUNK_B)
-            while got < length and not self._stop.is_set():
-                n = conn.recv_into(buf, min(CHUNK_B, length - got))
-                if n == 0:
-                    return     # client gave up (speedtest-cli stops at its time limit)
-                got += n
-            self._count("http_received_b", got)
+            try:
+                while got < length and not self._stop.is_set():
+                    n = conn.recv_into(buf, min(CHUNK_B, length - got))
+                    if n == 0:
+                        return     # client gave up (speedtest-cli stops at its time limit)
+                    got += n
+            finally:
+                self._count("http_received_b", got)
             _http_reply(conn, 200, b"size=%d" % got)
             return
         if method not in (b"GET", b"HEAD"):
@@ -567,10 +569,12 @@ class BandwidthService:
     def _send_bytes(self, conn: socket.socket, size: int) -> None:
         left = size
         payload = self._payload
-        while left > 0 and not self._stop.is_set():
-            n = conn.send(payload[:min(left, len(payload))])
-            left -= n
-        self._count("http_sent_b", size - left)
+        try:
+            while left > 0 and not self._stop.is_set():
+                n = conn.send(payload[:min(left, len(payload))])
+                left -= n
+        finally:          # speedtest-cli hangs up mid-file at its time limit
+            self._count("http_sent_b", size - left)
 
 
 _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",

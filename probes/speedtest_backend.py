@@ -89,7 +89,6 @@ class RequestLog:
     down_timeline: list[tuple[float, int]] = field(default_factory=list)
     up_timeline: list[tuple[float, int]] = field(default_factory=list)
     _down_b: int = 0
-    _up_b: int = 0
 
     # uploads: bytes the server's TCP acknowledged = handed to the socket - SIOCOUTQ
     _up_entries: list = field(default_factory=list)   # [sock, handed, final delivered | None]
@@ -121,24 +120,21 @@ class RequestLog:
                     total += e[2]
                 tl = self.up_timeline
                 if not tl:
+                    # starts with the first byte: speedtest-cli prepares its upload buffers
+                    # (up to 150 MB) before its clock starts, and so do we
                     tl.append((now, 0))
                 tl.append((now, max(total, tl[-1][1])))
 
-    def count(self, direction: str, n: int) -> None:
+    def count_down(self, n: int) -> None:
+        """Payload bytes read from a download response."""
         if n <= 0:
             return
         now = time.monotonic()
         with self.lock:
-            if direction == "down":
-                self._down_b += n
-                tl, total = self.down_timeline, self._down_b
-            else:
-                self._up_b += n
-                tl, total = self.up_timeline, self._up_b
+            self._down_b += n
+            tl, total = self.down_timeline, self._down_b
             if not tl:
-                # the timeline starts with the first byte: speedtest-cli prepares its upload
-                # buffers (up to 150 MB) before its clock starts, and so do we
-                tl.append((now, 0))
+                tl.append((now, 0))      # the timeline starts with the first byte
             # samples at least 10 ms apart, the newest always carrying the latest count
             if len(tl) >= 2 and now - tl[-2][0] < 0.01:
                 tl[-1] = (now, total)
@@ -189,7 +185,7 @@ class _CountingResponse:
 
     def read(self, n=-1):
         data = self._resp.read(n)
-        self._log.count("down", len(data))
+        self._log.count_down(len(data))
         return data
 
     def __getattr__(self, name):
@@ -199,7 +195,7 @@ class _CountingResponse:
 class _RecordingOpener:
     """Wraps speedtest-cli's OpenerDirector to see statuses it would swallow."""
 
-    def __init__(self, inner, log: RequestLog, deadline: Callable[[], float]) -> None:
+    def __init__(self, inner, log: RequestLog) -> None:
         self._inner, self._log = inner, log
         self.addheaders = inner.addheaders
 
@@ -342,7 +338,7 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, thread
     st = _Speedtest(source_address=source, timeout=max(1, int(round(timeout_s))),
                     shutdown_event=shutdown, offline_config=cfg)
     st._opener = _RecordingOpener(_tracking_opener(speedtest, source, max(1, int(round(timeout_s))), log),
-                                  log, lambda: 0.0)
+                                  log)
     st.results._opener = st._opener
     st.config["length"] = {"upload": length_s, "download": length_s}
     # speedtest-cli's own rule: twice the thread count for downloads (each file is a new
@@ -376,7 +372,8 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, thread
             out.notes.append(f"{len(log.download_errors)} download request(s) failed, e.g. {log.download_errors[0]}")
     if direction in ("up", "both") and not stop.is_set():
         on_phase("up", out.host)
-        bps = st.upload(threads=threads)
+        # buffers built per request, not all 150 MB up front (small field machines)
+        bps = st.upload(threads=threads, pre_allocate=False)
         out.did_up = True
         out.bytes_sent = int(st.results.bytes_sent)
         out.cli_up_mbps = bps / 1e6

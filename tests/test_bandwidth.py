@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
@@ -353,3 +352,29 @@ def test_cli_profile_comparison_measured_and_failed_exit_1(tmp_path):
         assert up["covers_required"] is False and "promised upstream" in up["text"]
     finally:
         svc.stop()
+
+
+def test_mini_backend_on_loopback_counts_what_the_server_got(service):
+    """speedtest-cli against the reflector's Mini endpoint, offline: our upload count is what
+    the server's TCP acknowledged, so it can't exceed what the server read (+ HTTP headers)."""
+    import probes.speedtest_backend as SB
+    logs = []
+
+    class Log(SB.RequestLog):
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            logs.append(self)
+
+    orig, SB.RequestLog = SB.RequestLog, Log
+    try:
+        out = SB.run_speedtest(mini_url=f"http://127.0.0.1:{service.port}/", server_id=None, duration_s=0.5,
+                               omit_s=0.2, threads=2, direction="both", source=None, timeout_s=5,
+                               stop=__import__("threading").Event(), on_phase=lambda *a: None)
+    finally:
+        SB.RequestLog = orig
+    assert not out.errors, out.errors
+    assert out.down_mbps and out.up_mbps and out.ping_ms is not None
+    acked = logs[0].up_timeline[-1][1]
+    assert 0 < acked <= service.stats["http_received_b"] + 400 * logs[0].upload_ok
+    time.sleep(0.3)                  # let the server's threads see the hang-ups
+    assert 0 < out.bytes_received <= service.stats["http_sent_b"]
