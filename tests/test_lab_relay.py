@@ -249,6 +249,9 @@ def test_relay_is_bounded_in_time_and_rejects_bad_config():
     with impairment_relay(("127.0.0.1", 9), max_seconds=0.5) as relay:
         relay.proc.wait(timeout=5)  # exits by itself
         assert relay.proc.returncode == 0
+    with pytest.raises(ValueError, match="delay_ms"):
+        with impairment_relay(("127.0.0.1", 9), up=Impairment(delay_ms=-5)):
+            pass
     with impairment_relay(("127.0.0.1", 9), max_seconds=10) as relay:
         with pytest.raises(ValueError, match="loss_pct"):
             relay.configure(up=Impairment(loss_pct=-1))

@@ -147,6 +147,9 @@ def relay_argv(upstream: tuple[str, int], up: Impairment | None = None, down: Im
                seed: int = 1, listen: tuple[str, int] | None = None, max_seconds: float = 120.0,
                preserve_tos: bool = True, source: str | None = None, netns: str | None = None,
                rt_priority: int = 10) -> list[str]:
+    for imp in (up, down):
+        if imp is not None:
+            imp.validate()   # ValueError here, not a relay that fails to start
     if listen is None:
         listen = ("::1", 0) if ":" in upstream[0] else ("127.0.0.1", 0)
     argv = [sys.executable, "-m", "tests.lab.relay", "--listen", _fmt(*listen),
