@@ -321,6 +321,10 @@ class _EngineSteps:
             payload_b=payload_b))
 
     def __call__(self, calls: int, duration_s: float, stop: threading.Event) -> Step:
+        from probes.engine import MAX_PACKETS_PER_RUN
+        # the engine keeps per-packet state for a run: very large counts get a shorter step
+        per_s = calls * 1000 / self.engine.config.ptime_ms
+        duration_s = min(duration_s, max(0.5, MAX_PACKETS_PER_RUN / per_s))
         return step_from_engine(self.engine.run(calls, duration_s, None, stop))
 
 
