@@ -123,8 +123,11 @@ def decide(profile, store, now: dt.datetime | None = None) -> GateDecision:
     now = now or dt.datetime.now(UTC)
     since = window_start(profile, now)
     until = now + dt.timedelta(microseconds=1)
-    # failing checks are all the gate reads; capacity comes from the raw JSON in one query
-    runs = store.runs(profile.site, since=since, until=until, checks="failing")
+    # failing checks are all the gate reads (of the new circuits only); capacity
+    # comes from the raw JSON in one small query
+    new = [c.name for c in profile.circuits_by_role("new")]
+    runs = store.runs(profile.site, since=since, until=until, checks="failing",
+                      circuit=new[0] if len(new) == 1 else None)
     capacity = history.load_series(store, profile.site, since, until, keys=["capacity_calls"])
     return evaluate(profile, runs, store.signoffs(profile.site), now, series=capacity)
 

@@ -65,20 +65,22 @@ class Report:
 
 def build_report(profile, store, since: dt.datetime | None = None, now: dt.datetime | None = None,
                  run_id: int | None = None) -> Report:
-    """Read the window [since, now] once and analyse it."""
+    """Read the window [since, now] and analyse it; the gate reads its own
+    (longer, but cheap: failing checks and capacity only) window."""
     now = now or dt.datetime.now(UTC)
     since = since or now - DEFAULT_WINDOW
     until = now + dt.timedelta(microseconds=1)          # the store's ``until`` is exclusive
-    # one read covers both the report window and the gate's (the parallel run)
-    gate_since = gate.window_start(profile, now)
-    first = min(since, gate_since)
-    runs = history.load_runs(store, profile.site, first, until)
-    series = history.load_series(store, profile.site, first, until)
-    shown, shown_series = _window(runs, series, since, first)
-    analysis = history.analyze(shown, profile, since=since, now=now, series=shown_series,
-                               outage_runs=runs if first < since else None)
-    gate_runs, gate_series = _window(runs, series, gate_since, first)
-    decision = gate.evaluate(profile, gate_runs, store.signoffs(profile.site), now, series=gate_series)
+    runs = history.load_runs(store, profile.site, since, until)
+    series = history.load_series(store, profile.site, since, until)
+    analysis = history.analyze(runs, profile, since=since, now=now, series=series)
+    if any(o.starts_before_window for ch in analysis.circuits.values() for o in ch.outages):
+        # an outage was already under way when the window opened: find its true
+        # start in the runs before (verdicts and failing checks only; rare, so paid only then)
+        back = min(since - dt.timedelta(days=30), gate.window_start(profile, now))
+        earlier = store.runs(profile.site, since=back, until=since, checks="failing")
+        analysis = history.analyze(runs, profile, since=since, now=now, series=series,
+                                   outage_runs=earlier + runs)
+    decision = gate.decide(profile, store, now=now)
     junit_checks: dict[str, list] = {}
     junit_at: dict[str, dt.datetime] = {}
     the_run = store.run(run_id) if run_id is not None else None
@@ -95,16 +97,6 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
                   junit_run_at=junit_at)
-
-
-def _window(runs, series, since: dt.datetime, first: dt.datetime):
-    """The runs and series from ``since`` on, out of a read that began at ``first``."""
-    if since <= first:
-        return runs, series
-    runs = [r for r in runs if r.started_at >= since]
-    if series is not None:
-        series = {c: {k: [p for p in pts if p[0] >= since] for k, pts in m.items()} for c, m in series.items()}
-    return runs, series
 
 
 def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
