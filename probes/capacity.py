@@ -269,7 +269,7 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
             s = again
         res.steps.append(s)
         verdict = "pass" if s.passed else ("error: " + s.error if s.error else "FAIL " + ",".join(s.reasons))
-        emit("step", f"{calls} calls: loss {_f(s.loss_pct)} %, jitter {_f(s.jitter_ms)} ms, "
+        emit("progress", f"{calls} calls: loss {_f(s.loss_pct)} %, jitter {_f(s.jitter_ms)} ms, "
              f"MOS {_f(s.mos)}: {verdict}", calls=calls, passed=s.passed)
         return s
 
