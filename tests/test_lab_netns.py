@@ -66,7 +66,7 @@ def test_three_router_chain_expires_ttl_at_each_router_in_order(lab):
 
 def test_mtu_is_set_on_both_ends_of_a_link(lab):
     lab.chain(["client", "router", "server"])
-    lab.set_mtu("router", "server", 1400)
+    lab.set_mtu("router", "to-server", 1400)    # interface name or neighbour name
     for node, peer in (("router", "server"), ("server", "router")):
         info = json.loads(lab.run(node, ["ip", "-j", "link", "show", lab.dev(node, peer)]).stdout)[0]
         assert info["mtu"] == 1400

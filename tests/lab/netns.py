@@ -173,7 +173,12 @@ class Lab:
             raise LabError(f"no node {node!r} in this lab (have {sorted(self.nodes)})") from None
 
     def dev(self, node: str, peer: str) -> str:
-        """Interface in ``node`` that leads to ``peer`` (an adjacent node)."""
+        """Interface in ``node`` that leads to ``peer`` (an adjacent node).
+
+        ``peer`` may also be given as that interface's name (``"to-server"``).
+        """
+        if (node, peer) not in self.addrs and peer.startswith("to-") and (node, peer[3:]) in self.addrs:
+            peer = peer[3:]
         if (node, peer) not in self.addrs:
             raise LabError(f"{node!r} and {peer!r} are not adjacent")
         return f"to-{peer}"[:15]
@@ -181,8 +186,7 @@ class Lab:
     def addr(self, node: str, peer: str | None = None) -> str:
         """IPv4 address of ``node``: on its link to ``peer``, or its first link."""
         if peer is not None:
-            self.dev(node, peer)
-            return self.addrs[(node, peer)]
+            return self.addrs[(node, self.dev(node, peer)[3:])]
         for (n, _p), a in self.addrs.items():
             if n == node:
                 return a
@@ -191,8 +195,7 @@ class Lab:
     def addr6(self, node: str, peer: str | None = None) -> str:
         """IPv6 address of ``node`` (2001:2:0:<link>::1 or ::2), like :meth:`addr`."""
         if peer is not None:
-            self.dev(node, peer)
-            return self.addrs6[(node, peer)]
+            return self.addrs6[(node, self.dev(node, peer)[3:])]
         for (n, _p), a in self.addrs6.items():
             if n == node:
                 return a
@@ -342,6 +345,7 @@ class Lab:
 
     def set_mtu(self, node: str, peer: str, mtu: int, both_ends: bool = True) -> None:
         """MTU of the link node<->peer (both ends unless both_ends=False)."""
+        peer = self.dev(node, peer)[3:]   # accept "to-<peer>" too
         self.run(node, ["ip", "link", "set", self.dev(node, peer), "mtu", str(mtu)])
         if both_ends:
             self.run(peer, ["ip", "link", "set", self.dev(peer, node), "mtu", str(mtu)])
