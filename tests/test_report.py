@@ -169,3 +169,15 @@ def test_build_report_reads_failing_checks_and_the_latest_run_in_full(written):
     last = runs[-1]
     assert {n: len(r.checks) for n, r in last.circuits.items()} == {"old": 6, "new": 6, "backup": 1}
     assert {c.status for c in last.circuits["new"].checks} <= {"pass", "warn"}
+
+
+def test_outage_straddling_the_window_start_keeps_its_true_start(written):
+    fx, profile, out, paths, latest = written
+    five = dt.timedelta(minutes=5)
+    since = fx.start + 6010 * five + dt.timedelta(seconds=1)   # inside new's 30-run outage (runs 6000-6029)
+    with Store(fx.db_path) as store:
+        rep = build_report(profile, store, since=since, now=NOW)
+    o = rep.analysis.circuits["new"].outages[0]
+    assert (o.start, o.end, o.runs, o.starts_before_window) == (fx.start + 6000 * five, fx.start + 6030 * five,
+                                                                30, False)
+    assert o.claim_by == fx.start + 6030 * five + dt.timedelta(hours=24)
