@@ -158,3 +158,18 @@ def test_renders_in_headless_chromium(html_file, tmp_path):
     assert (0x1F, 0x77, 0xB4) in colours or any(b > r + 60 and b > 120 for r, g, b in colours), \
         "no blue chart line pixels"
     assert any(r > b + 80 and r > 150 for r, g, b in colours), "no red (line/badge) pixels"
+
+
+def test_text_is_escaped(tmp_path_factory):
+    from harness.reports import build_report, render
+    fx = cached_history(tmp_path_factory)
+    profile = load_profile(fx.profile_path)
+    with Store(fx.db_path) as store:
+        rep = build_report(profile, store, since=NOW - dt.timedelta(hours=2), now=NOW)
+    rep.site = '<script>alert("x")</script> & Co | Ltd'
+    html = render(rep, "html")
+    assert "<script>" not in html and "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Co" in html
+    md = render(rep, "md")
+    assert "# Readiness report: <script>" in md          # Markdown is text; tables escape pipes
+    junit = render(rep, "junit")
+    assert 'name="cutover readiness: &lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; Co | Ltd"' in junit
