@@ -24,6 +24,9 @@ next-hop MTU, which is verified; without such answers (ICMP filtered) a binary
 search on size over replies and silences finds the largest size that passes.
 
 Bounded: rounds x TTLs probes, MTU steps and a wall-clock cap (``max_wall_s``).
+
+IPv6: hop limit for TTL, the quoted traffic class, ICMPv6 Packet Too Big (IPv6
+routers never fragment, so every probe is in effect DF; minimum MTU 1280).
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from probes.events import Emitter, ProgressCallback
 from probes.result import clean
 
 MIN_MTU = 68                 # RFC 791: every IPv4 link carries 68 bytes
+MIN_MTU_V6 = 1280            # RFC 8200: every IPv6 link carries 1280 bytes
 MAX_MTU_STEPS = 16
 MAX_PROBE_B = 9216           # largest common jumbo frame
 UDP_BASE_PORT = 33434        # classic traceroute destination ports
@@ -243,9 +247,8 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
     result = PathResult(target=config.target, proto=config.proto, dscp_sent=dscp)
     stop = stop or threading.Event()
     host = config.target.strip()
-    if host.startswith("[") or host.count(":") > 1:
-        result.errors.append("IPv6 targets are not supported by probe path yet (IPv4 only)")
-        return result
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     try:
         _fam, sockaddr = resolve(host, 0, source=config.source)
     except ResolveError as exc:
@@ -280,64 +283,115 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
     return result
 
 
-def _scapy():
-    # scapy's import takes about a second: only when a path probe really runs
-    from scapy.config import conf
-    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
-    from scapy.packet import Raw
-    from scapy.sendrecv import sr
-    from scapy.supersocket import L3RawSocket
-    conf.verb = 0
-    conf.L3socket = L3RawSocket   # kernel routing (honours the namespace and loopback)
-    return conf, IP, UDP, TCP, ICMP, IPerror, Raw, sr
+class _Scapy:
+    """scapy's names, imported on first use: the import takes about a second."""
+    _loaded = False
+
+    @classmethod
+    def load(cls) -> "type[_Scapy]":
+        if not cls._loaded:
+            from scapy.config import conf
+            from scapy.layers import inet, inet6
+            from scapy.packet import Raw
+            from scapy.sendrecv import sndrcv
+            from scapy.supersocket import L3RawSocket, L3RawSocket6
+            conf.verb = 0
+            cls.conf, cls.inet, cls.inet6, cls.Raw, cls.sndrcv = conf, inet, inet6, Raw, sndrcv
+            cls.L3RawSocket, cls.L3RawSocket6 = L3RawSocket, L3RawSocket6
+            cls._loaded = True
+        return cls
+
+
+def _sr(pkts, config: PathConfig, v6: bool):
+    """Send and match answers through raw IP sockets: the kernel routes (so the namespace,
+    loopback and source address rules apply) and scapy matches ICMP errors to probes."""
+    sc = _Scapy.load()
+    sock = (sc.L3RawSocket6 if v6 else sc.L3RawSocket)(iface=config.interface)
+    try:
+        return sc.sndrcv(sock, pkts, timeout=config.timeout_s, verbose=0)
+    finally:
+        sock.close()
 
 
 def _probe_packet(config: PathConfig, dst: str, dscp: int, ttl: int, index: int, size: int | None = None,
                   df: bool = False):
-    conf, IP, UDP, TCP, ICMP, _IPerror, Raw, _sr = _scapy()
-    ip = IP(dst=dst, ttl=ttl, tos=dscp << 2, flags="DF" if df else 0)
+    sc = _Scapy.load()
+    inet, inet6 = sc.inet, sc.inet6
+    v6 = ":" in dst
+    if v6:   # IPv6 routers never fragment: every packet is "DF"
+        ip = inet6.IPv6(dst=dst, hlim=ttl, tc=dscp << 2)
+    else:
+        ip = inet.IP(dst=dst, ttl=ttl, tos=dscp << 2, flags="DF" if df else 0)
     if config.source:
         ip.src = config.source
+    ip_b = 40 if v6 else 20
     sport = 40000 + (os.getpid() * 7 + index) % 20000
     if config.proto == "udp":
-        l4 = UDP(sport=sport, dport=config.port or (UDP_BASE_PORT + index % 1000))
-        hdr = 28
+        l4, l4_b = inet.UDP(sport=sport, dport=config.port or (UDP_BASE_PORT + index % 1000)), 8
     elif config.proto == "tcp":
-        l4 = TCP(sport=sport, dport=config.port or 80, flags="S", seq=index)
-        hdr = 40
+        l4, l4_b = inet.TCP(sport=sport, dport=config.port or 80, flags="S", seq=index), 20
+    elif v6:
+        l4, l4_b = inet6.ICMPv6EchoRequest(id=os.getpid() & 0xFFFF, seq=index & 0xFFFF), 8
     else:
-        l4 = ICMP(type=8, id=os.getpid() & 0xFFFF, seq=index & 0xFFFF)
-        hdr = 28
+        l4, l4_b = inet.ICMP(type=8, id=os.getpid() & 0xFFFF, seq=index & 0xFFFF), 8
+    pad = b"\x00" * (size - ip_b - l4_b) if size is not None and size > ip_b + l4_b else b""
+    if pad and v6 and config.proto == "icmp":
+        l4.data = pad    # scapy matches an ICMPv6 echo reply on its data field
+        return ip / l4
     pkt = ip / l4
-    if size is not None and size > hdr:
-        pkt = pkt / Raw(b"\x00" * (size - hdr))
-    return pkt
+    return pkt / sc.Raw(pad) if pad else pkt
 
 
-def _classify(rcv, dst: str, IP, ICMP, IPerror, TCP):
-    """(kind, quoted dscp, is destination) of an answer."""
-    src = rcv[IP].src
-    if rcv.haslayer(ICMP):
-        icmp = rcv[ICMP]
-        quoted = rcv[IPerror].tos >> 2 if rcv.haslayer(IPerror) else None
-        if icmp.type == 11:
-            return "time-exceeded", quoted, False
-        if icmp.type == 0:
-            return "echo-reply", None, True
-        if icmp.type == 3:
-            if icmp.code == 3:
-                return "port-unreachable", quoted, src == dst
-            if icmp.code == 4:
-                return "frag-needed", quoted, False
-            return f"unreachable-{icmp.code}", quoted, src == dst
-        return f"icmp-{icmp.type}", quoted, False
-    if rcv.haslayer(TCP):
-        return "tcp", None, True
-    return "other", None, False
+def _classify(rcv, dst: str) -> tuple[str, int | None, bool, int | None]:
+    """(kind, quoted DSCP, is the destination, next-hop MTU) of an answer, IPv4 or IPv6."""
+    sc = _Scapy.load()
+    inet, inet6 = sc.inet, sc.inet6
+    if inet.IP in rcv:
+        src = rcv[inet.IP].src
+        if inet.ICMP in rcv:
+            icmp = rcv[inet.ICMP]
+            quoted = rcv[inet.IPerror].tos >> 2 if inet.IPerror in rcv else None
+            if icmp.type == 11:
+                return "time-exceeded", quoted, False, None
+            if icmp.type == 0:
+                return "echo-reply", None, True, None
+            if icmp.type == 3:
+                if icmp.code == 3:
+                    return "port-unreachable", quoted, src == dst, None
+                if icmp.code == 4:
+                    return "frag-needed", quoted, False, int(icmp.nexthopmtu) or None
+                return f"unreachable-{icmp.code}", quoted, src == dst, None
+            return f"icmp-{icmp.type}", quoted, False, None
+    elif inet6.IPv6 in rcv:
+        src = rcv[inet6.IPv6].src
+        quoted = rcv[inet6.IPerror6].tc >> 2 if inet6.IPerror6 in rcv else None
+        if inet6.ICMPv6TimeExceeded in rcv:
+            return "time-exceeded", quoted, False, None
+        if inet6.ICMPv6EchoReply in rcv:
+            return "echo-reply", None, True, None
+        if inet6.ICMPv6PacketTooBig in rcv:
+            return "frag-needed", quoted, False, int(rcv[inet6.ICMPv6PacketTooBig].mtu) or None
+        if inet6.ICMPv6DestUnreach in rcv:
+            code = rcv[inet6.ICMPv6DestUnreach].code
+            if code == 4:
+                return "port-unreachable", quoted, src == dst, None
+            return f"unreachable-{code}", quoted, src == dst, None
+    else:
+        return "other", None, False, None
+    if inet.TCP in rcv and inet.TCPerror not in rcv:
+        return "tcp", None, True, None
+    return "other", None, False, None
+
+
+def _addr_ttl(pkt) -> tuple[str, int]:
+    sc = _Scapy.load()
+    if sc.inet.IP in pkt:
+        return pkt[sc.inet.IP].src, pkt[sc.inet.IP].ttl
+    return pkt[sc.inet6.IPv6].src, pkt[sc.inet6.IPv6].hlim
 
 
 def _trace(config, dst, dscp, result: PathResult, emit, stop, t_end) -> None:
-    conf, IP, UDP, TCP, ICMP, IPerror, Raw, sr = _scapy()
+    v6 = ":" in dst
     replies: list[Reply] = []
     dest_ttl: int | None = None
     index = 0
@@ -350,15 +404,15 @@ def _trace(config, dst, dscp, result: PathResult, emit, stop, t_end) -> None:
         for ttl in range(1, top + 1):
             pkts.append(_probe_packet(config, dst, dscp, ttl, index))
             index += 1
-        ans, unans = sr(pkts, timeout=config.timeout_s, verbose=0, iface=config.interface) \
-            if config.interface else sr(pkts, timeout=config.timeout_s, verbose=0)
+        ans, unans = _sr(pkts, config, v6)
         result.probes_sent += len(pkts)
         for snd, rcv in ans:
-            kind, quoted, is_dst = _classify(rcv, dst, IP, ICMP, IPerror, TCP)
-            replies.append(Reply(snd[IP].ttl, rcv[IP].src, (rcv.time - snd.sent_time) * 1000.0,
-                                 kind, quoted, is_dst or rcv[IP].src == dst))
+            kind, quoted, is_dst, _mtu_hint = _classify(rcv, dst)
+            src = _addr_ttl(rcv)[0]
+            replies.append(Reply(_addr_ttl(snd)[1], src, (rcv.time - snd.sent_time) * 1000.0,
+                                 kind, quoted, is_dst or src == dst))
         for snd in unans:
-            replies.append(Reply(snd[IP].ttl))
+            replies.append(Reply(_addr_ttl(snd)[1]))
         if dest_ttl is None:
             reached = [r.ttl for r in replies if r.destination]
             stops = [r.ttl for r in replies if r.kind and r.kind.startswith("unreachable")]
@@ -377,11 +431,14 @@ def _trace(config, dst, dscp, result: PathResult, emit, stop, t_end) -> None:
 
 
 def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
-    conf, IP, UDP, TCP, ICMP, IPerror, Raw, sr = _scapy()
+    sc = _Scapy.load()
+    v6 = ":" in dst
     try:
-        iface = config.interface or conf.route.route(dst)[0]
+        iface = config.interface or (sc.conf.route6.route(dst)[0] if v6 else sc.conf.route.route(dst)[0])
     except Exception:   # scapy's route table can fail on odd setups; fall back to 1500
         iface = None
+    if not isinstance(iface, str):
+        iface = getattr(iface, "name", None)
     hi = interface_mtu(iface) if iface else None
     result.interface_mtu = hi
     # probe at most a jumbo frame: larger raw packets (loopback's 65536 MTU) are not
@@ -394,17 +451,20 @@ def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
             return MtuProbe("none")
         counter[0] += 1
         pkt = _probe_packet(config, dst, dscp, 64, counter[0], size=size, df=True)
-        ans, _ = sr(pkt, timeout=config.timeout_s, verbose=0)
+        try:
+            ans, _ = _sr([pkt], config, v6)
+        except OSError:      # EMSGSIZE: larger than the local interface allows
+            return MtuProbe("too-big")
         result.probes_sent += 1
         for _snd, rcv in ans:
-            kind, _q, is_dst = _classify(rcv, dst, IP, ICMP, IPerror, TCP)
+            kind, _q, is_dst, hint = _classify(rcv, dst)
             if kind == "frag-needed":
-                return MtuProbe("too-big", int(rcv[ICMP].nexthopmtu) or None, rcv[IP].src)
-            if is_dst or rcv[IP].src == dst:
+                return MtuProbe("too-big", hint, _addr_ttl(rcv)[0])
+            if is_dst or _addr_ttl(rcv)[0] == dst:
                 return MtuProbe("ok")
         return MtuProbe("none")
 
-    mtu, router, method = search_mtu(probe, hi)
+    mtu, router, method = search_mtu(probe, hi, lo=MIN_MTU_V6 if v6 else MIN_MTU)
     if mtu == MAX_PROBE_B and (result.interface_mtu or 0) > MAX_PROBE_B:
         method = "capped"            # the path carries at least this much; we did not try more
     result.path_mtu, result.mtu_limited_at, result.mtu_method = mtu, router, method

@@ -178,19 +178,66 @@ def test_mtu_found_by_probing_when_frag_needed_is_filtered(chain):
 
 def test_classify_reads_the_quoted_tos_byte():
     # ICMP answers built as routers send them; the quoted header carries the TOS as it arrived
-    from scapy.layers.inet import ICMP, IP, TCP, UDP, IPerror
-    probe = IP(src="10.0.0.9", dst="10.9.9.9", ttl=1) / UDP(sport=40000, dport=33434)
+    from scapy.layers.inet import ICMP, IP, TCP, UDP
+    from scapy.layers.inet6 import (ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6PacketTooBig,
+                                    ICMPv6TimeExceeded, IPv6)
 
-    def icmp(src, type_, code, tos):
+    def icmp(src, type_, code, tos, **kw):
         quoted = IP(src="10.0.0.9", dst="10.9.9.9", ttl=1, tos=tos) / UDP(sport=40000, dport=33434)
-        return IP(bytes(IP(src=src, dst="10.0.0.9") / ICMP(type=type_, code=code) / bytes(quoted)[:28]))
+        return IP(bytes(IP(src=src, dst="10.0.0.9") / ICMP(type=type_, code=code, **kw) / bytes(quoted)[:28]))
 
-    cls = lambda p: path._classify(p, "10.9.9.9", IP, ICMP, IPerror, TCP)   # noqa: E731
-    assert cls(icmp("10.0.1.1", 11, 0, 0xB8)) == ("time-exceeded", 46, False)
-    assert cls(icmp("10.0.2.1", 11, 0, 0x01)) == ("time-exceeded", 0, False)     # ECN bits ignored
-    assert cls(icmp("10.9.9.9", 3, 3, 0xA0)) == ("port-unreachable", 40, True)   # CS5 at the destination
-    fn = IP(bytes(IP(src="10.0.1.1", dst="10.0.0.9") / ICMP(type=3, code=4, nexthopmtu=1400)
-                  / bytes(probe)[:28]))
-    assert cls(fn)[0] == "frag-needed" and fn[ICMP].nexthopmtu == 1400
-    assert cls(IP(bytes(IP(src="10.9.9.9", dst="10.0.0.9") / ICMP(type=0))))[:1] == ("echo-reply",)
-    assert cls(IP(bytes(IP(src="10.9.9.9", dst="10.0.0.9") / TCP(flags="SA")))) == ("tcp", None, True)
+    cls = lambda p, dst="10.9.9.9": path._classify(p, dst)   # noqa: E731
+    assert cls(icmp("10.0.1.1", 11, 0, 0xB8)) == ("time-exceeded", 46, False, None)
+    assert cls(icmp("10.0.2.1", 11, 0, 0x01)) == ("time-exceeded", 0, False, None)     # ECN bits ignored
+    assert cls(icmp("10.9.9.9", 3, 3, 0xA0)) == ("port-unreachable", 40, True, None)   # CS5 at the destination
+    assert cls(icmp("10.0.1.1", 3, 4, 0xB8, nexthopmtu=1400)) == ("frag-needed", 46, False, 1400)
+    assert cls(IP(bytes(IP(src="10.9.9.9", dst="10.0.0.9") / ICMP(type=0))))[:3] == ("echo-reply", None, True)
+    assert cls(IP(bytes(IP(src="10.9.9.9", dst="10.0.0.9") / TCP(flags="SA"))))[:3] == ("tcp", None, True)
+    # IPv6: the traffic class of the quoted header
+    q6 = bytes(IPv6(src="fd00::9", dst="fd00:9::9", hlim=1, tc=0xB8) / UDP(sport=40000, dport=33434))
+    v6 = lambda src, layer: IPv6(bytes(IPv6(src=src, dst="fd00::9") / layer / q6))   # noqa: E731
+    assert cls(v6("fd00:1::1", ICMPv6TimeExceeded()), "fd00:9::9") == ("time-exceeded", 46, False, None)
+    assert cls(v6("fd00:9::9", ICMPv6DestUnreach(code=4)), "fd00:9::9") == ("port-unreachable", 46, True, None)
+    assert cls(v6("fd00:1::1", ICMPv6PacketTooBig(mtu=1400)), "fd00:9::9") == ("frag-needed", 46, False, 1400)
+    echo6 = IPv6(bytes(IPv6(src="fd00:9::9", dst="fd00::9") / ICMPv6EchoReply()))
+    assert cls(echo6, "fd00:9::9")[:3] == ("echo-reply", None, True)
+
+
+def add_ipv6(lab) -> None:
+    """IPv6 on the chain: link i gets fd00:c0:i::/64, node i = ::1, node i+1 = ::2; routes as
+    for IPv4 (the lab builds IPv4 only); no DAD delay; ICMPv6 errors not rate limited."""
+    nodes, k = lab.path, len(lab.path) - 1
+    for i, (a, b, _net) in enumerate(lab.links):
+        for node, peer, host in ((a, b, 1), (b, a, 2)):
+            lab.run(node, ["ip", "-6", "addr", "add", f"fd00:c0:{i}::{host}/64", "dev", lab.dev(node, peer),
+                           "nodad"])
+    for i, node in enumerate(nodes):
+        lab.sysctl(node, "net.ipv6.icmp.ratelimit", 0)
+        if i == 0:
+            lab.run(node, ["ip", "-6", "route", "replace", "default", "via", "fd00:c0:0::2"])
+        elif i == k:
+            lab.run(node, ["ip", "-6", "route", "replace", "default", "via", f"fd00:c0:{k - 1}::1"])
+        else:
+            lab.sysctl(node, "net.ipv6.conf.all.forwarding", 1)
+            for j in range(len(lab.links)):
+                if j < i - 1:
+                    lab.run(node, ["ip", "-6", "route", "replace", f"fd00:c0:{j}::/64", "via", f"fd00:c0:{i - 1}::1"])
+                elif j > i:
+                    lab.run(node, ["ip", "-6", "route", "replace", f"fd00:c0:{j}::/64", "via", f"fd00:c0:{i}::2"])
+
+
+@needs_root
+@pytest.mark.lab
+@pytest.mark.skipif(shutil.which("ip6tables") is None, reason="ip6tables not installed (scripts/sysdeps.sh)")
+def test_ipv6_hops_remarking_and_packet_too_big(chain):
+    add_ipv6(chain)
+    chain.run("r2", ["ip6tables", "-t", "mangle", "-A", "PREROUTING", "-i", chain.dev("r2", "r1"),
+                     "-j", "DSCP", "--set-dscp", "0"])
+    chain.set_mtu("r2", "r3", 1400)
+    cp = cutover_in(chain, "client", "probe", "path", "fd00:c0:3::2", "--rounds", "2", "--json")
+    assert cp.returncode == 1, cp.stderr
+    out = json.loads(cp.stdout)
+    assert [h["address"] for h in out["hops"]] == ["fd00:c0::2", "fd00:c0:1::2", "fd00:c0:2::2", "fd00:c0:3::2"]
+    assert [h["dscp"] for h in out["hops"]] == [46, 0, 0, 0]
+    assert out["dscp_changed_at"]["ttl"] == 2 and out["dscp_changed_at"]["address"] == "fd00:c0:1::2"
+    assert (out["path_mtu"], out["mtu_limited_at"], out["mtu_method"]) == (1400, "fd00:c0:1::2", "icmp-frag-needed")
