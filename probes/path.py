@@ -243,6 +243,11 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
         raise ValueError("--max-ttl: expected 1-64")
     if config.port is not None and not 1 <= config.port <= 65535:
         raise ValueError(f"--port {config.port}: expected 1-65535")
+    if config.interface:
+        try:
+            socket.if_nametoindex(config.interface)
+        except OSError:
+            raise ValueError(f"--interface {config.interface!r}: no such interface here") from None
     dscp = dscp_value(config.dscp)
     result = PathResult(target=config.target, proto=config.proto, dscp_sent=dscp)
     stop = stop or threading.Event()
@@ -308,6 +313,8 @@ def _sr(pkts, config: PathConfig, v6: bool):
     sc = _Scapy.load()
     sock = (sc.L3RawSocket6 if v6 else sc.L3RawSocket)(iface=config.interface)
     try:
+        if config.interface:     # leave through this circuit's interface, as other probes do
+            sock.outs.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, config.interface.encode() + b"\0")
         return sc.sndrcv(sock, pkts, timeout=config.timeout_s, verbose=0)
     finally:
         sock.close()
