@@ -116,8 +116,9 @@ def test_profile_driven_capacity_through_tbf_is_within_one_call_of_the_fit(shape
     # the step just above the answer lost packets in the router's queue, not in our socket
     above = steps[out["first_fail_calls"]]
     assert above["loss_pct"] > 1.0 and above["sender"]["rx_dropped"] == 0
-    # ... and only the loss threshold caught it: its MOS stayed above 4.0 (see the docstring)
-    assert above["failed"] == ["loss"] and above["mos"] > 4.0, above
+    if out["first_fail_calls"] == FIT_CALLS + 1:
+        # one call over the fit, only the loss threshold trips: MOS stays above 4.0 (docstring)
+        assert above["failed"] == ["loss"] and above["mos"] > 4.0, above
     assert lab.qdisc_stats("router", "server").get("drops", 0) > drops_before
     assert steps[n]["loss_pct"] <= 1.0 and steps[n]["offered_kbps"] == pytest.approx(n * 87.2)
     # "carries 23 calls, 20 planned: PASS (15 % margin; loss limit at 24 calls)", exit 0
