@@ -272,3 +272,17 @@ async def test_command_palette_has_an_entry_per_action(history):
         await pilot.pause(0.5)
         await pilot.press("enter")
         assert await wait_until(pilot, lambda: isinstance(app.screen, HelpScreen), timeout_s=5)
+
+
+async def test_background_open_paints_first_then_fills_in(history):
+    """The CLI opens with a placeholder and reads the history in a worker."""
+    app = _app(history, background_open=True)
+    first = app.data
+    assert not first.loaded and first.header.decision == "…"
+    assert [c.name for c in first.circuits] == ["old", "new", "backup"] and all(c.loading for c in first.circuits)
+    async with app.run_test(size=(80, 24)) as pilot:
+        assert await wait_until(pilot, lambda: app.data.loaded, timeout_s=20)
+        await pilot.pause()
+        assert app.data.header.decision == "NO-GO" and _circuit(app, "new").runs == RUNS
+        assert "100.0% pass" in str(app.screen.panel("new").render())
+        assert app.screen.current_item().id == "voice-vlan"

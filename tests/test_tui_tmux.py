@@ -57,8 +57,9 @@ def test_board_in_tmux_as_a_new_user(tmp_path):
         pytest.skip("the cutover console script is not installed in .venv")
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24", cmd], check=True, timeout=20)
     try:
-        first = _wait_for(session, "Demo site (loopback)", 30)
-        assert "NO-GO" in first and "Checklist" in first and "q Quit" in first
+        _wait_for(session, "Demo site (loopback)", 30)        # first frame (history still being read)
+        first = _wait_for(session, "NO-GO", 30)                # then the gate decision and the figures
+        assert "Checklist" in first and "q Quit" in first and "no runs yet" in first
         for key in FOOTER:
             _tmux("send-keys", "-t", session, key)
             time.sleep(1.0)

@@ -26,7 +26,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from harness.store import Store
-from harness.tui.loader import BoardLoader
+from harness.tui.loader import BoardLoader, placeholder
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.runs import RunRequest, default_runner
 from harness.tui.screens.help import HelpScreen
@@ -44,7 +44,8 @@ class BoardApp(App):
 
     def __init__(self, profile, db_path, *, now: dt.datetime | Callable[[], dt.datetime] | None = None,
                  window: dt.timedelta | None = None, poll_s: float = POLL_S,
-                 runner: Callable[[RunRequest], object] | None = None, quick_runs: bool = False) -> None:
+                 runner: Callable[[RunRequest], object] | None = None, quick_runs: bool = False,
+                 background_open: bool = False) -> None:
         super().__init__()
         self.profile = profile
         self.db_path = db_path
@@ -63,7 +64,10 @@ class BoardApp(App):
         self._reader = Store(db_path)
         self.loader = BoardLoader(profile, self._reader, window)
         self._loading = False
-        self.data: BoardData = self.loader.load(self._clock(), version=self.store.data_version())
+        # background_open (the CLI): first frame at once with the circuits' names, the
+        # figures a moment later; else (tests, snapshots) the data is there before mount
+        self.data: BoardData = (placeholder(profile, self._clock()) if background_open else
+                                self.loader.load(self._clock(), version=self.store.data_version()))
         self._loaded_at = self._clock()
         self._last_by = os.environ.get("CUTOVER_SIGNOFF_BY", "")
         self._run_stop: threading.Event | None = None
@@ -76,6 +80,9 @@ class BoardApp(App):
         # pushed (not get_default_screen) so Textual loads the screen's .tcss
         self.push_screen(MainScreen(self.data))
         self.title = f"cutover board: {self.profile.site}"
+        if not self.data.loaded:
+            # after the first frame: the read holds the GIL in Python parts and would delay it
+            self.call_after_refresh(self.reload_in_background)
         if self.poll_s > 0:
             self.set_interval(self.poll_s, self._poll)
 

@@ -130,6 +130,22 @@ class BoardLoader:
         return gate.evaluate(self.profile, self._runs, signoffs, now, series=self._capacity)
 
 
+def placeholder(profile, now: dt.datetime) -> BoardData:
+    """What the board shows for the second or two the first read of a long
+    history takes: the profile's circuits without figures, no decision yet."""
+    plan = plan_profile(profile)
+    required = (plan.required_down_mbps, plan.required_up_mbps)
+    empty = history.CircuitHistory(name="", role="", provider="", runs=0, passed=0, latest_verdict=None,
+                                   latest_at=None)
+    circuits = [circuit_view(profile, c, empty, required) for c in profile.circuits]
+    for view in circuits:
+        view.loading = True
+    header = HeaderView(site=profile.site, now=now, days_in=None, min_days=profile.cutover.min_parallel_days,
+                        notice_by=None, disconnect_on=None, decision="…", blocking=["reading the history…"])
+    return BoardData(header=header, circuits=circuits, checklist=[], outages=[], window_days=0.0,
+                     data_version=None, loaded=False)
+
+
 def load_board(profile, store, now: dt.datetime, window: dt.timedelta | None = None) -> BoardData:
     """One-shot load (benchmarks, tests)."""
     return BoardLoader(profile, store, window).load(now)

@@ -52,6 +52,7 @@ class CircuitView:
     problems: list[str]                 # reasons of the latest run's failing checks
     daily_pass_pct: list[float] = field(default_factory=list)   # per UTC day, oldest first
     pass_target_pct: float = 95.0       # the profile's cutover.pass_rate_pct
+    loading: bool = False               # placeholder while the first read runs
 
     @property
     def pass_rate_pct(self) -> float | None:
@@ -113,6 +114,7 @@ class BoardData:
     window_days: float
     data_version: int | None = None
     load_s: float = 0.0
+    loaded: bool = True                 # False: the placeholder shown while the first read runs
 
 
 # ---------------------------------------------------------------- sparkline

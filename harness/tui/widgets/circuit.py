@@ -67,6 +67,9 @@ class CircuitPanel(Widget, can_focus=True):
             return Text()
         lines: list[Text] = []
         head = Text()
+        if v.loading:
+            head.append("reading the history…", "dim")
+            return Text("\n").join([head] + [Text(f"{m.label:<{LABEL_W}}", "dim") for m in v.metrics])
         badge, style = verdict_badge(v.verdict)
         head.append(badge, style)
         rate = v.pass_rate_pct

@@ -48,7 +48,12 @@ class GateHeader(Widget):
             dates.append("–")
         sep = Text("  │  ", "dim")
         one_line = where + sep + run + sep + dates
-        lines = [one_line] if len(one_line.plain) <= width else [where + sep + run, dates]
+        if h.decision == "…":              # placeholder while the first read runs (loader.placeholder)
+            lines = [where]
+        elif len(one_line.plain) <= width:
+            lines = [one_line]
+        else:
+            lines = [where + sep + run, dates]
         gate = Text()
         gate.append(f" {h.decision} ", DECISION_STYLE.get(h.decision, "bold white on grey37"))
         clock = Text("  " + h.now.strftime("%Y-%m-%d %H:%M UTC"), "dim")
