@@ -150,6 +150,7 @@ async def test_signoff_with_name_and_note_persists_and_the_gate_sees_it(history)
         assert len(app.data.header.blocking) == 2
         # the signed item moved to the done group; the next open item is under the cursor
         assert app.screen.current_item().id == "failover"
+        board_blocking = list(app.data.header.blocking)
     # persisted in the audit trail, read by another connection
     with Store(history.db_path) as store:
         rec = store.signoffs("Harbour Street office")["voice-vlan"]
@@ -163,6 +164,7 @@ async def test_signoff_with_name_and_note_persists_and_the_gate_sees_it(history)
                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     out = json.loads(cli.stdout)
     assert out["decision"] == "NO-GO"
+    assert out["blocking"] == board_blocking          # the board and the gate say the same thing
     assert not any("voice-vlan" in b for b in out["blocking"]), out["blocking"]
     assert [b for b in out["blocking"] if "checklist item" in b] == [
         "checklist item 'failover' (Backup line failover tested) is not signed off",
