@@ -283,7 +283,13 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
         result.partial = True
         result.errors.append("stopped")
     if not result.reached and result.measured:
-        result.errors.append(f"destination {dst} did not answer within {config.max_ttl} hops")
+        blocked = [h for h in result.hops if h.reply and h.reply.startswith("unreachable")]
+        if blocked:
+            h = blocked[0]
+            result.errors.append(f"hop {h.ttl} ({h.address}) answered destination unreachable "
+                                 f"(ICMP code {h.reply.split('-')[1]}): filtered or no route")
+        else:
+            result.errors.append(f"destination {dst} did not answer within {config.max_ttl} hops")
     emit("done", f"{len(result.hops)} hops, path MTU {result.path_mtu}")
     return result
 

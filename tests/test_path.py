@@ -241,3 +241,21 @@ def test_ipv6_hops_remarking_and_packet_too_big(chain):
     assert [h["dscp"] for h in out["hops"]] == [46, 0, 0, 0]
     assert out["dscp_changed_at"]["ttl"] == 2 and out["dscp_changed_at"]["address"] == "fd00:c0:1::2"
     assert (out["path_mtu"], out["mtu_limited_at"], out["mtu_method"]) == (1400, "fd00:c0:1::2", "icmp-frag-needed")
+
+
+@needs_root
+@pytest.mark.lab
+@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+def test_filtering_router_is_named(chain):
+    # r2 rejects forwarded UDP with "administratively prohibited": not reached, exit 3, hop named
+    chain.run("r2", ["iptables", "-A", "FORWARD", "-p", "udp", "-j", "REJECT", "--reject-with",
+                     "icmp-admin-prohibited"])
+    cp = cutover_in(chain, "client", "probe", "path", chain.addr("server"), "--rounds", "1", "--json")
+    assert cp.returncode == 3
+    out = json.loads(cp.stdout)
+    assert out["reached"] is False and out["path_mtu"] is None
+    # TTL 2 expires at r2 (before its FORWARD chain); TTL 3 passes that check and is rejected
+    r2 = chain.addr("r2", "r1")
+    assert [h["address"] for h in out["hops"]] == [chain.addr("r1", "client"), r2, r2]
+    assert out["hops"][2]["reply"] == "unreachable-13"
+    assert f"hop 3 ({r2}) answered destination unreachable (ICMP code 13)" in cp.stderr
