@@ -288,3 +288,27 @@ async def test_background_open_paints_first_then_fills_in(history):
         assert app.data.header.decision == "NO-GO" and _circuit(app, "new").runs == RUNS
         assert "100.0% pass" in str(app.screen.panel("new").render())
         assert app.screen.current_item().id == "voice-vlan"
+
+
+async def test_empty_history_and_no_parallel_run_start(tmp_path):
+    """A brand-new site: nothing measured, no parallel_run_start. The board says so."""
+    site = tmp_path / "site.yaml"
+    site.write_text(textwrap.dedent("""\
+        site: New site
+        planned: {calls: 10}
+        circuits:
+          - {name: new, role: new, down_mbps: 50, up_mbps: 10, reflector: "127.0.0.1:9"}
+        cutover:
+          checklist: [{id: porting, title: Numbers ported}]
+        """))
+    app = BoardApp(load_profile(site), tmp_path / "h.sqlite", now=NOW, poll_s=0)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        h = app.data.header
+        assert h.decision == "NO-GO" and h.days_in is None
+        assert h.first_blocking == "cutover.parallel_run_start is not set in the profile"
+        header_text = str(app.screen.query_one("#header").render())
+        assert "parallel run not started" in header_text
+        panel_text = str(app.screen.panel("new").render())
+        assert "no runs yet" in panel_text and "NO DATA" in panel_text
+        assert app.data.outages == [] and app.screen.query_one(OutageTable).row_count == 1   # "no outages"
