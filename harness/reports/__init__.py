@@ -24,6 +24,7 @@ UTC = dt.timezone.utc
 FORMATS = ("md", "html", "json", "junit")
 FILE_NAMES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "junit.xml"}
 DEFAULT_WINDOW = dt.timedelta(days=7)
+SHARED_READ_SLACK = dt.timedelta(days=2)
 
 
 @dataclass
@@ -70,8 +71,15 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     now = now or dt.datetime.now(UTC)
     since = since or now - DEFAULT_WINDOW
     until = now + dt.timedelta(microseconds=1)          # the store's ``until`` is exclusive
-    runs = history.load_runs(store, profile.site, since, until)
-    series = history.load_series(store, profile.site, since, until)
+    gate_since = gate.window_start(profile, now)
+    # When the gate's window (the parallel run) starts at most a couple of days
+    # before the report's, one read serves both; otherwise the gate reads its
+    # own, cheaper one (new circuits' failing checks and capacity only).
+    shared = since - SHARED_READ_SLACK <= gate_since
+    first = min(since, gate_since) if shared else since
+    read = history.load_runs(store, profile.site, first, until)
+    read_series = history.load_series(store, profile.site, first, until)
+    runs, series = _from(read, read_series, since)
     analysis = history.analyze(runs, profile, since=since, now=now, series=series)
     if any(o.starts_before_window for ch in analysis.circuits.values() for o in ch.outages):
         # an outage was already under way when the window opened: find its true
@@ -80,7 +88,11 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
         earlier = store.runs(profile.site, since=back, until=since, checks="failing")
         analysis = history.analyze(runs, profile, since=since, now=now, series=series,
                                    outage_runs=earlier + runs)
-    decision = gate.decide(profile, store, now=now)
+    if shared:
+        gate_runs, gate_series = _from(read, read_series, gate_since)
+        decision = gate.evaluate(profile, gate_runs, store.signoffs(profile.site), now, series=gate_series)
+    else:
+        decision = gate.decide(profile, store, now=now)
     junit_checks: dict[str, list] = {}
     junit_at: dict[str, dt.datetime] = {}
     the_run = store.run(run_id) if run_id is not None else None
@@ -97,6 +109,16 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
                   junit_run_at=junit_at)
+
+
+def _from(runs, series, since: dt.datetime):
+    """The runs and metric series from ``since`` on (both oldest first)."""
+    if runs and runs[0].started_at >= since:
+        return runs, series
+    runs = [r for r in runs if r.started_at >= since]
+    if series is not None:
+        series = {c: {k: [p for p in pts if p[0] >= since] for k, pts in m.items()} for c, m in series.items()}
+    return runs, series
 
 
 def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
