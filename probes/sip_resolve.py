@@ -54,16 +54,21 @@ class DnsPythonLookup:
 
     def __init__(self, resolver: Any | None = None, lifetime_s: float = 3.0) -> None:
         self._system_addresses = resolver is None
+        self.errors: list[str] = []
         if resolver is None:
             import dns.resolver
-            resolver = dns.resolver.Resolver()
-            resolver.lifetime = lifetime_s
+            try:
+                resolver = dns.resolver.Resolver()
+                resolver.lifetime = lifetime_s
+            except dns.resolver.NoResolverConfiguration:
+                self.errors.append("no DNS resolver configured (/etc/resolv.conf): NAPTR/SRV skipped")
         self.resolver = resolver
-        self.errors: list[str] = []
 
     def _query(self, name: str, rdtype: str) -> list:
         import dns.exception
         import dns.resolver
+        if self.resolver is None:
+            return []
         try:
             return list(self.resolver.resolve(name, rdtype))
         except (dns.resolver.NXDOMAIN, dns.resolver.NoAnswer):
