@@ -34,7 +34,8 @@ class CircuitPanel(Widget, can_focus=True):
 
     def _set_titles(self, view: CircuitView) -> None:
         self.border_title = view.name if view.name == view.role else f"{view.name} ({view.role})"
-        self.border_subtitle = view.provider if view.latest_at else f"{view.provider} · never measured"
+        never = "" if view.latest_at or view.loading else "never measured"
+        self.border_subtitle = " · ".join(part for part in (view.provider, never) if part)
 
     def watch_view(self, view: CircuitView | None) -> None:
         if view is not None:
