@@ -43,6 +43,8 @@ def latest_cell(ch, keys) -> str:
 def trend_text(s) -> str:
     if s.trend is None:
         return "-"
+    if s.trend == "steady":
+        return "steady"
     unit = f" {s.unit}" if s.unit else ""
     return f"{s.trend} ({'+' if (s.slope_per_day or 0) >= 0 else ''}{fmt(s.slope_per_day)}{unit}/day)"
 
