@@ -105,6 +105,7 @@ class RtpStream:
     mos: float | None
     r_factor: float | None
     mos_codec_assumed: str | None = None
+    lost_rfc3550: int = 0                # expected - all received (duplicates make it smaller, even < 0)
     codec_source: str = "static-pt"      # static-pt | sdp | unknown
     other_pt_packets: int = 0            # e.g. RFC 4733 DTMF events inside the stream
 
@@ -303,7 +304,8 @@ class _Tracker:
             late=self.late, late_pct=late_pct, start_s=self.first_arrival,
             duration_s=self.last_arrival - self.first_arrival,
             mos=s.mos, r_factor=s.r_factor, mos_codec_assumed=assumed,
-            codec_source=self.codec_source, other_pt_packets=self.other_pt)
+            codec_source=self.codec_source, other_pt_packets=self.other_pt,
+            lost_rfc3550=expected - self.packets)
 
 
 def parse_rtp(payload: bytes) -> tuple[int, int, int, int] | None:

@@ -108,6 +108,7 @@ def test_duplicates_reordering_and_sequence_wrap(tmp_path):
     C = by_ssrc(analyze.run(analyze.AnalyzeConfig(str(f))))[0xC]
     assert (C.packets, C.expected, C.lost) == (301, 300, 0)
     assert C.duplicates == 1 and C.reordered == 1
+    assert C.lost_rfc3550 == -1      # RFC 3550 A.3 counts the duplicate as received
 
 
 def test_late_packets_count_against_mos(tmp_path):
