@@ -84,7 +84,9 @@ class RequestLog:
     upload_errors: list[str] = field(default_factory=list)
     download_ok: int = 0
     download_errors: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    # re-entrant: an abandoned body generator can be finalised by the garbage collector
+    # (GeneratorExit -> up_sent) while this very thread is inside up_sent holding the lock
+    lock: threading.RLock = field(default_factory=threading.RLock)
     # (t_s, cumulative payload bytes): read from responses / handed to sockets
     down_timeline: list[tuple[float, int]] = field(default_factory=list)
     up_timeline: list[tuple[float, int]] = field(default_factory=list)
@@ -149,11 +151,17 @@ def _outq(sock) -> int:
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
 
 
-def _tracking_opener(speedtest_mod, source: str | None, timeout: float, log: RequestLog):
+def _tracking_opener(speedtest_mod, source: str | None, timeout: float, log: RequestLog,
+                     congestion: str | None = None):
     """speedtest-cli's opener, with an HTTP connection class that reports upload bytes
-    as the server's TCP acknowledges them."""
+    as the server's TCP acknowledges them (and applies ``congestion`` to our sockets)."""
 
     class _Conn(speedtest_mod.SpeedtestHTTPConnection):
+        def connect(self):
+            super().connect()
+            if congestion:
+                self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_CONGESTION, congestion.encode())
+
         def _read_readable(self, readable):
             # http.client pulls the body through this generator and sends each chunk
             # before asking for the next one: count a chunk once it has been sent
@@ -270,7 +278,7 @@ class SpeedtestOutcome:
 
 
 def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: float, omit_s: float,
-                  threads: int, direction: str, source: str | None, timeout_s: float, stop: threading.Event,
+                  threads: int, congestion: str | None = None, direction: str, source: str | None, timeout_s: float, stop: threading.Event,
                   on_phase: Callable[[str, str | None], None]) -> SpeedtestOutcome:
     """One speedtest: setup, download, upload. Never raises for network trouble."""
     out = SpeedtestOutcome()
@@ -278,7 +286,7 @@ def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: fl
 
     def work() -> None:
         try:
-            _work(out, mini_url, server_id, duration_s, omit_s, threads, direction, source, timeout_s,
+            _work(out, mini_url, server_id, duration_s, omit_s, threads, congestion, direction, source, timeout_s,
                   stop, on_phase)
         except BaseException as exc:    # anything speedtest-cli raises becomes a cause
             box["exc"] = exc
@@ -311,7 +319,7 @@ def _describe(exc: BaseException, mini_url: str | None) -> str:
     return f"speedtest failed: {text}"
 
 
-def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, threads, direction, source,
+def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, threads, congestion, direction, source,
           timeout_s, stop, on_phase) -> None:
     import speedtest
 
@@ -337,7 +345,8 @@ def _work(out: SpeedtestOutcome, mini_url, server_id, duration_s, omit_s, thread
     cfg = offline_config(length_s, threads) if mini_url else None
     st = _Speedtest(source_address=source, timeout=max(1, int(round(timeout_s))),
                     shutdown_event=shutdown, offline_config=cfg)
-    st._opener = _RecordingOpener(_tracking_opener(speedtest, source, max(1, int(round(timeout_s))), log),
+    st._opener = _RecordingOpener(_tracking_opener(speedtest, source, max(1, int(round(timeout_s))), log,
+                                                   congestion),
                                   log)
     st.results._opener = st._opener
     st.config["length"] = {"upload": length_s, "download": length_s}
