@@ -21,7 +21,7 @@ from harness.tui.screens.signoff import SignoffScreen
 from harness.tui.widgets.checklist import ChecklistTable
 from harness.tui.widgets.outages import OutageTable
 from tests.conftest import ROOT
-from tests.tui_support import END, NOW, OUTAGES, RUNS, board_history, type_text, wait_until
+from tests.tui_support import BACKUP_DOWN, END, NOW, OLD_FAIL, RUNS, board_history, type_text, wait_until
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.asyncio]
 
@@ -71,15 +71,15 @@ async def test_board_shows_the_fixture_history(history):
         # every run of every circuit is in the window; backup's last 3 runs failed, old's 3 planted ones
         new, old, backup = _circuit(app, "new"), _circuit(app, "old"), _circuit(app, "backup")
         assert (new.runs, new.passed) == (RUNS, RUNS)
-        assert (old.runs, old.passed) == (RUNS, RUNS - 3)
-        assert (backup.runs, backup.passed, backup.verdict) == (RUNS, RUNS - 3, "NO-GO")
+        assert (old.runs, old.passed) == (RUNS, RUNS - len(OLD_FAIL))
+        assert (backup.runs, backup.passed, backup.verdict) == (RUNS, RUNS - len(BACKUP_DOWN), "NO-GO")
         assert new.verdict in ("GO", "WARN")
         assert "127.0.0.1:8620 did not answer" in backup.problems[0]
         # outage log: backup's ongoing outage first, then old's, with claim = end + 24 h
         rows = app.data.outages
         assert [(r.circuit, r.end is None) for r in rows] == [("backup", True), ("old", False)]
-        old_start = history.start + OUTAGES[0].first * history.interval
-        old_end = old_start + 3 * history.interval
+        old_start = history.time_of(OLD_FAIL[0])
+        old_end = history.time_of(OLD_FAIL[-1] + 1)          # the first passing run after it
         assert (rows[1].start, rows[1].end, rows[1].claim_by) == (old_start, old_end,
                                                                  old_end + dt.timedelta(hours=24))
         assert app.screen.query_one(OutageTable).row_count == 2

@@ -34,11 +34,8 @@ PANEL_METRICS = ("rtt_p50_ms", "jitter_up_ms", "jitter_down_ms", "loss_up_pct", 
 
 
 def gate_window_start(profile, now: dt.datetime) -> dt.datetime:
-    """The runs harness.gate.decide reads (kept in step with it)."""
-    start = profile.cutover.parallel_run_start
-    if start is not None:
-        return dt.datetime.combine(start, dt.time(), UTC)
-    return now - dt.timedelta(days=max(profile.cutover.min_parallel_days, 1))
+    """The runs harness.gate judges (the parallel run so far)."""
+    return gate.window_start(profile, now)
 
 
 def trend_start(now: dt.datetime, window: dt.timedelta | None = None) -> dt.datetime:
