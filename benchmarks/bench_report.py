@@ -60,7 +60,7 @@ def main() -> int:
     folder = Path(args.dir) if args.dir else Path(tempfile.mkdtemp(prefix="cutover-bench-"))
     if not (folder / "history.sqlite").exists():
         t0 = time.perf_counter()
-        generate(folder, end=FIXED_END)
+        generate(folder, end=FIXED_END, round_values=True)
         print(f"generated 30 d x 3 circuits x 5 min (8640 runs) in {time.perf_counter() - t0:.1f} s -> {folder}")
     profile = load_profile(folder / "site.yaml")
     db = folder / "history.sqlite"
