@@ -28,7 +28,6 @@ Definitions (also in docs/reports.md):
 from __future__ import annotations
 
 import datetime as dt
-import json
 import math
 import operator
 import sqlite3
