@@ -148,6 +148,8 @@ def answer(request: bytes, mode: str = "plain", peer=None) -> bytes | None:
         via = re.sub(r"^(SIP/2.0/\w+) [^;]+", r"\1 203.0.113.9:40000", via)
     if mode in ("alg-via", "alg-contact"):
         contact = re.sub(r"@[^;>]+", "@203.0.113.9:40000", contact)
+    if mode == "nat":     # the server saw us from a NAT's public address
+        peer = ("198.51.100.77", 40000)
     if peer:
         via = via.replace(";rport", f";received={peer[0]};rport={peer[1]}")
     status = "403 Forbidden" if mode == "403" else "100 Trying" if mode == "100" else "200 OK"
@@ -209,6 +211,13 @@ def test_rewritten_via_or_contact_means_alg(mode, evidence):
     assert r.alg_suspected is True
     assert any(evidence in e for e in r.alg_evidence), r.alg_evidence
     assert r.nat_detected is False   # received/rport equal our socket: no NAT, only rewriting
+
+
+def test_nat_is_reported_but_is_not_an_alg():
+    with UdpResponder("nat") as srv:
+        r = sip.run(sip.SipConfig(f"sip:127.0.0.1:{srv.port}", timeout_s=2))
+    assert (r.status_code, r.nat_detected, r.public_address) == (200, True, "198.51.100.77:40000")
+    assert r.alg_suspected is False
 
 
 def test_plain_responder_no_alg():
