@@ -191,3 +191,14 @@ def test_cli_gate_bad_input(tmp_path, args, msg):
         profile = str(fx.profile_path)
     r = run_cli("gate", profile, *args)
     assert r.returncode == 2 and msg in r.stderr and "Traceback" not in r.stderr
+
+
+def test_no_parallel_run_start(tmp_path):
+    fx, profile = make(tmp_path)
+    p = profile.model_copy(update={"cutover": profile.cutover.model_copy(update={"parallel_run_start": None})})
+    with Store(fx.db_path) as store:
+        d = gate.decide(p, store, now=NOW)
+    assert d.blocking == ["cutover.parallel_run_start is not set in the profile"]
+    # as if it started today: proven 11-20 + 14 = 12-04; disconnect max(12-04 + 30, 11-20 + 30) = 2027-01-03
+    assert (d.proven_on, d.disconnect_on, d.notice_by) == (D(2026, 12, 4), D(2027, 1, 3), D(2026, 12, 4))
+    assert d.pass_rates["new"]["runs"] == 14 * 24        # the last 14 days (from 11-06 12:01) of hourly runs
