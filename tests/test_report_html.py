@@ -23,7 +23,8 @@ from tests.fixtures.history import FIXED_END, cached_history
 NOW = FIXED_END + dt.timedelta(minutes=1)
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--window-size=1200,2000"]
+                "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+                "--window-size=1200,2000"]
 
 
 @pytest.fixture(scope="module")
