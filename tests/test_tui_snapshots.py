@@ -6,9 +6,11 @@ clock so the picture is reproducible. Update after a deliberate change with
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input
 
 from harness.profile import load_profile
 from harness.tui.app import BoardApp
+from harness.tui.screens.signoff import SignoffScreen
 from tests.tui_support import NOW, board_history
 
 
@@ -31,4 +33,14 @@ def test_outage_log_on_a_narrow_terminal(snap_compare, board_fixture):
 
 
 def test_signoff_dialog(snap_compare, board_fixture):
-    assert snap_compare(_app(board_fixture), terminal_size=(80, 24), press=["s"])   # the first open item
+    async def open_dialog(pilot):
+        await pilot.press("s")                   # the first open item
+        for _ in range(100):                     # bounded: until the dialog is up
+            if isinstance(pilot.app.screen, SignoffScreen):
+                break
+            await pilot.pause(0.05)
+        for field in pilot.app.screen.query(Input):
+            field.cursor_blink = False           # a blinking cursor would make the picture random
+        await pilot.pause()
+
+    assert snap_compare(_app(board_fixture), terminal_size=(80, 24), run_before=open_dialog)
