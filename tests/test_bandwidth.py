@@ -219,9 +219,9 @@ def test_session_and_duration_limits():
             with socket.create_connection(("127.0.0.1", svc.port)) as b:
                 with pytest.raises(ConnectionError, match="busy"):
                     bwclient.handshake(b, P.Hello(P.DOWN, 0, 1, 1000, b"B" * 16), None)
-        t0 = time.monotonic()
         out = bwclient.transfer(hp, "down", 1, 5.0)   # asks 5 s, gets 0.5 s
-        assert time.monotonic() - t0 < 3 and not out.errors
+        samples = out.streams[0].samples
+        assert not out.errors and samples[-1][0] - samples[0][0] < 2.5   # data stopped at the cap
     finally:
         svc.stop()
 
@@ -319,7 +319,7 @@ def test_reflector_killed_mid_transfer_partial_exit_3(direction):
     assert data[f"{other}_mbps"] is None
     assert any(w in e.lower() for e in data["errors"] for w in ("closed the connection", "reset", "broken pipe")), \
         data["errors"]
-    assert 0.5 < data["window_s"][direction] < 3.0
+    assert 0.5 < data["window_s"][direction] < 3.9     # ended before the planned 4 s
     assert "partial result" in err and "Traceback" not in err
 
 
