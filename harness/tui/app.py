@@ -29,7 +29,6 @@ from harness.store import Store
 from harness.tui.loader import BoardLoader, placeholder
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.runs import RunRequest, default_runner
-from harness.tui.screens.help import HelpScreen
 from harness.tui.screens.main import MainScreen
 from harness.tui.screens.signoff import SignoffScreen
 
@@ -161,6 +160,7 @@ class BoardApp(App):
     # ------------------------------------------------------------ help, palette
 
     def action_help(self) -> None:
+        from harness.tui.screens.help import HelpScreen   # Markdown loads only when asked (~70 ms)
         if not isinstance(self.screen, HelpScreen):
             self.push_screen(HelpScreen())
 
