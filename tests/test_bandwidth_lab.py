@@ -72,7 +72,7 @@ def test_mini_against_reflector_and_separate_server(lab):
                              ("miniserver", f"http://{srv}:{mini_port}/", []),
                              ("refusing", f"http://{srv}:{refusing_port}/",
                               ["--direction", "up", "--duration", "1", "--omit", "0.5"])):
-        cp = run_cli_in(lab, "client", "probe", "bandwidth", "--mini", url, "--duration", "3",
+        cp = run_cli_in(lab, "client", "probe", "bandwidth", "--mini", url, "--duration", "4",
                         "--streams", "4", "--congestion", "cubic", "--idle", "0.5", "--json", *extra)
         results[name] = (cp.returncode, _json(cp), cp.stderr)
     for name in ("reflector", "miniserver"):
