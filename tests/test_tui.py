@@ -118,6 +118,9 @@ async def test_navigation_between_circuits_panels_and_screens(history):
         assert isinstance(app.screen, HelpScreen)
         await pilot.press("escape")
         assert app.screen is main
+        # the footer still lists the keys after focus moves and a screen came and went
+        keys = {str(k.key) for k in main.query("FooterKey")}
+        assert {"r", "a", "s", "x", "o", "question_mark", "q"} <= keys, keys
         await pilot.press("q")
     assert app.return_code == 0
 

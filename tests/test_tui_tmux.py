@@ -71,6 +71,7 @@ def test_board_in_tmux_as_a_new_user(tmp_path):
             if key in CLOSE_AFTER:
                 _tmux("send-keys", "-t", session, CLOSE_AFTER[key])
                 time.sleep(0.7)
+        assert "q Quit" in _screen(session)                    # the footer survived every key
         # r started a real check of the new circuit (loopback demo); quitting mid-run stops it cleanly
         _tmux("send-keys", "-t", session, "q")
         deadline = time.monotonic() + 60

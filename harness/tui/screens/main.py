@@ -10,11 +10,12 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
-from textual.widgets import DataTable, Footer, Static
+from textual.widgets import DataTable, Static
 
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.widgets.checklist import ChecklistTable
 from harness.tui.widgets.circuit import CircuitPanel
+from harness.tui.widgets.footer import BoardFooter
 from harness.tui.widgets.header import GateHeader
 from harness.tui.widgets.outages import OutageTable
 
@@ -72,7 +73,7 @@ class MainScreen(Screen):
             with Vertical(id="outage-box") as box:
                 box.border_title = "Outages and SLA claims"
                 yield OutageTable(d.outages, d.header.now, id="outages")
-        yield Footer()
+        yield BoardFooter()
 
     def on_mount(self) -> None:
         self._layout_for(self.size.width, self.size.height)
