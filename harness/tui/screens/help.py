@@ -36,7 +36,7 @@ SLA claim deadline.
 | `x` | revoke the sign-off under the cursor |
 | `o` | show the outage log (toggles on narrow terminals) |
 | `c` | go to the checklist |
-| `←` `→` `1` `2` `3` | select a circuit |
+| `←` `→` `1`…`9` | select a circuit |
 | `tab` | next panel |
 | `f5` | reload from the database (it also reloads by itself when another process writes) |
 | `ctrl+p` | command palette |

@@ -25,7 +25,7 @@ TALL_ROWS = 40          # from here circuit panels list every blocking problem
 
 class MainScreen(Screen):
     CSS_PATH = "main.tcss"
-    AUTO_FOCUS = "ChecklistTable"     # the keys s/x act on it; circuits are selected with 1-3 / arrows
+    AUTO_FOCUS = "ChecklistTable"     # the keys s/x act on it; circuits are selected with 1-9 / arrows
 
     BINDINGS = [
         Binding("r", "app.run_selected", "Run"),
@@ -38,9 +38,7 @@ class MainScreen(Screen):
         # cursor is shown in full below the checklist instead
         Binding("left", "select_circuit(-1)", "Prev circuit", show=False, priority=True),
         Binding("right", "select_circuit(1)", "Next circuit", show=False, priority=True),
-        Binding("1", "select_index(0)", show=False),
-        Binding("2", "select_index(1)", show=False),
-        Binding("3", "select_index(2)", show=False),
+        *(Binding(str(n), f"select_index({n - 1})", f"Circuit {n}", show=False) for n in range(1, 10)),
         Binding("f5", "app.reload", "Reload", show=False),
         Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),

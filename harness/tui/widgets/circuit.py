@@ -1,6 +1,6 @@
-"""One circuit's panel: verdict, pass rate over the window, latest figures
-coloured by the profile thresholds, and a sparkline per figure that uses
-whatever width the terminal gives."""
+"""One circuit's panel: latest verdict, pass rate over the parallel run, latest
+figures coloured by the profile thresholds, and a sparkline per figure over
+the trend window that uses whatever width the terminal gives."""
 
 from __future__ import annotations
 
@@ -53,12 +53,13 @@ class CircuitPanel(Widget, can_focus=True):
         # Cached: a key press elsewhere (selection, focus) restyles the border and
         # re-renders this panel; recomputing a week of sparklines each time would
         # cost tens of ms. The cache key is everything the text depends on.
-        key = (id(self.view), self.content_size.width, self.running, self.max_problems, self.show_daily)
-        if key != self._cache_key:
-            self._cache_key, self._cache_text = key, self._render_text()
+        key = (self.content_size.width, self.running, self.max_problems, self.show_daily)
+        if key != self._cache_key or self._cache_view is not self.view:
+            self._cache_key, self._cache_view, self._cache_text = key, self.view, self._render_text()
         return self._cache_text
 
     _cache_key: tuple | None = None
+    _cache_view: CircuitView | None = None
     _cache_text: Text = Text()
 
     def _render_text(self) -> Text:
