@@ -315,3 +315,21 @@ async def test_empty_history_and_no_parallel_run_start(tmp_path):
         panel_text = str(app.screen.panel("new").render())
         assert "no runs yet" in panel_text and "NO DATA" in panel_text
         assert app.data.outages == [] and app.screen.query_one(OutageTable).row_count == 1   # "no outages"
+
+
+async def test_signoff_from_the_cli_appears_on_the_open_board(history):
+    """`cutover signoff` in another process: the board picks it up by itself."""
+    app = _app(history, poll_s=0.2)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        assert next(r for r in app.data.checklist if r.id == "porting").status == "open"
+        cli = subprocess.run([sys.executable, "-m", "harness", "signoff", str(history.profile_path), "porting",
+                              "--by", "Dan Ops", "--note", "LOA complete", "--db", str(history.db_path)],
+                             capture_output=True, text=True, timeout=60, cwd=ROOT)
+        assert cli.returncode == 0, cli.stderr
+
+        def signed():
+            row = next(r for r in app.data.checklist if r.id == "porting")
+            return row.status == "signed off" and row.by == "Dan Ops" and row.note == "LOA complete"
+        assert await wait_until(pilot, signed, timeout_s=20)
+        assert not any("'porting'" in b for b in app.data.header.blocking)
