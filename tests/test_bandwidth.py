@@ -378,3 +378,16 @@ def test_mini_backend_on_loopback_counts_what_the_server_got(service):
     assert 0 < acked <= service.stats["http_received_b"] + 400 * logs[0].upload_ok
     time.sleep(0.3)                  # let the server's threads see the hang-ups
     assert 0 < out.bytes_received <= service.stats["http_sent_b"]
+
+
+def test_stop_event_ends_early_with_partial_result(service):
+    """The scheduler/TUI/Ctrl-C path: stop mid-download -> what was measured, partial, cause."""
+    import threading
+    from probes.bandwidth import run
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    res = run(BandwidthConfig(target=f"127.0.0.1:{service.port}", duration_s=5, omit_s=0.2, idle_s=0.2,
+                              streams=1, latency=False), stop=stop)
+    assert res.partial and res.measured and res.down_mbps and res.up_mbps is None
+    assert "stopped before the end" in res.errors
+    assert res.window_s["down"] < 2.0        # ended at the stop, not after the planned 5 s
