@@ -10,7 +10,8 @@ import pytest
 from harness.gate import GateItem
 from harness.profile import Profile
 from harness.tui import loader
-from harness.tui.model import SPARK_BLOCKS, HeaderView, level_block, metric_views, outage_rows, sparkline
+from harness.tui.model import (SPARK_BLOCKS, HeaderView, level_block, metric_views, outage_rows, sparkline,
+                               time_buckets)
 from harness.tui.widgets.outages import claim_text, human_duration
 
 UTC = dt.timezone.utc
@@ -121,3 +122,14 @@ def test_days_to_disconnect(disconnect, today, expected):
 def test_level_block_is_absolute():
     assert level_block(0) == "▁" and level_block(100) == "█" and level_block(50) == SPARK_BLOCKS[4]
     assert level_block(150) == "█" and level_block(-3) == "▁"
+
+
+def test_time_buckets_keep_gaps_on_the_time_axis():
+    t = lambda h: T0 + dt.timedelta(hours=h)           # noqa: E731
+    # 4 cells of 1 h over [0 h, 4 h): points at 0.0/0.5 h (mean 2), none in the 2nd hour (reflector down),
+    # 2.2 h -> cell 2, 3.9 h and exactly 4 h (the end) -> the last cell
+    cells = time_buckets([(t(0), 1.0), (t(0.5), 3.0), (t(2.2), 5.0), (t(3.9), 6.0), (t(4), 8.0)], t(0), t(4), 4)
+    assert cells == [2.0, None, 5.0, 7.0]
+    assert sparkline(cells, 4) == "▁ ▅█"                  # levels: (2,5,7) -> 0, round(4.2)=4, 7
+    assert time_buckets([(t(5), 1.0)], t(0), t(4), 4) == [None] * 4     # outside the window: ignored
+    assert time_buckets([], t(0), t(4), 0) == [] and time_buckets([], t(4), t(0), 3) == []

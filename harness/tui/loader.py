@@ -99,7 +99,10 @@ class BoardLoader:
         analysis = history.analyze(runs, profile, since=gate_since, now=now, series=series)
         plan = plan_profile(profile)
         required = (plan.required_down_mbps, plan.required_up_mbps)
-        circuits = [circuit_view(profile, c, analysis.circuits[c.name], required) for c in profile.circuits]
+        # the sparklines' time axis: the trend window, from the first measurement in it
+        firsts = [pts[0][0] for c in analysis.circuits.values() for pts in c.series.values() if pts]
+        axis = (max([trend_since] + ([min(firsts)] if firsts else [])), now)
+        circuits = [circuit_view(profile, c, analysis.circuits[c.name], required, axis) for c in profile.circuits]
         self._runs, self._capacity = runs, capacity
         decision = self._decide(now, store.signoffs(site))
         self._last = BoardData(header=header_view(profile, decision, now), circuits=circuits,

@@ -35,7 +35,7 @@ class MetricView:
     label: str                # "RTT"
     text: str                 # "12.3 ms", "180/200 Mbit/s"
     status: str               # pass | warn | fail | error | none (not measured)
-    series: list[float | None] = field(default_factory=list)   # one value per run, oldest first
+    points: list[tuple[dt.datetime, float]] = field(default_factory=list)   # (run start, value), oldest first
     reason: str = ""
 
 
@@ -53,6 +53,8 @@ class CircuitView:
     daily_pass_pct: list[float] = field(default_factory=list)   # per UTC day, oldest first
     pass_target_pct: float = 95.0       # the profile's cutover.pass_rate_pct
     loading: bool = False               # placeholder while the first read runs
+    trend_start: dt.datetime | None = None   # the sparklines' time axis
+    trend_end: dt.datetime | None = None
 
     @property
     def pass_rate_pct(self) -> float | None:
@@ -156,15 +158,33 @@ def level_block(pct: float) -> str:
     return SPARK_BLOCKS[int(round(pct / 100 * (len(SPARK_BLOCKS) - 1)))]
 
 
+def time_buckets(points: Sequence[tuple[dt.datetime, float]], start: dt.datetime, end: dt.datetime,
+                 cells: int) -> list[float | None]:
+    """``cells`` equal slices of [start, end): the mean of the points in each,
+    None for a slice without a measurement. On a time axis a stretch without
+    measurements (reflector down, scheduler stopped) shows as a gap instead of
+    being squeezed out."""
+    if cells <= 0 or end <= start:
+        return []
+    span = (end - start).total_seconds()
+    sums = [0.0] * cells
+    counts = [0] * cells
+    for t, v in points:
+        k = int((t - start).total_seconds() / span * cells)
+        if 0 <= k < cells:
+            sums[k] += v
+            counts[k] += 1
+        elif k == cells and t <= end:      # a point exactly at the end belongs to the last cell
+            sums[-1] += v
+            counts[-1] += 1
+    return [sums[i] / counts[i] if counts[i] else None for i in range(cells)]
+
+
 def _isnan(v: float) -> bool:
     return isinstance(v, float) and math.isnan(v)
 
 
 # ---------------------------------------------------------------- circuits (from harness.history)
-
-def _values(series: Sequence[tuple[dt.datetime, float]]) -> list[float | None]:
-    return [v for _, v in series]
-
 
 def _worse_of(a: Sequence[tuple[dt.datetime, float]], b: Sequence[tuple[dt.datetime, float]]
               ) -> list[tuple[dt.datetime, float]]:
@@ -184,7 +204,7 @@ def _f(x: float | None, unit: str = "") -> str:
 
 
 def metric_views(profile, circuit, latest: dict[str, float | None],
-                 series: dict[str, list[float | None]], required_mbps: tuple[float, float]
+                 series: dict[str, list[tuple[dt.datetime, float]]], required_mbps: tuple[float, float]
                  ) -> list[MetricView]:
     """Latest figures of one circuit with their status against the profile."""
     th = profile.thresholds
@@ -220,7 +240,8 @@ def metric_views(profile, circuit, latest: dict[str, float | None],
     return out
 
 
-def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float]) -> CircuitView:
+def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float],
+                 trend: tuple[dt.datetime | None, dt.datetime | None] = (None, None)) -> CircuitView:
     """One circuit's panel from its :class:`harness.history.CircuitHistory`
     (the same pass/outage definitions as the report and the gate)."""
     s = ch.series
@@ -235,13 +256,13 @@ def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float]) -> Ci
     }
     # latest measured value of each figure (bandwidth and capacity may run less often than stream)
     latest = {k: (v[-1][1] if v else None) for k, v in merged.items()}
-    series = {k: _values(v) for k, v in merged.items()}
     problems = [c.reason or c.id for c in V.blocking(ch.latest_checks)]
     return CircuitView(
         name=circuit.name, role=circuit.role, provider=circuit.provider,
         verdict=ch.latest_verdict, latest_at=ch.latest_at, runs=ch.runs, passed=ch.passed,
-        metrics=metric_views(profile, circuit, latest, series, required_mbps), problems=problems,
-        daily_pass_pct=[d.pass_pct for d in ch.daily], pass_target_pct=profile.cutover.pass_rate_pct)
+        metrics=metric_views(profile, circuit, latest, merged, required_mbps), problems=problems,
+        daily_pass_pct=[d.pass_pct for d in ch.daily], pass_target_pct=profile.cutover.pass_rate_pct,
+        trend_start=trend[0], trend_end=trend[1])
 
 
 # ---------------------------------------------------------------- outages, checklist, header

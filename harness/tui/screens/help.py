@@ -19,8 +19,9 @@ termination notice can be sent, the disconnect date, and the gate decision
 
 **Circuits**: latest RTT, jitter and loss (worse direction), MOS, throughput
 against the contract, capacity against the planned calls, coloured by the
-profile's thresholds (yellow: within 10 % of the limit); sparklines over the
-window; pass rate of the window's runs.
+profile's thresholds (yellow: within 10 % of the limit, 2.5 % for MOS);
+sparklines over the last 7 days (`--since`) on a time axis, blank where
+nothing was measured; pass rate over the parallel run.
 
 **Checklist**: automatic items from the measurements, manual items from the
 profile. Sign-offs go into the same audit trail as `cutover signoff`.

@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.reactive import reactive
 from textual.widget import Widget
 
-from harness.tui.model import CircuitView, level_block, sparkline
+from harness.tui.model import CircuitView, level_block, sparkline, time_buckets
 from harness.tui.widgets.styles import STATUS_STYLE, short_time, verdict_badge
 
 UNITS = {"rtt_ms": "ms", "jitter_ms": "ms", "loss_pct": "%", "mos": "",
@@ -62,6 +62,13 @@ class CircuitPanel(Widget, can_focus=True):
     _cache_view: CircuitView | None = None
     _cache_text: Text = Text()
 
+    @staticmethod
+    def _spark(v: CircuitView, points, width: int) -> str:
+        """On the trend window's time axis when known (gaps show), else one cell per bucket of runs."""
+        if v.trend_start is not None and v.trend_end is not None:
+            return sparkline(time_buckets(points, v.trend_start, v.trend_end, width), width)
+        return sparkline([p[1] for p in points], width)
+
     def _render_text(self) -> Text:
         v = self.view
         width = max(self.content_size.width, 10)
@@ -92,7 +99,7 @@ class CircuitPanel(Widget, can_focus=True):
             line.append(" ")
             spark_w = width - len(line.plain)
             if spark_w >= MIN_SPARK_W:
-                line.append(sparkline(m.series, spark_w), "cyan")
+                line.append(self._spark(v, m.points, spark_w), "cyan")
             lines.append(line)
         if self.show_daily:
             line = Text(f"{'Daily':<{LABEL_W}}")
