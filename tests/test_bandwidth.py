@@ -219,6 +219,9 @@ def test_session_and_duration_limits():
             with socket.create_connection(("127.0.0.1", svc.port)) as b:
                 with pytest.raises(ConnectionError, match="busy"):
                     bwclient.handshake(b, P.Hello(P.DOWN, 0, 1, 1000, b"B" * 16), None)
+        deadline = time.monotonic() + 5          # the server notices the hang-ups on its own time
+        while svc._sessions and time.monotonic() < deadline:
+            time.sleep(0.05)
         out = bwclient.transfer(hp, "down", 1, 5.0)   # asks 5 s, gets 0.5 s
         samples = out.streams[0].samples
         assert not out.errors and samples[-1][0] - samples[0][0] < 2.5   # data stopped at the cap
