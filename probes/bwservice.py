@@ -58,7 +58,8 @@ Limits (server side, so a reflector on the internet cannot be abused): the
 duration is capped (``max_duration_s``), at most ``max_sessions`` sessions
 (distinct tokens) run at once and at most ``max_streams`` streams per session;
 an idle or silent client is dropped after ``io_timeout_s``. A data phase never
-outlives the granted duration plus a short grace period.
+outlives the granted duration plus a short grace period. A keyed service
+answers HTTP with 403 (speedtest-cli cannot prove the key).
 """
 
 from __future__ import annotations
@@ -362,7 +363,13 @@ class BandwidthService:
             if head == MAGIC:
                 self._serve_bw(conn)
             elif self.http and head in HTTP_METHODS:
-                self._serve_http(conn)
+                if self.key:
+                    # a keyed reflector serves keyed clients only; speedtest-cli cannot
+                    # prove the key, so the Mini endpoint says why it is closed
+                    _http_reply(conn, 403, b"this cutover reflector requires a key: use "
+                                           b"cutover probe bandwidth --reflector HOST:PORT --key-file F\n")
+                else:
+                    self._serve_http(conn)
         except (OSError, ProtocolError):
             pass  # a client that vanished or spoke garbage costs us nothing more
         finally:
@@ -577,7 +584,7 @@ class BandwidthService:
             self._count("http_sent_b", size - left)
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed",
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
             411: "Length Required", 431: "Request Header Fields Too Large",
             503: "Service Unavailable"}
 

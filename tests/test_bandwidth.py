@@ -205,6 +205,11 @@ def test_keyed_service_requires_the_key(tmp_path):
         assert "authentication failed" in out.errors[0] and svc.stats["refused_auth"] == 1
         out = bwclient.transfer(hp, "down", 1, 0.3, key=b"secret")
         assert not out.errors and out.streams[0].samples[-1][1] > 0
+        c = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=5)
+        c.request("GET", "/speedtest/random4000x4000.jpg")
+        r = c.getresponse()
+        assert r.status == 403 and b"requires a key" in r.read()   # no keyless downloads
+        c.close()
     finally:
         svc.stop()
 
