@@ -157,6 +157,11 @@ def main() -> None:
         busy = [f"{who} at {first[key]:.0f} % of a core" for who, key in
                 (("the engine", "engine_cpu_pct"), ("the reflector", "reflector_cpu_pct"))
                 if first[key] == first[key] and first[key] >= 90]
+        both = first["engine_cpu_pct"] + first["reflector_cpu_pct"]
+        if not busy and both >= 75 * (os.cpu_count() or 1):
+            # the kernel's loopback work (softirq) for both directions comes on top of the two
+            busy = [f"the engine and the reflector together at {both:.0f} % of {os.cpu_count()} cores "
+                    "(plus the kernel's loopback work)"]
         why = " and ".join(busy) or "neither process at a full core: other load on this machine"
         print(f"# first failing row: {first['calls']} calls (up loss {first['loss_up_pct'] or 0:.3f} %, "
               f"lateness p99 {first['lateness_p99_ms'] or 0:.2f} ms, rx drops {first['rx_dropped']}): "
