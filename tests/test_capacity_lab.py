@@ -169,7 +169,7 @@ def test_unshaped_loopback_beyond_the_machine_reports_sender():
                             cwd=ROOT)
     try:
         port = int(refl.stdout.readline())
-        cp = run_cli("probe", "capacity", f"127.0.0.1:{port}", "--start", "3000", "--max-calls", "20000",
+        cp = run_cli("probe", "capacity", f"127.0.0.1:{port}", "--start", "5000", "--max-calls", "20000",
                      "--quick", "--step", "0.5", "--json", timeout=120)
         out = json.loads(cp.stdout)
     finally:
@@ -177,13 +177,14 @@ def test_unshaped_loopback_beyond_the_machine_reports_sender():
         refl.wait(timeout=10)
     assert out["measured"], out["errors"]
     assert out["limit"] == "sender", json.dumps(out["steps"], indent=1)
-    assert out["max_calls"] < 3000 and out["ceiling"] == 20000
+    assert out["max_calls"] < 5000 and out["ceiling"] == 20000
     failing = [s for s in out["steps"] if not s["pass"]]
     assert failing and all(s["failed"][0] == "sender" for s in failing)
-    # 3000 calls = 150k packets/s each way, beyond one core (DESIGN.md section 8: ~100k):
+    # 5000 calls = 250k packets/s each way, far beyond one core (DESIGN.md section 8: ~100k;
+    # benchmarks/bench_engine.py: ~1500 calls with the reflector on the same machine):
     # the engine itself flagged that it could not keep its schedule, not just "loopback"
     first = out["steps"][0]
-    assert first["calls"] == 3000, first
+    assert first["calls"] == 5000, first
     assert first["sender"]["behind"] or first["sender"]["limited"], first["sender"]
     assert "measuring machine, not the network" in out["summary"]
     assert cp.returncode == 0
