@@ -36,7 +36,7 @@ def circuit_values(profile: Profile, circuit: Circuit, probe: str) -> dict[str, 
     """Everything a probe might take from the circuit and the profile."""
     planned, th = profile.planned, profile.thresholds
     hp = circuit.reflector_hostport
-    ping_target = circuit.ping or (hp.host if hp else None)
+    ping_target = circuit.ping_target
     target: str | None
     if probe == "latency":
         target = ping_target

@@ -106,6 +106,14 @@ class Circuit(_Model):
     def reflector_hostport(self):
         return parse_hostport(self.reflector) if self.reflector else None
 
+    @property
+    def ping_target(self) -> str | None:
+        """Host for latency and path probes: ``ping:``, else the reflector's host."""
+        if self.ping:
+            return self.ping
+        hp = self.reflector_hostport
+        return hp.host if hp else None
+
 
 class ChecklistItem(_Model):
     id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")

@@ -24,10 +24,7 @@ FULL = {"count": 50, "interval_s": 0.2}
 
 
 def target(circuit) -> str | None:
-    if circuit.ping:
-        return circuit.ping
-    hp = circuit.reflector_hostport
-    return hp.host if hp else None
+    return circuit.ping_target
 
 
 def applies(profile, circuit) -> bool:

@@ -28,10 +28,7 @@ SIP_UDP_MIN_MTU = 1300
 
 
 def target(circuit) -> str | None:
-    if circuit.ping:
-        return circuit.ping
-    hp = circuit.reflector_hostport
-    return hp.host if hp else None
+    return circuit.ping_target
 
 
 def applies(profile, circuit) -> bool:
