@@ -8,14 +8,13 @@ check of every circuit is an error: no network, every reflector down).
 
 from __future__ import annotations
 
-import signal
 import sys
 import threading
 from pathlib import Path
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err,
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err,
                                 json_option, load_profile_or_exit)
 
 def _suite_order() -> tuple[str, ...]:
@@ -141,31 +140,6 @@ def write_prom(profile, store, prom_file: str) -> bool:
     return True
 
 
-class _StopOnSignal:
-    """SIGTERM/SIGINT end the probes early and still store the run (the
-    scheduler relies on this for its grace period); a second signal aborts."""
-
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop = stop
-        self._old: dict = {}
-
-    def _handler(self, signum, _frame) -> None:
-        if self.stop.is_set():
-            raise KeyboardInterrupt
-        err(f"cutover: {signal.Signals(signum).name}: stopping the probes, storing what was measured")
-        self.stop.set()
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for s in (signal.SIGTERM, signal.SIGINT):
-                self._old[s] = signal.signal(s, self._handler)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for s, h in self._old.items():
-            signal.signal(s, h)
-
-
 def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db: str | None = None,
             report_dir: str | None = None, prom_file: str | None = None, as_json: bool = False,
             store=None, quiet: bool = False, only_steps: tuple[str, ...] = (),
@@ -194,7 +168,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         die(EXIT_BAD_INPUT, f"--prom-file {prom_file}: folder {Path(prom_file).resolve().parent} does not exist")
     store = store or open_store(profile, db)
     stop = threading.Event()
-    with _StopOnSignal(stop), CheckProgress(enabled=not quiet) as progress:
+    with StopOnSignal(stop, "stopping the probes, storing what was measured"), CheckProgress(enabled=not quiet) as progress:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
                             progress=progress, stop=stop, steps=steps, skipped=skipped,
                             on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)

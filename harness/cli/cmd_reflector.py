@@ -14,7 +14,7 @@ import threading
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_UNMEASURED, die, err
+from harness.cli.common import load_key_or_exit, EXIT_BAD_INPUT, EXIT_UNMEASURED, die, err
 from probes.addr import AddressError
 
 
@@ -59,7 +59,6 @@ Example:
 @click.option("--session-idle", type=float, default=30.0, show_default=True,
               help="Seconds without packets after which a session ends.")
 def command(listen, key_file, no_tcp, max_sessions, max_pps_per_source, session_idle):
-    from probes import stamp
     from probes.reflector import parse_listen
 
     try:
@@ -68,12 +67,7 @@ def command(listen, key_file, no_tcp, max_sessions, max_pps_per_source, session_
         die(EXIT_BAD_INPUT, f"--listen: {exc}")
     if max_sessions < 1 or max_pps_per_source < 1 or session_idle <= 0:
         die(EXIT_BAD_INPUT, "--max-sessions, --max-pps-per-source and --session-idle must be positive")
-    key = None
-    if key_file:
-        try:
-            key = stamp.load_key(key_file)
-        except ValueError as exc:
-            die(EXIT_BAD_INPUT, f"--key-file: {exc}")
+    key = load_key_or_exit(key_file)
     opts = dict(max_sessions=max_sessions, max_pps_per_source=max_pps_per_source,
                 session_idle_s=session_idle)
     services = _services(listen, key, no_tcp, opts)

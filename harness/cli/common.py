@@ -4,7 +4,9 @@ tracebacks, profile loading, and presenting probe progress on stderr."""
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from typing import Any, NoReturn
 
 import click
@@ -76,3 +78,41 @@ class StderrProgress:
             err(f"[{event.probe}] warning: {event.message}")
         elif event.message:
             err(f"[{event.probe}] {event.message}")
+
+
+def load_key_or_exit(key_file: str | None) -> bytes | None:
+    """The STAMP pre-shared key from --key-file, or exit 2 naming the problem."""
+    if not key_file:
+        return None
+    from probes.stamp import load_key
+    try:
+        return load_key(key_file)
+    except (ValueError, OSError) as exc:
+        die(EXIT_BAD_INPUT, f"--key-file: {exc}")
+
+
+class StopOnSignal:
+    """SIGTERM/SIGINT set ``stop`` so probes end early and what was measured is
+    still reported or stored (the scheduler relies on this for its grace
+    period); a second signal aborts at once."""
+
+    def __init__(self, stop: threading.Event, what: str = "stopping, reporting what was measured") -> None:
+        self.stop = stop
+        self.what = what
+        self._old: dict = {}
+
+    def _handler(self, signum, _frame) -> None:
+        if self.stop.is_set():
+            raise KeyboardInterrupt
+        err(f"cutover: {signal.Signals(signum).name}: {self.what}")
+        self.stop.set()
+
+    def __enter__(self) -> "StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGTERM, signal.SIGINT):
+                self._old[s] = signal.signal(s, self._handler)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for s, h in self._old.items():
+            signal.signal(s, h)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 die, emit_json, err, interface_option, json_option,
                                 load_profile_or_exit, source_option)
 
@@ -102,13 +101,11 @@ def command(reflector, speedtest, server, mini, duration, streams, direction, co
         die(EXIT_BAD_INPUT, str(exc))
 
     stop = threading.Event()
-    previous = signal.signal(signal.SIGINT, lambda *_: stop.set())   # Ctrl-C: partial result
     try:
-        result = B.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
+        with StopOnSignal(stop):   # Ctrl-C / SIGTERM: partial result
+            result = B.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
     except (ProbeError, AddressError, ValueError) as exc:
         die(EXIT_BAD_INPUT, str(exc))
-    finally:
-        signal.signal(signal.SIGINT, previous)
     data = result.to_dict()
     comparison = None
     if profile is not None and circ is not None:

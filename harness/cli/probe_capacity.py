@@ -8,7 +8,7 @@ import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+from harness.cli.common import (load_key_or_exit, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 die, emit_json, err, interface_option, json_option,
                                 load_profile_or_exit, source_option)
 from harness.verdicts import fmt
@@ -72,8 +72,7 @@ def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset,
                 die(EXIT_BAD_INPUT, "missing HOST:PORT (or --profile PROFILE --circuit NAME)")
             cfg = CapacityConfig(target=target, preset=preset or "default", max_calls=max_calls)
             if key_file:
-                from probes.stamp import load_key
-                cfg.key = load_key(key_file)
+                cfg.key = load_key_or_exit(key_file)
         if codec:
             cfg.codec = codec
         if ptime is not None:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, StderrProgress, die, emit_json,
+from harness.cli.common import (load_key_or_exit, StopOnSignal, EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, StderrProgress, die, emit_json,
                                 interface_option, json_option, source_option)
 
 
@@ -37,15 +36,10 @@ Exit codes: 0 measured, 2 bad input, 3 no replies (cause in the message and JSON
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
 def command(target, count, interval, timeout, method, port, key_file, source, interface, verbose, as_json):
-    from probes import latency, stamp
+    from probes import latency
     from probes.addr import AddressError
 
-    key = None
-    if key_file:
-        try:
-            key = stamp.load_key(key_file)
-        except ValueError as exc:
-            die(EXIT_BAD_INPUT, f"--key-file: {exc}")
+    key = load_key_or_exit(key_file)
     if port is not None and not 1 <= port <= 65535:
         die(EXIT_BAD_INPUT, f"--port {port}: expected 1-65535")
     cfg = latency.LatencyConfig(target=target, count=count, interval_s=interval, timeout_s=timeout,
@@ -56,14 +50,9 @@ def command(target, count, interval, timeout, method, port, key_file, source, in
         die(EXIT_BAD_INPUT, str(exc))
     progress = StderrProgress(enabled=verbose or not as_json)
     stop = threading.Event()
-    # Ctrl-C / SIGTERM stop early; the samples taken so far are still reported
-    old_int = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    # Ctrl-C / SIGTERM end the probe early; what was measured is still reported
+    with StopOnSignal(stop):
         res = latency.run(cfg, progress=progress, stop=stop)
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
     d = res.to_dict()
     if as_json:
         emit_json(d)

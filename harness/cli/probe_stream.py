@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 die, emit_json, err, interface_option, json_option,
                                 load_profile_or_exit, source_option)
 
@@ -145,14 +144,9 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
         die(EXIT_BAD_INPUT, str(exc))
     stop = threading.Event()
     progress = StderrProgress(enabled=verbose or not as_json)
-    # Ctrl-C / SIGTERM end the stream early; what was measured is still reported
-    old_int = signal.signal(signal.SIGINT, lambda *_: stop.set())
-    old_term = signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    try:
+    # Ctrl-C / SIGTERM end the probe early; what was measured is still reported
+    with StopOnSignal(stop):
         res = stream.run(cfg, progress=progress, stop=stop)
-    finally:
-        signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
     d = res.to_dict()
     if not res.measured:
         d["verdict"] = "unmeasured"
