@@ -31,31 +31,47 @@ Exit codes: 0 pass/GO, 1 measured and failed/NO-GO, 2 bad input, 3 could not mea
 """
 
 
-@click.group(help=MAIN_HELP, context_settings={"help_option_names": ["-h", "--help"],
-                                                "max_content_width": 100})
+class LazyGroup(click.Group):
+    """A group whose commands are imported only when used: `cutover plan` does
+    not pay for importing the TUI, scapy wrappers or the report renderers."""
+
+    def __init__(self, *args, lazy: dict[str, str] | None = None, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy or {})
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy:
+            import importlib
+            return importlib.import_module(f"harness.cli.{self.lazy[name]}").command
+        return super().get_command(ctx, name)
+
+
+# command name -> module under harness.cli exposing `command`
+COMMANDS = {
+    "reflector": "cmd_reflector", "analyze": "cmd_analyze", "plan": "cmd_plan", "profile": "cmd_profile",
+    "check": "cmd_check", "schedule": "cmd_schedule", "report": "cmd_report", "gate": "cmd_gate",
+    "signoff": "cmd_signoff", "exporter": "cmd_exporter", "board": "cmd_board", "demo": "cmd_demo",
+}
+PROBES = {
+    "latency": "probe_latency", "stream": "probe_stream", "bandwidth": "probe_bandwidth",
+    "capacity": "probe_capacity", "sip": "probe_sip", "path": "probe_path",
+}
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, help=MAIN_HELP,
+             context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cutover")
 def cli() -> None:
     pass
 
 
-@cli.group(help="Run one probe against a target. Each prints a readable summary, or JSON with --json.")
+@cli.command(cls=LazyGroup, lazy=PROBES,
+             help="Run one probe against a target. Each prints a readable summary, or JSON with --json.")
 def probe() -> None:
     pass
-
-
-def _register() -> None:
-    from harness.cli import (cmd_analyze, cmd_board, cmd_check, cmd_demo, cmd_exporter, cmd_gate,
-                             cmd_plan, cmd_profile, cmd_reflector, cmd_report, cmd_schedule,
-                             cmd_signoff, probe_bandwidth, probe_capacity, probe_latency,
-                             probe_path, probe_sip, probe_stream)
-    for mod in (cmd_reflector, cmd_analyze, cmd_plan, cmd_profile, cmd_check, cmd_schedule,
-                cmd_report, cmd_gate, cmd_signoff, cmd_exporter, cmd_board, cmd_demo):
-        cli.add_command(mod.command)
-    for mod in (probe_latency, probe_stream, probe_bandwidth, probe_capacity, probe_sip, probe_path):
-        probe.add_command(mod.command)
-
-
-_register()
 
 
 def main() -> None:
