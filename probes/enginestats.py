@@ -178,6 +178,7 @@ def sender_health(lateness_ms: list[float], rx_dropped: int, ptime_ms: float) ->
     if p99 > 1.0 and over_1ms > 2:
         reasons.append(f"send lateness p99 {p99:.2f} ms > 1 ms")
     very_late = len(late) - bisect.bisect_right(late, ptime_ms)
+    health["late_sends"] = very_late          # the number itself, for callers that weigh it (capacity)
     if very_late > LATE_SEND_FRACTION_LIMIT * len(late):
         reasons.append(f"{very_late} sends more than one ptime ({ptime_ms:g} ms) late")
     if rx_dropped:

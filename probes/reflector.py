@@ -32,15 +32,17 @@ from __future__ import annotations
 
 import select
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass
 from typing import Callable
 
-from probes import sockopts, stamp
+from probes import mmsg, sockopts, stamp
 from probes.addr import HostPort, parse_hostport
 
 SessionKey = tuple  # (address tuple, ssid)
+_U64_BE = struct.Struct(">Q")   # a reply's transmit timestamp, rewritten right before sendmmsg
 
 
 @dataclass
@@ -99,7 +101,7 @@ class StampReflector:
     def __init__(self, listen: str | HostPort = "0.0.0.0:862", key: bytes | None = None, *,
                  max_sessions: int = 65536, max_sessions_per_source: int = 8192,
                  max_pps_per_source: int = 200_000, session_idle_s: float = 30.0,
-                 on_session_end: Callable[[str], None] | None = None) -> None:
+                 on_session_end: Callable[[str], None] | None = None, batch: bool = True) -> None:
         self.listen = parse_listen(listen) if isinstance(listen, str) else listen
         self.key = key
         self.max_sessions = max_sessions
@@ -117,6 +119,12 @@ class StampReflector:
         self._tos_now = -1
         self._buf = bytearray(65536)
         self.rx_features: dict[str, bool] = {}
+        self.batch = batch                          # use recvmmsg/sendmmsg when the OS has them
+        self._mm: mmsg.MmsgSocket | None = None
+        self._addr_cache: dict[bytes, tuple] = {}   # raw sockaddr -> Python address tuple
+        self._gso = False                           # send equal replies to one peer as one UDP GSO
+        self._gso_failures = 0
+        self.gso_sends = 0                          # sendmsg calls that carried several replies
 
     # ------------------------------------------------------------ lifecycle
     def bind(self) -> tuple:
@@ -185,12 +193,20 @@ class StampReflector:
         sock = self._sock
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
+        drain = self._drain
+        if self.batch and mmsg.available():
+            try:
+                self._mm = mmsg.MmsgSocket(sock)
+                self._gso = self.batch and mmsg.gso_supported(sock)
+                drain = self._drain_batch
+            except OSError:
+                self._mm = None
         next_housekeeping = time.monotonic() + 0.1
         next_expiry = time.monotonic() + min(1.0, self.session_idle_s / 3)
         try:
             while not stop.is_set():
                 poller.poll(100)
-                self._drain(sock)
+                drain(sock)
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     self._per_source.clear()     # rate window of 100 ms
@@ -333,6 +349,231 @@ class StampReflector:
                 sendto(view[:n], addr)
             except OSError:
                 stats.reflected -= 1
+        self._tos_now = tos_now
+
+    def _drain_batch(self, sock: socket.socket) -> None:
+        """What :meth:`_drain` does, for up to 64 datagrams per recvmmsg.
+
+        Per datagram the same decisions in the same order (rate cap, ancillary
+        data, malformed, inline rewrite or stamp.reflect_into, session, DSCP),
+        read from the batch's preallocated slots instead of recvmsg_into's
+        tuples. Replies are queued, grouped by destination and size, and each
+        group leaves as one UDP GSO sendmsg (see probes/mmsg.py for why). The
+        queue is flushed before the socket's TOS changes, so each reply keeps
+        the marking its sender asked for. Unauthenticated replies get their
+        transmit timestamp written right before the send (it is not covered
+        by an HMAC), so batching does not hide the time a reply waited; keyed
+        replies keep the time they were built (the HMAC covers it). The
+        batch's receive-side clock (session times, and the receive time when
+        the kernel gave none) is read once per recvmmsg.
+        """
+        mm = self._mm
+        recv, lengths = mm.recv, mm.lengths
+        names, ctrl, slot_bufs, slot_views = mm.names, mm.ctrl, mm.bufs, mm.views
+        NAME_B, ctrl_b = mmsg.NAME_B, mm.ctrl_b
+        name_b = 16 if sock.family == socket.AF_INET else 28      # sockaddr_in / sockaddr_in6
+        uint_at = mmsg._UINT.unpack_from
+        cmsg_hdr, HB = mmsg.CMSG_HDR.unpack_from, mmsg.CMSG_HDR.size
+        usual = mmsg.CMSG_V4_USUAL.unpack_from if mmsg.CMSG_V4_USUAL is not None else None
+        USUAL_B = mmsg.CMSG_V4_USUAL_B if usual is not None else -1
+        ALIGN = mmsg.CMSG_ALIGN - 1
+        addr_cache = self._addr_cache
+        sockaddr_tuple = mmsg.sockaddr_tuple
+        key = self.key
+        stats = self.stats
+        sessions = self._sessions
+        per_source = self._per_source
+        window_cap = max(1, self.max_pps_per_source // 10)
+        reflect_into = stamp.reflect_into
+        DecodeError = stamp.StampDecodeError
+        AuthError = stamp.StampAuthError
+        sender_unpack = stamp.SENDER_HDR.unpack_from
+        refl_pack = stamp.REFL_UNAUTH.pack_into
+        cos_pack = stamp.COS_VALUE.pack_into
+        tx_pack = _U64_BE.pack_into
+        timespec = sockopts._TIMESPEC.unpack_from
+        EE = stamp.ERROR_ESTIMATE_DEFAULT
+        NTP_OFF = stamp._NTP_OFFSET_FIXED
+        MASK = 0xFFFF_FFFF_FFFF_FFFF
+        time_ns = time.time_ns
+        SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6 = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_IPV6
+        TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
+        TCLASS, HOPLIMIT = sockopts.IPV6_TCLASS, sockopts.IPV6_HOPLIMIT
+        LT_TS, LT_TTL, LT_TOS = (mmsg.level_type(SOL_SOCKET, TS), mmsg.level_type(IPPROTO_IP, IP_TTL),
+                                 mmsg.level_type(IPPROTO_IP, IP_TOS))
+        tos_now = self._tos_now
+        sendto, sendmsg = sock.sendto, sock.sendmsg
+        gso_anc = mmsg.gso_ancillary
+        pending: list[int] = []          # slots whose replies are queued
+        # replies grouped by (destination, size): one UDP GSO sendmsg per group
+        groups: list[tuple[tuple, int, list]] = []
+        g_raw, g_n, g_views, g_max = b"", -1, [], 1
+
+        def flush() -> None:
+            if key is None:
+                tx = ((time_ns() * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
+                for j in pending:
+                    tx_pack(slot_bufs[j], 4, tx)
+            stats.reflected += len(pending)   # counted before sending, so readers never lag the reply
+            pending.clear()
+            for g_addr, size_b, views in groups:
+                if len(views) > 1:
+                    try:
+                        sendmsg(views, gso_anc(size_b), 0, g_addr)
+                        self.gso_sends += 1
+                        continue
+                    except OSError:
+                        # e.g. larger than the path MTU, or no checksum offload: one by one
+                        self._gso_failures += 1
+                        if self._gso_failures > 3:
+                            self._gso = False
+                for v in views:
+                    try:
+                        sendto(v, g_addr)
+                    except OSError:
+                        stats.reflected -= 1
+            groups.clear()
+
+        for _ in range(max(1, 20000 // mm.slots)):   # bounded: housekeeping at least every 20k packets
+            try:
+                count = recv()
+            except OSError:
+                # e.g. an ICMP error queued for a previous reply; nothing to answer
+                continue
+            if not count:
+                break
+            now_ns = time_ns()
+            now_ntp = ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
+            lens, clens = lengths()
+            stats.received += count
+            for i in range(count):
+                n = lens[i]
+                nbase = i * NAME_B
+                raw = bytes(names[nbase:nbase + name_b])
+                addr = addr_cache.get(raw)
+                if addr is None:
+                    if len(addr_cache) >= 65536:
+                        addr_cache.clear()
+                    try:
+                        addr = addr_cache[raw] = sockaddr_tuple(raw)
+                    except ValueError:
+                        continue
+                src = addr[0]
+                n_src = per_source.get(src, 0) + 1
+                per_source[src] = n_src
+                if n_src > window_cap:
+                    stats.rate_limited += 1
+                    continue
+                co = i * ctrl_b
+                clen_all = clens[i]
+                walk = True
+                if clen_all == USUAL_B:
+                    _l1, lt1, sec, nsec, _l2, lt2, ttl, _l3, lt3, tos = usual(ctrl, co)
+                    if lt1 == LT_TS and lt2 == LT_TTL and lt3 == LT_TOS:
+                        rx_ntp = (((sec << 32) + ((nsec << 32) // 1_000_000_000)) + NTP_OFF) & MASK
+                        ttl &= 0xFF
+                        walk = False
+                if walk:
+                    # the generic walk: a drop counter, IPv6, or options we did not expect
+                    rx_ns, tos, ttl = 0, -1, 255
+                    cend = co + clen_all
+                    while co + HB <= cend:
+                        clen, level, typ = cmsg_hdr(ctrl, co)
+                        d = co + HB
+                        if level == SOL_SOCKET:
+                            if typ == TS:
+                                sec, nsec = timespec(ctrl, d)
+                                rx_ns = sec * 1_000_000_000 + nsec
+                            elif typ == OVFL:
+                                stats.kernel_drops = uint_at(ctrl, d)[0]
+                        elif level == IPPROTO_IP:
+                            if typ == IP_TOS:
+                                tos = ctrl[d]
+                            elif typ == IP_TTL:
+                                ttl = ctrl[d]
+                        elif level == IPPROTO_IPV6:
+                            if typ == TCLASS:
+                                tos = ctrl[d]
+                            elif typ == HOPLIMIT:
+                                ttl = ctrl[d]
+                        if clen < HB:
+                            break
+                        co += (clen + ALIGN) & ~ALIGN
+                    rx_ntp = ((rx_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK if rx_ns else now_ntp
+                if n < 28:
+                    stats.malformed += 1
+                    continue
+                buf = slot_bufs[i]
+                dscp_rx = (tos >> 2) if tos >= 0 else 0
+                if key is None and n >= 44:
+                    seq, ts, ee, ssid = sender_unpack(buf, 0)
+                    skey = (addr, ssid)
+                    sess = sessions.get(skey)
+                    # Class of Service TLV first, then one Extra Padding TLV filling the rest
+                    if n >= 56 and buf[45] == 4 and buf[46] == 0 and buf[47] == 4 and buf[53] == 1 \
+                            and 56 + ((buf[54] << 8) | buf[55]) == n:
+                        dscp1 = buf[48] >> 2
+                        cos_pack(buf, 48, (dscp1 << 10) | (dscp_rx << 4) | ((tos & 3) << 2 if tos >= 0 else 0), 0)
+                        # transmit timestamp (0 here) is written by flush() right before sending
+                        refl_pack(buf, 0, sess.next_seq if sess is not None else 0, 0, EE, ssid, rx_ntp,
+                                  seq, ts, ee, 0, ttl & 0xFF)
+                        buf[41] = buf[42] = buf[43] = 0
+                    else:
+                        try:
+                            dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
+                                                 rx_ntp=rx_ntp, tx_ntp=now_ntp, dscp_received=dscp_rx,
+                                                 ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                        except DecodeError:
+                            stats.malformed += 1
+                            continue
+                    sender_seq = seq
+                else:
+                    ssid = ((buf[26] << 8) | buf[27]) if key is not None else ((buf[14] << 8) | buf[15])
+                    skey = (addr, ssid)
+                    sess = sessions.get(skey)
+                    sender_seq = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
+                    try:
+                        dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
+                                             rx_ntp=rx_ntp, tx_ntp=stamp.ntp_from_ns(time_ns()), key=key,
+                                             dscp_received=dscp_rx,
+                                             ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                    except AuthError:
+                        stats.auth_failed += 1
+                        continue
+                    except DecodeError:
+                        stats.malformed += 1
+                        continue
+                if sess is None:
+                    sess = self._new_session(skey, addr, ssid, now_ns / 1e9, sender_seq)
+                    if sess is None:
+                        continue
+                sess.next_seq += 1
+                sess.last_ns = now_ns
+                if sender_seq > sess.max_seq:
+                    sess.max_seq = sender_seq
+                elif sender_seq < sess.min_seq:
+                    sess.min_seq = sender_seq
+                sess.dscp = dscp_rx if tos >= 0 else -1
+                want_tos = (dscp1 << 2) if dscp1 is not None else 0
+                if want_tos != tos_now:
+                    if pending:
+                        flush()           # replies already queued keep the marking they asked for
+                        g_n = -1
+                    try:
+                        sockopts.set_tos(sock, want_tos)
+                        tos_now = want_tos
+                    except OSError:
+                        pass
+                pending.append(i)
+                if n == g_n and len(g_views) < g_max and raw == g_raw:
+                    g_views.append(slot_views[i][:n])
+                else:
+                    g_raw, g_n, g_views = raw, n, [slot_views[i][:n]]
+                    g_max = min(mmsg.GSO_MAX_SEGMENTS, mmsg.GSO_MAX_PAYLOAD_B // n) if self._gso else 1
+                    groups.append((addr, n, g_views))
+            if pending:
+                flush()
+                g_n = -1
         self._tos_now = tos_now
 
     def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now: float,

@@ -1,0 +1,207 @@
+"""Batched UDP I/O for the reflector: recvmmsg via ctypes, UDP GSO sends.
+
+Measured on the 2-core test machine (172-byte datagrams on loopback, CPU per
+packet of the calling thread): sendto 3.9 us, sendmmsg 3.9-4.3 us (batching
+the syscall saves almost nothing: the kernel's per-datagram route, IP output
+and loopback delivery dominate), one sendmsg carrying 64 equal-size
+datagrams to one destination with UDP_SEGMENT (UDP GSO, Linux >= 4.18)
+0.84 us; recvmmsg 1.4 us including the ancillary data. A STAMP sender (our
+stream engine) sends every call from one socket, so a batch's replies mostly
+share one destination and one size: GSO is what pays.
+
+:class:`MmsgSocket` receives up to ``slots`` datagrams per recvmmsg into
+preallocated buffers, each with its own source address and control (cmsg)
+buffer: no per-packet allocation. :func:`gso_supported` says whether the
+kernel takes UDP_SEGMENT. Only plumbing lives here; the reflector decides what
+to answer, and falls back to recvmsg_into/sendto where these are missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno as _errno
+import socket
+import struct
+
+NAME_B = 128             # sizeof(struct sockaddr_storage)
+MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
+SOL_UDP = getattr(socket, "SOL_UDP", 17)
+UDP_SEGMENT = getattr(socket, "UDP_SEGMENT", 103)      # linux/udp.h
+GSO_MAX_SEGMENTS = 64                                  # UDP_MAX_SEGMENTS on kernels before 6.x
+GSO_MAX_PAYLOAD_B = 65000                              # one IP datagram: under 64 KiB with headers
+
+
+class _IoVec(ctypes.Structure):
+    _fields_ = [("iov_base", ctypes.c_void_p), ("iov_len", ctypes.c_size_t)]
+
+
+class _MsgHdr(ctypes.Structure):
+    _fields_ = [("msg_name", ctypes.c_void_p), ("msg_namelen", ctypes.c_uint32),
+                ("msg_iov", ctypes.c_void_p), ("msg_iovlen", ctypes.c_size_t),
+                ("msg_control", ctypes.c_void_p), ("msg_controllen", ctypes.c_size_t),
+                ("msg_flags", ctypes.c_int)]
+
+
+class _MMsgHdr(ctypes.Structure):
+    _fields_ = [("msg_hdr", _MsgHdr), ("msg_len", ctypes.c_uint)]
+
+
+MMSG_B = ctypes.sizeof(_MMsgHdr)
+IOV_B = ctypes.sizeof(_IoVec)
+_OFF_NAME = _MsgHdr.msg_name.offset
+_OFF_NAMELEN = _MsgHdr.msg_namelen.offset
+_OFF_CLEN = _MsgHdr.msg_controllen.offset
+_OFF_LEN = _MMsgHdr.msg_len.offset
+_SIZE_T = struct.Struct("@N")
+_UINT = struct.Struct("=I")
+_IOV = struct.Struct("@PN")            # iovec: base, len
+# cmsghdr: size_t len, int level, int type; data aligned to size_t
+CMSG_HDR = struct.Struct("@Nii")
+CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
+# The kernel's usual control data for one IPv4 datagram with SO_TIMESTAMPNS,
+# IP_RECVTTL and IP_RECVTOS on (no drop counter yet): timestamp, TTL, TOS, in
+# that order (net/socket.c then ip_cmsg_recv_offset). One unpack reads it:
+# (len, level|type, sec, nsec, len, level|type, ttl, len, level|type, tos).
+# The level|type words are checked, anything else takes the generic walk.
+CMSG_V4_USUAL = struct.Struct("=QQqqQQi4xQQB7x") if CMSG_ALIGN == 8 else None
+CMSG_V4_USUAL_B = 80
+
+
+def level_type(level: int, typ: int) -> int:
+    """The cmsg_level and cmsg_type ints as the one native 64-bit word CMSG_V4_USUAL reads."""
+    return struct.unpack("=Q", struct.pack("=ii", level, typ))[0]
+
+_libc = None
+_recvmmsg = None
+
+
+def _load() -> bool:
+    global _libc, _recvmmsg
+    if _libc is not None:
+        return _recvmmsg is not None
+    try:
+        _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        _recvmmsg = _libc.recvmmsg
+    except (OSError, AttributeError):
+        _libc = False
+        return False
+    _recvmmsg.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_uint, ctypes.c_int, ctypes.c_void_p]
+    _recvmmsg.restype = ctypes.c_int
+    return True
+
+
+def available() -> bool:
+    """recvmmsg is callable (Linux glibc)."""
+    return _load()
+
+
+def gso_supported(sock: socket.socket) -> bool:
+    """The kernel knows UDP_SEGMENT on this socket (Linux >= 4.18)."""
+    try:
+        sock.getsockopt(SOL_UDP, UDP_SEGMENT)
+        return True
+    except OSError:
+        return False
+
+
+def gso_ancillary(segment_b: int) -> list:
+    """sendmsg ancillary data: split this payload into datagrams of ``segment_b``."""
+    return [(SOL_UDP, UDP_SEGMENT, struct.pack("=H", segment_b))]
+
+
+def _addr(buf: bytearray) -> int:
+    return ctypes.addressof((ctypes.c_char * len(buf)).from_buffer(buf))
+
+
+class MmsgSocket:
+    """Preallocated recvmmsg vectors and buffers for one UDP socket.
+
+    After :meth:`recv` returns ``count``, slot ``i < count`` holds a datagram of
+    :meth:`length` bytes in ``bufs[i]``, its source address (raw sockaddr
+    bytes from :meth:`name`) and its control messages in ``ctrl`` from
+    ``ctrl_off(i)`` for :meth:`ctrl_len` bytes. ``views[i]`` is a memoryview
+    of ``bufs[i]`` for sending a reply built in place.
+    """
+
+    def __init__(self, sock: socket.socket, slots: int = 64, buf_b: int = 65536, ctrl_b: int = 256) -> None:
+        if not _load():
+            raise OSError(_errno.ENOSYS, "recvmmsg not available")
+        self.fd = sock.fileno()
+        self.slots, self.buf_b, self.ctrl_b = slots, buf_b, ctrl_b
+        self.bufs = [bytearray(buf_b) for _ in range(slots)]
+        self.names = bytearray(NAME_B * slots)
+        self.ctrl = bytearray(ctrl_b * slots)
+        self.hdrs = bytearray(MMSG_B * slots)            # recvmmsg vector (kernel writes lengths)
+        self._iovs = bytearray(IOV_B * slots)
+        # the ctypes views pin the bytearrays (they cannot be resized while exported)
+        self._buf_addrs = [_addr(b) for b in self.bufs]
+        self.views = [memoryview(b) for b in self.bufs]
+        names_a, ctrl_a = _addr(self.names), _addr(self.ctrl)
+        iovs_a = _addr(self._iovs)
+        self._hdrs_a = _addr(self.hdrs)
+        self._name_addrs = [names_a + i * NAME_B for i in range(slots)]
+        for i in range(slots):
+            _IOV.pack_into(self._iovs, i * IOV_B, self._buf_addrs[i], buf_b)
+            h = _MMsgHdr.from_buffer(self.hdrs, i * MMSG_B)
+            h.msg_hdr.msg_name = self._name_addrs[i]
+            h.msg_hdr.msg_namelen = NAME_B
+            h.msg_hdr.msg_iov = iovs_a + i * IOV_B
+            h.msg_hdr.msg_iovlen = 1
+            h.msg_hdr.msg_control = ctrl_a + i * ctrl_b
+            h.msg_hdr.msg_controllen = ctrl_b
+        # recvmmsg overwrites namelen/controllen/flags/len: restore all with one copy
+        self._pristine = bytes(self.hdrs)
+        # every slot's msg_len and msg_controllen in one unpack per batch, not two per packet
+        size_t = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
+        fmt_len, fmt_clen = ["="], ["="]
+        for i in range(slots):
+            fmt_len.append(f"{_OFF_LEN}xI{MMSG_B - _OFF_LEN - 4}x")
+            fmt_clen.append(f"{_OFF_CLEN}x{size_t}{MMSG_B - _OFF_CLEN - struct.calcsize(size_t)}x")
+        self._lens = struct.Struct("".join(fmt_len)).unpack_from
+        self._clens = struct.Struct("".join(fmt_clen)).unpack_from
+
+    # ------------------------------------------------------------ receive
+    def recv(self) -> int:
+        """Datagrams received now (0 when none is queued). Raises OSError for
+        other errors (e.g. an ICMP error queued for an earlier reply)."""
+        self.hdrs[:] = self._pristine
+        got = _recvmmsg(self.fd, self._hdrs_a, self.slots, MSG_DONTWAIT, None)
+        if got < 0:
+            err = ctypes.get_errno()
+            if err in (_errno.EAGAIN, _errno.EWOULDBLOCK, _errno.EINTR):
+                return 0
+            raise OSError(err, "recvmmsg: " + _errno.errorcode.get(err, str(err)))
+        return got
+
+    def lengths(self) -> tuple[tuple, tuple]:
+        """(datagram lengths, control lengths) of all slots (valid up to recv's count)."""
+        hdrs = self.hdrs
+        return self._lens(hdrs), self._clens(hdrs)
+
+    def length(self, i: int) -> int:
+        return _UINT.unpack_from(self.hdrs, i * MMSG_B + _OFF_LEN)[0]
+
+    def name(self, i: int) -> bytes:
+        namelen = _UINT.unpack_from(self.hdrs, i * MMSG_B + _OFF_NAMELEN)[0]
+        base = i * NAME_B
+        return bytes(self.names[base:base + min(namelen, NAME_B)])
+
+    def ctrl_off(self, i: int) -> int:
+        return i * self.ctrl_b
+
+    def ctrl_len(self, i: int) -> int:
+        return _SIZE_T.unpack_from(self.hdrs, i * MMSG_B + _OFF_CLEN)[0]
+
+
+def sockaddr_tuple(raw: bytes) -> tuple:
+    """Python's address tuple for a raw sockaddr_in / sockaddr_in6 (as recvfrom returns)."""
+    fam = int.from_bytes(raw[0:2], "little" if struct.pack("=H", 1) == b"\x01\x00" else "big")
+    port = (raw[2] << 8) | raw[3]
+    if fam == socket.AF_INET:
+        return socket.inet_ntop(socket.AF_INET, raw[4:8]), port
+    if fam == socket.AF_INET6:
+        flow = int.from_bytes(raw[4:8], "big")
+        scope = struct.unpack_from("=I", raw, 24)[0]
+        return socket.inet_ntop(socket.AF_INET6, raw[8:24]), port, flow, scope
+    raise ValueError(f"unexpected address family {fam}")
