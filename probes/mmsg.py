@@ -152,32 +152,41 @@ class MmsgSocket:
             h.msg_hdr.msg_controllen = ctrl_b
         # recvmmsg overwrites namelen/controllen/flags/len: restore all with one copy
         self._pristine = bytes(self.hdrs)
-        # every slot's msg_len and msg_controllen in one unpack per batch, not two per packet
+        self._pristine_v = memoryview(self._pristine)
+        self._dirty_b = len(self._pristine)
+        # the first k slots' msg_len and msg_controllen in one unpack per batch, not two per packet
         size_t = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
-        fmt_len, fmt_clen = ["="], ["="]
-        for i in range(slots):
-            fmt_len.append(f"{_OFF_LEN}xI{MMSG_B - _OFF_LEN - 4}x")
-            fmt_clen.append(f"{_OFF_CLEN}x{size_t}{MMSG_B - _OFF_CLEN - struct.calcsize(size_t)}x")
-        self._lens = struct.Struct("".join(fmt_len)).unpack_from
-        self._clens = struct.Struct("".join(fmt_clen)).unpack_from
+        one_len = f"{_OFF_LEN}xI{MMSG_B - _OFF_LEN - 4}x"
+        one_clen = f"{_OFF_CLEN}x{size_t}{MMSG_B - _OFF_CLEN - struct.calcsize(size_t)}x"
+        self._unpackers = [(None, None)] + [(struct.Struct("=" + one_len * k).unpack_from,
+                                             struct.Struct("=" + one_clen * k).unpack_from)
+                                            for k in range(1, slots + 1)]
+        self._count = 0
 
     # ------------------------------------------------------------ receive
     def recv(self) -> int:
         """Datagrams received now (0 when none is queued). Raises OSError for
         other errors (e.g. an ICMP error queued for an earlier reply)."""
-        self.hdrs[:] = self._pristine
+        # restore only the headers the last call wrote (namelen, controllen, flags, len)
+        dirty = self._dirty_b
+        self.hdrs[:dirty] = self._pristine_v[:dirty]
         got = _recvmmsg(self.fd, self._hdrs_a, self.slots, MSG_DONTWAIT, None)
         if got < 0:
+            self._dirty_b, self._count = 0, 0
             err = ctypes.get_errno()
             if err in (_errno.EAGAIN, _errno.EWOULDBLOCK, _errno.EINTR):
                 return 0
             raise OSError(err, "recvmmsg: " + _errno.errorcode.get(err, str(err)))
+        self._dirty_b, self._count = got * MMSG_B, got
         return got
 
     def lengths(self) -> tuple[tuple, tuple]:
-        """(datagram lengths, control lengths) of all slots (valid up to recv's count)."""
+        """(datagram lengths, control lengths) of the slots the last recv filled."""
+        lens, clens = self._unpackers[self._count]
+        if lens is None:
+            return (), ()
         hdrs = self.hdrs
-        return self._lens(hdrs), self._clens(hdrs)
+        return lens(hdrs), clens(hdrs)
 
     def length(self, i: int) -> int:
         return _UINT.unpack_from(self.hdrs, i * MMSG_B + _OFF_LEN)[0]

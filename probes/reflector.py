@@ -42,7 +42,8 @@ from probes import mmsg, sockopts, stamp
 from probes.addr import HostPort, parse_hostport
 
 SessionKey = tuple  # (address tuple, ssid)
-_U64_BE = struct.Struct(">Q")   # a reply's transmit timestamp, rewritten right before sendmmsg
+_U64_BE = struct.Struct(">Q")   # a reply's transmit timestamp, written right before the send
+_REFL_UNAUTH_MBZ = struct.Struct(stamp.REFL_UNAUTH.format + "3x")   # octets 0..43, MBZ zeroed
 
 
 @dataclass
@@ -370,7 +371,7 @@ class StampReflector:
         mm = self._mm
         recv, lengths = mm.recv, mm.lengths
         names, ctrl, slot_bufs, slot_views = mm.names, mm.ctrl, mm.bufs, mm.views
-        NAME_B, ctrl_b = mmsg.NAME_B, mm.ctrl_b
+        NAME_B, ctrl_b, slots = mmsg.NAME_B, mm.ctrl_b, mm.slots
         name_b = 16 if sock.family == socket.AF_INET else 28      # sockaddr_in / sockaddr_in6
         uint_at = mmsg._UINT.unpack_from
         cmsg_hdr, HB = mmsg.CMSG_HDR.unpack_from, mmsg.CMSG_HDR.size
@@ -388,7 +389,7 @@ class StampReflector:
         DecodeError = stamp.StampDecodeError
         AuthError = stamp.StampAuthError
         sender_unpack = stamp.SENDER_HDR.unpack_from
-        refl_pack = stamp.REFL_UNAUTH.pack_into
+        refl_pack_mbz = _REFL_UNAUTH_MBZ.pack_into    # header and its 3 MBZ octets in one call
         cos_pack = stamp.COS_VALUE.pack_into
         tx_pack = _U64_BE.pack_into
         timespec = sockopts._TIMESPEC.unpack_from
@@ -515,9 +516,8 @@ class StampReflector:
                         dscp1 = buf[48] >> 2
                         cos_pack(buf, 48, (dscp1 << 10) | (dscp_rx << 4) | ((tos & 3) << 2 if tos >= 0 else 0), 0)
                         # transmit timestamp (0 here) is written by flush() right before sending
-                        refl_pack(buf, 0, sess.next_seq if sess is not None else 0, 0, EE, ssid, rx_ntp,
-                                  seq, ts, ee, 0, ttl & 0xFF)
-                        buf[41] = buf[42] = buf[43] = 0
+                        refl_pack_mbz(buf, 0, sess.next_seq if sess is not None else 0, 0, EE, ssid, rx_ntp,
+                                      seq, ts, ee, 0, ttl & 0xFF)
                     else:
                         try:
                             dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
@@ -574,6 +574,8 @@ class StampReflector:
             if pending:
                 flush()
                 g_n = -1
+            if count < slots:
+                break             # the queue is (almost surely) empty: back to poll, no EAGAIN call
         self._tos_now = tos_now
 
     def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now: float,
