@@ -125,6 +125,7 @@ class StampReflector:
         self._addr_cache: dict[bytes, tuple] = {}   # raw sockaddr -> Python address tuple
         self._gso = False                           # send equal replies to one peer as one UDP GSO
         self._gso_failures = 0
+        self._window_end = 0.0                      # end of the batch path's current rate window
         self.gso_sends = 0                          # sendmsg calls that carried several replies
 
     # ------------------------------------------------------------ lifecycle
@@ -403,6 +404,7 @@ class StampReflector:
         LT_TS, LT_TTL, LT_TOS = (mmsg.level_type(SOL_SOCKET, TS), mmsg.level_type(IPPROTO_IP, IP_TTL),
                                  mmsg.level_type(IPPROTO_IP, IP_TOS))
         tos_now = self._tos_now
+        monotonic = time.monotonic
         sendto, sendmsg = sock.sendto, sock.sendmsg
         gso_anc = mmsg.gso_ancillary
         pending: list[int] = []          # slots whose replies are queued
@@ -445,6 +447,13 @@ class StampReflector:
                 break
             now_ns = time_ns()
             now_ntp = ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
+            mono = monotonic()
+            if mono >= self._window_end:
+                # the 100 ms rate window follows the clock here, not only serve()'s wake-ups: one
+                # drain of a backlog (after a stall) would otherwise count far more than 100 ms of
+                # a source's packets against one window and drop them as over the rate
+                per_source.clear()
+                self._window_end = mono + 0.1
             lens, clens = lengths()
             stats.received += count
             for i in range(count):
