@@ -49,7 +49,6 @@ class _MMsgHdr(ctypes.Structure):
 
 MMSG_B = ctypes.sizeof(_MMsgHdr)
 IOV_B = ctypes.sizeof(_IoVec)
-_OFF_NAME = _MsgHdr.msg_name.offset
 _OFF_NAMELEN = _MsgHdr.msg_namelen.offset
 _OFF_CLEN = _MsgHdr.msg_controllen.offset
 _OFF_LEN = _MMsgHdr.msg_len.offset

@@ -24,8 +24,10 @@ Behaviour:
 - Protection: a per-source packet rate cap, a per-source session cap, and a
   bounded session table (when full, the oldest session ends first; idle
   sessions expire). Malformed packets are counted and dropped.
-- Tight synchronous loop that drains the socket until EAGAIN after each
-  wake-up: about 100k packets/s on one core (DESIGN.md §8).
+- Tight synchronous loop that drains the socket after each wake-up. On Linux
+  the batched path (probes/mmsg.py: recvmmsg, replies to one peer as one UDP
+  GSO send) answers about 130k packets/s on one core (7.2 us per reply); the
+  per-packet path (recvmsg_into + sendto, 12.5 us) is the fallback.
 """
 
 from __future__ import annotations
