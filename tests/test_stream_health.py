@@ -13,10 +13,21 @@ def test_on_time_sender_is_not_limited():
     assert h["lateness_ms"]["p50"] == pytest.approx(0.01) and h["lateness_ms"]["max"] == 0.5
 
 
-def test_p99_over_one_ms_is_limited():
-    # 2 % of 1000 sends 3 ms late: p99 = 3 ms
-    h = sender_health([0.01] * 980 + [3.0] * 20, 0, 20)
+def test_p99_over_one_ms_is_limited_at_scale():
+    # 100 calls at 20 ms: a send is due every 0.2 ms, so the 1 ms floor applies;
+    # 2 % of 1000 sends 3 ms late: p99 = 3 ms, each late send bunches ~15 packets
+    h = sender_health([0.01] * 980 + [3.0] * 20, 0, 20, calls=100)
     assert h["limited"] is True and "p99 3.00 ms > 1 ms" in h["reason"]
+
+
+def test_lateness_below_the_gap_to_the_next_send_is_harmless():
+    # one call at 20 ms: the next packet is 20 ms away, a 3 ms late send bunches
+    # nothing and carries its real send time, so the figures are unaffected
+    h = sender_health([0.01] * 980 + [3.0] * 20, 0, 20, calls=1)
+    assert h["limited"] is False
+    # 4 calls: gap 5 ms; 6 ms late sends do bunch packets
+    h = sender_health([0.01] * 980 + [6.0] * 20, 0, 20, calls=4)
+    assert h["limited"] is True and "p99 6.00 ms > 5 ms" in h["reason"]
 
 
 def test_two_hiccups_in_a_short_run_are_not_a_pattern():
