@@ -354,7 +354,10 @@ class HistoryAnalysis:
             if not cells:
                 continue
             best = (max if metric.higher_is_better else min)(cells, key=lambda n: cells[n]["mean"])
-            tie = sum(1 for c in cells.values() if c["mean"] == cells[best]["mean"]) > 1
+            # a difference the report cannot show (3 significant digits) is no winner:
+            # "MOS 4.37 vs 4.37, better: old" would mislead the reader
+            shown = f"{cells[best]['mean']:.3g}"
+            tie = sum(1 for c in cells.values() if f"{c['mean']:.3g}" == shown) > 1
             rows.append({"metric": metric.key, "label": metric.label, "unit": metric.unit,
                          "circuits": cells, "best": best if len(cells) > 1 and not tie else None})
         return rows

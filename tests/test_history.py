@@ -239,3 +239,24 @@ def test_outage_that_began_before_the_window_keeps_its_true_start():
     # an outage that ended before the window is not in it
     assert history.analyze(_seq("pfppppp")[3:], P, since=T + 3 * FIVE, now=now,
                            outage_runs=_seq("pfppppp")).circuits["new"].outages == []
+
+
+def test_comparison_names_no_winner_the_report_cannot_show():
+    """MOS 4.3695 vs 4.3694 prints as 4.37 vs 4.37: no "better" column entry;
+    4.37 vs 4.30 names the higher one, and lower wins for RTT."""
+    import datetime as _dt
+
+    from harness.history import analyze
+    from harness.profile import load_profile
+    from tests.conftest import FIXTURES
+    profile = load_profile(FIXTURES / "profiles" / "valid.yaml")
+    t = _dt.datetime(2026, 11, 20, tzinfo=_dt.timezone.utc)
+
+    def best(metric, old, new):
+        series = {"old": {metric: [(t, old)]}, "new": {metric: [(t, new)]}}
+        a = analyze([], profile, since=t - _dt.timedelta(days=1), now=t + _dt.timedelta(hours=1), series=series)
+        return next(r for r in a.comparison() if r["metric"] == metric)["best"]
+
+    assert best("mos", 4.3695, 4.3694) is None
+    assert best("mos", 4.37, 4.30) == "old"
+    assert best("rtt_p50_ms", 12.0, 9.5) == "new"
