@@ -19,8 +19,10 @@ demo: $(READY)
 sysdeps:
 	bash scripts/sysdeps.sh
 
+# --reruns 1: the lab's real-time figures (jitter, timers, throughput) share 2 cores
+# with everything else; a test failing twice fails. Reruns are listed in the summary.
 test: $(READY) sysdeps
-	$(BIN)/python -m pytest -q --timeout=600
+	$(BIN)/python -m pytest -q --timeout=600 --reruns 1 --reruns-delay 2
 
 bench: $(READY) sysdeps
 	$(BIN)/python benchmarks/run_all.py
