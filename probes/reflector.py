@@ -127,7 +127,7 @@ class StampReflector:
         self._addr_cache: dict[bytes, tuple] = {}   # raw sockaddr -> Python address tuple
         self._gso = False                           # send equal replies to one peer as one UDP GSO
         self._gso_failures = 0
-        self._window_end = 0.0                      # end of the batch path's current rate window
+        self._window_end = 0.0                      # end of the current 100 ms rate window
         self.gso_sends = 0                          # sendmsg calls that carried several replies
 
     # ------------------------------------------------------------ lifecycle
@@ -213,7 +213,6 @@ class StampReflector:
                 drain(sock)
                 now = time.monotonic()
                 if now >= next_housekeeping:
-                    self._per_source.clear()     # rate window of 100 ms
                     next_housekeeping = now + 0.1
                     if now >= next_expiry:
                         self._expire(now)
@@ -256,7 +255,10 @@ class StampReflector:
         TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
         TCLASS, HOPLIMIT = sockopts.IPV6_TCLASS, sockopts.IPV6_HOPLIMIT
         tos_now = self._tos_now
-        for _ in range(20000):        # bounded: housekeeping runs at least every 20k packets
+        roll_window = self._roll_rate_window
+        for i in range(20000):        # bounded: housekeeping runs at least every 20k packets
+            if not i & 63:
+                roll_window()
             try:
                 n, anc, _flags, addr = recvmsg_into(bufs, anc_b)
             except BlockingIOError:
@@ -406,7 +408,7 @@ class StampReflector:
         LT_TS, LT_TTL, LT_TOS = (mmsg.level_type(SOL_SOCKET, TS), mmsg.level_type(IPPROTO_IP, IP_TTL),
                                  mmsg.level_type(IPPROTO_IP, IP_TOS))
         tos_now = self._tos_now
-        monotonic = time.monotonic
+        roll_window = self._roll_rate_window
         sendto, sendmsg = sock.sendto, sock.sendmsg
         gso_anc = mmsg.gso_ancillary
         pending: list[int] = []          # slots whose replies are queued
@@ -449,13 +451,7 @@ class StampReflector:
                 break
             now_ns = time_ns()
             now_ntp = ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
-            mono = monotonic()
-            if mono >= self._window_end:
-                # the 100 ms rate window follows the clock here, not only serve()'s wake-ups: one
-                # drain of a backlog (after a stall) would otherwise count far more than 100 ms of
-                # a source's packets against one window and drop them as over the rate
-                per_source.clear()
-                self._window_end = mono + 0.1
+            roll_window()
             lens, clens = lengths()
             stats.received += count
             for i in range(count):
@@ -603,6 +599,16 @@ class StampReflector:
         self.stats.sessions_started += 1
         self.stats.sessions_active = len(self._sessions)
         return sess
+
+    def _roll_rate_window(self) -> None:
+        """Start a new 100 ms per-source rate window when the clock says so.
+        Both drain paths call it while they read (the per-packet one every 64
+        datagrams), so a backlog drained after a stall is spread over the
+        windows it arrived in instead of counted against one and dropped."""
+        mono = time.monotonic()
+        if mono >= self._window_end:
+            self._per_source.clear()
+            self._window_end = mono + 0.1
 
     def _expire(self, now: float) -> None:
         """End sessions idle longer than session_idle_s (a scan; runs a few times a second)."""
