@@ -61,3 +61,17 @@ def claim_text(o, hours: float) -> str:
 
 def what_failed(o, limit: int = 3) -> str:
     return o.summary if o.failed else o.kind
+
+
+def daily_rows(a) -> list[list[str]]:
+    """Daily pass rate table body: one row per day, one cell per circuit (plain text)."""
+    days = sorted({d.date for ch in a.circuits.values() for d in ch.daily})
+    per = {ch.name: {d.date: d for d in ch.daily} for ch in a.circuits.values()}
+    rows = []
+    for day in days:
+        row = [day.isoformat()]
+        for name in a.circuits:
+            d = per[name].get(day)
+            row.append(f"{fmt(d.pass_pct)} % ({d.passed}/{d.runs})" if d else "-")
+        rows.append(row)
+    return rows

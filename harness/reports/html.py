@@ -12,7 +12,7 @@ from html import escape
 
 from harness.history import METRIC_BY_KEY
 from harness.reports.charts import Series, line_chart
-from harness.reports.common import (LATEST_COLUMNS, claim_text, dur, latest_cell, outage_end, pct, trend_text,
+from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct, trend_text,
                                     what_failed, when)
 from harness.verdicts import fmt
 
@@ -152,15 +152,7 @@ def render(report) -> str:
                       num_cols=(2, 3, 4, 5, 6)) if rows else "<p>No measurements in this window.</p>")
 
     out.append('<h2 id="daily">Daily pass rate</h2>')
-    days = sorted({d.date for ch in a.circuits.values() for d in ch.daily})
-    per = {ch.name: {d.date: d for d in ch.daily} for ch in a.circuits.values()}
-    rows = []
-    for day in days:
-        row = [day.isoformat()]
-        for name in a.circuits:
-            d = per[name].get(day)
-            row.append(e(f"{fmt(d.pass_pct)} % ({d.passed}/{d.runs})") if d else "-")
-        rows.append(row)
+    rows = [[e(cell) for cell in row] for row in daily_rows(a)]
     out.append(_table(["Date (UTC)"] + list(a.circuits), rows, num_cols=tuple(range(1, 1 + len(a.circuits))))
                if rows else "<p>No runs in this window.</p>")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.history import METRIC_BY_KEY
-from harness.reports.common import (LATEST_COLUMNS, claim_text, dur, latest_cell, outage_end, pct, trend_text,
+from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct, trend_text,
                                     what_failed, when)
 from harness.verdicts import fmt
 
@@ -72,15 +72,7 @@ def render(report) -> str:
           if rows else ["No measurements in this window."]) + [""]
 
     L += ["## Daily pass rate", ""]
-    days = sorted({d.date for ch in a.circuits.values() for d in ch.daily})
-    per = {ch.name: {d.date: d for d in ch.daily} for ch in a.circuits.values()}
-    rows = []
-    for day in days:
-        row = [day.isoformat()]
-        for name in a.circuits:
-            d = per[name].get(day)
-            row.append(f"{fmt(d.pass_pct)} % ({d.passed}/{d.runs})" if d else "-")
-        rows.append(row)
+    rows = daily_rows(a)
     L += (_table(["Date (UTC)"] + list(a.circuits), rows) if rows else ["No runs in this window."]) + [""]
 
     outages = a.all_outages()
