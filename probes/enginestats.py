@@ -158,6 +158,7 @@ def _sender_health(eng: "Engine", run: "_Run", sent: int, ptime_ms: int, calls: 
     late = [(tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(sent)]
     health = sender_health(late, run.rx_dropped, ptime_ms, calls)
     health["rx_timestamps"] = getattr(eng, "_rx_timestamps", None)
+    health["send_mode"] = getattr(eng, "_send_mode", None)        # "gso" or "per-packet"
     return health
 
 

@@ -24,6 +24,9 @@ import errno as _errno
 import socket
 import struct
 
+_SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
+_IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 NAME_B = 128             # sizeof(struct sockaddr_storage)
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
@@ -65,6 +68,79 @@ CMSG_ALIGN = ctypes.sizeof(ctypes.c_size_t)
 # The level|type words are checked, anything else takes the generic walk.
 CMSG_V4_USUAL = struct.Struct("=QQqqQQi4xQQB7x") if CMSG_ALIGN == 8 else None
 CMSG_V4_USUAL_B = 80
+# The same once the socket has dropped anything: SO_RXQ_OVFL (the socket's
+# cumulative drop counter) then rides on every later datagram, after the
+# timestamp: (len, lt, sec, nsec, len, lt, drops, len, lt, ttl, len, lt, tos).
+CMSG_V4_USUAL_OVFL = struct.Struct("=QQqqQQI4xQQi4xQQB7x") if CMSG_ALIGN == 8 else None
+CMSG_V4_USUAL_OVFL_B = 104
+
+
+# The engine's usual control data (SO_TIMESTAMPNS and IP_RECVTOS, no drop
+# counter): (len, level|type, sec, nsec, len, level|type, tos).
+CMSG_TS_TOS = struct.Struct("=QQqqQQB7x") if CMSG_ALIGN == 8 else None
+CMSG_TS_TOS_B = 56
+# ... and after the socket's first drop: (len, lt, sec, nsec, len, lt, drops, len, lt, tos)
+CMSG_TS_OVFL_TOS = struct.Struct("=QQqqQQI4xQQB7x") if CMSG_ALIGN == 8 else None
+CMSG_TS_OVFL_TOS_B = 80
+_TIMESPEC = struct.Struct("=qq")
+
+
+def walk_cmsg(ctrl: bytearray, off: int, length: int) -> tuple[int, int, int, int]:
+    """(timestamp sec, nsec, TOS/TCLASS byte or -1, drop counter or -1) from
+    ``length`` bytes of kernel control messages at ``off`` (sec 0: none)."""
+    sec = nsec = 0
+    tos = ovfl = -1
+    end = off + length
+    hb = CMSG_HDR.size
+    while off + hb <= end:
+        clen, level, typ = CMSG_HDR.unpack_from(ctrl, off)
+        d = off + hb
+        if clen < hb:
+            break
+        if level == socket.SOL_SOCKET:
+            if typ == _SO_TIMESTAMPNS and clen >= hb + 16:
+                sec, nsec = _TIMESPEC.unpack_from(ctrl, d)
+            elif typ == _SO_RXQ_OVFL and clen >= hb + 4:
+                ovfl = _UINT.unpack_from(ctrl, d)[0]
+        elif (level == socket.IPPROTO_IP and typ == socket.IP_TOS) or \
+                (level == socket.IPPROTO_IPV6 and typ == _IPV6_TCLASS):
+            if clen > hb:
+                tos = ctrl[d]
+        off += (clen + CMSG_ALIGN - 1) & ~(CMSG_ALIGN - 1)
+    return sec, nsec, tos, ovfl
+
+
+def encode_cmsg(ctrl: bytearray, ancdata: list) -> int:
+    """Write recvmsg's parsed ancillary list back in the kernel's cmsg layout
+    (what :func:`walk_cmsg` reads); returns the bytes written. Items that do
+    not fit are dropped."""
+    off = 0
+    hb = CMSG_HDR.size
+    for level, typ, data in ancdata:
+        clen = hb + len(data)
+        step = (clen + CMSG_ALIGN - 1) & ~(CMSG_ALIGN - 1)
+        if off + step > len(ctrl):
+            break
+        CMSG_HDR.pack_into(ctrl, off, clen, level, typ)
+        ctrl[off + hb:off + clen] = data
+        ctrl[off + clen:off + step] = bytes(step - clen)
+        off += step
+    return off
+
+
+def set_timer_slack(ns: int | None) -> int | None:
+    """Set this thread's timer slack (prctl PR_SET_TIMERSLACK) and return the
+    previous value; None where prctl is unavailable (then nothing changes).
+    The default 50 µs slack delays every timed wake-up by up to that much."""
+    if ns is None or not _load():
+        return None
+    try:
+        old = _libc.prctl(30, 0, 0, 0, 0)            # PR_GET_TIMERSLACK
+        if old < 0 or _libc.prctl(29, ctypes.c_ulong(ns), 0, 0, 0) != 0:   # PR_SET_TIMERSLACK
+            return None
+        return old
+    except AttributeError:
+        return None
 
 
 def level_type(level: int, typ: int) -> int:

@@ -21,9 +21,11 @@ Behaviour:
   and the reply is marked with the DSCP the sender asked for (DSCP1).
 - Replies are exactly as long as their requests (no amplification).
 - With a key, only packets carrying a valid HMAC are answered.
-- Protection: a per-source packet rate cap, a per-source session cap, and a
-  bounded session table (when full, the oldest session ends first; idle
-  sessions expire). Malformed packets are counted and dropped.
+- Protection: a per-source packet rate cap, a per-source session cap (at
+  the cap a new session ends the source's oldest one if that has been quiet
+  for source_reuse_idle_s, else it is refused), and a bounded session table
+  (when full, the oldest session ends first; idle sessions expire).
+  Malformed packets are counted and dropped.
 - Tight synchronous loop that drains the socket after each wake-up. On Linux
   the batched path (probes/mmsg.py: recvmmsg, replies to one peer as one UDP
   GSO send) answers about 130k packets/s on one core (7.2 us per reply); the
@@ -104,6 +106,7 @@ class StampReflector:
     def __init__(self, listen: str | HostPort = "0.0.0.0:862", key: bytes | None = None, *,
                  max_sessions: int = 65536, max_sessions_per_source: int = 8192,
                  max_pps_per_source: int = 200_000, session_idle_s: float = 30.0,
+                 source_reuse_idle_s: float = 0.25,
                  on_session_end: Callable[[str], None] | None = None, batch: bool = True) -> None:
         self.listen = parse_listen(listen) if isinstance(listen, str) else listen
         self.key = key
@@ -111,11 +114,15 @@ class StampReflector:
         self.max_sessions_per_source = max_sessions_per_source
         self.max_pps_per_source = max_pps_per_source
         self.session_idle_s = session_idle_s
+        # at the per-source cap, a new session ends that source's oldest one if it has been
+        # quiet this long (a live call sends every ptime: 10-60 ms)
+        self.source_reuse_idle_s = source_reuse_idle_s
         self.on_session_end = on_session_end
         self.stats = ReflectorStats()
         self._sessions: dict[SessionKey, _Session] = {}   # insertion order = age
         self._per_source: dict[str, int] = {}        # packets in the current 100 ms window
-        self._src_sessions: dict[str, int] = {}      # active sessions per source address
+        # active sessions per source address, oldest first (dicts keep insertion order)
+        self._src_sessions: dict[str, dict[SessionKey, None]] = {}
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -382,6 +389,8 @@ class StampReflector:
         cmsg_hdr, HB = mmsg.CMSG_HDR.unpack_from, mmsg.CMSG_HDR.size
         usual = mmsg.CMSG_V4_USUAL.unpack_from if mmsg.CMSG_V4_USUAL is not None else None
         USUAL_B = mmsg.CMSG_V4_USUAL_B if usual is not None else -1
+        usual_ovfl = mmsg.CMSG_V4_USUAL_OVFL.unpack_from if usual is not None else None
+        USUAL_OVFL_B = mmsg.CMSG_V4_USUAL_OVFL_B if usual is not None else -1
         ALIGN = mmsg.CMSG_ALIGN - 1
         addr_cache = self._addr_cache
         sockaddr_tuple = mmsg.sockaddr_tuple
@@ -405,6 +414,7 @@ class StampReflector:
         SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6 = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_IPV6
         TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
         TCLASS, HOPLIMIT = sockopts.IPV6_TCLASS, sockopts.IPV6_HOPLIMIT
+        LT_OVFL = mmsg.level_type(SOL_SOCKET, OVFL)
         LT_TS, LT_TTL, LT_TOS = (mmsg.level_type(SOL_SOCKET, TS), mmsg.level_type(IPPROTO_IP, IP_TTL),
                                  mmsg.level_type(IPPROTO_IP, IP_TOS))
         tos_now = self._tos_now
@@ -481,8 +491,16 @@ class StampReflector:
                         rx_ntp = (((sec << 32) + ((nsec << 32) // 1_000_000_000)) + NTP_OFF) & MASK
                         ttl &= 0xFF
                         walk = False
+                elif clen_all == USUAL_OVFL_B:
+                    # after the socket's first drop its counter rides on every datagram
+                    _l1, lt1, sec, nsec, _l2, lt2, drops, _l3, lt3, ttl, _l4, lt4, tos = usual_ovfl(ctrl, co)
+                    if lt1 == LT_TS and lt2 == LT_OVFL and lt3 == LT_TTL and lt4 == LT_TOS:
+                        rx_ntp = (((sec << 32) + ((nsec << 32) // 1_000_000_000)) + NTP_OFF) & MASK
+                        ttl &= 0xFF
+                        stats.kernel_drops = drops
+                        walk = False
                 if walk:
-                    # the generic walk: a drop counter, IPv6, or options we did not expect
+                    # the generic walk: IPv6, or options we did not expect
                     rx_ns, tos, ttl = 0, -1, 255
                     cend = co + clen_all
                     while co + HB <= cend:
@@ -588,14 +606,23 @@ class StampReflector:
     def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now: float,
                      seq: int) -> _Session | None:
         src = addr[0]
-        if self._src_sessions.get(src, 0) >= self.max_sessions_per_source:
-            self.stats.session_limited += 1
-            return None
+        mine = self._src_sessions.get(src)
+        if mine is not None and len(mine) >= self.max_sessions_per_source:
+            # The source's oldest session makes room if it has gone quiet: a capacity
+            # ramp opens thousands of sessions per step from one address, and the
+            # previous step's sessions are done but not yet idle-expired. A source
+            # whose sessions are all still live gets no more (the cap's purpose).
+            oldest = next(iter(mine))
+            old = self._sessions.get(oldest)
+            if old is not None and old.last_ns > time.time_ns() - int(self.source_reuse_idle_s * 1e9):
+                self.stats.session_limited += 1
+                return None
+            self._end(oldest, "ended for a newer session from the same source (per-source cap)")
         while len(self._sessions) >= self.max_sessions:
             self._end(next(iter(self._sessions)), "evicted (session table full)")
         sess = _Session(addr, ssid, now, seq)
         self._sessions[skey] = sess
-        self._src_sessions[src] = self._src_sessions.get(src, 0) + 1
+        self._src_sessions.setdefault(src, {})[skey] = None
         self.stats.sessions_started += 1
         self.stats.sessions_active = len(self._sessions)
         return sess
@@ -621,11 +648,11 @@ class StampReflector:
         self.stats.sessions_active = len(self._sessions)
         if sess is not None:
             src = sess.addr[0]
-            left = self._src_sessions.get(src, 1) - 1
-            if left > 0:
-                self._src_sessions[src] = left
-            else:
-                self._src_sessions.pop(src, None)
+            mine = self._src_sessions.get(src)
+            if mine is not None:
+                mine.pop(skey, None)
+                if not mine:
+                    del self._src_sessions[src]
         if sess is not None and self.on_session_end is not None:
             try:
                 self.on_session_end(session_summary(sess, reason))

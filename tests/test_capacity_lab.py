@@ -158,7 +158,10 @@ def test_reflector_down_exits_3_with_the_cause(cli):
 @pytest.mark.lab
 def test_unshaped_loopback_beyond_the_machine_reports_sender():
     """A ceiling of 20 000 calls (1 M packets/s each way) is far beyond what this
-    machine can emulate: the ramp must end with the machine, not the path, as the limit."""
+    machine can emulate: the ramp must end with the machine, not the path, as the limit.
+    The first step, 12 000 calls (600k packets/s each way), is too: the batched engine
+    sends about 250k/s on one core and the reflector answers far fewer (benchmarks/
+    bench_engine.py), so that step cannot pass on any machine of this kind."""
     # Every step opens new STAMP sessions (a new socket); the reflector keeps idle ones
     # for 30 s and caps them at 8192 per source by default, which a ramp through
     # thousands of calls would reach: raise the cap, this test is about the sender.
@@ -169,7 +172,7 @@ def test_unshaped_loopback_beyond_the_machine_reports_sender():
                             cwd=ROOT)
     try:
         port = int(refl.stdout.readline())
-        cp = run_cli("probe", "capacity", f"127.0.0.1:{port}", "--start", "5000", "--max-calls", "20000",
+        cp = run_cli("probe", "capacity", f"127.0.0.1:{port}", "--start", "12000", "--max-calls", "20000",
                      "--quick", "--step", "0.5", "--json", timeout=120)
         out = json.loads(cp.stdout)
     finally:
@@ -177,14 +180,12 @@ def test_unshaped_loopback_beyond_the_machine_reports_sender():
         refl.wait(timeout=10)
     assert out["measured"], out["errors"]
     assert out["limit"] == "sender", json.dumps(out["steps"], indent=1)
-    assert out["max_calls"] < 5000 and out["ceiling"] == 20000
+    assert out["max_calls"] < 12000 and out["ceiling"] == 20000
     failing = [s for s in out["steps"] if not s["pass"]]
     assert failing and all(s["failed"][0] == "sender" for s in failing)
-    # 5000 calls = 250k packets/s each way, far beyond one core (DESIGN.md section 8: ~100k;
-    # benchmarks/bench_engine.py: ~1500 calls with the reflector on the same machine):
     # the engine itself flagged that it could not keep its schedule, not just "loopback"
     first = out["steps"][0]
-    assert first["calls"] == 5000, first
+    assert first["calls"] == 12000, first
     assert first["sender"]["behind"] or first["sender"]["limited"], first["sender"]
     assert "measuring machine, not the network" in out["summary"]
     assert cp.returncode == 0
