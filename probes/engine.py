@@ -64,6 +64,7 @@ import hmac
 import random
 import select
 import socket
+import struct
 import threading
 import time
 from array import array
@@ -75,7 +76,7 @@ from probes.addr import bind_to_circuit, parse_hostport, resolve
 from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
 from probes.events import Emitter, ProgressCallback
 
-MAX_PACKETS_PER_RUN = 3_000_000          # ~48 bytes of state per packet: at most ~150 MB
+MAX_PACKETS_PER_RUN = 3_000_000          # ~54 bytes of state per packet: at most ~165 MB
 LATENESS_P99_LIMIT_MS = 1.0              # issue 5: p99 send lateness must stay under 1 ms
 BATCH_NS = 200_000                       # high rates: one send batch per 0.2 ms (see module doc)
 SPIN_NS = 0                              # poll instead of sleeping this close to a due send
@@ -156,6 +157,8 @@ class _Run:
         self.t3 = array("Q", bytes(8 * total))       # reflector transmit timestamp (NTP)
         self.rseq = array("q", [-1]) * total         # reflector sequence number
         self.order = array("q")                       # j in our arrival order
+        self.cos = array("i", [-1]) * total          # Class of Service TLV value of the reply; -1 none
+        self.tos = array("h", [-1]) * total          # TOS byte the reply arrived with; -1 unknown
         self.dscp2 = [0] * 64                         # DSCP the reflector saw (CoS TLV), counts
         self.tos_down = [0] * 256                     # TOS byte of the replies we received
         self.duplicates = 0
@@ -164,6 +167,33 @@ class _Run:
         self.stateless_votes = 0
         self.stateful_votes = 0
         self.tail_count: dict[int, int] = {}         # call -> reflector's count (tail probe)
+
+
+# The reflector's unauthenticated header, only the fields the loop needs:
+# seq, T3, SSID, T2, sender seq; and the same plus the Class of Service value
+# (the first TLV's first two value octets, at 48).
+_REFL_HEAD = struct.Struct(">IQ2xHQI")
+_REFL_HEAD_COS = struct.Struct(">IQ2xHQI20xH")
+
+
+def _tally(run: _Run, calls: int) -> None:
+    """Counts the loop leaves for after the run: per reply, whether the
+    reflector numbered it itself (stateful) or copied our number (stateless),
+    the DSCP it saw (CoS TLV) and the TOS the reply arrived with."""
+    rseq, cos, tos = run.rseq, run.cos, run.tos
+    dscp2, tos_down = run.dscp2, run.tos_down
+    stateless = 0
+    for jj in run.order:
+        if rseq[jj] == jj // calls + 1:
+            stateless += 1
+        v = cos[jj]
+        if v >= 0:
+            dscp2[(v >> 4) & 0x3F] += 1
+        t = tos[jj]
+        if t >= 0:
+            tos_down[t] += 1
+    run.stateless_votes = stateless
+    run.stateful_votes = len(run.order) - stateless
 
 
 class _OneByOne:
@@ -324,9 +354,12 @@ class Engine:
         # authenticated packets with TLVs carry a second HMAC over the TLVs (RFC 8972)
         tlv_hmac_at = size_b - stamp.HMAC_B if (auth and size_b > stamp.AUTH_BASE_B) else None
         digest = hmac.digest
-        refl_unpack = (stamp.REFL_AUTH_HEAD if auth else stamp.REFL_UNAUTH).unpack_from
+        refl_unpack = stamp.REFL_AUTH_HEAD.unpack_from
+        refl_head = _REFL_HEAD.unpack_from
+        refl_cos = _REFL_HEAD_COS.unpack_from
         base_b = self.base_b
         cos_at = base_b + stamp.TLV_HEADER_B if cfg.dscp is not None else None
+        cos_end = cos_at + 2 if cos_at is not None else 1 << 30      # never, without a CoS TLV
         perf = time.perf_counter_ns
         # one fixed mapping monotonic -> wall (NTP) for the whole run
         mono0 = perf()
@@ -336,14 +369,13 @@ class Engine:
         ntp_per_ns = 4.294967296       # 2^32 / 1e9
         self._mono0, self._wall0, self._ntp0 = mono0, wall0, ntp0
         tx, rx, t2a, t3a, rseqa, order = run.tx, run.rx, run.t2, run.t3, run.rseq, run.order
-        dscp2, tos_down = run.dscp2, run.tos_down
+        cosa, tosa = run.cos, run.tos
         errors: list[str] = []
         aborted = False
         t0 = perf() + 5_000_000          # 5 ms to get going
         timeout_ns = int(cfg.timeout_s * 1e9)
         j = 0
         received = 0
-        last_rx = 0
         last_seen = 0                    # when a recv last returned datagrams (liveness)
         next_progress = t0 + 500_000_000
         max_rtt_ns = 0
@@ -418,16 +450,23 @@ class Engine:
                     for i in range(count):
                         n = lens[i]
                         rbuf = rbufs[i]
-                        if n < base_b:
-                            run.foreign += 1
-                            continue
+                        # only what the loop needs now is read here; votes, DSCP and TOS counts
+                        # are tallied after the run from the stored values (_tally)
                         if auth:
-                            if not hmac.compare_digest(digest(key, rbuf[:96], "sha256")[:16], rbuf[96:112]):
+                            if n < base_b or not hmac.compare_digest(digest(key, rbuf[:96], "sha256")[:16],
+                                                                     rbuf[96:112]):
                                 run.foreign += 1
                                 continue
                             rs, t3, _ee, ssid, t2, ss, _st, _see, _ttl = refl_unpack(rbuf, 0)
+                            cosv = (rbuf[cos_at] << 8 | rbuf[cos_at + 1]) if n >= cos_end else -1
+                        elif n >= cos_end:
+                            rs, t3, ssid, t2, ss, cosv = refl_cos(rbuf, 0)
+                        elif n >= base_b:
+                            rs, t3, ssid, t2, ss = refl_head(rbuf, 0)
+                            cosv = -1
                         else:
-                            rs, t3, _ee, ssid, t2, ss, _st, _see, _mbz, _ttl = refl_unpack(rbuf, 0)
+                            run.foreign += 1
+                            continue
                         if not (ssid_base <= ssid < ssid_end) or not (1 <= ss <= per_call):
                             run.foreign += 1
                             continue
@@ -439,38 +478,32 @@ class Engine:
                         clen = clens[i]
                         fast = False
                         if clen == USUAL_B:
-                            _l1, lt1, sec, nsec, _l2, lt2, tos = usual(ctrl, co)
+                            lt1, sec, nsec, lt2, tos = usual(ctrl, co)
                             fast = lt1 == LT_TS and lt2 == LT_TOS
                         elif clen == USUAL_OVFL_B:
                             # once the socket dropped anything, its drop counter rides on every datagram
-                            _l1, lt1, sec, nsec, _l2, lt2, ovfl, _l3, lt3, tos = usual_ovfl(ctrl, co)
+                            lt1, sec, nsec, lt2, ovfl, lt3, tos = usual_ovfl(ctrl, co)
                             fast = lt1 == LT_TS and lt2 == LT_OVFL and lt3 == LT_TOS
                             if fast:
                                 run.rx_dropped = ovfl
                         if not fast:
-                            # a drop counter rides along, IPv6 TCLASS, or no kernel timestamp
+                            # IPv6 TCLASS, no kernel timestamp, or options we did not expect
                             sec, nsec, tos, ovfl = walk(ctrl, co, clen)
                             if ovfl >= 0:
                                 run.rx_dropped = ovfl
                         # kernel wall-clock receive time mapped to our monotonic clock
-                        t_rx = mono0 + (sec * 1_000_000_000 + nsec - wall0) if sec else t_user
-                        if tos >= 0:
-                            tos_down[tos] += 1
-                        rx[jj] = t_rx
+                        rx[jj] = mono0 + (sec * 1_000_000_000 + nsec - wall0) if sec else t_user
                         t2a[jj] = t2
                         t3a[jj] = t3
                         rseqa[jj] = rs
+                        cosa[jj] = cosv
+                        tosa[jj] = tos
                         order.append(jj)
-                        if rs == ss:
-                            run.stateless_votes += 1
-                        else:
-                            run.stateful_votes += 1
-                        if cos_at is not None and n >= cos_at + 2:
-                            dscp2[((rbuf[cos_at] << 8 | rbuf[cos_at + 1]) >> 4) & 0x3F] += 1
-                        received += 1
-                        if t_rx > last_rx:
-                            last_rx = t_rx
-                        rtt = t_rx - tx[jj]
+                    if len(order) > received:
+                        received = len(order)
+                        # the newest reply's RTT stands for the batch (grace period, progress)
+                        last = order[-1]
+                        rtt = rx[last] - tx[last]
                         if rtt > max_rtt_ns:
                             max_rtt_ns = rtt
                     if count < slots or t_user >= wake:
@@ -483,7 +516,7 @@ class Engine:
                     break
                 if received and j < total and now - last_seen > timeout_ns + max_rtt_ns:
                     errors.append(f"reflector stopped answering after "
-                                  f"{(last_rx - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
+                                  f"{(last_seen - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
                     aborted = True
                     break
                 if stop.is_set():
@@ -513,6 +546,7 @@ class Engine:
             run.rx_dropped = drops
         elapsed_s = (perf() - t0) / 1e9
         self._t0, self._interval_ns = t0, interval_ns
+        _tally(run, calls)
         if not aborted and run.stateful_votes and not stop.is_set():
             self._tail_probe(sock, run, calls, per_call, ssid_base, max_rtt_ns)
         return j, elapsed_s, errors, aborted

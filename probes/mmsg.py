@@ -76,11 +76,11 @@ CMSG_V4_USUAL_OVFL_B = 104
 
 
 # The engine's usual control data (SO_TIMESTAMPNS and IP_RECVTOS, no drop
-# counter): (len, level|type, sec, nsec, len, level|type, tos).
-CMSG_TS_TOS = struct.Struct("=QQqqQQB7x") if CMSG_ALIGN == 8 else None
+# counter), lengths skipped: (level|type, sec, nsec, level|type, tos).
+CMSG_TS_TOS = struct.Struct("=8xQqq8xQB7x") if CMSG_ALIGN == 8 else None
 CMSG_TS_TOS_B = 56
-# ... and after the socket's first drop: (len, lt, sec, nsec, len, lt, drops, len, lt, tos)
-CMSG_TS_OVFL_TOS = struct.Struct("=QQqqQQI4xQQB7x") if CMSG_ALIGN == 8 else None
+# ... and after the socket's first drop: (lt, sec, nsec, lt, drops, lt, tos)
+CMSG_TS_OVFL_TOS = struct.Struct("=8xQqq8xQI4x8xQB7x") if CMSG_ALIGN == 8 else None
 CMSG_TS_OVFL_TOS_B = 80
 _TIMESPEC = struct.Struct("=qq")
 

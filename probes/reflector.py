@@ -422,6 +422,8 @@ class StampReflector:
         sendto, sendmsg = sock.sendto, sock.sendmsg
         gso_anc = mmsg.gso_ancillary
         pending: list[int] = []          # slots whose replies are queued
+        no_name = bytes(name_b + 1)      # longer than any name: matches none
+        raw, addr = no_name, None
         # replies grouped by (destination, size): one UDP GSO sendmsg per group
         groups: list[tuple[tuple, int, list]] = []
         g_raw, g_n, g_views, g_max = b"", -1, [], 1
@@ -467,15 +469,18 @@ class StampReflector:
             for i in range(count):
                 n = lens[i]
                 nbase = i * NAME_B
-                raw = bytes(names[nbase:nbase + name_b])
-                addr = addr_cache.get(raw)
-                if addr is None:
-                    if len(addr_cache) >= 65536:
-                        addr_cache.clear()
-                    try:
-                        addr = addr_cache[raw] = sockaddr_tuple(raw)
-                    except ValueError:
-                        continue
+                # same source as the datagram before (the usual case): compared in place, no copy
+                if not names.startswith(raw, nbase, nbase + name_b):
+                    raw = bytes(names[nbase:nbase + name_b])
+                    addr = addr_cache.get(raw)
+                    if addr is None:
+                        if len(addr_cache) >= 65536:
+                            addr_cache.clear()
+                        try:
+                            addr = addr_cache[raw] = sockaddr_tuple(raw)
+                        except ValueError:
+                            raw = no_name
+                            continue
                 src = addr[0]
                 n_src = per_source.get(src, 0) + 1
                 per_source[src] = n_src
