@@ -79,7 +79,6 @@ from probes.events import Emitter, ProgressCallback
 MAX_PACKETS_PER_RUN = 3_000_000          # ~54 bytes of state per packet: at most ~165 MB
 LATENESS_P99_LIMIT_MS = 1.0              # issue 5: p99 send lateness must stay under 1 ms
 BATCH_NS = 200_000                       # high rates: one send batch per 0.2 ms (see module doc)
-SPIN_NS = 0                              # poll instead of sleeping this close to a due send
 TIMER_SLACK_NS = 1_000                   # the kernel's default 50 µs slack would add to lateness
 MAX_DRAIN_BATCHES = 2_000                # one drain reads at most 128k replies (bounded loop)
 
@@ -488,7 +487,7 @@ class Engine:
                                 run.rx_dropped = ovfl
                         if not fast:
                             # IPv6 TCLASS, no kernel timestamp, or options we did not expect
-                            sec, nsec, tos, ovfl = walk(ctrl, co, clen)
+                            sec, nsec, tos, ovfl, _ttl = walk(ctrl, co, clen)
                             if ovfl >= 0:
                                 run.rx_dropped = ovfl
                         # kernel wall-clock receive time mapped to our monotonic clock
@@ -535,8 +534,8 @@ class Engine:
                 # ---- sleep until the next send is due. Replies need no wake-up: their kernel
                 # timestamps say when they came, and they wait in the 32 MB buffer.
                 wait_ns = wake - perf()
-                if wait_ns > SPIN_NS:
-                    select.select((), (), (), (wait_ns - SPIN_NS) / 1e9)
+                if wait_ns > 0:
+                    select.select((), (), (), wait_ns / 1e9)
         finally:
             mmsg.set_timer_slack(old_slack)
         if received == 0 and not aborted:

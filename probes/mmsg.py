@@ -27,6 +27,7 @@ import struct
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
 _IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
+_IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 NAME_B = 128             # sizeof(struct sockaddr_storage)
 MSG_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0x40)
 SOL_UDP = getattr(socket, "SOL_UDP", 17)
@@ -85,11 +86,12 @@ CMSG_TS_OVFL_TOS_B = 80
 _TIMESPEC = struct.Struct("=qq")
 
 
-def walk_cmsg(ctrl: bytearray, off: int, length: int) -> tuple[int, int, int, int]:
-    """(timestamp sec, nsec, TOS/TCLASS byte or -1, drop counter or -1) from
-    ``length`` bytes of kernel control messages at ``off`` (sec 0: none)."""
+def walk_cmsg(ctrl: bytearray, off: int, length: int) -> tuple[int, int, int, int, int]:
+    """(timestamp sec, nsec, TOS/TCLASS byte or -1, drop counter or -1, TTL/hop
+    limit or -1) from ``length`` bytes of kernel control messages at ``off``
+    (sec 0: none). The slow path of both the engine and the reflector."""
     sec = nsec = 0
-    tos = ovfl = -1
+    tos = ovfl = ttl = -1
     end = off + length
     hb = CMSG_HDR.size
     while off + hb <= end:
@@ -106,8 +108,12 @@ def walk_cmsg(ctrl: bytearray, off: int, length: int) -> tuple[int, int, int, in
                 (level == socket.IPPROTO_IPV6 and typ == _IPV6_TCLASS):
             if clen > hb:
                 tos = ctrl[d]
+        elif (level == socket.IPPROTO_IP and typ == socket.IP_TTL) or \
+                (level == socket.IPPROTO_IPV6 and typ == _IPV6_HOPLIMIT):
+            if clen > hb:
+                ttl = ctrl[d]
         off += (clen + CMSG_ALIGN - 1) & ~(CMSG_ALIGN - 1)
-    return sec, nsec, tos, ovfl
+    return sec, nsec, tos, ovfl, ttl
 
 
 def encode_cmsg(ctrl: bytearray, ancdata: list) -> int:

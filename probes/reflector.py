@@ -385,13 +385,11 @@ class StampReflector:
         names, ctrl, slot_bufs, slot_views = mm.names, mm.ctrl, mm.bufs, mm.views
         NAME_B, ctrl_b, slots = mmsg.NAME_B, mm.ctrl_b, mm.slots
         name_b = 16 if sock.family == socket.AF_INET else 28      # sockaddr_in / sockaddr_in6
-        uint_at = mmsg._UINT.unpack_from
-        cmsg_hdr, HB = mmsg.CMSG_HDR.unpack_from, mmsg.CMSG_HDR.size
+        walk_cmsg = mmsg.walk_cmsg
         usual = mmsg.CMSG_V4_USUAL.unpack_from if mmsg.CMSG_V4_USUAL is not None else None
         USUAL_B = mmsg.CMSG_V4_USUAL_B if usual is not None else -1
         usual_ovfl = mmsg.CMSG_V4_USUAL_OVFL.unpack_from if usual is not None else None
         USUAL_OVFL_B = mmsg.CMSG_V4_USUAL_OVFL_B if usual is not None else -1
-        ALIGN = mmsg.CMSG_ALIGN - 1
         addr_cache = self._addr_cache
         sockaddr_tuple = mmsg.sockaddr_tuple
         key = self.key
@@ -406,14 +404,12 @@ class StampReflector:
         refl_pack_mbz = _REFL_UNAUTH_MBZ.pack_into    # header and its 3 MBZ octets in one call
         cos_pack = stamp.COS_VALUE.pack_into
         tx_pack = _U64_BE.pack_into
-        timespec = sockopts._TIMESPEC.unpack_from
         EE = stamp.ERROR_ESTIMATE_DEFAULT
         NTP_OFF = stamp._NTP_OFFSET_FIXED
         MASK = 0xFFFF_FFFF_FFFF_FFFF
         time_ns = time.time_ns
-        SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6 = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_IPV6
+        SOL_SOCKET, IPPROTO_IP = socket.SOL_SOCKET, socket.IPPROTO_IP
         TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
-        TCLASS, HOPLIMIT = sockopts.IPV6_TCLASS, sockopts.IPV6_HOPLIMIT
         LT_OVFL = mmsg.level_type(SOL_SOCKET, OVFL)
         LT_TS, LT_TTL, LT_TOS = (mmsg.level_type(SOL_SOCKET, TS), mmsg.level_type(IPPROTO_IP, IP_TTL),
                                  mmsg.level_type(IPPROTO_IP, IP_TOS))
@@ -506,30 +502,12 @@ class StampReflector:
                         walk = False
                 if walk:
                     # the generic walk: IPv6, or options we did not expect
-                    rx_ns, tos, ttl = 0, -1, 255
-                    cend = co + clen_all
-                    while co + HB <= cend:
-                        clen, level, typ = cmsg_hdr(ctrl, co)
-                        d = co + HB
-                        if level == SOL_SOCKET:
-                            if typ == TS:
-                                sec, nsec = timespec(ctrl, d)
-                                rx_ns = sec * 1_000_000_000 + nsec
-                            elif typ == OVFL:
-                                stats.kernel_drops = uint_at(ctrl, d)[0]
-                        elif level == IPPROTO_IP:
-                            if typ == IP_TOS:
-                                tos = ctrl[d]
-                            elif typ == IP_TTL:
-                                ttl = ctrl[d]
-                        elif level == IPPROTO_IPV6:
-                            if typ == TCLASS:
-                                tos = ctrl[d]
-                            elif typ == HOPLIMIT:
-                                ttl = ctrl[d]
-                        if clen < HB:
-                            break
-                        co += (clen + ALIGN) & ~ALIGN
+                    sec, nsec, tos, drops, ttl = walk_cmsg(ctrl, co, clen_all)
+                    rx_ns = sec * 1_000_000_000 + nsec if sec else 0
+                    if drops >= 0:
+                        stats.kernel_drops = drops
+                    if ttl < 0:
+                        ttl = 255
                     rx_ntp = ((rx_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK if rx_ns else now_ntp
                 if n < 28:
                     stats.malformed += 1

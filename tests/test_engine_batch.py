@@ -82,8 +82,9 @@ def test_kernel_cmsg_layouts_before_and_after_the_first_drop(ttl):
             assert (lt1, lt2) == (lt_ts, lt_tos)
         assert tos == TOS and abs(sec - before_s) < 5
         # the same through the generic walk
-        wsec, _wns, wtos, wovfl = mmsg.walk_cmsg(mm.ctrl, 0, clen)
+        wsec, _wns, wtos, wovfl, wttl = mmsg.walk_cmsg(mm.ctrl, 0, clen)
         assert (wsec, wtos, wovfl) == (sec, TOS, -1)
+        assert wttl == (64 if ttl else -1)
 
         _force_drops(rx, tx)
         _drain(mm)
@@ -101,7 +102,7 @@ def test_kernel_cmsg_layouts_before_and_after_the_first_drop(ttl):
             f = mmsg.CMSG_TS_OVFL_TOS.unpack_from(mm.ctrl, 0)
             assert (f[0], f[3], f[5]) == (lt_ts, lt_ovfl, lt_tos)
             assert f[4] == drops and f[6] == TOS
-        assert mmsg.walk_cmsg(mm.ctrl, 0, clen)[2:] == (TOS, drops)
+        assert mmsg.walk_cmsg(mm.ctrl, 0, clen)[2:4] == (TOS, drops)
     finally:
         rx.close()
         tx.close()
