@@ -5,13 +5,12 @@ which re-marks DSCP and/or has a lower MTU."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
 from probes import path
 from probes.path import Hop, MtuProbe, Reply, aggregate, dscp_change, search_mtu
-from tests.conftest import needs_root
+from tests.conftest import needs_root, needs_root_and
 
 
 # ---- pure parts ---------------------------------------------------------------------------
@@ -78,13 +77,10 @@ def test_not_root_is_could_not_measure(monkeypatch):
     assert not r.measured and "needs root" in r.errors[0]
 
 
-@needs_root
-@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) not installed")
 def test_cli_as_unprivileged_user_exit_3():
-    from tests.conftest import ROOT
+    from tests.conftest import ROOT, as_nobody
     import subprocess
-    cp = subprocess.run(["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups",
-                         str(ROOT / ".venv/bin/cutover"), "probe", "path", "127.0.0.1", "--json"],
+    cp = subprocess.run(as_nobody([str(ROOT / ".venv/bin/cutover"), "probe", "path", "127.0.0.1", "--json"]),
                         capture_output=True, text=True, timeout=60, cwd="/")
     assert cp.returncode == 3, cp.stderr
     assert json.loads(cp.stdout)["measured"] is False
@@ -139,7 +135,7 @@ def test_clean_path_names_every_hop(chain):
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+@needs_root_and("iptables")
 @pytest.mark.parametrize("proto", ["udp", "icmp", "tcp"])
 def test_remarking_router_and_lower_mtu_found(chain, proto):
     # r2 bleaches DSCP on ingress from r1; the r2 -> r3 link carries only 1400 bytes
@@ -164,7 +160,7 @@ def test_remarking_router_and_lower_mtu_found(chain, proto):
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+@needs_root_and("iptables")
 def test_mtu_found_by_probing_when_frag_needed_is_filtered(chain):
     chain.set_mtu("r3", "server", 1350)
     chain.run("r3", ["iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed",
@@ -228,7 +224,7 @@ def add_ipv6(lab) -> None:
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("ip6tables") is None, reason="ip6tables not installed (scripts/sysdeps.sh)")
+@needs_root_and("ip6tables")
 def test_ipv6_hops_remarking_and_packet_too_big(chain):
     add_ipv6(chain)
     chain.run("r2", ["ip6tables", "-t", "mangle", "-A", "PREROUTING", "-i", chain.dev("r2", "r1"),
@@ -245,7 +241,7 @@ def test_ipv6_hops_remarking_and_packet_too_big(chain):
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+@needs_root_and("iptables")
 def test_filtering_router_is_named(chain):
     # r2 rejects forwarded UDP with "administratively prohibited": not reached, exit 3, hop named
     chain.run("r2", ["iptables", "-A", "FORWARD", "-p", "udp", "-j", "REJECT", "--reject-with",
