@@ -128,12 +128,7 @@ class Scheduler:
     child_env: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # The store's test hook (pause inside a write) is meant for the check
-        # processes; the scheduler's own writes (recording a killed run) must
-        # not pause, so it keeps the variable for its children only.
-        from harness.store import _PAUSE_ENV
         self.child_env = dict(os.environ)
-        os.environ.pop(_PAUSE_ENV, None)
 
     def command(self, run_id_file: Path) -> list[str]:
         return [sys.executable, "-m", "harness", "check", str(self.profile_path), "--db", str(self.db_path),

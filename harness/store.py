@@ -34,7 +34,6 @@ import json
 import os
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -112,12 +111,6 @@ MIGRATIONS: list[str] = [
     """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
-
-# Test hook (see tests/test_store_crash.py): "RUN_ID:MARKER_PATH" makes
-# add_circuit_result for that run write MARKER_PATH (with our pid) and sleep
-# inside its open transaction, so a test can kill -9 the process mid-write.
-_PAUSE_ENV = "CUTOVER_TEST_PAUSE_IN_WRITE"
-
 
 class StoreError(Exception):
     """The database cannot be opened or is newer than this tool."""
@@ -401,7 +394,6 @@ class Store:
             db.executemany("INSERT INTO raw_results (run_id, circuit, probe, json) VALUES (?, ?, ?, ?)",
                            [(run_id, circuit, probe, json.dumps(data, default=str))
                             for probe, data in raw.items()])
-            _maybe_pause(run_id)
 
     def finish_run(self, run_id: int, verdict: str, finished_at: dt.datetime | None = None) -> None:
         with self._write() as db:
@@ -560,12 +552,3 @@ def _statements(script: str) -> list[str]:
     return out
 
 
-def _maybe_pause(run_id: int) -> None:
-    spec = os.environ.get(_PAUSE_ENV)
-    if not spec:
-        return
-    want, _, marker = spec.partition(":")
-    if want.strip() != str(run_id) or not marker:
-        return
-    Path(marker).write_text(str(os.getpid()))
-    time.sleep(60)   # bounded: the test kills us long before

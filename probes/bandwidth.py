@@ -145,8 +145,8 @@ def run(config: BandwidthConfig, progress: ProgressCallback | None = None,
                           direction=config.direction, congestion=config.congestion)
     key = None
     if config.key_file:
-        from probes.bwservice import load_key_file
-        key = load_key_file(config.key_file)          # ValueError: bad input (exit 2)
+        from probes.stamp import load_key
+        key = load_key(config.key_file)          # ValueError: bad input (exit 2)
     if config.backend == "reflector":
         _run_reflector(config, res, key, emit, stop)
     else:

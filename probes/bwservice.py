@@ -73,7 +73,6 @@ import struct
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 MAGIC = b"CUTB"
 VERSION = 1
@@ -177,21 +176,6 @@ def unpack_reports(buf: bytes) -> tuple[list[tuple[int, int]], bytes]:
     n = len(buf) // REPORT_LEN
     recs = [struct.unpack_from(REPORT_FMT, buf, i * REPORT_LEN) for i in range(n)]
     return recs, buf[n * REPORT_LEN:]
-
-
-def load_key_file(path: str | os.PathLike) -> bytes:
-    """The STAMP pre-shared key: file contents, surrounding whitespace stripped.
-
-    Prefer ``probes.stamp.load_key`` when present so both services agree.
-    """
-    try:
-        from probes.stamp import load_key  # type: ignore[attr-defined]
-    except ImportError:
-        data = Path(path).read_bytes().strip()
-        if not data:
-            raise ValueError(f"{path}: key file is empty")
-        return data
-    return load_key(path)
 
 
 def set_congestion(sock: socket.socket, name: str) -> bool:

@@ -1,6 +1,6 @@
 """`cutover schedule`: real scheduler subprocesses running real `cutover check`
-children; the store's pause hook (CUTOVER_TEST_PAUSE_IN_WRITE) makes a child
-hang inside a write transaction, so timeouts and kill -9 land mid-write."""
+children; tests/pause_in_write.py makes a child hang inside a write
+transaction, so timeouts and kill -9 land mid-write."""
 
 import datetime as dt
 import os
@@ -19,6 +19,7 @@ from click.testing import CliRunner
 from harness import schedule as S
 from harness.cli import cli as cli_group
 from harness.store import Store
+from tests import pause_in_write
 from tests.conftest import ROOT, run_cli
 from tests.harness_procs import ReflectorProc, closed_udp_port, demo_profile
 
@@ -122,7 +123,7 @@ def test_max_runs_runs_n_checks(tmp_path):
 def test_hanging_run_killed_at_timeout_recorded_and_schedule_continues(tmp_path):
     db, marker = tmp_path / "h.sqlite", tmp_path / "paused"
     proc = _start([str(_dead_profile(tmp_path)), "--every", "0.2s", "--max-runs", "3", "--timeout", "3s",
-                   "--db", str(db), "--step", "stream"], env={"CUTOVER_TEST_PAUSE_IN_WRITE": f"2:{marker}"})
+                   "--db", str(db), "--step", "stream"], env=pause_in_write.env(2, marker))
     child = _wait_for(marker, proc)
     _out, err = _finish(proc, 90)
     assert proc.returncode == 0, err
@@ -141,7 +142,7 @@ def test_hanging_run_killed_at_timeout_recorded_and_schedule_continues(tmp_path)
 def test_kill_9_of_scheduler_mid_write_keeps_earlier_runs(tmp_path):
     db, marker = tmp_path / "h.sqlite", tmp_path / "paused"
     proc = _start([str(_dead_profile(tmp_path)), "--every", "0.2s", "--db", str(db), "--step", "stream"],
-                  env={"CUTOVER_TEST_PAUSE_IN_WRITE": f"2:{marker}"})
+                  env=pause_in_write.env(2, marker))
     try:
         child = _wait_for(marker, proc)
         assert _pid_alive(child)
@@ -170,7 +171,7 @@ def test_kill_9_of_scheduler_mid_write_keeps_earlier_runs(tmp_path):
 def test_sigterm_kills_a_hung_run_after_the_grace_period(tmp_path):
     db, marker = tmp_path / "h.sqlite", tmp_path / "paused"
     proc = _start([str(_dead_profile(tmp_path)), "--every", "1s", "--grace", "1s", "--db", str(db),
-                   "--step", "stream"], env={"CUTOVER_TEST_PAUSE_IN_WRITE": f"1:{marker}"})
+                   "--step", "stream"], env=pause_in_write.env(1, marker))
     child = _wait_for(marker, proc)
     proc.send_signal(signal.SIGTERM)
     _out, err = _finish(proc, 30)

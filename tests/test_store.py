@@ -14,6 +14,8 @@ import pytest
 from harness import store as S
 from harness.store import Store, StoreError
 from harness.verdicts import Check
+from tests import pause_in_write
+from tests.conftest import ROOT
 
 UTC = dt.timezone.utc
 T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
@@ -216,6 +218,8 @@ def test_reader_not_blocked_by_writer_mid_transaction(tmp_path):
 
 _CRASH_CHILD = r"""
 import datetime as dt, sys
+from tests.pause_in_write import install_from_env
+install_from_env()
 from harness.store import Store
 from harness.verdicts import Check
 st = Store(sys.argv[1])
@@ -230,13 +234,14 @@ for i in range(3):
 
 
 def test_kill_9_mid_write_keeps_earlier_runs(tmp_path):
-    """kill -9 while a transaction is open (the hook pauses inside it, after
-    the rows were inserted): the database opens clean, runs 1-2 are complete,
-    run 3 is visible as incomplete with only what was committed before."""
+    """kill -9 while a transaction is open (tests/pause_in_write.py pauses
+    inside it, after the rows were inserted): the database opens clean, runs
+    1-2 are complete, run 3 is visible as incomplete with only what was
+    committed before."""
     path = tmp_path / "h.sqlite"
     marker = tmp_path / "paused"
-    env = dict(os.environ, CUTOVER_TEST_PAUSE_IN_WRITE=f"3:{marker}")
-    proc = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(path)], env=env)
+    env = dict(os.environ, **pause_in_write.env(3, marker))
+    proc = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(path)], env=env, cwd=ROOT)
     try:
         deadline = time.monotonic() + 30
         while not marker.exists() and time.monotonic() < deadline and proc.poll() is None:

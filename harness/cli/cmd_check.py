@@ -112,12 +112,7 @@ def open_store(profile, db: str | None):
 
 
 def write_reports(profile, store, report_dir: str, run_id: int) -> list[Path]:
-    """D2's report writer; a build without it says so instead of failing."""
-    try:
-        from harness.reports import write_reports as _write
-    except ImportError as exc:
-        err(f"cutover: reports are not available in this build ({exc}); the run is stored")
-        return []
+    from harness.reports import write_reports as _write
     try:
         return _write(profile, store, report_dir, run_id=run_id)
     except OSError as exc:   # the run is stored; a full disk or bad folder must not hide the verdict
@@ -126,14 +121,9 @@ def write_reports(profile, store, report_dir: str, run_id: int) -> list[Path]:
 
 
 def write_prom(profile, store, prom_file: str) -> bool:
+    from harness.exporter import write_prom_file
     try:
-        from harness import exporter
-        fn = getattr(exporter, "write_prom_file")
-    except (ImportError, AttributeError) as exc:
-        err(f"cutover: --prom-file is not available in this build ({exc}); the run is stored")
-        return False
-    try:
-        fn(profile, store, prom_file)
+        write_prom_file(profile, store, prom_file)
     except OSError as exc:
         err(f"cutover: cannot write {prom_file}: {exc.strerror or exc}; the run is stored")
         return False

@@ -53,10 +53,6 @@ def load_profile_or_exit(path: str) -> Profile:
         sys.exit(EXIT_BAD_INPUT)
 
 
-def not_built(command: str, issue: int) -> NoReturn:
-    die(EXIT_BAD_INPUT, f"'{command}' is not built yet (tracked in issue #{issue})")
-
-
 class StderrProgress:
     """Turns ProbeEvents into short lines on stderr (quiet with --json unless -v)."""
 
