@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, err, load_profile_or_exit
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, StopOnSignal, die, err, load_profile_or_exit
 from harness.cli.history_common import db_option, db_path
 from probes.addr import AddressError, parse_hostport
 
@@ -47,19 +46,15 @@ def command(profile, listen, max_seconds, db):
     shown = f"[{host}]" if ":" in host else host
     err(f"cutover exporter: serving http://{shown}:{port}/metrics for site {prof.site!r} from {path}")
     stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()
     deadline = None if max_seconds is None else time.monotonic() + max_seconds
     try:
-        while not stop.is_set():
-            if deadline is not None and time.monotonic() >= deadline:
-                break
-            stop.wait(0.2)
+        with StopOnSignal(stop, "stopping"):
+            while not stop.is_set():
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
+                stop.wait(0.2)
     finally:
         server.shutdown()           # returns once serve_forever has stopped
         server.server_close()
@@ -67,7 +62,5 @@ def command(profile, listen, max_seconds, db):
         store = server.cutover_state.get("store")
         if store is not None:
             store.close()
-        for s, h in old.items():
-            signal.signal(s, h)
     err("cutover exporter: stopped")
     raise SystemExit(EXIT_OK)

@@ -9,12 +9,11 @@ the event is set) and a ``name``.
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import click
 
-from harness.cli.common import load_key_or_exit, EXIT_BAD_INPUT, EXIT_UNMEASURED, die, err
+from harness.cli.common import load_key_or_exit, EXIT_BAD_INPUT, EXIT_UNMEASURED, StopOnSignal, die, err
 from probes.addr import AddressError
 
 
@@ -77,12 +76,6 @@ def command(listen, key_file, no_tcp, max_sessions, max_pps_per_source, session_
         except OSError as exc:
             die(EXIT_UNMEASURED, exc.strerror or str(exc))
     stop = threading.Event()
-
-    def on_signal(signum, _frame):
-        stop.set()
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
     mode = "authenticated (HMAC-SHA-256)" if key else "unauthenticated"
     first = services[0]
     host, port = first.address
@@ -92,7 +85,8 @@ def command(listen, key_file, no_tcp, max_sessions, max_pps_per_source, session_
     for t in threads:
         t.start()
     try:
-        first.serve(stop)          # the STAMP loop owns the main thread (signals land here)
+        with StopOnSignal(stop, "stopping"):
+            first.serve(stop)      # the STAMP loop owns the main thread (signals land here)
     finally:
         stop.set()
         for t in threads:

@@ -3,12 +3,12 @@ path carries within the voice thresholds."""
 
 from __future__ import annotations
 
-import signal
 import threading
 
 import click
 
 from harness.cli.common import (load_key_or_exit, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                StopOnSignal,
                                 die, emit_json, err, interface_option, json_option,
                                 load_profile_or_exit, source_option)
 from harness.verdicts import fmt
@@ -98,14 +98,11 @@ def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset,
 
     stop = threading.Event()
     # Ctrl-C / SIGTERM end the ramp cleanly: the steps measured so far are printed (partial).
-    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        result = capacity.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
-    except ProbeError as exc:
-        die(EXIT_BAD_INPUT, str(exc))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+    with StopOnSignal(stop, "stopping the ramp, reporting the steps measured"):
+        try:
+            result = capacity.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
+        except ProbeError as exc:
+            die(EXIT_BAD_INPUT, str(exc))
     out = result.to_dict()
     code = exit_code(out)
     out["summary"] = summary(out)
