@@ -58,7 +58,7 @@ class GateItem:
 
     def to_dict(self) -> dict:
         return {"id": self.id, "title": self.title, "kind": self.kind, "status": self.status,
-                "detail": self.detail, "by": self.by, "at": history._iso(self.at), "note": self.note}
+                "detail": self.detail, "by": self.by, "at": history.iso(self.at), "note": self.note}
 
 
 @dataclass
@@ -101,7 +101,7 @@ class GateDecision:
             "termination_notice_days": self.termination_notice_days,
             "days_to_notice": self.days_to_notice, "days_to_disconnect": self.days_to_disconnect,
             "pass_rates": self.pass_rates, "items": [i.to_dict() for i in self.items],
-            "evaluated_at": history._iso(self.evaluated_at),
+            "evaluated_at": history.iso(self.evaluated_at),
         }
 
 

@@ -136,10 +136,10 @@ class Outage:
         return "; ".join(parts) + more
 
     def to_dict(self) -> dict:
-        return {"circuit": self.circuit, "start": _iso(self.start), "end": _iso(self.end),
+        return {"circuit": self.circuit, "start": iso(self.start), "end": iso(self.end),
                 "duration_s": round(self.duration_s, 1), "ongoing": self.ongoing, "runs": self.runs,
-                "kind": self.kind, "claim_by": _iso(self.claim_by),
-                "last_failing_at": _iso(self.last_failing_at),
+                "kind": self.kind, "claim_by": iso(self.claim_by),
+                "last_failing_at": iso(self.last_failing_at),
                 "starts_before_window": self.starts_before_window,
                 "failed": [{"id": f.id, "status": f.status, "reason": f.reason, "runs": f.runs}
                            for f in self.failed]}
@@ -253,7 +253,7 @@ class MetricSummary:
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("key", "label", "unit", "count", "latest", "min", "mean",
                                            "max", "p95", "slope_per_day", "trend")}
-        d["latest_at"] = _iso(self.latest_at)
+        d["latest_at"] = iso(self.latest_at)
         return d
 
 
@@ -320,14 +320,14 @@ class CircuitHistory:
     def to_dict(self, with_series: bool = False) -> dict:
         d = {"name": self.name, "role": self.role, "provider": self.provider, "runs": self.runs,
              "passed": self.passed, "pass_pct": self.pass_pct, "latest_verdict": self.latest_verdict,
-             "latest_at": _iso(self.latest_at),
+             "latest_at": iso(self.latest_at),
              "latest_checks": [_check_dict(c) for c in self.latest_checks],
              "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
              "daily": [{"date": d.date.isoformat(), "runs": d.runs, "passed": d.passed,
                         "pass_pct": d.pass_pct} for d in self.daily],
              "outages": [o.to_dict() for o in self.outages]}
         if with_series:
-            d["series"] = {k: [[_iso(t), v] for t, v in s] for k, s in self.series.items()}
+            d["series"] = {k: [[iso(t), v] for t, v in s] for k, s in self.series.items()}
         return d
 
 
@@ -518,7 +518,7 @@ def load_series(store, site: str, since: dt.datetime | None = None,
 
 # ---------------------------------------------------------------- helpers
 
-def _iso(t: dt.datetime | dt.date | None) -> str | None:
+def iso(t: dt.datetime | dt.date | None) -> str | None:
     if t is None:
         return None
     if isinstance(t, dt.datetime):

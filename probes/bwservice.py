@@ -262,13 +262,6 @@ class BandwidthService:
     def port(self) -> int:
         return self._sock.getsockname()[1] if self._sock else self._port
 
-    @classmethod
-    def from_listen(cls, listen: str, **kw) -> "BandwidthService":
-        """From a ``HOST:PORT`` / ``[v6]:PORT`` string as `cutover reflector --listen` takes it."""
-        from probes.addr import parse_hostport
-        hp = parse_hostport(listen)
-        return cls(hp.host, hp.port, **kw)
-
     @property
     def address(self) -> tuple[str, int]:
         return (self.host, self.port)

@@ -19,7 +19,6 @@ from probes import emodel, stats
 if TYPE_CHECKING:  # pragma: no cover
     from probes.engine import Engine, EngineResult, _Run
 
-NTP_PER_NS = 4.294967296          # 2^32 / 1e9
 NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
 LATE_SEND_FRACTION_LIMIT = 0.001  # > 0.1 % of sends later than one ptime: sender-limited
 

@@ -53,8 +53,8 @@ class Report:
     def to_dict(self, with_series: bool = False) -> dict:
         a = self.analysis
         return {
-            "site": self.site, "generated_at": history._iso(self.generated_at),
-            "since": history._iso(self.since), "until": history._iso(self.until),
+            "site": self.site, "generated_at": history.iso(self.generated_at),
+            "since": history.iso(self.since), "until": history.iso(self.until),
             "tool_version": self.tool_version, "verdict": self.verdict, "run_id": self.run_id,
             "runs": a.runs,
             "circuits": {n: c.to_dict(with_series=with_series) for n, c in a.circuits.items()},
