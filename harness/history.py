@@ -440,7 +440,8 @@ def load_runs(store, site: str, since: dt.datetime | None = None,
 
 
 def load_series(store, site: str, since: dt.datetime | None = None,
-                until: dt.datetime | None = None, keys: Iterable[str] | None = None) -> dict[str, dict[str, list[tuple[dt.datetime, float]]]] | None:
+                until: dt.datetime | None = None,
+                keys: Iterable[str] | None = None) -> dict[str, dict[str, list[tuple[dt.datetime, float]]]] | None:
     """circuit -> metric key -> [(started_at, value)], oldest first, for every
     metric of :data:`METRICS`, read in one pass with SQLite's json_extract.
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterable, Union
+from typing import Any, Iterable
 
 STATUSES = ("pass", "warn", "fail", "error")
 _RANK = {s: i for i, s in enumerate(STATUSES)}
@@ -37,7 +37,7 @@ _VRANK = {v: i for i, v in enumerate(VERDICTS)}
 
 WARN_BAND_PCT = 10.0
 
-Value = Union[float, int, str, bool, None]
+Value = float | int | str | bool | None
 
 
 @dataclass(slots=True)

@@ -291,7 +291,8 @@ def _run_speedtest(config: BandwidthConfig, res: BandwidthResult, emit: Emitter,
                                    else "speedtest.net configuration and servers"))
     out = SB.run_speedtest(mini_url=config.mini_url if config.backend == "mini" else None,
                            server_id=config.server_id, duration_s=config.duration_s,
-                           omit_s=config.omit_s, threads=config.streams, congestion=config.congestion, direction=config.direction, source=source,
+                           omit_s=config.omit_s, threads=config.streams, congestion=config.congestion,
+                           direction=config.direction, source=source,
                            timeout_s=config.timeout_s, stop=stop, on_phase=on_phase)
     _finish_sampler(sampler_box.get("s"), res)
     res.down_mbps, res.up_mbps = out.down_mbps, out.up_mbps

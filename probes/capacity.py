@@ -45,8 +45,8 @@ from probes.result import ProbeError, clean
 DEFAULT_CEILING = 500          # calls, when neither --max-calls nor a contract is known
 MAX_CALLS = 60_000             # the engine's bound (SSIDs of one run)
 DEFAULT_START = 10             # calls, when the planned calls are not known
-STAMP_BASE_B = {False: 44, True: 112}
-RETRIES_AFTER_STALL = 2        # re-measure a failed step whose sender stalled, at most this often   # smallest STAMP sender packet (RFC 8762), unauth/auth
+STAMP_BASE_B = {False: 44, True: 112}   # smallest STAMP sender packet (RFC 8762), unauth/auth
+RETRIES_AFTER_STALL = 2        # re-measure a failed step whose sender stalled, at most this often
 
 
 @dataclass

@@ -278,7 +278,8 @@ class SpeedtestOutcome:
 
 
 def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: float, omit_s: float,
-                  threads: int, congestion: str | None = None, direction: str, source: str | None, timeout_s: float, stop: threading.Event,
+                  threads: int, congestion: str | None = None, direction: str, source: str | None, timeout_s: float,
+                  stop: threading.Event,
                   on_phase: Callable[[str, str | None], None]) -> SpeedtestOutcome:
     """One speedtest: setup, download, upload. Never raises for network trouble."""
     out = SpeedtestOutcome()

@@ -139,9 +139,9 @@ def test_dynamic_payload_type_infers_clock_and_ptime(tmp_path):
 
 
 def sip_invite_with_sdp(media_ip: str, media_port: int) -> bytes:
-    sdp = ("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\n"
-           "m=audio {port} RTP/AVP 111 0 101\r\na=rtpmap:111 opus/48000/2\r\n"
-           "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n").format(ip=media_ip, port=media_port)
+    sdp = (f"v=0\r\no=- 1 1 IN IP4 {media_ip}\r\ns=-\r\nc=IN IP4 {media_ip}\r\nt=0 0\r\n"
+           f"m=audio {media_port} RTP/AVP 111 0 101\r\na=rtpmap:111 opus/48000/2\r\n"
+           "a=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\n")
     return ("INVITE sip:bob@10.0.0.2 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK1\r\n"
             "Call-ID: 1@x\r\nCSeq: 1 INVITE\r\nContent-Type: application/sdp\r\n"
             f"Content-Length: {len(sdp)}\r\n\r\n{sdp}").encode()

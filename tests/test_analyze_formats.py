@@ -9,7 +9,7 @@ import struct
 import pytest
 
 from probes import analyze
-from tests.test_analyze import T0, stream
+from tests.test_analyze import stream
 
 
 def ip_udp(src: str, sport: int, dst: str, dport: int, payload: bytes) -> bytes:

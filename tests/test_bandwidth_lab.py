@@ -162,7 +162,8 @@ def test_bufferbloat_deep_queue_rises_and_irtt_agrees(lab):
     start_reflector(lab, "server", srv, PORT)
     data, irtt = _loaded_run(lab, srv, [])
     lat = data["latency_ms"]
-    print(f"deep: {data['up_mbps']:.1f} Mbit/s, idle {lat['idle_p50']:.1f} up {lat['up_load_p50']:.1f} ms (irtt {irtt['rtt_median_ms']:.1f}); "
+    print(f"deep: {data['up_mbps']:.1f} Mbit/s, idle {lat['idle_p50']:.1f} up {lat['up_load_p50']:.1f} ms "
+          f"(irtt {irtt['rtt_median_ms']:.1f}); "
           f"{data['bufferbloat']}")
     assert lat["increase_p50"] > 150                # "well over 100 ms"
     assert data["bufferbloat"]["grade"] in ("C", "D", "F")

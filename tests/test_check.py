@@ -41,7 +41,7 @@ def test_check_go_json_contract_reports_and_history(reflector, tmp_path):
     out = json.loads(r.stdout)                      # exactly one JSON object on stdout
     assert set(out) == {"verdict", "circuits", "run_id"}
     assert set(out["circuits"]) == {"old", "new"}
-    for name, c in out["circuits"].items():
+    for c in out["circuits"].values():
         assert set(c) == {"verdict", "checks"}
         assert all(set(ck) == CONTRACT_CHECK_KEYS for ck in c["checks"])
         ids = {ck["id"] for ck in c["checks"]}

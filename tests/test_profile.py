@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from harness.profile import ProfileError, json_schema, load_profile, load_profile_text
+from harness.profile import ProfileError, load_profile, load_profile_text
 from tests.conftest import FIXTURES, ROOT
 
 P = FIXTURES / "profiles"

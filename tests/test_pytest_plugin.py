@@ -6,7 +6,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 import xml.etree.ElementTree as ET
 
@@ -116,7 +115,7 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="py
 <testcase classname="test_site" name="test_bug[new]" time="0.1"><failure message="ZeroDivisionError: division by zero">trace</failure></testcase>
 <testcase classname="test_site" name="test_fixture[new]" time="0.1"><error message="failed on setup with &quot;OSError: boom&quot;">trace</error></testcase>
 <testcase classname="test_site" name="test_skip[new]" time="0.0"><skipped message="not today"/></testcase>
-</testsuite></testsuites>"""
+</testsuite></testsuites>"""  # noqa: E501 (JUnit as pytest writes it: one line per test case)
 
 
 def test_outcomes_become_checks():
@@ -146,7 +145,8 @@ def test_sitecheck_messages():
     from harness.sitecheck import expect_calls, expect_jitter, expect_loss, expect_mos
     r = {"mos": 3.82, "loss_pct": {"up": 2.3, "down": 0.0, "total": 2.3}, "jitter_ms": {"up": 4.0, "down": 31.5},
          "measured": True}
-    with pytest.raises(AssertionError, match=r"^new: MOS 3.82 < 4 \(loss up 2.3 %, jitter up 4 ms, jitter down 31.5 ms\)$"):
+    with pytest.raises(AssertionError,
+                       match=r"^new: MOS 3.82 < 4 \(loss up 2.3 %, jitter up 4 ms, jitter down 31.5 ms\)$"):
         expect_mos("new", r, 4.0)
     with pytest.raises(AssertionError, match=r"^new: loss up 2.3 % > 1 %$"):
         expect_loss("new", r, 1.0)

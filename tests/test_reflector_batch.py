@@ -110,7 +110,7 @@ def test_burst_answered_per_datagram(batch, family):
         assert tos == [ask << 2]                               # the reply marked as its sender asked
         assert rp.sender_ttl == 64
         seqs[c].append((rp.sender_seq, rp.seq))
-    for c, pairs in seqs.items():
+    for pairs in seqs.values():
         # each sender is its own session, numbered 0, 1, 2, ... in arrival order
         assert sorted(pairs) == [(k, k) for k in range(PER_SENDER)]
     # per-datagram, not per-batch, timestamps: a batch read of up to 64 datagrams stamped

@@ -158,7 +158,8 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         die(EXIT_BAD_INPUT, f"--prom-file {prom_file}: folder {Path(prom_file).resolve().parent} does not exist")
     store = store or open_store(profile, db)
     stop = threading.Event()
-    with StopOnSignal(stop, "stopping the probes, storing what was measured"), CheckProgress(enabled=not quiet) as progress:
+    with StopOnSignal(stop, "stopping the probes, storing what was measured"), \
+            CheckProgress(enabled=not quiet) as progress:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
                             progress=progress, stop=stop, steps=steps, skipped=skipped,
                             on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)

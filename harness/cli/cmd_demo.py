@@ -90,7 +90,8 @@ def demo_steps():
     return steps, skipped
 
 
-@click.command("demo", help="""Run the whole job on the embedded loopback demo profile: a local reflector, a check, a report.
+@click.command("demo", help="""Run the whole job on the embedded loopback demo profile: a local reflector,
+a check, a report.
 
 \b
 Needs no configuration and no root: the two demo "circuits" are the

@@ -10,7 +10,8 @@ from harness.cli.common import emit_json, json_option, load_profile_or_exit
 from harness.planning import LAYERS, plan_profile
 
 
-@click.command("plan", help="""Bandwidth the planned usage needs, per circuit and direction, and what each contract covers.
+@click.command("plan", help="""Bandwidth the planned usage needs, per circuit and direction, and what each
+contract covers.
 
 \b
 Example:

@@ -32,7 +32,7 @@ def validate(profile: str, as_json: bool) -> None:
                                     for pr in exc.problems]})
         for problem in exc.problems:
             err(str(problem))
-        raise SystemExit(EXIT_BAD_INPUT)
+        raise SystemExit(EXIT_BAD_INPUT) from None
     if as_json:
         emit_json({"valid": True, "file": profile, "site": p.site,
                    "circuits": [c.name for c in p.circuits]})

@@ -6,8 +6,8 @@ import threading
 
 import click
 
-from harness.cli.common import (load_key_or_exit, StopOnSignal, EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, StderrProgress, die, emit_json,
-                                interface_option, json_option, source_option)
+from harness.cli.common import (load_key_or_exit, StopOnSignal, EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED,
+                                StderrProgress, die, emit_json, interface_option, json_option, source_option)
 
 
 @click.command("latency", help="""Round-trip latency by ICMP echo, with UDP/TCP fallback.

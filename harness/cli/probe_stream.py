@@ -88,7 +88,8 @@ loss <= 1 %, jitter <= 30 ms, one-way delay <= 150 ms), 1 beyond them,
 @click.option("--ptime", default=None, type=int, help="Packetisation interval in ms (default 20).")
 @click.option("--duration", default=10.0, show_default=True, type=float, help="Seconds.")
 @click.option("--calls", default=1, show_default=True, type=int, help="Concurrent emulated calls.")
-@click.option("--dscp", default="ef", show_default=True, help="DSCP: number or name (ef, af41, cs5, be), or none for unmarked.")
+@click.option("--dscp", default="ef", show_default=True,
+              help="DSCP: number or name (ef, af41, cs5, be), or none for unmarked.")
 @click.option("--key-file", default=None, help="STAMP pre-shared key (authenticated mode).")
 @click.option("--jitter-buffer", default=None, type=float,
               help="De-jitter buffer in ms for late packets and MOS (default 60, or the profile's).")

@@ -12,8 +12,8 @@ from html import escape
 
 from harness.history import METRIC_BY_KEY
 from harness.reports.charts import Series, line_chart
-from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct, trend_text,
-                                    what_failed, when)
+from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct,
+                                    trend_text, what_failed, when)
 from harness.verdicts import fmt
 
 CSS = """
@@ -95,7 +95,8 @@ def render(report) -> str:
                       '<meta name="viewport" content="width=device-width,initial-scale=1">',
                       f"<style>{CSS}</style></head><body>"]
     out.append(f"<h1>Readiness report: {e(report.site)} {_badge(report.verdict)}</h1>")
-    out.append(f'<p class="meta">Window {e(when(report.since))} to {e(when(report.until))}, {a.runs} run{"" if a.runs == 1 else "s"}. '
+    out.append(f'<p class="meta">Window {e(when(report.since))} to {e(when(report.until))}, '
+               f'{a.runs} run{"" if a.runs == 1 else "s"}. '
                f"Generated {e(when(report.generated_at))} by cutover {e(report.tool_version)}.</p>")
 
     if g is not None:

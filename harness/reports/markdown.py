@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from harness.history import METRIC_BY_KEY
-from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct, trend_text,
-                                    what_failed, when)
+from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct,
+                                    trend_text, what_failed, when)
 from harness.verdicts import fmt
 
 

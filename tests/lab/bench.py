@@ -43,7 +43,8 @@ def run_rate(rate_pps: int, seconds: float) -> dict:
                     sec, nsec = struct.unpack("qq", c[:16])
                     delays.append((sec + nsec * 1e-9 - sent) * 1000.0)
 
-    with impairment_relay(sink.getsockname(), up=Impairment(delay_ms=40, jitter_ms=10), max_seconds=seconds + 30) as relay:
+    with impairment_relay(sink.getsockname(), up=Impairment(delay_ms=40, jitter_ms=10),
+                          max_seconds=seconds + 30) as relay:
         c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         pad = b"\0" * (172 - PKT.size)
         t0 = time.monotonic()

@@ -31,7 +31,8 @@ import socket
 SIZES = {350: 245388, 500: 505544, 750: 1118012, 1000: 1986284, 1500: 4468241,
          2000: 7907740, 2500: 12407926, 3000: 17816816, 3500: 24262167, 4000: 31625365}
 BLOCK = os.urandom(1 << 16)
-INDEX = b'<html><head><script>var upload_extension = "php"; // upload_extension: "php"</script></head><body>mini</body></html>'
+INDEX = (b'<html><head><script>var upload_extension = "php"; // upload_extension: "php"</script></head>'
+         b'<body>mini</body></html>')
 
 
 class Handler(BaseHTTPRequestHandler):

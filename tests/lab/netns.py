@@ -293,7 +293,7 @@ class Lab:
         while pending:
             for node in sorted(pending):
                 links = json.loads(_sh(["ip", "-n", self.ns(node), "-j", "link", "show"]).stdout or "[]")
-                if all(l.get("operstate") == "UP" for l in links if l.get("ifname") != "lo"):
+                if all(lk.get("operstate") == "UP" for lk in links if lk.get("ifname") != "lo"):
                     pending.discard(node)
             if pending:
                 if time.monotonic() - start > timeout_s:
