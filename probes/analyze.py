@@ -256,6 +256,7 @@ class _Tracker:
         self.pending = []
 
     def _jitter(self, arrival_s: float, ts: int) -> None:
+        assert self.clock_hz is not None            # fixed by the first packets (above)
         # timestamp units (RFC 3550 A.8); arrival relative to the first packet keeps
         # float precision (epoch seconds x 90 kHz would lose sub-microsecond detail)
         transit = (arrival_s - self.first_arrival) * self.clock_hz - ts
@@ -411,8 +412,8 @@ def learn_sdp(message: bytes, media: dict[tuple[str, int], dict[int, tuple[str, 
     where = addr or session_addr
     if port and where:
         for pt in pts:
-            if pt not in rtpmap and codec_for_payload_type(pt):
-                c = codec_for_payload_type(pt)
+            c = codec_for_payload_type(pt)
+            if pt not in rtpmap and c:
                 rtpmap[pt] = (c.name, c.clock_hz)
         media[(where, port)] = rtpmap
 

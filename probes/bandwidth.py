@@ -194,6 +194,7 @@ def _finish_sampler(sampler, res: BandwidthResult) -> None:
 
 def _run_reflector(config: BandwidthConfig, res: BandwidthResult, key: bytes | None,
                    emit: Emitter, stop: threading.Event) -> None:
+    assert config.target is not None          # validate(): the reflector backend needs one
     target = addr.parse_hostport(config.target)
     sampler = None
     if config.latency:

@@ -306,7 +306,11 @@ class BandwidthService:
 
     def serve(self, stop: threading.Event) -> None:
         """Serve until ``stop`` is set (the way `cutover reflector` runs its services)."""
-        watcher = threading.Thread(target=lambda: (stop.wait(), self._stop.set()), daemon=True)
+        def relay_stop() -> None:
+            stop.wait()
+            self._stop.set()
+
+        watcher = threading.Thread(target=relay_stop, daemon=True)
         watcher.start()
         try:
             self.serve_forever()

@@ -219,8 +219,8 @@ def run(config: LatencyConfig, progress: ProgressCallback | None = None,
     reasons: list[str] = []
     for method in order:
         samples, why = _run_method(method, ip, port, family, config, emit, stop)
-        got = sum(1 for s in samples if s is not None)
-        if got or method == order[-1] or stop.is_set():
+        replies = sum(1 for s in samples if s is not None)
+        if replies or method == order[-1] or stop.is_set():
             res.method = method
             res.samples_ms = samples
             if why:
@@ -251,15 +251,17 @@ def run(config: LatencyConfig, progress: ProgressCallback | None = None,
 def _run_method(method: str, ip: str, port: int, family: int, cfg: LatencyConfig, emit: Emitter,
                 stop: threading.Event) -> tuple[list[float | None], str | None]:
     samples: list[float | None] = []
-    udp = None
+    udp: _UdpStamp | None = None
     try:
+        sample: Callable[[int], float | None]
         if method == "udp":
             udp = _UdpStamp(ip, port, family, cfg)
-        sample: Callable[[int], float | None] = {
-            "icmp": lambda i: _icmp_sample(ip, cfg, i),
-            "udp": lambda i: udp.sample(i),
-            "tcp": lambda i: _tcp_sample(ip, port, family, cfg),
-        }[method]
+            sample = udp.sample
+        else:
+            sample = {
+                "icmp": lambda i: _icmp_sample(ip, cfg, i),
+                "tcp": lambda i: _tcp_sample(ip, port, family, cfg),
+            }[method]
         for i in range(cfg.count):
             if stop.is_set():
                 break

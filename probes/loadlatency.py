@@ -46,7 +46,7 @@ def grade_sentence(idle_ms: float | None, down_ms: float | None, up_ms: float | 
     if idle_ms is None or (down_ms is None and up_ms is None):
         return "latency under load was not measured"
     rises = {k: v - idle_ms for k, v in (("downloads", down_ms), ("uploads", up_ms)) if v is not None}
-    worst = max(rises, key=rises.get)
+    worst = max(rises, key=lambda k: rises[k])
     rise = max(0.0, rises[worst])
     letter = grade(rise)
     if rise < 5:

@@ -23,6 +23,7 @@ import ctypes.util
 import errno as _errno
 import socket
 import struct
+from typing import Any
 
 _SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 _SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
@@ -153,8 +154,8 @@ def level_type(level: int, typ: int) -> int:
     """The cmsg_level and cmsg_type ints as the one native 64-bit word CMSG_V4_USUAL reads."""
     return struct.unpack("=Q", struct.pack("=ii", level, typ))[0]
 
-_libc = None
-_recvmmsg = None
+_libc: Any = None          # the C library once _load() ran; False when it cannot be loaded
+_recvmmsg: Any = None
 
 
 def _load() -> bool:
@@ -239,7 +240,7 @@ class MmsgSocket:
         size_t = "Q" if ctypes.sizeof(ctypes.c_size_t) == 8 else "I"
         one_len = f"{_OFF_LEN}xI{MMSG_B - _OFF_LEN - 4}x"
         one_clen = f"{_OFF_CLEN}x{size_t}{MMSG_B - _OFF_CLEN - struct.calcsize(size_t)}x"
-        self._unpackers = [(None, None)] + [(struct.Struct("=" + one_len * k).unpack_from,
+        self._unpackers: list[tuple[Any, Any]] = [(None, None)] + [(struct.Struct("=" + one_len * k).unpack_from,
                                              struct.Struct("=" + one_clen * k).unpack_from)
                                             for k in range(1, slots + 1)]
         self._count = 0

@@ -40,7 +40,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 from probes.addr import AddressError, ResolveError, dscp_value, resolve
 from probes.events import Emitter, ProgressCallback
@@ -138,7 +138,7 @@ def aggregate(replies: list[Reply], rounds: int) -> list[Hop]:
             loss_pct=100.0 * (sent - len(answered)) / sent if sent else 0.0,
             dscp=dscps.most_common(1)[0][0] if dscps else None,
             rtt_min_ms=min(rtts) if rtts else None, rtt_max_ms=max(rtts) if rtts else None,
-            addresses=sorted(addrs), reply=kinds.most_common(1)[0][0] if kinds else None,
+            addresses=sorted(a for a in addrs if a), reply=kinds.most_common(1)[0][0] if kinds else None,
             destination=any(r.destination for r in answered)))
     return hops
 
@@ -286,8 +286,9 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
         blocked = [h for h in result.hops if h.reply and h.reply.startswith("unreachable")]
         if blocked:
             h = blocked[0]
+            code = (h.reply or "").split("-")[1]
             result.errors.append(f"hop {h.ttl} ({h.address}) answered destination unreachable "
-                                 f"(ICMP code {h.reply.split('-')[1]}): filtered or no route")
+                                 f"(ICMP code {code}): filtered or no route")
         else:
             result.errors.append(f"destination {dst} did not answer within {config.max_ttl} hops")
     emit("done", f"{len(result.hops)} hops, path MTU {result.path_mtu}")
@@ -297,6 +298,13 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
 class _Scapy:
     """scapy's names, imported on first use: the import takes about a second."""
     _loaded = False
+    conf: Any
+    inet: Any
+    inet6: Any
+    Raw: Any
+    sndrcv: Any
+    L3RawSocket: Any
+    L3RawSocket6: Any
 
     @classmethod
     def load(cls) -> "type[_Scapy]":

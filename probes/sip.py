@@ -25,6 +25,7 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from probes.addr import bind_to_circuit
 from probes.events import Emitter, ProgressCallback
@@ -334,7 +335,7 @@ def _tls_wrap(sock, uri, config: SipConfig, timeout_s: float):
     except OSError as exc:
         raise _Failure("tls-error", f"TLS handshake with {uri.host} failed: {exc.strerror or exc}") from None
     cert = conn.getpeercert() if not config.insecure else None
-    info = {"version": conn.version(), "cipher": (conn.cipher() or [None])[0],
+    info: dict[str, Any] = {"version": conn.version(), "cipher": (conn.cipher() or [None])[0],
             "verified": not config.insecure}
     if cert:
         info["subject"] = ", ".join("=".join(x) for rdn in cert.get("subject", ()) for x in rdn)

@@ -94,8 +94,9 @@ class DnsPythonLookup:
                 return []
             out: list[str] = []
             for info in infos:
-                if info[4][0] not in out:
-                    out.append(info[4][0])
+                ip = str(info[4][0])
+                if ip not in out:
+                    out.append(ip)
             return out
         return [r.address for t in ("AAAA", "A") for r in self._query(name, t)]
 

@@ -398,7 +398,7 @@ def reflect_into(buf: bytearray, n: int, *, refl_seq: int, rx_ntp: int, tx_ntp: 
         elif typ not in KNOWN_TLVS:
             buf[pos] = flags | TLV_FLAG_U
         pos = vpos + length
-    if hmac_at is not None:
+    if hmac_at is not None and key is not None:
         buf[hmac_at + TLV_HEADER_B:hmac_at + TLV_HEADER_B + HMAC_B] = _tlv_hmac(
             key, bytes(buf[0:4]), bytes(buf[base:hmac_at]))
     return dscp1
