@@ -1,11 +1,12 @@
 # Quick start:   make demo   (the whole job on the loopback demo profile)
 #                make test   (the test suite; installs what it needs)
+#                make lint   (ruff and mypy, as CI runs them: docs/development.md)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.installed
 
-.PHONY: demo test sysdeps bench clean
+.PHONY: demo test lint sysdeps bench clean
 
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +24,11 @@ sysdeps:
 # with everything else; a test failing twice fails. Reruns are listed in the summary.
 test: $(READY) sysdeps
 	$(BIN)/python -m pytest -q --timeout=600 --reruns 1 --reruns-delay 2
+
+# the rule set and the strictness live in pyproject.toml ([tool.ruff], [tool.mypy])
+lint: $(READY)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 bench: $(READY) sysdeps
 	$(BIN)/python benchmarks/run_all.py

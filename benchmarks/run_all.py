@@ -5,7 +5,7 @@ Usage:
     .venv/bin/python benchmarks/run_all.py [--only NAME[,NAME]] [--timeout S]
 
 Exit status: 0 when every script exited 0, else 1 (the failing ones are listed).
-Benchmarks print figures; they do not assert wall-clock speed (DESIGN.md §8).
+Benchmarks print figures; they do not assert wall-clock speed (docs/lab.md, machine facts).
 Run on a quiet machine: other load changes every figure.
 """
 

@@ -30,7 +30,7 @@ from probes.events import ProbeEvent
 
 UTC = dt.timezone.utc
 
-# `cutover check --json`, per check (DESIGN.md §5); the unit is part of the reason
+# `cutover check --json`, per check (docs/contract.md §5); the unit is part of the reason
 CHECK_KEYS = ("id", "status", "measured", "required", "margin", "reason")
 
 # progress(circuit, step, fraction or None, message)
@@ -46,7 +46,7 @@ class CircuitOutcome:
     skipped: dict[str, str] = field(default_factory=dict)   # step -> why it did not run
 
     def to_dict(self) -> dict:
-        """Exactly the contract keys (DESIGN.md §5, check)."""
+        """Exactly the contract keys (docs/contract.md §5, check)."""
         return {"verdict": self.verdict,
                 "checks": [{k: v for k, v in c.to_dict().items() if k in CHECK_KEYS} for c in self.checks]}
 

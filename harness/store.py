@@ -38,7 +38,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from harness.verdicts import Check
 
@@ -164,6 +164,10 @@ def to_ts(t: dt.datetime | None) -> str:
     return t.astimezone(UTC).strftime(_TS_FORMAT)
 
 
+@overload
+def from_ts(s: str) -> dt.datetime: ...
+@overload
+def from_ts(s: None) -> None: ...
 def from_ts(s: str | None) -> dt.datetime | None:
     if s is None:
         return None

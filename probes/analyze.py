@@ -33,7 +33,7 @@ and loss, not for jitter: their timestamps do not follow the audio clock.
 MOS: a capture cannot know the one-way network delay (it needs both ends'
 clocks), so the score assumes ``one_way_ms`` (default 0: the score then shows
 what jitter and loss alone cost) plus the de-jitter buffer and packetisation
-delay, as DESIGN.md §5 defines d. Ppl is network loss plus packets that
+delay, as docs/contract.md §4 defines d. Ppl is network loss plus packets that
 arrived later than the de-jitter buffer allows relative to the earliest
 transit seen so far (a phone would drop those). Unknown codecs are scored with
 G.711+PLC constants (``mos_codec_assumed``).

@@ -333,7 +333,7 @@ def step_from_engine(r) -> Step:
 
     Worse direction for loss, jitter and MOS (a call has a listener at each
     end). Without a direction split, half the total loss per direction
-    (DESIGN.md §5). A run that did not complete (reflector went silent,
+    (docs/contract.md §4). A run that did not complete (reflector went silent,
     stopped) is a step error, never a network figure.
     """
     d = r if isinstance(r, dict) else r.to_dict()

@@ -17,7 +17,7 @@ API::
     res.sender == {"lateness_ms": {"p50","p99","max"}, "rx_dropped": int,
                    "limited": bool, "reason": str | None}
     res.offered_kbps                               # per direction, UDP payload + IP/UDP headers
-    res.to_dict()                                  # the stream JSON keys of DESIGN.md §5
+    res.to_dict()                                  # the stream JSON keys of docs/contract.md §5
 
 ``progress`` gets ``probes.events.ProbeEvent`` (via Emitter "engine"):
 ``progress`` events about every 0.5 s with ``fraction`` and live ``sent``,
@@ -25,7 +25,7 @@ API::
 (result ``partial``). ``run`` raises ValueError only for bad arguments;
 network trouble becomes ``measured=False`` / ``partial=True`` with ``errors``.
 
-How it works (DESIGN.md §8 numbers in mind):
+How it works (docs/measurement.md, "Performance", numbers in mind):
 
 - One connected UDP socket; call ``c`` is STAMP session SSID ``base + c``.
   Calls are spread evenly over the ptime, so the whole run is a single

@@ -1,4 +1,4 @@
-"""Turns one engine run's per-packet arrays into the metrics of DESIGN.md §5.
+"""Turns one engine run's per-packet arrays into the metrics of docs/contract.md §4.
 
 Kept apart from the send/receive loop (probes/engine.py) so the loop stays
 small; the formulas themselves live in :mod:`probes.stats`.

@@ -35,7 +35,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-# What stopped the ramp (DESIGN.md §5 capacity `limit`).
+# What stopped the ramp (docs/contract.md §5, capacity `limit`).
 LIMITS = ("mos", "loss", "jitter", "max_calls", "sender")
 # Order in which simultaneous reasons are reported: a sender-limited step is not a
 # network figure at all; loss is the first thing an overloaded queue does.

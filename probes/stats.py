@@ -1,4 +1,4 @@
-"""Pure metric functions (DESIGN.md §5). No I/O; every function is unit-tested
+"""Pure metric functions (docs/contract.md §4). No I/O; every function is unit-tested
 against hand-computed sequences in tests/test_stats.py.
 
 Conventions: times in milliseconds (floats); a lost packet is ``None`` in a
@@ -85,7 +85,7 @@ def abs_ipdv_indexed(seqs: Sequence[int], values: Sequence[float]) -> list[float
 
 
 def loss_pcts(sent: int, reflected: int | None, received: int) -> dict[str, float]:
-    """loss up/down/total in percent (DESIGN.md §5). Without a reflected count
+    """loss up/down/total in percent (docs/contract.md §4). Without a reflected count
     (stateless reflector) up and down are NaN."""
     total = 100.0 * (sent - received) / sent if sent else math.nan
     if reflected is None:

@@ -2,7 +2,7 @@
 
 A thin layer over :mod:`probes.engine` that follows the probe convention of
 docs/internals.md: ``StreamConfig`` in, ``StreamResult`` out (JSON exactly as
-DESIGN.md §5, plus a few extra keys), ``run(config, progress, stop)`` never
+docs/contract.md §5, plus a few extra keys), ``run(config, progress, stop)`` never
 raising for network trouble.
 
 MOS per listening direction from that direction's loss + late packets and

@@ -49,7 +49,7 @@ def test_check_go_json_contract_reports_and_history(reflector, tmp_path):
         assert _only_sender_warnings(c), c
         assert c["verdict"] in ("GO", "WARN")
         mos = next(ck for ck in c["checks"] if ck["id"] == "stream.mos")
-        assert 4.3 <= mos["measured"] <= 4.42        # unimpaired loopback, G.711: 4.37 (DESIGN.md §5)
+        assert 4.3 <= mos["measured"] <= 4.42        # unimpaired loopback, G.711: 4.37 (docs/contract.md §4)
     assert out["verdict"] in ("GO", "WARN")
     # the run is in the database with the same checks
     raw = sqlite3.connect(db)

@@ -1,4 +1,4 @@
-"""The CLI contract of DESIGN.md §3: every command exists under its name and
+"""The CLI contract of docs/contract.md §1: every command exists under its name and
 its --help teaches with an example."""
 
 import pytest

@@ -1,4 +1,4 @@
-"""E-model against the worked values of DESIGN.md §5, computed by hand.
+"""E-model against the worked values of docs/contract.md §4, computed by hand.
 
 G.711 + PLC (Ie 0, Bpl 25.1), BurstR 1:
   d = 80, Ppl 0:  Id = 1.92, Ie,eff = 0          -> R = 91.28, MOS 4.369

@@ -1,4 +1,4 @@
-"""Suite steps' evaluate() on hand-made raw JSON (DESIGN.md §5 shapes), and the
+"""Suite steps' evaluate() on hand-made raw JSON (docs/contract.md §5 shapes), and the
 runner: probe failures become error checks, a dead reflector is NO-GO for its
 circuit only, runs are stored."""
 
@@ -14,7 +14,7 @@ from harness.runner import measure_circuit, reflector_problem, run_check
 from harness.store import Store
 from harness.suite import bandwidth, latency, stream
 
-# DESIGN.md §5 stream example
+# docs/contract.md §5 stream example
 STREAM_RAW = {"probe": "stream", "target": "192.0.2.10:862", "codec": "g711", "ptime_ms": 20,
               "calls": 1, "duration_s": 30, "direction_split": True,
               "packets": {"sent": 1500, "reflected": 1470, "received": 1441},

@@ -36,7 +36,7 @@ def test_base_sizes_are_the_rfc_ones():
 
 @pytest.mark.parametrize("key", [None, KEY])
 def test_g711_packets_are_172_bytes_of_udp_payload(key):
-    # G.711 at 20 ms: 160 B payload + 12 B RTP header (DESIGN.md §4)
+    # G.711 at 20 ms: 160 B payload + 12 B RTP header (docs/contract.md §3)
     assert len(g711_sender(key=key)) == 172
 
 

@@ -25,7 +25,7 @@ from tests.conftest import run_cli
 
 KEY = b"stream-test-key"
 
-# every key of the DESIGN.md §5 example
+# every key of the docs/contract.md §5 example
 DESIGN_KEYS = {"probe", "target", "codec", "ptime_ms", "calls", "duration_s", "direction_split", "packets",
                "loss_pct", "rtt_ms", "jitter_ms", "ipdv_ms", "reorder_pct", "duplicates", "late_pct", "dscp",
                "mos", "r_factor", "sender", "errors", "partial"}
@@ -186,7 +186,7 @@ def test_unimpaired_loopback(real_reflector):
     assert res.loss_pct == {"up": 0.0, "down": 0.0, "total": 0.0}
     assert res.rtt_ms["p50"] < 1.0
     assert res.dscp["preserved"] is True
-    # DESIGN.md §5: d = RTT/2 + 60 ms buffer + 20 ms ptime ~ 80 ms -> R 91.3, MOS 4.37
+    # docs/contract.md §4: d = RTT/2 + 60 ms buffer + 20 ms ptime ~ 80 ms -> R 91.3, MOS 4.37
     assert res.r_factor == pytest.approx(91.3, abs=0.05)
     assert res.mos == pytest.approx(4.37, abs=0.005)
     # 4.41 is the G.711 ceiling at d = 0, which no real call reaches

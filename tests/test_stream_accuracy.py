@@ -116,7 +116,7 @@ def test_stream_through_impaired_relay_matches_theory_and_irtt():
     up = emodel.score("g711", one_way, res.loss_pct["up"], jitter_buffer_ms=60, ptime_ms=20)
     down = emodel.score("g711", one_way, res.loss_pct["down"], jitter_buffer_ms=60, ptime_ms=20)
     assert res.mos == pytest.approx(min(up.mos, down.mos), abs=1e-9)
-    assert res.mos == pytest.approx(4.14, abs=0.05)      # DESIGN.md §5 worked value (d = 120, 2 %)
+    assert res.mos == pytest.approx(4.14, abs=0.05)      # docs/contract.md §4 worked value (d = 120, 2 %)
     assert res.dscp["preserved"] is True
 
     # irtt on the same path: per-direction mean |IPDV| within 10 %, loss within 0.5 pp

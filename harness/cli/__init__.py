@@ -1,7 +1,7 @@
 """The ``cutover`` console script.
 
 Each command lives in its own module below this package and is registered
-here; the JSON and exit codes are a contract (DESIGN.md §3).
+here; the JSON and exit codes are a contract (docs/contract.md).
 """
 
 from __future__ import annotations

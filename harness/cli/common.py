@@ -15,7 +15,7 @@ from harness.profile import Profile, ProfileError, load_profile
 from probes.events import ProbeEvent
 from probes.result import clean
 
-# Exit codes (DESIGN.md §3): a contract with tools outside the project.
+# Exit codes (docs/contract.md §2): a contract with tools outside the project.
 EXIT_OK = 0            # pass / GO
 EXIT_FAIL = 1          # measured and failed / NO-GO
 EXIT_BAD_INPUT = 2     # usage, profile, file

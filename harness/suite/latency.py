@@ -3,7 +3,7 @@
 Checks (thresholds from the profile):
 
 - ``latency.rtt``: RTT p95 <= 2 x ``one_way_delay_ms`` (no synchronised
-  clocks: one-way delay is taken as RTT/2, DESIGN.md §5). p95, not the
+  clocks: one-way delay is taken as RTT/2, docs/contract.md §4). p95, not the
   mean: a call suffers from the slow tail.
 - ``latency.loss``: loss <= ``loss_pct``.
 

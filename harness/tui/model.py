@@ -218,7 +218,7 @@ def metric_views(profile, circuit, latest: dict[str, float | None],
     rtt, jit, loss, mos = (latest.get(k) for k in ("rtt_ms", "jitter_ms", "loss_pct", "mos"))
     down, up, calls = (latest.get(k) for k in ("down_mbps", "up_mbps", "max_calls"))
     out = [
-        # one-way delay taken as RTT/2 without synchronised clocks (DESIGN.md §5)
+        # one-way delay taken as RTT/2 without synchronised clocks (docs/contract.md §4)
         view("rtt_ms", "RTT", _f(rtt, "ms"), None if rtt is None else
              V.at_most("rtt", "one-way delay", rtt / 2, th.one_way_delay_ms, "ms")),
         view("jitter_ms", "Jitter", _f(jit, "ms"), None if jit is None else

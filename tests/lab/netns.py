@@ -353,7 +353,7 @@ class Lab:
     def shape(self, node: str, peer: str, rate_mbit: float, queue: str | None = "default",
               limit_bytes: int | None = None, latency_ms: float | None = None,
               burst_bytes: int | None = None) -> str:
-        """tbf on node's egress towards peer (put it on a ROUTER: DESIGN.md section 8).
+        """tbf on node's egress towards peer (put it on a ROUTER: docs/lab.md, machine facts).
 
         Queue size: ``queue`` "shallow" (5 ms), "default" (50 ms) or "deep"
         (500 ms) of queueing at the rate, or explicit ``latency_ms`` or

@@ -246,7 +246,7 @@ def iperf3_client(target: tuple[str, int], duration_s: float = 3, reverse: bool 
     ``reverse``: server sends (download). ``omit_s`` skips TCP slow start in the
     figures. ``congestion`` sets TCP_CONGESTION per socket (``-C``; cubic is
     allowed for root even where the namespace sysctl list is limited; the default
-    BBR hides bufferbloat, DESIGN.md section 8). ``udp`` needs ``rate_mbit``.
+    BBR hides bufferbloat, docs/lab.md, "What this kind of machine does"). ``udp`` needs ``rate_mbit``.
     """
     reason = peer_unavailable_reason("iperf3")
     if reason:

@@ -21,7 +21,7 @@ the same seed and the same packet sequence makes the same decisions.
 
 Timing: the loop waits with ``select()`` whose timeout is the next due time from
 a heap (``select`` uses high-resolution kernel timers, microsecond granularity;
-epoll's millisecond timeouts would add a bias, DESIGN.md section 8). The sockets
+epoll's millisecond timeouts would add a bias, docs/lab.md, "What this kind of machine does"). The sockets
 themselves sit in an epoll set whose one fd is in the select() set, so the
 number of client flows is not limited by select's FD_SETSIZE (1024). The relay
 runs as its own process (``python -m tests.lab.relay``) so the test process's
