@@ -15,7 +15,7 @@ from tests.conftest import FIXTURES
 @pytest.mark.parametrize("codec,ptime,layer,expected", [
     ("g711", 20, "ip", 80.0), ("g711", 20, "ethernet", 87.2), ("g711", 20, "wire", 95.2),
     ("g729", 20, "ip", 24.0), ("g729", 20, "ethernet", 31.2), ("g729", 20, "wire", 39.2),
-    # Opus 24 kbit/s, 60 B payload: 100 B -> 40.0; 118 B -> 47.2; 138 B -> 55.2 (FIELD.md)
+    # Opus 24 kbit/s, 60 B payload + 40 B IP/UDP/RTP = 100 B x 8 x 50/s -> 40.0; 118 B -> 47.2; 138 B -> 55.2
     ("opus", 20, "ip", 40.0), ("opus", 20, "ethernet", 47.2), ("opus", 20, "wire", 55.2),
     # G.711/30 ms: 240 + 40 = 280 B x 8 x 33.33/s = 74.67 kbit/s; + 18 B -> 79.47
     ("g711", 30, "ip", 280 * 8 / 30), ("g711", 30, "ethernet", 298 * 8 / 30),
