@@ -378,7 +378,8 @@ class Store:
             cur = db.execute(
                 "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash) VALUES (?, ?, ?, ?, ?)",
                 (site, kind, to_ts(started_at), tool_version, digest))
-            return int(cur.lastrowid)
+            assert cur.lastrowid is not None          # set by every INSERT
+            return cur.lastrowid
 
     def add_circuit_result(self, run_id: int, circuit: str, verdict: str, checks: list[Check],
                            raw: dict[str, dict] | None = None, *, stored_at: dt.datetime | None = None) -> None:
