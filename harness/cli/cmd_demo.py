@@ -72,7 +72,7 @@ class DemoReflector:
         self._log.close()
 
 
-def demo_steps():
+def demo_steps() -> tuple[list, dict[str, str]]:
     """The full suite, minus steps whose probe needs raw sockets when this
     process may not open them: the demo must work for any user, and a step
     it cannot attempt is skipped with the reason rather than reported."""
@@ -105,7 +105,7 @@ Example:
   cutover demo --report-dir cutover-demo""")
 @click.option("--report-dir", default="cutover-demo", show_default=True, metavar="DIR")
 @json_option
-def command(report_dir, as_json):
+def command(report_dir: str, as_json: bool) -> None:
     from harness.cli.cmd_check import execute
     from harness.profile import DEMO_PROFILE, load_profile
     from harness.store import Store, StoreError

@@ -28,7 +28,7 @@ Example:
 @click.option("--max-seconds", type=click.FloatRange(min=0), default=None, metavar="S",
               help="Stop after S seconds (tests, one-off scrapes). Default: run until stopped.")
 @db_option
-def command(profile, listen, max_seconds, db):
+def command(profile: str, listen: str, max_seconds: float | None, db: str | None) -> None:
     from harness.exporter import make_server
     prof = load_profile_or_exit(profile)
     text = listen.strip()

@@ -20,9 +20,17 @@ Checks:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from harness.planning import plan_profile
 from harness.suite import codec_label, not_measured, partial_check
 from harness.verdicts import Check, at_least, at_most, fmt
+
+if TYPE_CHECKING:
+    import threading
+
+    from harness.profile import Circuit, Profile
+    from probes.events import ProgressCallback
 
 NAME = "bandwidth"
 PROBE = "probes.bandwidth"
@@ -32,11 +40,12 @@ FULL = {"duration_s": 8.0, "streams": 4, "omit_s": 1.0, "idle_s": 2.0}
 CONTRACT_WARN_FRACTION = 0.8
 
 
-def applies(profile, circuit) -> bool:
+def applies(profile: Profile, circuit: Circuit) -> bool:
     return bool(circuit.reflector)
 
 
-def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
+def measure(profile: Profile, circuit: Circuit, *, quick: bool, progress: ProgressCallback | None = None,
+            stop: threading.Event | None = None) -> dict:
     from probes import bandwidth
     knobs = QUICK if quick else FULL
     key_file = str(profile.resolve_path(circuit.key_file)) if circuit.key_file else None
@@ -47,11 +56,11 @@ def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
     return bandwidth.run(cfg, progress, stop).to_dict()
 
 
-def _num(v):
+def _num(v: object) -> float | None:
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def plan_context(profile) -> str:
+def plan_context(profile: Profile) -> str:
     """'needed for 20 G.711 calls, 1 video call and 5 Mbit/s other traffic (+20 %)'."""
     pl = profile.planned
     parts = [f"{pl.calls} {codec_label(pl.codec)} calls"]
@@ -77,7 +86,7 @@ def _contract(id_: str, label: str, measured: float | None, contract_mbps: float
                  f"{label} {fmt(measured)} Mbit/s < {pct} of the {fmt(contract_mbps)} Mbit/s contract")
 
 
-def evaluate(profile, circuit, raw: dict) -> list[Check]:
+def evaluate(profile: Profile, circuit: Circuit, raw: dict) -> list[Check]:
     bad = not_measured(NAME, raw)
     if bad:
         return bad

@@ -13,8 +13,16 @@ probe uses ICMP where permitted and says which fallback it used otherwise.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from harness.suite import not_measured, partial_check
 from harness.verdicts import Check, at_most
+
+if TYPE_CHECKING:
+    import threading
+
+    from harness.profile import Circuit, Profile
+    from probes.events import ProgressCallback
 
 NAME = "latency"
 PROBE = "probes.latency"
@@ -23,15 +31,16 @@ QUICK = {"count": 10, "interval_s": 0.1}
 FULL = {"count": 50, "interval_s": 0.2}
 
 
-def target(circuit) -> str | None:
+def target(circuit: Circuit) -> str | None:
     return circuit.ping_target
 
 
-def applies(profile, circuit) -> bool:
+def applies(profile: Profile, circuit: Circuit) -> bool:
     return target(circuit) is not None
 
 
-def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
+def measure(profile: Profile, circuit: Circuit, *, quick: bool, progress: ProgressCallback | None = None,
+            stop: threading.Event | None = None) -> dict:
     from probes import latency   # late: a build without the probe still loads the suite
     knobs = QUICK if quick else FULL
     port = key = None
@@ -44,13 +53,13 @@ def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
     return latency.run(cfg, progress, stop).to_dict()
 
 
-def _num(v):
+def _num(v: object) -> float | None:
     if isinstance(v, dict):
         v = v.get("total")
     return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
-def evaluate(profile, circuit, raw: dict) -> list[Check]:
+def evaluate(profile: Profile, circuit: Circuit, raw: dict) -> list[Check]:
     bad = not_measured(NAME, raw)
     if bad:
         return bad

@@ -15,8 +15,16 @@ Checks:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from harness.suite import not_measured, partial_check
 from harness.verdicts import Check, expect
+
+if TYPE_CHECKING:
+    import threading
+
+    from harness.profile import Circuit, Profile
+    from probes.events import ProgressCallback
 
 NAME = "sip"
 PROBE = "probes.sip"
@@ -25,11 +33,12 @@ QUICK_TIMEOUT_S = 4.0
 FULL_TIMEOUT_S = 8.0
 
 
-def applies(profile, circuit) -> bool:
+def applies(profile: Profile, circuit: Circuit) -> bool:
     return bool(circuit.sip)
 
 
-def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
+def measure(profile: Profile, circuit: Circuit, *, quick: bool, progress: ProgressCallback | None = None,
+            stop: threading.Event | None = None) -> dict:
     from probes import sip
     cfg = sip.SipConfig(uri=circuit.sip, timeout_s=QUICK_TIMEOUT_S if quick else FULL_TIMEOUT_S,
                         source=circuit.source, interface=circuit.interface)
@@ -40,7 +49,7 @@ def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
                 "errors": [f"SIP URI in the profile: {exc}"]}
 
 
-def evaluate(profile, circuit, raw: dict) -> list[Check]:
+def evaluate(profile: Profile, circuit: Circuit, raw: dict) -> list[Check]:
     bad = not_measured(NAME, raw)
     if bad:
         return bad
