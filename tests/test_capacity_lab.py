@@ -228,3 +228,37 @@ circuits:
     out = json.loads(bad.stdout)
     assert bad.returncode == 3 and not out["measured"]
     assert "key" in " ".join(out["errors"]), out["errors"]
+
+
+def test_sigterm_ends_the_ramp_with_what_was_measured(tmp_path):
+    """SIGTERM mid-ramp (StopOnSignal in the command): the steps measured so far
+    are reported as a partial result, exit 3, the signal named on stderr."""
+    import signal
+
+    from tests.harness_procs import ReflectorProc
+    refl = ReflectorProc(tmp_path / "reflector.log")
+    err_path = tmp_path / "stderr"
+    try:
+        with open(err_path, "w") as err:
+            proc = subprocess.Popen([sys.executable, "-m", "harness", "probe", "capacity", f"127.0.0.1:{refl.port}",
+                                     "--start", "2", "--max-calls", "4000", "--step", "1", "--json", "-v"],
+                                    stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
+        try:
+            deadline = time.monotonic() + 60
+            while "step 2" not in err_path.read_text() and time.monotonic() < deadline and proc.poll() is None:
+                time.sleep(0.1)
+            assert proc.poll() is None, err_path.read_text()[-2000:]
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+    finally:
+        refl.stop()
+    errtext = err_path.read_text()
+    assert proc.returncode == 3, errtext[-2000:]
+    assert "cutover: SIGTERM: stopping the ramp" in errtext
+    d = json.loads(out)
+    assert d["partial"] is True and d["measured"] is True
+    assert len(d["steps"]) >= 1 and d["steps"][0]["calls"] == 2
