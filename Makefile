@@ -34,4 +34,4 @@ bench: $(READY) sysdeps
 	$(BIN)/python benchmarks/run_all.py
 
 clean:
-	rm -rf $(VENV) cutover-demo .pytest_cache
+	rm -rf $(VENV) cutover-demo .pytest_cache .mypy_cache .ruff_cache
