@@ -250,9 +250,9 @@ class StampReflector:
         sender_unpack = stamp.SENDER_HDR.unpack_from
         refl_pack = stamp.REFL_UNAUTH.pack_into
         cos_pack = stamp.COS_VALUE.pack_into
-        timespec = sockopts.TIMESPEC.unpack_from
+        timespec = sockopts._TIMESPEC.unpack_from
         EE = stamp.ERROR_ESTIMATE_DEFAULT
-        NTP_OFF = stamp.NTP_OFFSET_FIXED
+        NTP_OFF = stamp._NTP_OFFSET_FIXED
         MASK = 0xFFFF_FFFF_FFFF_FFFF
         time_ns = time.time_ns
         buf = self._buf
@@ -405,7 +405,7 @@ class StampReflector:
         cos_pack = stamp.COS_VALUE.pack_into
         tx_pack = _U64_BE.pack_into
         EE = stamp.ERROR_ESTIMATE_DEFAULT
-        NTP_OFF = stamp.NTP_OFFSET_FIXED
+        NTP_OFF = stamp._NTP_OFFSET_FIXED
         MASK = 0xFFFF_FFFF_FFFF_FFFF
         time_ns = time.time_ns
         SOL_SOCKET, IPPROTO_IP = socket.SOL_SOCKET, socket.IPPROTO_IP

@@ -22,7 +22,7 @@ IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
 
-TIMESPEC = struct.Struct("=qq")   # struct timespec on 64-bit Linux
+_TIMESPEC = struct.Struct("=qq")   # struct timespec on 64-bit Linux
 _U32 = struct.Struct("=I")
 _I32 = struct.Struct("=i")
 
@@ -68,7 +68,7 @@ def parse_ancillary(ancdata: list) -> tuple[int, int, int, int]:
     for level, typ, data in ancdata:
         if level == socket.SOL_SOCKET:
             if typ == SO_TIMESTAMPNS and len(data) >= 16:
-                sec, nsec = TIMESPEC.unpack_from(data)
+                sec, nsec = _TIMESPEC.unpack_from(data)
                 ts_ns = sec * 1_000_000_000 + nsec
             elif typ == SO_RXQ_OVFL and len(data) >= 4:
                 ovfl = _U32.unpack_from(data)[0]

@@ -107,7 +107,7 @@ TLV_FLAG_I = 0x20
 
 NTP_UNIX_OFFSET_S = 2_208_988_800     # 1900-01-01 to 1970-01-01
 NTP_FRAC = 2 ** 32
-NTP_OFFSET_FIXED = NTP_UNIX_OFFSET_S << 32
+_NTP_OFFSET_FIXED = NTP_UNIX_OFFSET_S << 32
 # Error Estimate: S=0 (not externally synchronised), Z=0 (NTP format),
 # Scale 22, Multiplier 1 -> 2^-10 s, about 1 ms (RFC 4656 §4.1.2: Multiplier MUST NOT be 0).
 ERROR_ESTIMATE_DEFAULT = 0x1601
@@ -176,7 +176,7 @@ def unix_from_ntp(ntp: int) -> float:
 
 def ntp_from_ns(t_ns: int) -> int:
     """Unix time in integer ns -> NTP 64-bit (exact: q*2^32 + r*2^32//1e9 in one step)."""
-    return ((t_ns * 4294967296) // 1_000_000_000 + NTP_OFFSET_FIXED) & 0xFFFF_FFFF_FFFF_FFFF
+    return ((t_ns * 4294967296) // 1_000_000_000 + _NTP_OFFSET_FIXED) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def hmac16(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
