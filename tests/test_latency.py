@@ -15,7 +15,8 @@ import pytest
 from probes import latency
 from probes.latency import LatencyConfig
 from probes.reflector import StampReflector
-from tests.conftest import NOBODY_GID, ROOT, as_nobody, needs_root, run_cli
+from tests.conftest import ROOT, needs_root, run_cli
+from tests.privilege import NOBODY_GID, as_nobody
 from tests.lab import Impairment, impairment_relay
 
 

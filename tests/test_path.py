@@ -10,7 +10,8 @@ import pytest
 
 from probes import path
 from probes.path import Hop, MtuProbe, Reply, aggregate, dscp_change, search_mtu
-from tests.conftest import needs_root, needs_root_and
+from tests.conftest import needs_root
+from tests.privilege import needs_root_and
 
 
 # ---- pure parts ---------------------------------------------------------------------------
@@ -78,7 +79,8 @@ def test_not_root_is_could_not_measure(monkeypatch):
 
 
 def test_cli_as_unprivileged_user_exit_3():
-    from tests.conftest import ROOT, as_nobody
+    from tests.conftest import ROOT
+    from tests.privilege import as_nobody
     import subprocess
     cp = subprocess.run(as_nobody([str(ROOT / ".venv/bin/cutover"), "probe", "path", "127.0.0.1", "--json"]),
                         capture_output=True, text=True, timeout=60, cwd="/")

@@ -234,10 +234,9 @@ for i in range(3):
 
 
 def test_kill_9_mid_write_keeps_earlier_runs(tmp_path):
-    """kill -9 while a transaction is open (tests/pause_in_write.py pauses
-    inside it, after the rows were inserted): the database opens clean, runs
-    1-2 are complete, run 3 is visible as incomplete with only what was
-    committed before."""
+    """kill -9 while a transaction is open (the hook pauses inside it, after
+    the rows were inserted): the database opens clean, runs 1-2 are complete,
+    run 3 is visible as incomplete with only what was committed before."""
     path = tmp_path / "h.sqlite"
     marker = tmp_path / "paused"
     env = dict(os.environ, **pause_in_write.env(3, marker))
