@@ -1,4 +1,4 @@
-"""Skips that give the true reason, and runs as a real unprivileged user, from
+"""Runs as a real unprivileged user, or a skip with the true reason, from
 wherever the checkout lives (docs/development.md, "Tests run wherever the
 checkout lives")."""
 
@@ -15,26 +15,6 @@ import pytest
 from tests.conftest import ROOT, needs_root
 
 NEEDS_ROOT: str = needs_root.kwargs["reason"]
-
-# Root's tools live in sbin, which an ordinary user's PATH often lacks: look there
-# too, so that "not installed" is said only of a tool that is really missing.
-_TOOL_PATH = os.pathsep.join([os.environ.get("PATH", ""), "/usr/local/sbin", "/usr/sbin", "/sbin"])
-
-
-def root_tools_missing_reason(*tools: str) -> str | None:
-    """Why a test that runs `tools` as root cannot run here (None = it can).
-    Not being root comes first: that is the reason whatever else is missing."""
-    if os.geteuid() != 0:
-        return NEEDS_ROOT
-    missing = [t for t in tools if shutil.which(t, path=_TOOL_PATH) is None]
-    return f"{', '.join(missing)} not installed (scripts/sysdeps.sh)" if missing else None
-
-
-def needs_root_and(*tools: str) -> pytest.MarkDecorator:
-    """skipif for a root-only test that also runs `tools`, with the true reason."""
-    reason = root_tools_missing_reason(*tools)
-    return pytest.mark.skipif(reason is not None, reason=reason or "")
-
 
 NOBODY_UID = NOBODY_GID = 65534
 
