@@ -287,7 +287,7 @@ class BandwidthService:
     def __init__(self, host: str = "0.0.0.0", port: int = 862, *, key: bytes | None = None,
                  max_duration_s: float = 60.0, max_sessions: int = 4, max_streams: int = 16,
                  max_http: int = 32, io_timeout_s: float = 10.0, http: bool = True,
-                 port_from=None, head_timeout_s: float = 5.0, max_per_source: int = 16,
+                 port_from=None, head_timeout_s: float = 5.0, max_per_source: int = 32,
                  max_conns: int = 256) -> None:
         self.host, self._port = host, port
         self._port_from = port_from
