@@ -15,7 +15,8 @@ from pathlib import Path
 import click
 
 from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err,
-                                json_option, load_profile_or_exit)
+                                json_option, load_profile_or_exit, out)
+from harness.escape import rich_text
 
 def _suite_order() -> tuple[str, ...]:
     from harness.suite import ORDER   # cheap: step modules load only when the suite runs
@@ -58,7 +59,7 @@ class CheckProgress:
             task = self._tasks.get(circuit)
             if task is None:
                 task = self._tasks[circuit] = self._live.add_task(circuit, total=1.0)
-            desc = f"[bold]{circuit}[/] {step}: {message}"
+            desc = f"[bold]{rich_text(circuit)}[/] {step}: {rich_text(message)}"
             self._live.update(task, description=desc, completed=fraction if fraction is not None else None)
             return
         # plain lines: phase boundaries, warnings and problems only, so logs stay short
@@ -72,25 +73,28 @@ def print_table(outcome) -> None:
     from rich.console import Console
     from rich.table import Table
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
-    table = Table(title=f"{outcome.site}: readiness check (run {outcome.run_id})", show_lines=False)
+    # names, reasons and ids come from data: rich_text shows their control characters and
+    # keeps their brackets from being read as Rich markup
+    table = Table(title=f"{rich_text(outcome.site)}: readiness check (run {outcome.run_id})", show_lines=False)
     for col in ("circuit", "check", "status", "reason"):
         table.add_column(col, overflow="fold")
     for name, co in outcome.circuits.items():
         for c in co.checks:
-            table.add_row(name, c.id, f"[{STATUS_STYLE[c.status]}]{c.status}[/]", c.reason)
+            table.add_row(rich_text(name), rich_text(c.id), f"[{STATUS_STYLE[c.status]}]{c.status}[/]",
+                          rich_text(c.reason))
     console.print(table)
     for name, co in outcome.circuits.items():
-        line = f"  {name}: [{VERDICT_STYLE[co.verdict]}]{co.verdict}[/]"
+        line = f"  {rich_text(name)}: [{VERDICT_STYLE[co.verdict]}]{co.verdict}[/]"
         blocking = [c for c in co.checks if c.status in ("fail", "error")]
         if blocking:
-            line += " - " + "; ".join(c.reason for c in blocking[:3])
+            line += " - " + "; ".join(rich_text(c.reason) for c in blocking[:3])
             if len(blocking) > 3:
                 line += f" (+{len(blocking) - 3} more)"
         console.print(line, highlight=False)
     skipped = {s: why for co in outcome.circuits.values() for s, why in co.skipped.items()
                if not why.startswith("does not apply")}
     for s, why in skipped.items():
-        console.print(f"  [dim]step {s}: {why}[/]", highlight=False)
+        console.print(f"  [dim]step {s}: {rich_text(why)}[/]", highlight=False)
     console.print(f"Verdict: [{VERDICT_STYLE[outcome.verdict]}]{outcome.verdict}[/]", highlight=False)
 
 
@@ -185,9 +189,9 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         emit_json(outcome.to_dict())
     else:
         print_table(outcome)
-        click.echo(f"history: run {outcome.run_id} in {store.path}")
+        out(f"history: run {outcome.run_id} in {store.path}")
         for p in paths:
-            click.echo(f"report: {p}")
+            out(f"report: {p}")
     return exit_code(outcome), outcome, paths
 
 

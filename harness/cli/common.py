@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from harness.escape import terminal_text
 from harness.profile import Profile, ProfileError, load_profile
 from probes.events import ProbeEvent
 from probes.result import clean
@@ -30,7 +31,13 @@ interface_option = click.option("--interface", metavar="IFACE", default=None,
 
 
 def err(message: str) -> None:
-    click.echo(message, err=True)
+    """A line on stderr; control characters and escape sequences from data are shown, not sent."""
+    click.echo(terminal_text(message, keep_lines=True), err=True)
+
+
+def out(message: str = "") -> None:
+    """A line on stdout for people (not --json); data's control characters are shown, not sent."""
+    click.echo(terminal_text(message, keep_lines=True))
 
 
 def die(code: int, message: str) -> NoReturn:
