@@ -14,7 +14,8 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err,
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_NOT_STORED, EXIT_OK, EXIT_UNMEASURED,
+                                die, emit_json, err,
                                 json_option, load_profile_or_exit, out)
 from harness.escape import rich_text
 
@@ -99,6 +100,8 @@ def print_table(outcome) -> None:
 
 
 def exit_code(outcome) -> int:
+    if outcome.store_error is not None and not outcome.nothing_measured:
+        return EXIT_NOT_STORED
     if outcome.nothing_measured:
         return EXIT_UNMEASURED
     return EXIT_FAIL if outcome.verdict == "NO-GO" else EXIT_OK
@@ -107,10 +110,14 @@ def exit_code(outcome) -> int:
 # ---------------------------------------------------------------- the command body (shared with demo)
 
 def open_store(profile, db: str | None):
-    from harness.store import Store, StoreError, default_path
+    """The history database; a resource fault (disk full, read-only) is raised as
+    StoreWriteError for the caller to measure anyway, other problems exit 2."""
+    from harness.store import Store, StoreError, StoreWriteError, default_path
     path = default_path(profile, db)
     try:
         return Store(path)
+    except StoreWriteError:
+        raise
     except StoreError as exc:
         die(EXIT_BAD_INPUT, str(exc))
 
@@ -144,6 +151,43 @@ def write_prom(profile, store, prom_file: str) -> bool:
     return True
 
 
+def unstored_document(outcome, db_path) -> dict:
+    """Everything a run measured, for the fallback file when the database refused it."""
+    return {"cutover_unstored_run": 1, "site": outcome.site, "database": str(db_path),
+            "store_error": str(outcome.store_error), "started_at": outcome.started_at.isoformat(),
+            "finished_at": outcome.finished_at.isoformat(), **outcome.to_dict(),
+            "raw": {n: co.raw for n, co in outcome.circuits.items()}}
+
+
+def save_unstored(outcome, db_path: Path, report_dir: str | None) -> Path | None:
+    """Write the run to the first folder that takes it: beside the database, the report
+    folder, the current folder, the temporary folder. A full disk often still leaves one."""
+    import json
+    import os
+    import tempfile
+    text = json.dumps(unstored_document(outcome, db_path), indent=2, default=str)
+    name = f"{Path(db_path).name}.unstored-run-{outcome.started_at:%Y%m%dT%H%M%SZ}-{os.getpid()}.json"
+    folders = [Path(db_path).parent] + ([Path(report_dir)] if report_dir else []) + \
+        [Path.cwd(), Path(tempfile.gettempdir())]
+    for folder in dict.fromkeys(f.resolve() for f in folders):
+        target = folder / name
+        try:
+            if report_dir and folder == Path(report_dir).resolve():
+                folder.mkdir(parents=True, exist_ok=True)      # --report-dir may not exist yet
+            with open(target, "x", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return target
+        except OSError as exc:
+            err(f"cutover: cannot save the results in {folder}: {exc.strerror or exc}")
+            try:
+                target.unlink()          # a partial file (the disk filled under it) is no result
+            except OSError:
+                pass
+    return None
+
+
 def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db: str | None = None,
             report_dir: str | None = None, prom_file: str | None = None, as_json: bool = False,
             store=None, quiet: bool = False, only_steps: tuple[str, ...] = (),
@@ -170,23 +214,50 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         die(EXIT_BAD_INPUT, f"--report-dir {report_dir}: exists and is not a folder")
     if prom_file and not Path(prom_file).resolve().parent.is_dir():
         die(EXIT_BAD_INPUT, f"--prom-file {prom_file}: folder {Path(prom_file).resolve().parent} does not exist")
-    store = store or open_store(profile, db)
+    from harness.store import StoreWriteError, default_path
+    open_error = None
+    if store is None:
+        try:
+            store = open_store(profile, db)
+        except StoreWriteError as exc:      # measure anyway; the results go to a fallback file
+            open_error = exc
+    db_file = store.path if store is not None else default_path(profile, db)
     stop = threading.Event()
     with StopOnSignal(stop, "stopping the probes, storing what was measured"), CheckProgress(enabled=not quiet) as progress:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
                             progress=progress, stop=stop, steps=steps, skipped=skipped,
                             on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)
+    if open_error is not None:
+        outcome.store_error = open_error
     paths: list[Path] = []
-    if report_dir:
-        paths = write_reports(profile, store, report_dir, outcome.run_id)
-    if prom_file:
-        write_prom(profile, store, prom_file)
+    saved = None
+    if outcome.store_error is not None:
+        # the measurement is not lost with the database: a fallback file, its path printed
+        saved = save_unstored(outcome, db_file, report_dir)
+        where = f"the run's results are saved in {saved}" if saved else \
+            "and no fallback file could be written either (see above); the results follow on stdout"
+        err(f"cutover: {outcome.store_error}; {where}")
+        if report_dir or prom_file:
+            err("cutover: reports and --prom-file are made from the database: not written")
+    else:
+        if report_dir:
+            paths = write_reports(profile, store, report_dir, outcome.run_id)
+        if prom_file:
+            write_prom(profile, store, prom_file)
     if as_json:   # stdout: exactly the contract object; where things went is on stderr
-        if not quiet:
+        if not quiet and outcome.store_error is None:
             err(f"stored as run {outcome.run_id} in {store.path}")
             for p in paths:
                 err(f"report: {p}")
-        emit_json(outcome.to_dict())
+        d = outcome.to_dict()
+        if outcome.store_error is not None:
+            d["not_stored"] = {"cause": getattr(outcome.store_error, "cause", None),
+                               "error": str(outcome.store_error), "results_file": str(saved) if saved else None}
+        emit_json(d)
+    elif outcome.store_error is not None:
+        print_table(outcome)
+        if saved is None:
+            emit_json(unstored_document(outcome, db_file))
     else:
         print_table(outcome)
         out(f"history: run {outcome.run_id} in {store.path}")
@@ -208,7 +279,11 @@ History: stored in --db, else the profile's db:, else $CUTOVER_DB, else
 ~/.local/share/cutover/history.sqlite.
 
 \b
-Exit codes: 0 GO or WARN, 1 NO-GO, 2 bad input, 3 nothing could be measured.
+Exit codes: 0 GO or WARN, 1 NO-GO, 2 bad input, 3 nothing could be measured,
+74 measured but the history database refused the run (disk full, read-only,
+locked): the cause is on stderr and the results are in a fallback file whose
+path is printed (beside the database, else --report-dir, the current folder
+or the temporary folder).
 
 \b
 Example:

@@ -21,6 +21,8 @@ EXIT_OK = 0            # pass / GO
 EXIT_FAIL = 1          # measured and failed / NO-GO
 EXIT_BAD_INPUT = 2     # usage, profile, file
 EXIT_UNMEASURED = 3    # unreachable target, no permission, reflector down
+EXIT_NOT_STORED = 74   # measured, but the history database refused the write (disk full,
+                       # read-only, locked): results in a fallback file (sysexits EX_IOERR)
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print exactly one JSON object on stdout; progress goes to stderr.")
