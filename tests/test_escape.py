@@ -145,3 +145,19 @@ def test_hostile_names_through_check_report_gate_and_signoff(reflector, tmp_path
             t = _Tags()
             t.feed(table)
             assert len(set(t.rows)) == 1, (t.rows, table[:400])
+
+
+def test_hostile_names_through_plan_and_profile_validate(tmp_path):
+    """The commands that print a profile without measuring: no ESC, no Rich markup taken
+    from the names (`[bold]` in a name is printed, not applied)."""
+    prof = demo_profile(tmp_path / "demo.yaml", 9, 9)
+    text = prof.read_text().replace("site: Demo site (loopback)", f"site: {_yaml_dq(HOSTILE + CONTROLS)}")
+    name = _yaml_dq("old [bold]x[/bold] \x1b[5m")
+    text = text.replace("  - name: old\n", f"  - name: {name}\n")
+    prof.write_text(text)
+    for args in (["plan", str(prof)], ["profile", "validate", str(prof)]):
+        cp = run_cli(*args)
+        assert cp.returncode == 0, cp.stderr
+        for stream in (cp.stdout, cp.stderr):
+            assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", stream), (args, stream)
+    assert "[bold]" in run_cli("plan", str(prof)).stdout          # shown as text, not applied
