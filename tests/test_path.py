@@ -392,3 +392,25 @@ def test_two_path_probes_at_once_each_see_their_own_answers(proto):
         assert [(h["ttl"], h["address"], h["loss_pct"], h["destination"]) for h in data["hops"]] == \
             [(1, "127.0.0.1", 0.0, True)], data["hops"]
         assert data["reached"] is True
+
+
+@needs_root
+@pytest.mark.lab
+@pytest.mark.parametrize("procs", [("udp", "udp"), ("icmp", "udp"), ("tcp", "icmp")])
+def test_two_path_probes_at_once_through_routers(chain, procs):
+    """Two traceroutes at once from one namespace through three routers: each names the
+    four hops in order, every round answered (0 % loss), no hop borrowed from the other."""
+    from tests.conftest import ROOT
+    srv = chain.addr("server")
+    runs = []
+    for proto in procs:
+        args = [str(ROOT / ".venv/bin/cutover"), "probe", "path", srv, "--proto", proto, "--rounds", "5",
+                "--no-mtu", "--json"] + (["--port", "5060"] if proto == "tcp" else [])
+        runs.append(chain.popen("client", args))
+    outs = [p.communicate(timeout=90) for p in runs]
+    for p, (out, err) in zip(runs, outs):
+        assert p.returncode == 0, err
+        data = json.loads(out)
+        assert [h["address"] for h in data["hops"]] == router_addrs(chain), data["hops"]
+        assert all(h["loss_pct"] == 0 for h in data["hops"]), data["hops"]
+        assert data["reached"] is True
