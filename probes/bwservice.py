@@ -241,7 +241,7 @@ def recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> by
 def _left(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise socket.timeout("deadline passed")
+        raise socket.timeout("timed out: the deadline for the whole exchange passed")
     return left
 
 

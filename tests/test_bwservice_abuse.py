@@ -205,3 +205,37 @@ def test_reflector_stops_on_the_first_sigterm_with_clients_connected():
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_client_handshake_has_a_deadline_against_a_trickling_far_end():
+    """Our client against a far end that answers one byte every 0.2 s (a 28-byte REPLY
+    would take 5.6 s): the handshake ends at its 1 s deadline, not at the last byte."""
+    srv = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    sent = [0]
+
+    def trickle():
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(P.HELLO_LEN)
+            reply = P.Reply(P.STATUS_OK, 1000).pack()
+            for i in range(len(reply)):
+                if stop.wait(0.2):
+                    return
+                try:
+                    conn.sendall(reply[i:i + 1])
+                except OSError:
+                    return
+                sent[0] += 1
+
+    t = threading.Thread(target=trickle, daemon=True)
+    t.start()
+    try:
+        with socket.create_connection(srv.getsockname(), timeout=5) as s:
+            with pytest.raises(socket.timeout, match="deadline"):
+                bwclient.handshake(s, P.Hello(P.DOWN, 0, 1, 1000, b"T" * 16), None, timeout_s=1.0)
+        assert 0 < sent[0] < P.REPLY_LEN
+    finally:
+        stop.set()
+        t.join(timeout=5)
+        srv.close()
