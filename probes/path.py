@@ -347,7 +347,7 @@ class _Scapy:
 # the kernel gives no other process the same port (each UDP/TCP probe has its
 # own, so the port alone names the probe); the ICMP identifier is the
 # process id (pid_max 32768 here, so it is unique among running processes) and
-# the sequence number counts the run's probes.
+# the sequence number counts the probes of every run in this process.
 
 def probe_key(pkt) -> tuple | None:
     """The matching key of a probe we send (see the table above)."""
@@ -399,6 +399,21 @@ def answer_key(rcv, dst: str) -> tuple | None:
         t = rcv[inet.TCP]
         return ("tcp", t.dport, t.sport)
     return None
+
+
+_seq_lock = threading.Lock()
+_seq_next = 0
+
+
+def _reserve_seq(n: int) -> int:
+    """The first of ``n`` probe numbers no other run in this process uses (ICMP echo
+    sequence numbers: runs in one process share its identifier, e.g. the board probing
+    two circuits at once)."""
+    global _seq_next
+    with _seq_lock:
+        start = _seq_next
+        _seq_next = (_seq_next + n) % 0x10000
+        return start
 
 
 SO_ATTACH_FILTER = 26
@@ -615,7 +630,7 @@ FIRST_ROUND_BATCH = 8     # TTLs sent at once while the destination's distance i
 def _trace(config, dst, dscp, result: PathResult, emit, stop, t_end) -> None:
     replies: list[Reply] = []
     dest_ttl: int | None = None
-    index = 0
+    index = _reserve_seq(config.rounds * config.max_ttl)
     with _Prober(config, dst) as prober:
         for rnd in range(config.rounds):
             if stop.is_set() or time.monotonic() > t_end:
@@ -675,7 +690,7 @@ def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
     # probe at most a jumbo frame: larger raw packets (loopback's 65536 MTU) are not
     # reliably sent and received through scapy's sockets, and no WAN carries them
     hi = min(hi or 1500, MAX_PROBE_B)
-    counter = [10000]
+    counter = [_reserve_seq(MAX_MTU_STEPS + 1)]
 
     def probe(size: int) -> MtuProbe:
         if time.monotonic() > t_end:

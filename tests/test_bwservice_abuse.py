@@ -239,3 +239,35 @@ def test_client_handshake_has_a_deadline_against_a_trickling_far_end():
         stop.set()
         t.join(timeout=5)
         srv.close()
+
+
+def test_full_table_evicts_the_oldest_opening_not_the_new_client():
+    """All max_conns places taken by clients that never finish their opening: a new
+    client pushes out the oldest of them and is served; the others stay."""
+    import http.client
+    svc = P.BandwidthService("127.0.0.1", 0, max_conns=6, head_timeout_s=30).start()
+    slow = []
+    try:
+        for _ in range(6):
+            s = socket.create_connection(("127.0.0.1", svc.port), timeout=5)
+            s.sendall(b"GET / HTTP/1.1\r\n")
+            slow.append(s)
+        deadline = time.monotonic() + 5
+        while svc._conns < 6 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        c = http.client.HTTPConnection("127.0.0.1", svc.port, timeout=5)
+        c.request("GET", "/speedtest/latency.txt")
+        r = c.getresponse()
+        assert (r.status, r.read()) == (200, b"test=test\n")
+        c.close()
+        assert svc.stats["evicted_opening"] == 1
+        slow[0].settimeout(5)
+        assert slow[0].recv(10) == b""                 # the oldest was closed
+        for s in slow[1:]:
+            s.settimeout(0.2)
+            with pytest.raises(socket.timeout):        # the younger ones are still waiting
+                s.recv(10)
+    finally:
+        for s in slow:
+            s.close()
+        svc.stop()
