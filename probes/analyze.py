@@ -52,7 +52,7 @@ from typing import Any
 from probes import emodel
 from probes.codecs import CODECS, codec_for_payload_type, encoding_for_payload_type
 from probes.events import Emitter, ProgressCallback
-from probes.pcapread import CaptureError, UdpDatagram, read_frames, udp_datagrams
+from probes.pcapread import CaptureError, UdpDatagram, open_capture, read_frames, udp_datagrams
 from probes.result import clean
 
 PROBATION = 4              # consecutive in-order packets that confirm a stream
@@ -329,18 +329,17 @@ def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
         stop: threading.Event | None = None) -> AnalyzeResult:
     """Analyse a capture. Raises CaptureError (a ValueError) for unreadable files."""
     emit = Emitter("analyze", progress)
-    if not os.path.isfile(config.path):
-        raise CaptureError(f"{config.path}: no such file")
+    capture = open_capture(config.path)      # CaptureError: missing, folder, FIFO, device
     result = AnalyzeResult(file=config.path, assumptions={
         "one_way_ms": config.one_way_ms, "jitter_buffer_ms": config.jitter_buffer_ms,
         "note": "one-way delay is unknown in a capture; MOS assumes one_way_ms plus the "
                 "de-jitter buffer and packetisation"})
     trackers: dict[tuple, _Tracker] = {}
     sdp_media: dict[tuple[str, int], dict[int, tuple[str, int]]] = {}   # (addr, port) -> rtpmap
-    size = max(1, os.path.getsize(config.path))
+    size = max(1, os.fstat(capture.fileno()).st_size)
     emit("start", f"reading {config.path}")
     try:
-        with open(config.path, "rb") as f:
+        with capture as f:
             frames = read_frames(f, config.path)
 
             def counted():

@@ -329,3 +329,18 @@ def test_static_payload_types_pcmu_pcma_g722_g729_are_all_named(tmp_path):
         # tshark names the same four: g711U, g711A, g722, g729
         for name in ("g711U", "g711A", "g722", "g729"):
             assert name in out, out
+
+
+def test_folder_fifo_and_device_are_named_not_no_such_file(tmp_path):
+    """Issue #16 item 9: a folder, a FIFO (opening it must not wait for a writer) and a
+    device each get their own message and exit 2; a missing file is still "no such file"."""
+    import os
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.pcap").mkdir()
+    cases = [(tmp_path / "dir.pcap", "is a folder"), (fifo, "is a FIFO"), ("/dev/zero", "is a device"),
+             (tmp_path / "missing.pcap", "no such file")]
+    for path, words in cases:
+        p = run_cli("analyze", str(path), timeout=20)
+        assert p.returncode == 2, (path, p.stderr)
+        assert f"{path}: {words}" in p.stderr and "Traceback" not in p.stderr and p.stdout == ""
