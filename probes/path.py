@@ -60,8 +60,8 @@ MTU_METHOD_TEXT = {
                         "a probe of that size then reached the destination",
     "probing": "no 'fragmentation needed' answers (filtered?): the largest DF probe that got "
                "an answer, found by binary search",
-    "capped": f"a lower bound: the interface allows more, but probes stop at {MAX_PROBE_B} bytes "
-              "(the largest common jumbo frame; no WAN carries more) and that size passed",
+    "capped": f"the interface allows more, but probes stop at {MAX_PROBE_B} bytes (the largest "
+              "common jumbo frame; no WAN carries more); that size passed, so this is a lower bound",
 }
 
 

@@ -414,3 +414,17 @@ def test_two_path_probes_at_once_through_routers(chain, procs):
         assert [h["address"] for h in data["hops"]] == router_addrs(chain), data["hops"]
         assert all(h["loss_pct"] == 0 for h in data["hops"]), data["hops"]
         assert data["reached"] is True
+
+
+@needs_root
+def test_capped_mtu_on_loopback_is_explained():
+    """Loopback's MTU is 65536; probes stop at 9216 bytes, so the figure is a lower bound
+    and the output says so (issue #15: "[capped]" was never explained)."""
+    from tests.conftest import run_cli
+    cp = run_cli("probe", "path", "127.0.0.1", "--rounds", "1")
+    assert cp.returncode == 0, cp.stderr
+    assert "path MTU: at least 9216 bytes [capped]" in cp.stdout
+    assert "capped: the interface allows more, but probes stop at 9216 bytes" in cp.stdout
+    assert "lower bound" in cp.stdout
+    data = json.loads(run_cli("probe", "path", "127.0.0.1", "--rounds", "1", "--json").stdout)
+    assert (data["path_mtu"], data["mtu_method"], data["interface_mtu"]) == (9216, "capped", 65536)

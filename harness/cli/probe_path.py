@@ -76,8 +76,9 @@ def _print(r: path.PathResult) -> None:
     if r.path_mtu:
         where = f" (limited at {r.mtu_limited_at})" if r.mtu_limited_at else ""
         at_least = "at least " if r.mtu_method == "capped" else ""
-        click.echo(f"path MTU: {at_least}{r.path_mtu} bytes{where} [{r.mtu_method}: "
-                   f"{path.MTU_METHOD_TEXT.get(r.mtu_method, r.mtu_method)}]")
+        click.echo(f"path MTU: {at_least}{r.path_mtu} bytes{where} [{r.mtu_method}]")
+        if r.mtu_method in path.MTU_METHOD_TEXT:
+            click.echo(f"  {r.mtu_method}: {path.MTU_METHOD_TEXT[r.mtu_method]}")
     ch = r.dscp_changed_at
     if ch:
         click.echo(f"DSCP changed at hop {ch['ttl']} ({ch['address']}): sent {ch['dscp_sent']}, "
