@@ -59,6 +59,9 @@ class RunOutcome:
     circuits: dict[str, CircuitOutcome]
     started_at: dt.datetime
     finished_at: dt.datetime
+    # the store refused a write (disk full, read-only, locked): the StoreWriteError; the
+    # results are all here, the caller keeps them elsewhere (cutover check: a fallback file)
+    store_error: Exception | None = None
 
     @property
     def nothing_measured(self) -> bool:
@@ -198,13 +201,18 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
     store is given, and return the verdicts. ``skipped`` (step -> reason)
     records steps the caller left out on purpose. ``circuits`` names must exist
     (KeyError otherwise, checked before anything is measured or stored)."""
+    from harness.store import StoreWriteError
     selected = [profile.circuit(n) for n in circuits] if circuits else list(profile.circuits)
     started = dt.datetime.now(UTC)
     run_id = None
+    store_error: StoreWriteError | None = None
     if store is not None:
-        run_id = store.begin_run(profile.site, profile.model_dump(mode="json"), tool_version,
-                                 started_at=started, kind=kind)
-        if on_begin is not None:
+        try:
+            run_id = store.begin_run(profile.site, profile.model_dump(mode="json"), tool_version,
+                                     started_at=started, kind=kind)
+        except StoreWriteError as exc:     # measure anyway: the results go elsewhere
+            store, store_error = None, exc
+        if on_begin is not None and run_id is not None:
             on_begin(run_id)    # the scheduler learns which run to close if this process hangs
     outcomes: dict[str, CircuitOutcome] = {}
     for circuit in selected:
@@ -212,9 +220,15 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
         co.skipped.update(skipped or {})
         outcomes[circuit.name] = co
         if store is not None:
-            store.add_circuit_result(run_id, co.name, co.verdict, co.checks, co.raw)
+            try:
+                store.add_circuit_result(run_id, co.name, co.verdict, co.checks, co.raw)
+            except StoreWriteError as exc:
+                store, store_error = None, exc
     verdict = overall_verdict(co.verdict for co in outcomes.values())
     finished = dt.datetime.now(UTC)
     if store is not None:
-        store.finish_run(run_id, verdict, finished_at=finished)
-    return RunOutcome(profile.site, run_id, verdict, outcomes, started, finished)
+        try:
+            store.finish_run(run_id, verdict, finished_at=finished)
+        except StoreWriteError as exc:
+            store_error = exc
+    return RunOutcome(profile.site, run_id, verdict, outcomes, started, finished, store_error)

@@ -99,7 +99,7 @@ class RunReport:
     exit_code: int | None             # None: killed by us
     run_id: int | None
     verdict: str | None
-    outcome: str                      # "ok" | "timeout" | "stopped" | "crashed" | "bad-input"
+    outcome: str                      # "ok" | "timeout" | "stopped" | "crashed" | "bad-input" | "not-stored"
     message: str = ""
 
 
@@ -215,9 +215,10 @@ class Scheduler:
                 code = self._child.returncode
                 self._child = None
             run_id = int(rid_file.read_text()) if rid_file.exists() and rid_file.read_text().strip() else None
-            verdict = None
+            verdict, not_stored = None, None
             try:
-                verdict = json.loads(out_file.read_text()).get("verdict")
+                doc = json.loads(out_file.read_text())
+                verdict, not_stored = doc.get("verdict"), doc.get("not_stored")
             except (ValueError, OSError, AttributeError):
                 pass
         seconds = time.monotonic() - t0
@@ -234,6 +235,9 @@ class Scheduler:
             why = f"cutover check exited with status {code} without a result"
             self._record_failure(run_id, "schedule.crashed", why, started)
             return RunReport(number, started, seconds, code, run_id, "NO-GO", "crashed", why)
+        if not_stored:       # exit 74: measured, the database refused it, results kept in a file
+            return RunReport(number, started, seconds, code, run_id, verdict, "not-stored",
+                             f"not stored: {not_stored.get('cause')}; results in {not_stored.get('results_file')}")
         return RunReport(number, started, seconds, code, run_id, verdict,
                          "stopped" if self.stop.is_set() else "ok")
 
@@ -281,7 +285,7 @@ class Scheduler:
                 if c not in done:
                     store.add_circuit_result(run_id, c, "NO-GO", [error(check_id, reason)], {})
             store.finish_run(run_id, "NO-GO")
-        except (sqlite3.Error, KeyError) as exc:   # e.g. locked for longer than busy_timeout
+        except (StoreError, sqlite3.Error, KeyError) as exc:   # e.g. locked beyond busy_timeout, disk full
             self.log(f"cutover schedule: cannot record the failed run: {exc}")
         finally:
             store.close()

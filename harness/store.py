@@ -116,6 +116,47 @@ class StoreError(Exception):
     """The database cannot be opened or is newer than this tool."""
 
 
+class StoreWriteError(StoreError):
+    """A write did not reach the database; ``cause`` says why in words ("disk full",
+    "read-only", "locked"...), the message names the database. Every backend maps its
+    own errors to this one class, so `cutover check` can keep the run's results
+    elsewhere and exit with its documented code instead of an internal error."""
+
+    def __init__(self, path, cause: str, detail: str) -> None:
+        self.path, self.cause, self.detail = path, cause, detail
+        super().__init__(f"{path}: cannot write the history database: {cause} ({detail})")
+
+
+# SQLite primary result codes (the low byte of extended codes) -> the cause in words
+_SQLITE_WRITE_CAUSES = {
+    13: "disk full",                                         # SQLITE_FULL (ENOSPC on write)
+    8: "read-only (file, folder or file system)",            # SQLITE_READONLY
+    5: "locked by another process beyond the busy timeout",  # SQLITE_BUSY
+    6: "locked by another connection",                       # SQLITE_LOCKED
+    10: "disk I/O error (quota exceeded, disk full or failing disk)",   # SQLITE_IOERR
+    14: "cannot open a file it needs (journal or WAL: folder not writable?)",  # SQLITE_CANTOPEN
+}
+
+
+def _write_error(path, exc: sqlite3.Error) -> StoreWriteError | None:
+    """The StoreWriteError for a resource fault, None for other errors (bugs stay bugs).
+    SQLite reports a full disk as a plain I/O error when it cannot grow its shared-memory
+    or WAL file: the file system's own state (no free blocks, mounted read-only) decides."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if code is not None else None
+    cause = _SQLITE_WRITE_CAUSES.get(primary)
+    if primary in (10, 13, 14):
+        try:
+            st = os.statvfs(Path(path).parent)
+        except OSError:
+            st = None
+        if st is not None and st.f_flag & os.ST_RDONLY:
+            cause = _SQLITE_WRITE_CAUSES[8]
+        elif st is not None and (st.f_bavail == 0 or st.f_favail == 0):
+            cause = "disk full"
+    return StoreWriteError(path, cause, str(exc)) if cause else None
+
+
 # ---------------------------------------------------------------- records
 
 @dataclass
@@ -260,6 +301,9 @@ class Store:
             self._migrate()
         except sqlite3.DatabaseError as exc:
             self._db.close()
+            mapped = _write_error(self.path, exc)    # a full or read-only disk, not a bad file
+            if mapped is not None:
+                raise mapped from None
             raise StoreError(f"{self.path}: not a usable cutover history database: {exc}") from None
 
     # -- plumbing
@@ -282,14 +326,32 @@ class Store:
             if self._db.in_transaction:          # inside batch(): join it
                 yield self._db
                 return
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self._db
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            with self._write_faults():
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    yield self._db
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._rollback()
+                    raise
             self._own_writes += 1
+
+    @contextmanager
+    def _write_faults(self) -> Iterator[None]:
+        """sqlite3 resource faults (disk full, read-only, locked) as StoreWriteError."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            mapped = _write_error(self.path, exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+    def _rollback(self) -> None:
+        """Roll back if a transaction is still open: SQLite itself ends it on some errors
+        (SQLITE_FULL), and a second ROLLBACK would hide the real cause."""
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
 
     @contextmanager
     def _read(self) -> Iterator[sqlite3.Connection]:
@@ -308,13 +370,13 @@ class Store:
     def batch(self) -> Iterator["Store"]:
         """Group many writes into one transaction (fixtures, imports). Normal
         runs do not use this: each of their writes commits on its own."""
-        with self._lock:
+        with self._lock, self._write_faults():
             self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._rollback()
                 raise
             self._own_writes += 1
 

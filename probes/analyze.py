@@ -24,7 +24,8 @@ Per stream (RFC 3550 A.1/A.3/A.8):
   - ``max_delta_ms``: the largest gap between consecutive arrivals.
 The codec clock comes from the call's SDP when the capture holds it (SIP over
 UDP: ``a=rtpmap`` for the media address/port), else from the static payload
-type (probes.codecs). A dynamic payload type (96-127) without SDP has codec
+type (probes.codecs: PCMU 0, PCMA 8, G722 9, G729 18 of RFC 3551; ``encoding``
+names which, since PCMU and PCMA share one codec entry). A dynamic payload type (96-127) without SDP has codec
 ``unknown`` and a clock inferred from RTP timestamp advance over capture time,
 snapped to a standard rate (``clock_inferred: true``). Packets of another
 payload type in the stream (RFC 4733 DTMF, comfort noise) count for sequence
@@ -49,9 +50,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes import emodel
-from probes.codecs import CODECS, codec_for_payload_type
+from probes.codecs import CODECS, codec_for_payload_type, encoding_for_payload_type
 from probes.events import Emitter, ProgressCallback
-from probes.pcapread import CaptureError, UdpDatagram, read_frames, udp_datagrams
+from probes.pcapread import CaptureError, UdpDatagram, open_capture, read_frames, udp_datagrams
 from probes.result import clean
 
 PROBATION = 4              # consecutive in-order packets that confirm a stream
@@ -108,6 +109,7 @@ class RtpStream:
     lost_rfc3550: int = 0                # expected - all received (duplicates make it smaller, even < 0)
     codec_source: str = "static-pt"      # static-pt | sdp | unknown
     other_pt_packets: int = 0            # e.g. RFC 4733 DTMF events inside the stream
+    encoding: str | None = None          # RFC 3551 / SDP encoding name: PCMU, PCMA, G722, G729...
 
 
 @dataclass
@@ -140,9 +142,11 @@ class _Tracker:
         self.codec = codec.name if codec else "unknown"
         self.clock_hz: int | None = codec.clock_hz if codec else None
         self.codec_source = "static-pt" if codec else "unknown"
+        self.encoding = encoding_for_payload_type(pt)
         if sdp and pt in sdp:            # the call's own SDP names the codec and its clock
             name, clock = sdp[pt]
             n = name.lower()
+            self.encoding = name.upper()
             self.codec = SDP_CODECS.get(n, n if n in CODECS else "unknown")
             self.clock_hz, self.codec_source = clock, "sdp"
         self.clock_inferred = False
@@ -305,7 +309,7 @@ class _Tracker:
             late=self.late, late_pct=late_pct, start_s=self.first_arrival,
             duration_s=self.last_arrival - self.first_arrival,
             mos=s.mos, r_factor=s.r_factor, mos_codec_assumed=assumed,
-            codec_source=self.codec_source, other_pt_packets=self.other_pt,
+            codec_source=self.codec_source, other_pt_packets=self.other_pt, encoding=self.encoding,
             lost_rfc3550=expected - self.packets)
 
 
@@ -326,18 +330,17 @@ def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
         stop: threading.Event | None = None) -> AnalyzeResult:
     """Analyse a capture. Raises CaptureError (a ValueError) for unreadable files."""
     emit = Emitter("analyze", progress)
-    if not os.path.isfile(config.path):
-        raise CaptureError(f"{config.path}: no such file")
+    capture = open_capture(config.path)      # CaptureError: missing, folder, FIFO, device
     result = AnalyzeResult(file=config.path, assumptions={
         "one_way_ms": config.one_way_ms, "jitter_buffer_ms": config.jitter_buffer_ms,
         "note": "one-way delay is unknown in a capture; MOS assumes one_way_ms plus the "
                 "de-jitter buffer and packetisation"})
     trackers: dict[tuple, _Tracker] = {}
     sdp_media: dict[tuple[str, int], dict[int, tuple[str, int]]] = {}   # (addr, port) -> rtpmap
-    size = max(1, os.path.getsize(config.path))
+    size = max(1, os.fstat(capture.fileno()).st_size)
     emit("start", f"reading {config.path}")
     try:
-        with open(config.path, "rb") as f:
+        with capture as f:
             frames = read_frames(f, config.path)
 
             def counted():

@@ -21,6 +21,7 @@ from probes import bwservice as P
 
 SAMPLE_EVERY_S = 0.01          # receiver-side sampling of the byte counter
 CONNECT_TIMEOUT_S = 5.0
+HANDSHAKE_TIMEOUT_S = 10.0     # the whole handshake, not per recv
 
 
 class BandwidthAuthError(RuntimeError):
@@ -109,15 +110,19 @@ def _connect(target: addr.HostPort, source: str | None, interface: str | None,
     return sock
 
 
-def handshake(sock: socket.socket, hello: P.Hello, key: bytes | None) -> P.Reply:
+def handshake(sock: socket.socket, hello: P.Hello, key: bytes | None,
+              timeout_s: float = HANDSHAKE_TIMEOUT_S) -> P.Reply:
+    """HELLO, (key proof,) REPLY; all of it within ``timeout_s``, however slowly a far end
+    that is not a cutover reflector trickles its bytes."""
+    deadline = time.monotonic() + timeout_s
     raw = hello.pack()
     sock.sendall(raw)
-    reply = P.Reply.unpack(P.recv_exact(sock, P.REPLY_LEN))
+    reply = P.Reply.unpack(P.recv_exact(sock, P.REPLY_LEN, deadline))
     if reply.status == P.STATUS_AUTH_REQUIRED:
         if not key:
             raise BandwidthAuthError("the reflector requires a key (give --key-file)")
         sock.sendall(P.auth_mac(key, reply.nonce, raw))
-        reply = P.Reply.unpack(P.recv_exact(sock, P.REPLY_LEN))
+        reply = P.Reply.unpack(P.recv_exact(sock, P.REPLY_LEN, deadline))
     if reply.status != P.STATUS_OK:
         text = P.STATUS_TEXT.get(reply.status, f"status {reply.status}")
         if reply.status in (P.STATUS_AUTH_FAILED, P.STATUS_BAD_VERSION):

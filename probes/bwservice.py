@@ -60,6 +60,20 @@ duration is capped (``max_duration_s``), at most ``max_sessions`` sessions
 an idle or silent client is dropped after ``io_timeout_s``. A data phase never
 outlives the granted duration plus a short grace period. A keyed service
 answers HTTP with 403 (speedtest-cli cannot prove the key).
+
+Slow clients (slowloris: 32 connections sending one byte every 8 s used to fill
+the HTTP limit and get every real request a 503). Every connection has a
+*deadline* for its whole opening, not a per-recv timeout: the HTTP request
+head, or the HELLO and MAC, must be complete within ``head_timeout_s``
+(default 5 s) of the accept, else the connection is answered 408 (HTTP) or
+closed. The HTTP limit (``max_http``) counts only requests whose head is
+complete, so connections still trickling their head never take a real
+client's place; they are bounded separately: at most ``max_per_source``
+connections at once from one address (more are closed at accept) and at most
+``max_conns`` in all, where a new connection pushes out the oldest one still
+in its opening. A request body (upload) must be complete within
+``max_duration_s + head_timeout_s``. HTTP/1.1 is parsed by h11 (head at most
+16 KiB, else 431), one request per connection.
 """
 
 from __future__ import annotations
@@ -72,7 +86,10 @@ import socket
 import struct
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
+
+import h11
 
 MAGIC = b"CUTB"
 VERSION = 1
@@ -101,6 +118,8 @@ FLAG_CC_APPLIED = 0x01
 REPORT_INTERVAL_S = 0.1
 CHUNK_B = 128 * 1024
 HTTP_METHODS = (b"GET ", b"POST", b"HEAD")
+HEAD_MAX_B = 16384           # largest HTTP request head accepted
+HEAD_READ_B = 4096
 
 
 class ProtocolError(ValueError):
@@ -189,14 +208,29 @@ def set_congestion(sock: socket.socket, name: str) -> bool:
         return False
 
 
-def recv_exact(sock: socket.socket, n: int) -> bytes:
+def recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> bytes:
+    """``n`` bytes; with ``deadline`` (time.monotonic()) all of them by then, however
+    they trickle in (socket.timeout once it has passed)."""
     buf = bytearray()
     while len(buf) < n:
+        if deadline is not None:
+            sock.settimeout(_left(deadline))
         chunk = sock.recv(n - len(buf))
         if not chunk:
             raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
         buf += chunk
     return bytes(buf)
+
+
+def _left(deadline: float) -> float:
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise socket.timeout("timed out: the deadline for the whole exchange passed")
+    return left
+
+
+class SlowClient(Exception):
+    """The client did not complete its request head / handshake within the deadline."""
 
 
 # Speedtest Mini: the file names and sizes speedtest.net's mini servers carry
@@ -237,7 +271,8 @@ class BandwidthService:
     def __init__(self, host: str = "0.0.0.0", port: int = 862, *, key: bytes | None = None,
                  max_duration_s: float = 60.0, max_sessions: int = 4, max_streams: int = 16,
                  max_http: int = 32, io_timeout_s: float = 10.0, http: bool = True,
-                 port_from=None) -> None:
+                 port_from=None, head_timeout_s: float = 5.0, max_per_source: int = 32,
+                 max_conns: int = 256) -> None:
         self.host, self._port = host, port
         self._port_from = port_from
         self.key = key or None
@@ -246,17 +281,24 @@ class BandwidthService:
         self.max_streams = max_streams
         self.max_http = max_http
         self.io_timeout_s = io_timeout_s
+        self.head_timeout_s = head_timeout_s
+        self.max_per_source = max_per_source
+        self.max_conns = max_conns
         self.http = http
         self._lock = threading.Lock()
         self._sessions: dict[bytes, _Session] = {}
         self._http_active = 0
+        self._per_source: Counter[str] = Counter()
+        self._conns = 0
+        self._opening: dict[socket.socket, float] = {}   # connections still in their opening
         self._stop = threading.Event()
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._payload = memoryview(os.urandom(CHUNK_B))
         # random (incompressible) payload, sent repeatedly
         self.stats = {"bw_sent_b": 0, "bw_received_b": 0, "http_sent_b": 0, "http_received_b": 0,
-                      "refused_busy": 0, "refused_auth": 0}
+                      "refused_busy": 0, "refused_auth": 0, "refused_source": 0, "dropped_slow": 0,
+                      "evicted_opening": 0}
 
     @property
     def port(self) -> int:
@@ -333,34 +375,70 @@ class BandwidthService:
                     break
                 time.sleep(0.05)
                 continue
+            if not self._admit_conn(conn, peer[0]):
+                conn.close()
+                continue
             threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
                              name="bwservice-conn").start()
 
     # ------------------------------------------------------------------ per connection
+    def _admit_conn(self, conn: socket.socket, source: str) -> bool:
+        """Per-source and total connection limits, checked at accept."""
+        victim = None
+        with self._lock:
+            if self._per_source[source] >= self.max_per_source:
+                self.stats["refused_source"] += 1
+                return False
+            if self._conns >= self.max_conns:
+                if not self._opening:
+                    self.stats["refused_busy"] += 1
+                    return False
+                # the oldest connection still sending its opening makes room
+                victim = min(self._opening, key=self._opening.__getitem__)
+                del self._opening[victim]
+                self.stats["evicted_opening"] += 1
+            self._per_source[source] += 1
+            self._conns += 1
+            self._opening[conn] = time.monotonic()
+        if victim is not None:
+            try:
+                victim.shutdown(socket.SHUT_RDWR)     # its thread's recv returns and it ends
+            except OSError:
+                pass
+        return True
+
+    def _opened(self, conn: socket.socket) -> None:
+        """The opening (HTTP head, HELLO + MAC) is complete: no longer evictable."""
+        with self._lock:
+            self._opening.pop(conn, None)
+
     def _handle(self, conn: socket.socket, peer) -> None:
+        deadline = time.monotonic() + self.head_timeout_s
         try:
-            conn.settimeout(self.io_timeout_s)
-            head = conn.recv(4, socket.MSG_PEEK)
+            head = recv_exact(conn, 4, deadline)
             if head == MAGIC:
-                self._serve_bw(conn)
+                self._serve_bw(conn, head, deadline)
             elif self.http and head in HTTP_METHODS:
-                if self.key:
-                    # a keyed reflector serves keyed clients only; speedtest-cli cannot
-                    # prove the key, so the Mini endpoint says why it is closed
-                    _http_reply(conn, 403, b"this cutover reflector requires a key: use "
-                                           b"cutover probe bandwidth --reflector HOST:PORT --key-file F\n")
-                else:
-                    self._serve_http(conn)
+                self._serve_http(conn, head, deadline)
+        except (socket.timeout, SlowClient):
+            self._count("dropped_slow", 1)
         except (OSError, ProtocolError):
             pass  # a client that vanished or spoke garbage costs us nothing more
         finally:
+            with self._lock:
+                self._opening.pop(conn, None)
+                self._conns -= 1
+                self._per_source[peer[0]] -= 1
+                if self._per_source[peer[0]] <= 0:
+                    del self._per_source[peer[0]]
             try:
                 conn.close()
             except OSError:
                 pass
 
-    def _serve_bw(self, conn: socket.socket) -> None:
-        raw = recv_exact(conn, HELLO_LEN)
+    def _serve_bw(self, conn: socket.socket, head: bytes, deadline: float) -> None:
+        raw = head + recv_exact(conn, HELLO_LEN - len(head), deadline)
+        conn.settimeout(self.io_timeout_s)
         try:
             hello = Hello.unpack(raw)
         except ProtocolError:
@@ -372,11 +450,13 @@ class BandwidthService:
         if self.key:
             nonce = os.urandom(16)
             conn.sendall(Reply(STATUS_AUTH_REQUIRED, nonce=nonce).pack())
-            mac = recv_exact(conn, MAC_LEN)
+            mac = recv_exact(conn, MAC_LEN, deadline)
+            conn.settimeout(self.io_timeout_s)
             if not hmac.compare_digest(mac, auth_mac(self.key, nonce, raw)):
                 self._count("refused_auth", 1)
                 conn.sendall(Reply(STATUS_AUTH_FAILED).pack())
                 return
+        self._opened(conn)
         if not self._admit(hello):
             self._count("refused_busy", 1)
             conn.sendall(Reply(STATUS_BUSY).pack())
@@ -467,8 +547,9 @@ class BandwidthService:
         conn.shutdown(socket.SHUT_WR)
 
     # ------------------------------------------------------------------ Speedtest Mini
-    def _serve_http(self, conn: socket.socket) -> None:
-        """Just enough HTTP/1.1 for speedtest-cli's --mini mode: one request per connection.
+    def _serve_http(self, conn: socket.socket, head: bytes, deadline: float) -> None:
+        """Enough of a Speedtest Mini server for speedtest-cli's --mini mode, one request
+        per connection, parsed by h11.
 
         GET / (index naming upload_extension "php"), GET /speedtest/latency.txt
         ("test=test"), GET [/speedtest]/randomNxN.jpg (incompressible bytes of
@@ -476,106 +557,137 @@ class BandwidthService:
         answer "size=N"), GET /speedtest/upload.php ("size=0", the probe
         speedtest-cli uses to detect the extension).
         """
+        # the head is read 4 KiB at a time and h11 refuses an incomplete one beyond 12 KiB,
+        # so no head over 16 KiB is ever accepted (431)
+        h = h11.Connection(h11.SERVER, max_incomplete_event_size=HEAD_MAX_B - HEAD_READ_B)
+        h.receive_data(head)
+        try:
+            req = self._next_event(conn, h, deadline, HEAD_READ_B)
+        except h11.RemoteProtocolError as exc:
+            _respond(conn, h, exc.error_status_hint, b"bad request\n"
+                     if exc.error_status_hint != 431 else b"headers too large\n")
+            return
+        if not isinstance(req, h11.Request):
+            return                       # closed before a whole request head
+        self._opened(conn)
+        conn.settimeout(self.io_timeout_s)
+        if self.key:
+            # a keyed reflector serves keyed clients only; speedtest-cli cannot
+            # prove the key, so the Mini endpoint says why it is closed
+            _respond(conn, h, 403, b"this cutover reflector requires a key: use "
+                                   b"cutover probe bandwidth --reflector HOST:PORT --key-file F\n")
+            return
         with self._lock:
-            if self._http_active >= self.max_http:
-                busy = True
-            else:
-                busy = False
+            busy = self._http_active >= self.max_http
+            if not busy:
                 self._http_active += 1
         if busy:
-            _http_reply(conn, 503, b"busy\n")
+            _respond(conn, h, 503, b"busy\n")
             return
         try:
-            self._http_request(conn)
+            self._http_request(conn, h, req)
         finally:
             with self._lock:
                 self._http_active -= 1
 
-    def _http_request(self, conn: socket.socket) -> None:
-        head = bytearray()
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(4096)
-            if not chunk:
-                return
-            head += chunk
-            if len(head) > 16384:
-                _http_reply(conn, 431, b"headers too large\n")
-                return
-        header_blob, _, body_start = bytes(head).partition(b"\r\n\r\n")
-        lines = header_blob.split(b"\r\n")
-        try:
-            method, target, _proto = lines[0].split(b" ", 2)
-        except ValueError:
-            _http_reply(conn, 400, b"bad request line\n")
-            return
-        headers = {}
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            headers[name.strip().lower()] = value.strip()
-        path = target.split(b"?", 1)[0]
+    def _next_event(self, conn: socket.socket, h: h11.Connection, deadline: float, read_b: int = CHUNK_B):
+        """h11's next event, reading ``read_b`` at a time from the socket until ``deadline``."""
+        while not self._stop.is_set():
+            ev = h.next_event()
+            if ev is not h11.NEED_DATA:
+                return ev
+            conn.settimeout(min(_left(deadline), 0.5))
+            try:
+                data = conn.recv(read_b)
+            except socket.timeout:
+                continue                 # recheck stop and the deadline
+            h.receive_data(data)         # b"": the client closed (h11 then says so)
+        raise SlowClient("stopping")
+
+    def _http_request(self, conn: socket.socket, h: h11.Connection, req: h11.Request) -> None:
+        method = req.method
+        path = req.target.split(b"?", 1)[0]
+        head_only = method == b"HEAD"
         if method == b"POST":
             if path.rstrip(b"/").split(b"/")[-1] != b"upload.php":
-                _http_reply(conn, 404, b"not found\n")
+                _respond(conn, h, 404, b"not found\n")
                 return
-            try:
-                length = int(headers.get(b"content-length", b"-1"))
-            except ValueError:
-                length = -1
-            if not 0 <= length <= MINI_MAX_UPLOAD_B:
-                _http_reply(conn, 411, b"content-length required (max 64 MiB)\n")
+            length = next((v for k, v in req.headers if k == b"content-length"), None)
+            if length is None or int(length) > MINI_MAX_UPLOAD_B:
+                _respond(conn, h, 411, b"content-length required (max 64 MiB)\n")
                 return
-            got = len(body_start)
-            buf = bytearray(CHUNK_B)
+            got = 0
+            deadline = time.monotonic() + self.max_duration_s + self.head_timeout_s
             try:
-                while got < length and not self._stop.is_set():
-                    n = conn.recv_into(buf, min(CHUNK_B, length - got))
-                    if n == 0:
-                        return     # client gave up (speedtest-cli stops at its time limit)
-                    got += n
+                while True:
+                    ev = self._next_event(conn, h, deadline)
+                    if isinstance(ev, h11.Data):
+                        got += len(ev.data)
+                    elif isinstance(ev, h11.EndOfMessage):
+                        break
+                    else:
+                        return           # client gave up (speedtest-cli stops at its time limit)
+            except (socket.timeout, SlowClient, h11.RemoteProtocolError):
+                return
             finally:
                 self._count("http_received_b", got)
-            _http_reply(conn, 200, b"size=%d" % got)
+            _respond(conn, h, 200, b"size=%d" % got)
             return
         if method not in (b"GET", b"HEAD"):
-            _http_reply(conn, 405, b"method not allowed\n")
+            _respond(conn, h, 405, b"method not allowed\n")
             return
-        head_only = method == b"HEAD"
         if path in (b"/", b"/index.html", b"/speedtest", b"/speedtest/", b"/mini", b"/mini/"):
-            _http_reply(conn, 200, MINI_INDEX, "text/html", head_only)
+            _respond(conn, h, 200, MINI_INDEX, "text/html", head_only)
         elif path in (b"/speedtest/latency.txt", b"/latency.txt"):
-            _http_reply(conn, 200, b"test=test\n", head_only=head_only)
+            _respond(conn, h, 200, b"test=test\n", head_only=head_only)
         elif path in (b"/speedtest/upload.php", b"/upload.php"):
-            _http_reply(conn, 200, b"size=0", head_only=head_only)
+            _respond(conn, h, 200, b"size=0", head_only=head_only)
         elif (m := _RANDOM_RE.match(path)):
             size = mini_size_for(int(m.group(1)))
-            conn.sendall(_http_head(200, size, "image/jpeg"))
+            conn.sendall(h.send(h11.Response(status_code=200, headers=_headers(size, "image/jpeg"),
+                                             reason=_REASONS[200])))
             if not head_only:
-                self._send_bytes(conn, size)
+                self._send_bytes(conn, h, size)
         else:
-            _http_reply(conn, 404, b"not found\n", head_only=head_only)
+            _respond(conn, h, 404, b"not found\n", head_only=head_only)
 
-    def _send_bytes(self, conn: socket.socket, size: int) -> None:
+    def _send_bytes(self, conn: socket.socket, h: h11.Connection, size: int) -> None:
         left = size
         payload = self._payload
         try:
             while left > 0 and not self._stop.is_set():
-                n = conn.send(payload[:min(left, len(payload))])
-                left -= n
+                for piece in h.send_with_data_passthrough(h11.Data(data=payload[:min(left, len(payload))])):
+                    view = memoryview(piece)
+                    while view:
+                        n = conn.send(view)
+                        view = view[n:]
+                        left -= n
         finally:          # speedtest-cli hangs up mid-file at its time limit
             self._count("http_sent_b", size - left)
+        conn.sendall(h.send(h11.EndOfMessage()))
 
 
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
-            411: "Length Required", 431: "Request Header Fields Too Large",
-            503: "Service Unavailable"}
+_REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",
+            405: b"Method Not Allowed", 411: b"Length Required", 431: b"Request Header Fields Too Large",
+            503: b"Service Unavailable"}
 
 
-def _http_head(status: int, length: int, ctype: str = "text/plain") -> bytes:
-    return (f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\nContent-Type: {ctype}\r\n"
-            f"Content-Length: {length}\r\nCache-Control: no-cache\r\nConnection: close\r\n"
-            "Server: cutover-reflector\r\n\r\n").encode()
+def _headers(length: int, ctype: str = "text/plain") -> list[tuple[str, str]]:
+    return [("Content-Type", ctype), ("Content-Length", str(length)), ("Cache-Control", "no-cache"),
+            ("Connection", "close"), ("Server", "cutover-reflector")]
 
 
-def _http_reply(conn: socket.socket, status: int, body: bytes, ctype: str = "text/plain",
-                head_only: bool = False) -> None:
-    conn.sendall(_http_head(status, len(body), ctype) + (b"" if head_only else body))
+def _respond(conn: socket.socket, h: h11.Connection, status: int, body: bytes,
+             ctype: str = "text/plain", head_only: bool = False) -> None:
+    """A whole response through h11 (``head_only``: the answer to HEAD, without the body)."""
+    if h.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
+        return
+    try:
+        out = h.send(h11.Response(status_code=status, headers=_headers(len(body), ctype),
+                                  reason=_REASONS.get(status, b"Error")))
+        if body and not head_only:
+            out += h.send(h11.Data(data=body))
+        out += h.send(h11.EndOfMessage())
+    except h11.LocalProtocolError:
+        return
+    conn.sendall(out)

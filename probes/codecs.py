@@ -76,8 +76,26 @@ def get_codec(name: str) -> Codec:
         raise KeyError(f"unknown codec {name!r}; known: {', '.join(CODECS)}") from None
 
 
+# RFC 3551 table 4: the static audio payload types whose codec this table covers,
+# with the encoding name the RFC (and SDP's a=rtpmap) gives them. PCMU and PCMA
+# are the same codec for planning and the E-model (G.711 mu-law / A-law); the
+# encoding name tells a capture's streams apart. G723 (4), GSM (3) and the
+# others are not in CODECS, so they are not claimed here.
+STATIC_PAYLOAD_TYPES: dict[int, tuple[str, str]] = {
+    0: ("g711", "PCMU"),
+    8: ("g711", "PCMA"),
+    9: ("g722", "G722"),
+    18: ("g729", "G729"),
+}
+
+
 def codec_for_payload_type(pt: int) -> Codec | None:
-    for codec in CODECS.values():
-        if codec.payload_type == pt:
-            return codec
-    return None
+    """The codec of a static RTP payload type (RFC 3551), None when dynamic or not covered."""
+    entry = STATIC_PAYLOAD_TYPES.get(pt)
+    return CODECS[entry[0]] if entry else None
+
+
+def encoding_for_payload_type(pt: int) -> str | None:
+    """RFC 3551 encoding name of a static payload type ("PCMA" for 8), None when not covered."""
+    entry = STATIC_PAYLOAD_TYPES.get(pt)
+    return entry[1] if entry else None

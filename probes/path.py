@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from probes.addr import AddressError, ResolveError, dscp_value, resolve
+from probes import sockopts
 from probes.events import Emitter, ProgressCallback
 from probes.result import clean
 
@@ -51,6 +52,17 @@ MIN_MTU_V6 = 1280            # RFC 8200: every IPv6 link carries 1280 bytes
 MAX_MTU_STEPS = 16
 MAX_PROBE_B = 9216           # largest common jumbo frame
 UDP_BASE_PORT = 33434        # classic traceroute destination ports
+
+# What each ``mtu_method`` means, for people reading the figure (CLI and docs say this).
+MTU_METHOD_TEXT = {
+    "interface": "a DF probe the size of the outgoing interface's MTU reached the destination",
+    "icmp-frag-needed": "a router answered 'fragmentation needed' with its next-hop MTU; "
+                        "a probe of that size then reached the destination",
+    "probing": "no 'fragmentation needed' answers (filtered?): the largest DF probe that got "
+               "an answer, found by binary search",
+    "capped": f"the interface allows more, but probes stop at {MAX_PROBE_B} bytes (the largest "
+              "common jumbo frame; no WAN carries more); that size passed, so this is a lower bound",
+}
 
 
 @dataclass
@@ -321,21 +333,231 @@ class _Scapy:
         return cls
 
 
-def _sr(pkts, config: PathConfig, v6: bool):
-    """Send and match answers through raw IP sockets: the kernel routes (so the namespace,
-    loopback and source address rules apply) and scapy matches ICMP errors to probes."""
+# ---- matching answers to probes -------------------------------------------------------------
+#
+# Answers are read from raw ICMP sockets (and, for --proto tcp, a raw TCP socket
+# with a kernel BPF filter on the probed port), never from a packet socket that
+# sees every frame of the machine: under the test suite's traffic that sniffer
+# dropped answers, and replies to other traceroutes were in its way. Every answer
+# is matched to the one probe it answers by a key both carry:
+#
+#   probe sent                     answer                             key
+#   ICMP echo (id, seq)            echo reply, same id and seq        ("icmp", id, seq)
+#   any probe                      ICMP error quoting our IP header   from the quoted L4 header:
+#                                  (time exceeded, unreachable,         UDP  ("udp", sport, dport)
+#                                  frag needed / packet too big)        TCP  ("tcp", sport, dport)
+#                                                                       ICMP ("icmp", id, seq)
+#   TCP SYN (sport, dport)         SYN-ACK / RST from dport to sport  ("tcp", sport, dport)
+#
+# The quoted header must also name our destination (a quote of someone else's
+# packet to elsewhere is not ours). Source ports are held by a socket of the
+# same protocol bound to port 0 for as long as their probes can be answered, so
+# the kernel gives no other process the same port (each UDP/TCP probe has its
+# own, so the port alone names the probe); the ICMP identifier is the
+# process id (pid_max 32768 here, so it is unique among running processes) and
+# the sequence number counts the probes of every run in this process.
+
+def probe_key(pkt) -> tuple | None:
+    """The matching key of a probe we send (see the table above)."""
     sc = _Scapy.load()
-    sock = (sc.L3RawSocket6 if v6 else sc.L3RawSocket)(iface=config.interface)
-    try:
-        if config.interface:     # leave through this circuit's interface, as other probes do
-            sock.outs.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, config.interface.encode() + b"\0")
-        return sc.sndrcv(sock, pkts, timeout=config.timeout_s, verbose=0)
-    finally:
-        sock.close()
+    inet, inet6 = sc.inet, sc.inet6
+    if inet.UDP in pkt:
+        return ("udp", pkt[inet.UDP].sport, pkt[inet.UDP].dport)
+    if inet.TCP in pkt:
+        t = pkt[inet.TCP]
+        return ("tcp", t.sport, t.dport)
+    if inet.ICMP in pkt:
+        return ("icmp", pkt[inet.ICMP].id, pkt[inet.ICMP].seq)
+    if inet6.ICMPv6EchoRequest in pkt:
+        e = pkt[inet6.ICMPv6EchoRequest]
+        return ("icmp", e.id, e.seq)
+    return None
+
+
+def answer_key(rcv, dst: str) -> tuple | None:
+    """The key of the probe an answer answers, None when it answers none of ours to ``dst``."""
+    sc = _Scapy.load()
+    inet, inet6 = sc.inet, sc.inet6
+    if inet.IPerror in rcv or inet6.IPerror6 in rcv:        # an ICMP error quoting a packet
+        quoted = rcv[inet.IPerror] if inet.IPerror in rcv else rcv[inet6.IPerror6]
+        if quoted.dst != dst:
+            return None
+        if inet.UDPerror in rcv:
+            u = rcv[inet.UDPerror]
+            return ("udp", u.sport, u.dport)
+        if inet.TCPerror in rcv:
+            t = rcv[inet.TCPerror]
+            return ("tcp", t.sport, t.dport)
+        if inet.ICMPerror in rcv:
+            e = rcv[inet.ICMPerror]
+            return ("icmp", e.id, e.seq) if e.type == 8 else None
+        if inet6.ICMPv6EchoRequest in rcv:            # quoted echo request (scapy: no *error class)
+            e = rcv[inet6.ICMPv6EchoRequest]
+            return ("icmp", e.id, e.seq)
+        return None
+    src = rcv[inet.IP].src if inet.IP in rcv else rcv[inet6.IPv6].src if inet6.IPv6 in rcv else None
+    if src != dst:
+        return None
+    if inet.ICMP in rcv and rcv[inet.ICMP].type == 0:
+        return ("icmp", rcv[inet.ICMP].id, rcv[inet.ICMP].seq)
+    if inet6.ICMPv6EchoReply in rcv:
+        e = rcv[inet6.ICMPv6EchoReply]
+        return ("icmp", e.id, e.seq)
+    if inet.TCP in rcv:
+        t = rcv[inet.TCP]
+        return ("tcp", t.dport, t.sport)
+    return None
+
+
+_seq_lock = threading.Lock()
+_seq_next = 0
+
+
+def _reserve_seq(n: int) -> int:
+    """The first of ``n`` probe numbers no other run in this process uses (ICMP echo
+    sequence numbers: runs in one process share its identifier, e.g. the board probing
+    two circuits at once)."""
+    global _seq_next
+    with _seq_lock:
+        start = _seq_next
+        _seq_next = (_seq_next + n) % 0x10000
+        return start
+
+
+SO_ATTACH_FILTER = 26
+_BPF_LDX_MSH, _BPF_LDH_IND, _BPF_LDH_ABS, _BPF_JEQ, _BPF_RET = 0xB1, 0x48, 0x28, 0x15, 0x06
+
+
+def _attach_port_filter(sock: socket.socket, port: int, v6: bool) -> None:
+    """Classic BPF: let only TCP segments from source port ``port`` reach this raw socket,
+    so a busy machine's other TCP traffic never queues in front of our answers. An IPv4
+    raw socket sees the IP header first (its length from IHL), an IPv6 one the TCP header."""
+    import ctypes
+    load = [(_BPF_LDH_ABS, 0, 0, 0)] if v6 else [(_BPF_LDX_MSH, 0, 0, 0), (_BPF_LDH_IND, 0, 0, 0)]
+    prog = load + [(_BPF_JEQ, 0, 1, port), (_BPF_RET, 0, 0, 0x40000), (_BPF_RET, 0, 0, 0)]
+    buf = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *ins) for ins in prog))
+    fprog = struct.pack("HL", len(prog), ctypes.addressof(buf))
+    sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+
+
+class _Prober:
+    """Raw sockets for one run: one to send our built packets, one or two to read answers."""
+
+    def __init__(self, config: PathConfig, dst: str) -> None:
+        self.v6 = ":" in dst
+        self.dst = dst
+        fam = socket.AF_INET6 if self.v6 else socket.AF_INET
+        self.out = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        self.ins: list[socket.socket] = []
+        self.held: list[socket.socket] = []      # sockets holding our source ports
+        try:
+            if config.interface:   # leave through this circuit's interface, as other probes do
+                self.out.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
+                                    config.interface.encode() + b"\0")
+            icmp = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_ICMPV6 if self.v6 else socket.IPPROTO_ICMP)
+            self.ins.append(icmp)
+            if config.proto == "tcp":
+                tcp = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_TCP)
+                _attach_port_filter(tcp, config.port or 80, self.v6)
+                self.ins.append(tcp)
+            for s in self.ins:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                s.setsockopt(socket.SOL_SOCKET, sockopts.SO_TIMESTAMPNS, 1)
+                s.setblocking(False)
+        except OSError:
+            self.close()
+            raise
+
+    def hold_port(self, proto: str) -> int:
+        """A source port no other socket on this machine has while we probe with it."""
+        kind = socket.SOCK_DGRAM if proto == "udp" else socket.SOCK_STREAM
+        s = socket.socket(socket.AF_INET6 if self.v6 else socket.AF_INET, kind)
+        s.bind(("::" if self.v6 else "0.0.0.0", 0))
+        self.held.append(s)
+        return s.getsockname()[1]
+
+    def release_ports(self) -> None:
+        for s in self.held:
+            s.close()
+        self.held = []
+
+    def exchange(self, pkts: list, timeout_s: float) -> tuple[list, list]:
+        """Send ``pkts``; ([(probe, answer, rtt_ms)], [unanswered probes]) after every probe
+        was answered or ``timeout_s`` passed since the last send. Others' packets are skipped."""
+        import select
+        pending: dict[tuple, tuple] = {}
+        for p in pkts:
+            raw = bytes(p)
+            t = time.time()
+            self.out.sendto(raw, (self.dst, 0))
+            pending[probe_key(p)] = (p, t)
+        answered = []
+        deadline = time.monotonic() + timeout_s
+        while pending:
+            left = deadline - time.monotonic()
+            # past the deadline, still read what the kernel already queued (a busy machine
+            # may not have run us while the answers arrived)
+            ready, _, _ = select.select(self.ins, [], [], max(0.0, left))
+            if not ready and left <= 0:
+                break
+            for s in ready:
+                for _ in range(256):            # drain, bounded
+                    try:
+                        data, anc, _flags, addr = s.recvmsg(65535, 64)
+                    except BlockingIOError:
+                        break
+                    if not self._may_answer(data, s):
+                        continue
+                    rcv = self._parse(data, addr, s)
+                    key = answer_key(rcv, self.dst)
+                    hit = pending.pop(key, None) if key else None
+                    if hit:
+                        answered.append((hit[0], rcv, (_rx_time(anc) - hit[1]) * 1000.0))
+        return answered, [p for p, _t in pending.values()]
+
+    def _may_answer(self, data: bytes, sock: socket.socket) -> bool:
+        """Cheap first look: ICMP types that can answer a probe (echo reply, destination
+        unreachable, time exceeded, packet too big); others' echo requests and the like
+        are skipped before scapy parses anything."""
+        if sock.proto == socket.IPPROTO_TCP:
+            return True
+        off = 0 if self.v6 else (data[0] & 0x0F) * 4 if data else 0
+        if len(data) <= off:
+            return False
+        return data[off] in ((1, 2, 3, 129) if self.v6 else (0, 3, 11))
+
+    def _parse(self, data: bytes, addr, sock: socket.socket):
+        sc = _Scapy.load()
+        if not self.v6:
+            return sc.inet.IP(data)
+        # an IPv6 raw socket gets no IP header: put one back so the answer parses as sent
+        nh = 6 if sock.proto == socket.IPPROTO_TCP else 58
+        return sc.inet6.IPv6(bytes(sc.inet6.IPv6(src=addr[0], dst=self.dst, nh=nh, plen=len(data))) + data)
+
+    def close(self) -> None:
+        self.release_ports()
+        for s in [self.out, *self.ins]:
+            s.close()
+
+    def __enter__(self) -> "_Prober":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _rx_time(ancdata) -> float:
+    """Kernel receive time (sockopts.SO_TIMESTAMPNS), else now."""
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == sockopts.SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return sec + nsec / 1e9
+    return time.time()
 
 
 def _probe_packet(config: PathConfig, dst: str, dscp: int, ttl: int, index: int, size: int | None = None,
-                  df: bool = False):
+                  df: bool = False, sport: int = 0):
+    """One probe; ``sport`` (UDP/TCP) is a port the caller holds (``_Prober.hold_port``)."""
     sc = _Scapy.load()
     inet, inet6 = sc.inet, sc.inet6
     v6 = ":" in dst
@@ -346,7 +568,6 @@ def _probe_packet(config: PathConfig, dst: str, dscp: int, ttl: int, index: int,
     if config.source:
         ip.src = config.source
     ip_b = 40 if v6 else 20
-    sport = 40000 + (os.getpid() * 7 + index) % 20000
     if config.proto == "udp":
         l4, l4_b = inet.UDP(sport=sport, dport=config.port or (UDP_BASE_PORT + index % 1000)), 8
     elif config.proto == "tcp":
@@ -411,35 +632,47 @@ def _addr_ttl(pkt) -> tuple[str, int]:
     return pkt[sc.inet6.IPv6].src, pkt[sc.inet6.IPv6].hlim
 
 
+FIRST_ROUND_BATCH = 8     # TTLs sent at once while the destination's distance is unknown
+
+
 def _trace(config, dst, dscp, result: PathResult, emit, stop, t_end) -> None:
-    v6 = ":" in dst
     replies: list[Reply] = []
     dest_ttl: int | None = None
-    index = 0
-    for rnd in range(config.rounds):
-        if stop.is_set() or time.monotonic() > t_end:
-            result.partial = True
-            break
-        top = dest_ttl or config.max_ttl
-        pkts = []
-        for ttl in range(1, top + 1):
-            pkts.append(_probe_packet(config, dst, dscp, ttl, index))
-            index += 1
-        ans, unans = _sr(pkts, config, v6)
-        result.probes_sent += len(pkts)
-        for snd, rcv in ans:
-            kind, quoted, is_dst, _mtu_hint = _classify(rcv, dst)
-            src = _addr_ttl(rcv)[0]
-            replies.append(Reply(_addr_ttl(snd)[1], src, (rcv.time - snd.sent_time) * 1000.0,
-                                 kind, quoted, is_dst or src == dst))
-        for snd in unans:
-            replies.append(Reply(_addr_ttl(snd)[1]))
-        if dest_ttl is None:
-            reached = [r.ttl for r in replies if r.destination]
-            stops = [r.ttl for r in replies if r.kind and r.kind.startswith("unreachable")]
-            if reached or stops:
-                dest_ttl = min(reached + stops)
-        emit("progress", f"round {rnd + 1}/{config.rounds}", fraction=(rnd + 1) / config.rounds)
+    index = _reserve_seq(config.rounds * config.max_ttl)
+    with _Prober(config, dst) as prober:
+        for rnd in range(config.rounds):
+            if stop.is_set() or time.monotonic() > t_end:
+                result.partial = True
+                break
+            # until the distance is known, TTLs go out in batches of 8: a near destination
+            # then answers 8 probes, not max_ttl of them (every host limits the ICMP errors
+            # it sends, 50 at once by default on Linux, shared by all processes)
+            lo = 1
+            while lo <= (dest_ttl or config.max_ttl):
+                hi = dest_ttl or min(config.max_ttl, lo + FIRST_ROUND_BATCH - 1)
+                pkts = []
+                for ttl in range(lo, hi + 1):
+                    sport = prober.hold_port(config.proto) if config.proto != "icmp" else 0
+                    pkts.append(_probe_packet(config, dst, dscp, ttl, index, sport=sport))
+                    index += 1
+                ans, unans = prober.exchange(pkts, config.timeout_s)
+                prober.release_ports()
+                result.probes_sent += len(pkts)
+                for snd, rcv, rtt_ms in ans:
+                    kind, quoted, is_dst, _mtu_hint = _classify(rcv, dst)
+                    src = _addr_ttl(rcv)[0]
+                    replies.append(Reply(_addr_ttl(snd)[1], src, rtt_ms, kind, quoted, is_dst or src == dst))
+                for snd in unans:
+                    replies.append(Reply(_addr_ttl(snd)[1]))
+                if dest_ttl is None:
+                    reached = [r.ttl for r in replies if r.destination]
+                    stops = [r.ttl for r in replies if r.kind and r.kind.startswith("unreachable")]
+                    if reached or stops:
+                        dest_ttl = min(reached + stops)
+                if stop.is_set() or time.monotonic() > t_end:
+                    break
+                lo = hi + 1
+            emit("progress", f"round {rnd + 1}/{config.rounds}", fraction=(rnd + 1) / config.rounds)
     if dest_ttl is not None:
         replies = [r for r in replies if r.ttl <= dest_ttl]
         result.reached = any(r.destination for r in replies)
@@ -465,19 +698,22 @@ def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
     # probe at most a jumbo frame: larger raw packets (loopback's 65536 MTU) are not
     # reliably sent and received through scapy's sockets, and no WAN carries them
     hi = min(hi or 1500, MAX_PROBE_B)
-    counter = [10000]
+    counter = [_reserve_seq(MAX_MTU_STEPS + 1)]
 
     def probe(size: int) -> MtuProbe:
         if time.monotonic() > t_end:
             return MtuProbe("none")
         counter[0] += 1
-        pkt = _probe_packet(config, dst, dscp, 64, counter[0], size=size, df=True)
+        sport = prober.hold_port(config.proto) if config.proto != "icmp" else 0
+        pkt = _probe_packet(config, dst, dscp, 64, counter[0], size=size, df=True, sport=sport)
         try:
-            ans, _ = _sr([pkt], config, v6)
+            ans, _ = prober.exchange([pkt], config.timeout_s)
         except OSError:      # EMSGSIZE: larger than the local interface allows
             return MtuProbe("too-big")
+        finally:
+            prober.release_ports()
         result.probes_sent += 1
-        for _snd, rcv in ans:
+        for _snd, rcv, _rtt in ans:
             kind, _q, is_dst, hint = _classify(rcv, dst)
             if kind == "frag-needed":
                 return MtuProbe("too-big", hint, _addr_ttl(rcv)[0])
@@ -485,7 +721,8 @@ def _mtu(config, dst, dscp, result: PathResult, t_end) -> None:
                 return MtuProbe("ok")
         return MtuProbe("none")
 
-    mtu, router, method = search_mtu(probe, hi, lo=MIN_MTU_V6 if v6 else MIN_MTU)
+    with _Prober(config, dst) as prober:
+        mtu, router, method = search_mtu(probe, hi, lo=MIN_MTU_V6 if v6 else MIN_MTU)
     if mtu == MAX_PROBE_B and (result.interface_mtu or 0) > MAX_PROBE_B:
         method = "capped"            # the path carries at least this much; we did not try more
     result.path_mtu, result.mtu_limited_at, result.mtu_method = mtu, router, method

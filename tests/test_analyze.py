@@ -295,3 +295,52 @@ def test_agrees_with_tshark(tmp_path, ng):
         assert o.max_jitter_ms == pytest.approx(t["max_jitter_ms"], rel=0.01)
         assert o.mean_jitter_ms == pytest.approx(t["mean_jitter_ms"], rel=0.01)
         assert o.max_delta_ms == pytest.approx(t["max_delta_ms"], rel=0.01)
+
+
+# ---- static payload types of RFC 3551 ------------------------------------------------------
+
+def test_static_payload_types_pcmu_pcma_g722_g729_are_all_named(tmp_path):
+    """Issue #15: PT 8 (PCMA, the usual codec in Europe) showed as "unknown". Every static
+    type the codec table covers is named, by `analyze --json` and in the text table; the
+    names are RFC 3551 table 4's (and tshark's decoding of the same file agrees)."""
+    want = {0: ("PCMU", "g711"), 8: ("PCMA", "g711"), 9: ("G722", "g722"), 18: ("G729", "g729")}
+    flows = []
+    for k, pt in enumerate(want):
+        flows += stream(100, ssrc=0x7000 + k, pt=pt, sport=34000 + 2 * k, dport=36000 + 2 * k,
+                        payload_b=20 if pt == 18 else 160)
+    f = tmp_path / "four-codecs.pcap"
+    write_capture(f, sorted(flows))
+    p = run_cli("analyze", str(f), "--json")
+    assert p.returncode == 0, p.stderr
+    got = {s["payload_type"]: (s["encoding"], s["codec"], s["codec_source"], s["mos_codec_assumed"])
+           for s in json.loads(p.stdout)["streams"]}
+    assert got == {pt: (enc, codec, "static-pt", None) for pt, (enc, codec) in want.items()}
+    text = run_cli("analyze", str(f))
+    assert text.returncode == 0, text.stderr
+    for k, (pt, (enc, _)) in enumerate(want.items()):
+        row = next(line for line in text.stdout.splitlines() if line.startswith(f"0x{0x7000 + k:08x}"))
+        assert re.search(rf"\s{pt}\s+{enc}\s", row), row
+    assert "unknown" not in text.stdout and "dynamic payload type" not in text.stdout
+    if shutil.which("tshark"):
+        args = ["tshark", "-r", str(f), "-q", "-z", "rtp,streams"]
+        for k in range(4):
+            args[3:3] = ["-d", f"udp.port=={34000 + 2 * k},rtp"]
+        out = subprocess.run(args, capture_output=True, text=True, timeout=60).stdout
+        # tshark names the same four: g711U, g711A, g722, g729
+        for name in ("g711U", "g711A", "g722", "g729"):
+            assert name in out, out
+
+
+def test_folder_fifo_and_device_are_named_not_no_such_file(tmp_path):
+    """Issue #16 item 9: a folder, a FIFO (opening it must not wait for a writer) and a
+    device each get their own message and exit 2; a missing file is still "no such file"."""
+    import os
+    fifo = tmp_path / "capture.fifo"
+    os.mkfifo(fifo)
+    (tmp_path / "dir.pcap").mkdir()
+    cases = [(tmp_path / "dir.pcap", "is a folder"), (fifo, "is a FIFO"), ("/dev/zero", "is a device"),
+             (tmp_path / "missing.pcap", "no such file")]
+    for path, words in cases:
+        p = run_cli("analyze", str(path), timeout=20)
+        assert p.returncode == 2, (path, p.stderr)
+        assert f"{path}: {words}" in p.stderr and "Traceback" not in p.stderr and p.stdout == ""

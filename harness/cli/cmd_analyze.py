@@ -65,7 +65,7 @@ def _print(result: analyze.AnalyzeResult) -> None:
     for s in result.streams:
         flow = f"{s.src}:{s.sport} -> {s.dst}:{s.dport}"
         mos = f"{s.mos:.2f}" + ("*" if s.mos_codec_assumed else "")
-        click.echo(f"0x{s.ssrc:08x}  {flow:<44} {s.payload_type:>3} {s.codec:<7} {s.packets:>7} "
+        click.echo(f"0x{s.ssrc:08x}  {flow:<44} {s.payload_type:>3} {s.encoding or s.codec:<7} {s.packets:>7} "
                    f"{s.lost:>6} {s.loss_pct:>6.2f} {s.duplicates:>4} {s.sequence_errors:>6} "
                    f"{s.jitter_ms:>7.2f} {s.max_jitter_ms:>7.2f} {s.max_delta_ms:>8.1f} {mos:>5}")
     if any(s.mos_codec_assumed for s in result.streams):

@@ -14,8 +14,10 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err,
-                                json_option, load_profile_or_exit)
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_NOT_STORED, EXIT_OK, EXIT_UNMEASURED,
+                                die, emit_json, err,
+                                json_option, load_profile_or_exit, out)
+from harness.escape import rich_text
 
 def _suite_order() -> tuple[str, ...]:
     from harness.suite import ORDER   # cheap: step modules load only when the suite runs
@@ -58,7 +60,7 @@ class CheckProgress:
             task = self._tasks.get(circuit)
             if task is None:
                 task = self._tasks[circuit] = self._live.add_task(circuit, total=1.0)
-            desc = f"[bold]{circuit}[/] {step}: {message}"
+            desc = f"[bold]{rich_text(circuit)}[/] {step}: {rich_text(message)}"
             self._live.update(task, description=desc, completed=fraction if fraction is not None else None)
             return
         # plain lines: phase boundaries, warnings and problems only, so logs stay short
@@ -72,29 +74,34 @@ def print_table(outcome) -> None:
     from rich.console import Console
     from rich.table import Table
     console = Console(file=sys.stdout, width=None if sys.stdout.isatty() else 140)
-    table = Table(title=f"{outcome.site}: readiness check (run {outcome.run_id})", show_lines=False)
+    # names, reasons and ids come from data: rich_text shows their control characters and
+    # keeps their brackets from being read as Rich markup
+    table = Table(title=f"{rich_text(outcome.site)}: readiness check (run {outcome.run_id})", show_lines=False)
     for col in ("circuit", "check", "status", "reason"):
         table.add_column(col, overflow="fold")
     for name, co in outcome.circuits.items():
         for c in co.checks:
-            table.add_row(name, c.id, f"[{STATUS_STYLE[c.status]}]{c.status}[/]", c.reason)
+            table.add_row(rich_text(name), rich_text(c.id), f"[{STATUS_STYLE[c.status]}]{c.status}[/]",
+                          rich_text(c.reason))
     console.print(table)
     for name, co in outcome.circuits.items():
-        line = f"  {name}: [{VERDICT_STYLE[co.verdict]}]{co.verdict}[/]"
+        line = f"  {rich_text(name)}: [{VERDICT_STYLE[co.verdict]}]{co.verdict}[/]"
         blocking = [c for c in co.checks if c.status in ("fail", "error")]
         if blocking:
-            line += " - " + "; ".join(c.reason for c in blocking[:3])
+            line += " - " + "; ".join(rich_text(c.reason) for c in blocking[:3])
             if len(blocking) > 3:
                 line += f" (+{len(blocking) - 3} more)"
         console.print(line, highlight=False)
     skipped = {s: why for co in outcome.circuits.values() for s, why in co.skipped.items()
                if not why.startswith("does not apply")}
     for s, why in skipped.items():
-        console.print(f"  [dim]step {s}: {why}[/]", highlight=False)
+        console.print(f"  [dim]step {s}: {rich_text(why)}[/]", highlight=False)
     console.print(f"Verdict: [{VERDICT_STYLE[outcome.verdict]}]{outcome.verdict}[/]", highlight=False)
 
 
 def exit_code(outcome) -> int:
+    if outcome.store_error is not None and not outcome.nothing_measured:
+        return EXIT_NOT_STORED
     if outcome.nothing_measured:
         return EXIT_UNMEASURED
     return EXIT_FAIL if outcome.verdict == "NO-GO" else EXIT_OK
@@ -103,10 +110,14 @@ def exit_code(outcome) -> int:
 # ---------------------------------------------------------------- the command body (shared with demo)
 
 def open_store(profile, db: str | None):
-    from harness.store import Store, StoreError, default_path
+    """The history database; a resource fault (disk full, read-only) is raised as
+    StoreWriteError for the caller to measure anyway, other problems exit 2."""
+    from harness.store import Store, StoreError, StoreWriteError, default_path
     path = default_path(profile, db)
     try:
         return Store(path)
+    except StoreWriteError:
+        raise
     except StoreError as exc:
         die(EXIT_BAD_INPUT, str(exc))
 
@@ -128,6 +139,43 @@ def write_prom(profile, store, prom_file: str) -> bool:
         err(f"cutover: cannot write {prom_file}: {exc.strerror or exc}; the run is stored")
         return False
     return True
+
+
+def unstored_document(outcome, db_path) -> dict:
+    """Everything a run measured, for the fallback file when the database refused it."""
+    return {"cutover_unstored_run": 1, "site": outcome.site, "database": str(db_path),
+            "store_error": str(outcome.store_error), "started_at": outcome.started_at.isoformat(),
+            "finished_at": outcome.finished_at.isoformat(), **outcome.to_dict(),
+            "raw": {n: co.raw for n, co in outcome.circuits.items()}}
+
+
+def save_unstored(outcome, db_path: Path, report_dir: str | None) -> Path | None:
+    """Write the run to the first folder that takes it: beside the database, the report
+    folder, the current folder, the temporary folder. A full disk often still leaves one."""
+    import json
+    import os
+    import tempfile
+    text = json.dumps(unstored_document(outcome, db_path), indent=2, default=str)
+    name = f"{Path(db_path).name}.unstored-run-{outcome.started_at:%Y%m%dT%H%M%SZ}-{os.getpid()}.json"
+    folders = [Path(db_path).parent] + ([Path(report_dir)] if report_dir else []) + \
+        [Path.cwd(), Path(tempfile.gettempdir())]
+    for folder in dict.fromkeys(f.resolve() for f in folders):
+        target = folder / name
+        try:
+            if report_dir and folder == Path(report_dir).resolve():
+                folder.mkdir(parents=True, exist_ok=True)      # --report-dir may not exist yet
+            with open(target, "x", encoding="utf-8") as fh:
+                fh.write(text)
+                fh.flush()
+                os.fsync(fh.fileno())
+            return target
+        except OSError as exc:
+            err(f"cutover: cannot save the results in {folder}: {exc.strerror or exc}")
+            try:
+                target.unlink()          # a partial file (the disk filled under it) is no result
+            except OSError:
+                pass
+    return None
 
 
 def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db: str | None = None,
@@ -156,29 +204,56 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         die(EXIT_BAD_INPUT, f"--report-dir {report_dir}: exists and is not a folder")
     if prom_file and not Path(prom_file).resolve().parent.is_dir():
         die(EXIT_BAD_INPUT, f"--prom-file {prom_file}: folder {Path(prom_file).resolve().parent} does not exist")
-    store = store or open_store(profile, db)
+    from harness.store import StoreWriteError, default_path
+    open_error = None
+    if store is None:
+        try:
+            store = open_store(profile, db)
+        except StoreWriteError as exc:      # measure anyway; the results go to a fallback file
+            open_error = exc
+    db_file = store.path if store is not None else default_path(profile, db)
     stop = threading.Event()
     with StopOnSignal(stop, "stopping the probes, storing what was measured"), \
             CheckProgress(enabled=not quiet) as progress:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
                             progress=progress, stop=stop, steps=steps, skipped=skipped,
                             on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)
+    if open_error is not None:
+        outcome.store_error = open_error
     paths: list[Path] = []
-    if report_dir:
-        paths = write_reports(profile, store, report_dir, outcome.run_id)
-    if prom_file:
-        write_prom(profile, store, prom_file)
+    saved = None
+    if outcome.store_error is not None:
+        # the measurement is not lost with the database: a fallback file, its path printed
+        saved = save_unstored(outcome, db_file, report_dir)
+        where = f"the run's results are saved in {saved}" if saved else \
+            "and no fallback file could be written either (see above); the results follow on stdout"
+        err(f"cutover: {outcome.store_error}; {where}")
+        if report_dir or prom_file:
+            err("cutover: reports and --prom-file are made from the database: not written")
+    else:
+        if report_dir:
+            paths = write_reports(profile, store, report_dir, outcome.run_id)
+        if prom_file:
+            write_prom(profile, store, prom_file)
     if as_json:   # stdout: exactly the contract object; where things went is on stderr
-        if not quiet:
+        if not quiet and outcome.store_error is None:
             err(f"stored as run {outcome.run_id} in {store.path}")
             for p in paths:
                 err(f"report: {p}")
-        emit_json(outcome.to_dict())
+        d = outcome.to_dict()
+        if outcome.store_error is not None:
+            d["not_stored"] = {"cause": getattr(outcome.store_error, "cause", None),
+                               "error": str(outcome.store_error), "results_file": str(saved) if saved else None}
+        emit_json(d)
+    elif outcome.store_error is not None:
+        print_table(outcome)
+        if saved is None:
+            emit_json(unstored_document(outcome, db_file))
     else:
         print_table(outcome)
-        click.echo(f"history: run {outcome.run_id} in {store.path}")
+        out(f"history: run {outcome.run_id} in {store.path}")
         for p in paths:
-            click.echo(f"report: {p}")
+            out(f"report: {p}")
     return exit_code(outcome), outcome, paths
 
 
@@ -195,7 +270,11 @@ History: stored in --db, else the profile's db:, else $CUTOVER_DB, else
 ~/.local/share/cutover/history.sqlite.
 
 \b
-Exit codes: 0 GO or WARN, 1 NO-GO, 2 bad input, 3 nothing could be measured.
+Exit codes: 0 GO or WARN, 1 NO-GO, 2 bad input, 3 nothing could be measured,
+74 measured but the history database refused the run (disk full, read-only,
+locked): the cause is on stderr and the results are in a fallback file whose
+path is printed (beside the database, else --report-dir, the current folder
+or the temporary folder).
 
 \b
 Example:

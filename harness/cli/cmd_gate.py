@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.common import EXIT_FAIL, EXIT_OK, emit_json, json_option, load_profile_or_exit
+from harness.cli.common import EXIT_FAIL, EXIT_OK, emit_json, json_option, load_profile_or_exit, out
 from harness.cli.history_common import as_of_option, db_option, db_path, open_store, resolve_now
 
 MARK = {"ok": "ok", "block": "BLOCKS", "info": "info"}
@@ -48,7 +48,7 @@ def command(profile, db, as_of, as_json):
 
 
 def _print(d, path) -> None:
-    echo = click.echo
+    echo = out     # names and notes from people: escape sequences shown, not sent
     echo(f"Termination gate for {d.site}: {d.decision}")
     if d.parallel_run_start:
         echo(f"  parallel run   day {max(d.parallel_days, 0)} of {d.min_parallel_days} "

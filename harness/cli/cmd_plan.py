@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cli.common import emit_json, json_option, load_profile_or_exit
+from harness.escape import rich_text
 from harness.planning import LAYERS, plan_profile
 
 
@@ -34,7 +35,7 @@ def command(profile: str, overhead: str | None, as_json: bool) -> None:
         return
     out = Console()
     planned = p.planned
-    out.print(f"[bold]{p.site}[/bold]: {planned.calls} {pl.codec.upper()} calls at {pl.ptime_ms} ms, "
+    out.print(f"[bold]{rich_text(p.site)}[/bold]: {planned.calls} {pl.codec.upper()} calls at {pl.ptime_ms} ms, "
               f"{planned.video_calls} video x {planned.video_kbps:g} kbit/s, "
               f"{planned.other_mbps:g} Mbit/s other, {planned.headroom_pct:g} % headroom")
     out.print(f"One call, one direction: {pl.per_call_kbps:.1f} kbit/s at the {pl.overhead} layer "
@@ -46,8 +47,8 @@ def command(profile: str, overhead: str | None, as_json: bool) -> None:
         table.add_column(col)
     for c in pl.circuits:
         ok = "[green]yes[/green]" if c.covers else "[red]NO[/red]"
-        table.add_row(c.name, c.role, c.provider, f"{c.contract_down_mbps:g} Mbit/s",
+        table.add_row(rich_text(c.name), c.role, rich_text(c.provider or ""), f"{c.contract_down_mbps:g} Mbit/s",
                       f"{c.contract_up_mbps:g} Mbit/s", ok, str(c.max_calls))
     out.print(table)
     for note in pl.notes:
-        out.print(f"note: {note}")
+        out.print(f"note: {rich_text(note)}")

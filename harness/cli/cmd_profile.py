@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, emit_json, err, json_option
+from harness.cli.common import EXIT_BAD_INPUT, emit_json, err, json_option, out
 from harness.profile import ProfileError, json_schema, load_profile
 
 
@@ -38,7 +38,7 @@ def validate(profile: str, as_json: bool) -> None:
                    "circuits": [c.name for c in p.circuits]})
     else:
         roles = ", ".join(f"{c.name} ({c.role})" for c in p.circuits)
-        click.echo(f"{profile}: valid — site {p.site!r}, circuits: {roles}")
+        out(f"{profile}: valid — site {p.site!r}, circuits: {roles}")
 
 
 @command.command("schema", help="""Print the profile's JSON Schema (for editor completion and validation).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, emit_json, json_option, \
-    load_profile_or_exit
+    load_profile_or_exit, out
 from harness.cli.history_common import as_of_option, db_option, db_path, open_store, parse_since, resolve_now
 
 
@@ -62,18 +62,18 @@ def command(profile, since, formats, out_dir, db, as_of, as_json):
         emit_json(d)
     else:
         a = report.analysis
-        click.echo(f"{prof.site}: {a.runs} runs from {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC; "
+        out(f"{prof.site}: {a.runs} runs from {start:%Y-%m-%d %H:%M} to {now:%Y-%m-%d %H:%M} UTC; "
                    f"latest verdict {report.verdict}")
         for ch in a.circuits.values():
             rate = "-" if ch.pass_pct is None else f"{ch.pass_pct:.1f} %"
-            click.echo(f"  {ch.name:<12} {ch.role:<7} pass rate {rate:>8}  outages {len(ch.outages)}"
+            out(f"  {ch.name:<12} {ch.role:<7} pass rate {rate:>8}  outages {len(ch.outages)}"
                        f"  latest {ch.latest_verdict or '-'}")
         ongoing = [o for o in outages if o.ongoing]
         if ongoing:
-            click.echo(f"  ongoing outage(s): {', '.join(o.circuit for o in ongoing)}")
+            out(f"  ongoing outage(s): {', '.join(o.circuit for o in ongoing)}")
         if report.gate:
-            click.echo(f"termination gate: {report.gate.decision}"
+            out(f"termination gate: {report.gate.decision}"
                        + (f" ({len(report.gate.blocking)} blocking)" if report.gate.blocking else ""))
         for p in paths:
-            click.echo(f"report: {p}")
+            out(f"report: {p}")
     raise SystemExit(EXIT_OK)

@@ -6,7 +6,7 @@ import difflib
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, emit_json, json_option, load_profile_or_exit
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, emit_json, json_option, load_profile_or_exit, out
 from harness.cli.history_common import db_option, db_path, open_store
 
 
@@ -49,6 +49,6 @@ def command(profile, item, by, note, revoke, db, as_json):
                    "db": str(store.path)})
     else:
         what = "revoked" if rec.revoked else "signed off"
-        click.echo(f"{item} ({title}): {what} by {rec.by} at {rec.at:%Y-%m-%d %H:%M} UTC"
+        out(f"{item} ({title}): {what} by {rec.by} at {rec.at:%Y-%m-%d %H:%M} UTC"
                    + (f": {rec.note}" if rec.note else ""))
     raise SystemExit(EXIT_OK)

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 
 import click
 
+from harness.escape import terminal_text
 from harness.profile import Profile, ProfileError, load_profile
 from probes.events import ProbeEvent
 from probes.result import clean
@@ -20,6 +21,8 @@ EXIT_OK = 0            # pass / GO
 EXIT_FAIL = 1          # measured and failed / NO-GO
 EXIT_BAD_INPUT = 2     # usage, profile, file
 EXIT_UNMEASURED = 3    # unreachable target, no permission, reflector down
+EXIT_NOT_STORED = 74   # measured, but the history database refused the write (disk full,
+                       # read-only, locked): results in a fallback file (sysexits EX_IOERR)
 
 json_option = click.option("--json", "as_json", is_flag=True,
                            help="Print exactly one JSON object on stdout; progress goes to stderr.")
@@ -30,7 +33,13 @@ interface_option = click.option("--interface", metavar="IFACE", default=None,
 
 
 def err(message: str) -> None:
-    click.echo(message, err=True)
+    """A line on stderr; control characters and escape sequences from data are shown, not sent."""
+    click.echo(terminal_text(message, keep_lines=True), err=True)
+
+
+def out(message: str = "") -> None:
+    """A line on stdout for people (not --json); data's control characters are shown, not sent."""
+    click.echo(terminal_text(message, keep_lines=True))
 
 
 def die(code: int, message: str) -> NoReturn:

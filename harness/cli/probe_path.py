@@ -75,7 +75,10 @@ def _print(r: path.PathResult) -> None:
         click.echo(f"{h.ttl:3d}  {h.address or '*':<39} {rtt}  loss {h.loss_pct:5.1f}%  dscp {dscp}")
     if r.path_mtu:
         where = f" (limited at {r.mtu_limited_at})" if r.mtu_limited_at else ""
-        click.echo(f"path MTU: {r.path_mtu} bytes{where} [{r.mtu_method}]")
+        at_least = "at least " if r.mtu_method == "capped" else ""
+        click.echo(f"path MTU: {at_least}{r.path_mtu} bytes{where} [{r.mtu_method}]")
+        if r.mtu_method in path.MTU_METHOD_TEXT:
+            click.echo(f"  {r.mtu_method}: {path.MTU_METHOD_TEXT[r.mtu_method]}")
     ch = r.dscp_changed_at
     if ch:
         click.echo(f"DSCP changed at hop {ch['ttl']} ({ch['address']}): sent {ch['dscp_sent']}, "

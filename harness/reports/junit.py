@@ -9,6 +9,10 @@ latest run, or of the run given to ``write_reports(run_id=...)``), one
 with the one-line reason as ``message``; ``warn`` passes with the reason in
 ``<system-out>`` (JUnit has no "passed, but close"). Counts on every suite and
 on the root are computed from the cases written.
+
+Every text and attribute passes :func:`harness.escape.xml_text` on the way out
+(one pass over the finished tree), so a control character in a name or reason
+can never make the file unreadable to a CI system.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import datetime as dt
 import re
 import xml.etree.ElementTree as ET
 
+from harness.escape import xml_text
 from harness.verdicts import circuit_verdict, fmt
 
 
@@ -68,5 +73,10 @@ def render(report) -> str:
     for k, v in totals.items():
         root.set(k, str(v))
     root.set("time", "0")
+    for el in root.iter():
+        if el.text:
+            el.text = xml_text(el.text)
+        for k, v in el.attrib.items():
+            el.set(k, xml_text(v))
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"

@@ -1,7 +1,12 @@
-"""The Markdown report: for tickets, wikis and e-mail. Same sections as the HTML."""
+"""The Markdown report: for tickets, wikis and e-mail. Same sections as the HTML.
+
+Every value from data (site and circuit names, notes, reasons, table cells) goes
+through :func:`harness.escape.markdown_text`: no raw HTML or Markdown markup
+from a name reaches a viewer that renders it."""
 
 from __future__ import annotations
 
+from harness.escape import markdown_text
 from harness.history import METRIC_BY_KEY
 from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct,
                                     trend_text, what_failed, when)
@@ -9,11 +14,11 @@ from harness.verdicts import fmt
 
 
 def _cell(text) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
+    return markdown_text(str(text))
 
 
 def _table(head: list[str], rows: list[list]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    out = ["| " + " | ".join(_cell(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     out += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return out
 
@@ -21,7 +26,8 @@ def _table(head: list[str], rows: list[list]) -> list[str]:
 def render(report) -> str:
     a, g, p = report.analysis, report.gate, report.profile
     hours = p.cutover.sla_claim_hours
-    L: list[str] = [f"# Readiness report: {report.site}", ""]
+    md = markdown_text
+    L: list[str] = [f"# Readiness report: {md(report.site)}", ""]
     L.append(f"Window {when(report.since)} to {when(report.until)}, {a.runs} run{'' if a.runs == 1 else 's'}. "
              f"Generated {when(report.generated_at)} by cutover {report.tool_version}.")
     L += ["", f"**Latest verdict: {report.verdict}**", ""]
@@ -35,7 +41,7 @@ def render(report) -> str:
         L.append(f"- Old service disconnect on: **{g.disconnect_on.isoformat()}** "
                  f"(overlap {g.overlap_days} days after {g.proven_on.isoformat()})")
         if g.blocking:
-            L += ["", "What blocks termination:", ""] + [f"- {b}" for b in g.blocking]
+            L += ["", "What blocks termination:", ""] + [f"- {md(b)}" for b in g.blocking]
         L += [""] + _table(["Item", "Status", "Detail", "Signed by", "Note"],
                            [[i.title, i.status, i.detail, i.by or "", i.note] for i in g.items]) + [""]
 
@@ -91,7 +97,7 @@ def render(report) -> str:
 
     L += ["## Latest checks", ""]
     for circuit, checks in report.junit_checks.items():
-        L += [f"### {circuit} ({when(report.junit_run_at.get(circuit))})", ""]
+        L += [f"### {md(circuit)} ({when(report.junit_run_at.get(circuit))})", ""]
         L += _table(["Check", "Status", "Measured", "Required", "Margin", "Reason"],
                     [[c.id, c.status.upper(), f"{fmt(c.measured)} {c.unit}".strip(),
                       f"{fmt(c.required)} {c.unit}".strip(), fmt(c.margin), c.reason] for c in checks]) + [""]
