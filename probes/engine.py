@@ -51,8 +51,10 @@ How it works (DESIGN.md §8 numbers in mind):
   figures are then the measuring machine's, not the network's.
 - Where recvmmsg or UDP GSO is missing (or ``batch=False``) the same loop
   runs one datagram per syscall.
-- Per-packet state lives in preallocated arrays indexed by ``j``; metrics are
-  computed after the run by :mod:`probes.enginestats`.
+- Per-run state (per-packet arrays indexed by ``j``, the clock mapping, the
+  schedule) lives on a :class:`probes.enginerun.Run`, never on the Engine, so
+  one Engine can run twice at once; metrics are computed after the run by
+  :func:`probes.enginestats.analyse`, which reads the run only.
 - Sender sequence numbers start at 1 (RFC 8762 says 0): a stateless
   reflector copies them, a stateful one counts from 0, so the first reply
   tells them apart and per-direction loss is only split when it is real.
@@ -67,11 +69,11 @@ import socket
 import struct
 import threading
 import time
-from array import array
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from probes import mmsg, sockopts, stamp
+from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
+from probes.enginestats import analyse
 from probes.addr import bind_to_circuit, parse_hostport, resolve
 from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
 from probes.events import Emitter, ProgressCallback
@@ -99,75 +101,6 @@ class EngineConfig:
     batch: bool = True                   # recvmmsg + UDP GSO; False: one datagram per syscall
 
 
-@dataclass
-class EngineResult:
-    target: str
-    codec: str
-    ptime_ms: int
-    calls: int
-    duration_s: float
-    payload_b: int
-    offered_kbps: float
-    direction_split: bool | None = None
-    packets: dict[str, int] = field(default_factory=dict)
-    loss_pct: dict[str, float] = field(default_factory=dict)
-    rtt_ms: dict[str, float] = field(default_factory=dict)
-    jitter_ms: dict[str, float] = field(default_factory=dict)
-    ipdv_ms: dict[str, dict[str, float]] = field(default_factory=lambda: {"up": {}, "down": {}, "rtt": {}})
-    reorder_pct: float = 0.0
-    duplicates: int = 0
-    late_pct: float = 0.0
-    late_pct_dir: dict[str, float] = field(default_factory=dict)
-    dscp: dict[str, Any] = field(default_factory=dict)
-    mos: float | None = None
-    mos_up: float | None = None
-    mos_down: float | None = None
-    r_factor: float | None = None
-    one_way_ms: float | None = None
-    sender: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    partial: bool = False
-    measured: bool = False
-
-    def to_dict(self) -> dict:
-        return {
-            "probe": "stream", "target": self.target, "codec": self.codec,
-            "ptime_ms": self.ptime_ms, "calls": self.calls, "duration_s": self.duration_s,
-            "direction_split": self.direction_split, "packets": self.packets,
-            "loss_pct": self.loss_pct, "rtt_ms": self.rtt_ms, "jitter_ms": self.jitter_ms,
-            "ipdv_ms": self.ipdv_ms, "reorder_pct": self.reorder_pct,
-            "duplicates": self.duplicates, "late_pct": self.late_pct, "dscp": self.dscp,
-            "mos": self.mos, "r_factor": self.r_factor, "mos_up": self.mos_up,
-            "mos_down": self.mos_down, "sender": self.sender, "errors": self.errors,
-            "partial": self.partial, "measured": self.measured,
-            "payload_b": self.payload_b, "offered_kbps": self.offered_kbps,
-            "late_pct_dir": self.late_pct_dir, "one_way_ms": self.one_way_ms, "notes": self.notes,
-        }
-
-
-class _Run:
-    """Per-run arrays (indexed by packet j) and counters."""
-
-    def __init__(self, total: int, calls: int) -> None:
-        self.tx = array("q", bytes(8 * total))       # actual send time, ns (monotonic)
-        self.rx = array("q", bytes(8 * total))       # receive time, ns (monotonic); 0 = not received
-        self.t2 = array("Q", bytes(8 * total))       # reflector receive timestamp (NTP)
-        self.t3 = array("Q", bytes(8 * total))       # reflector transmit timestamp (NTP)
-        self.rseq = array("q", [-1]) * total         # reflector sequence number
-        self.order = array("q")                       # j in our arrival order
-        self.cos = array("i", [-1]) * total          # Class of Service TLV value of the reply; -1 none
-        self.tos = array("h", [-1]) * total          # TOS byte the reply arrived with; -1 unknown
-        self.dscp2 = [0] * 64                         # DSCP the reflector saw (CoS TLV), counts
-        self.tos_down = [0] * 256                     # TOS byte of the replies we received
-        self.duplicates = 0
-        self.foreign = 0
-        self.rx_dropped = 0
-        self.stateless_votes = 0
-        self.stateful_votes = 0
-        self.tail_count: dict[int, int] = {}         # call -> reflector's count (tail probe)
-
-
 # The reflector's unauthenticated header, only the fields the loop needs:
 # seq, T3, SSID, T2, sender seq; and the same plus the Class of Service value
 # (the first TLV's first two value octets, at 48).
@@ -175,7 +108,7 @@ _REFL_HEAD = struct.Struct(">IQ2xHQI")
 _REFL_HEAD_COS = struct.Struct(">IQ2xHQI20xH")
 
 
-def _tally(run: _Run, calls: int) -> None:
+def _tally(run: Run, calls: int) -> None:
     """Counts the loop leaves for after the run: per reply, whether the
     reflector numbered it itself (stateful) or copied our number (stateless),
     the DSCP it saw (CoS TLV) and the TOS the reply arrived with."""
@@ -266,13 +199,14 @@ class Engine:
         except OSError as exc:
             res.errors.append(exc.strerror or str(exc))
             return res
-        run = _Run(total, calls)
+        run = Run(calls, per_call, codec=self.codec, ptime_ms=cfg.ptime_ms,
+                  jitter_buffer_ms=cfg.jitter_buffer_ms, dscp=cfg.dscp)
         try:
-            sent, elapsed_s, errors, aborted = self._loop(sock, run, calls, per_call, emit, stop)
+            errors, aborted = self._loop(sock, run, emit, stop)
         finally:
             sock.close()
         res.errors.extend(errors)
-        self._analyse(res, run, calls, per_call, sent, elapsed_s)
+        analyse(res, run)
         if aborted and res.measured:
             res.partial = True
         if stop.is_set() and res.measured:
@@ -309,13 +243,14 @@ class Engine:
         return sock
 
     # ------------------------------------------------------------------ the loop
-    def _loop(self, sock: socket.socket, run: _Run, calls: int, per_call: int, emit: Emitter,
-              stop: threading.Event) -> tuple[int, float, list[str], bool]:
+    def _loop(self, sock: socket.socket, run: Run, emit: Emitter,
+              stop: threading.Event) -> tuple[list[str], bool]:
+        """Send and receive; fills ``run``. Returns (errors, aborted)."""
         cfg = self.config
         key = cfg.key
         auth = self.auth
-        total = calls * per_call
-        interval_ns = cfg.ptime_ms * 1_000_000 / calls
+        calls, per_call, total = run.calls, run.per_call, run.total
+        interval_ns = run.interval_ns
         ssid_base = random.randint(1, max(1, 65535 - calls))
         ssid_end = ssid_base + calls
         size_b = len(self.template)
@@ -334,8 +269,8 @@ class Engine:
             mm = mmsg.MmsgSocket(sock, slots=64, buf_b=rx_b) if cfg.batch else _OneByOne(sock, rx_b)
         except OSError:
             mm = _OneByOne(sock, rx_b)
-        self._rx_timestamps = "kernel" if cfg.kernel_timestamps else "user"
-        self._send_mode = "gso" if gso else "per-packet"
+        run.rx_timestamps = "kernel" if cfg.kernel_timestamps else "user"
+        run.send_mode = "gso" if gso else "per-packet"
         recv, lengths = mm.recv, mm.lengths
         rbufs, ctrl, ctrl_b, slots = mm.bufs, mm.ctrl, mm.ctrl_b, mm.slots
         usual = mmsg.CMSG_TS_TOS.unpack_from if mmsg.CMSG_TS_TOS is not None else None
@@ -366,7 +301,7 @@ class Engine:
         mono0 = (mono0 + perf()) // 2
         ntp0 = stamp.ntp_from_ns(wall0)
         ntp_per_ns = 4.294967296       # 2^32 / 1e9
-        self._mono0, self._wall0, self._ntp0 = mono0, wall0, ntp0
+        run.mono0, run.wall0, run.ntp0 = mono0, wall0, ntp0
         tx, rx, t2a, t3a, rseqa, order = run.tx, run.rx, run.t2, run.t3, run.rseq, run.order
         cosa, tosa = run.cos, run.tos
         errors: list[str] = []
@@ -419,7 +354,7 @@ class Engine:
                         if nb > 1:
                             # e.g. no checksum offload or an MTU below the batch: one by one from now
                             g_max, batch_ns = 1, 0
-                            self._send_mode = "per-packet"
+                            run.send_mode = "per-packet"
                             continue
                         errors.append(f"send failed: {exc.strerror or exc}")
                         aborted = True
@@ -543,14 +478,14 @@ class Engine:
         drops = sockopts.udp_drops(sock)
         if drops and drops > run.rx_dropped:
             run.rx_dropped = drops
-        elapsed_s = (perf() - t0) / 1e9
-        self._t0, self._interval_ns = t0, interval_ns
+        run.elapsed_s = (perf() - t0) / 1e9
+        run.t0, run.sent = t0, j
         _tally(run, calls)
         if not aborted and run.stateful_votes and not stop.is_set():
             self._tail_probe(sock, run, calls, per_call, ssid_base, max_rtt_ns)
-        return j, elapsed_s, errors, aborted
+        return errors, aborted
 
-    def _tail_probe(self, sock: socket.socket, run: _Run, calls: int, per_call: int, ssid_base: int,
+    def _tail_probe(self, sock: socket.socket, run: Run, calls: int, per_call: int, ssid_base: int,
                     max_rtt_ns: int) -> None:
         """Learn how many packets each session's reflector counted.
 
@@ -610,9 +545,3 @@ class Engine:
             " (or the reflector requires authentication: use --key-file)"
         return (f"no reply from {hp} within {self.config.timeout_s:g} s: reflector down, "
                 f"unreachable or filtered{keyed}")
-
-    # ------------------------------------------------------------------ analysis
-    def _analyse(self, res: EngineResult, run: _Run, calls: int, per_call: int, sent: int,
-                 elapsed_s: float) -> None:
-        from probes.enginestats import analyse
-        analyse(self, res, run, calls, per_call, sent, elapsed_s)

@@ -12,32 +12,29 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import TYPE_CHECKING
 
 from probes import emodel, stats
-
-if TYPE_CHECKING:  # pragma: no cover
-    from probes.engine import Engine, EngineResult, _Run
+from probes.enginerun import EngineResult, Run
 
 NTP_PER_NS = 4.294967296          # 2^32 / 1e9
 NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
 LATE_SEND_FRACTION_LIMIT = 0.001  # > 0.1 % of sends later than one ptime: sender-limited
 
 
-def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_call: int,
-            sent: int, elapsed_s: float) -> None:
-    cfg = eng.config
+def analyse(res: EngineResult, run: Run) -> None:
+    """Fill ``res`` from one run's record (reads ``run`` only)."""
+    calls, sent = run.calls, run.sent
     received = len(run.order)
     res.packets = {"sent": sent, "reflected": None, "received": received}
-    res.sender = _sender_health(eng, run, sent, cfg.ptime_ms, calls)
+    res.sender = _sender_health(run)
     if sent == 0 or received == 0:
         res.measured = False
         res.loss_pct = stats.loss_pcts(sent, None, received) if sent else {}
         return
     res.measured = True
-    mono0, ntp0 = eng._mono0, eng._ntp0
+    mono0, ntp0 = run.mono0, run.ntp0
     tx, rx, t2a, t3a, rseq = run.tx, run.rx, run.t2, run.t3, run.rseq
-    buffer_ms = cfg.jitter_buffer_ms
+    buffer_ms = run.jitter_buffer_ms
 
     # ---- direction split: stateful reflector with per-session numbering
     split = run.stateful_votes > 0
@@ -131,34 +128,34 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
         ppl_down = half + 100.0 * late_down / received
         res.notes.append("stateless reflector: loss not split by direction; MOS uses half the "
                          "total loss per direction")
-    s_up = emodel.score(eng.codec, one_way, ppl_up, jitter_buffer_ms=buffer_ms, ptime_ms=cfg.ptime_ms)
-    s_down = emodel.score(eng.codec, one_way, ppl_down, jitter_buffer_ms=buffer_ms, ptime_ms=cfg.ptime_ms)
+    s_up = emodel.score(run.codec, one_way, ppl_up, jitter_buffer_ms=buffer_ms, ptime_ms=run.ptime_ms)
+    s_down = emodel.score(run.codec, one_way, ppl_down, jitter_buffer_ms=buffer_ms, ptime_ms=run.ptime_ms)
     worse = s_up if s_up.mos <= s_down.mos else s_down
     res.mos_up, res.mos_down = s_up.mos, s_down.mos
     res.mos, res.r_factor = worse.mos, worse.r_factor
 
     # ---- DSCP: what the reflector saw (CoS TLV) and what came back to us
-    if cfg.dscp is not None:
+    if run.dscp is not None:
         # the most common value: one re-marking hop would show as a different majority
         seen = max(range(64), key=lambda i: run.dscp2[i]) if any(run.dscp2) else None
         back = max(range(256), key=lambda i: run.tos_down[i]) >> 2 if any(run.tos_down) else None
-        res.dscp = {"sent": cfg.dscp, "received": seen,
-                    "preserved": (seen == cfg.dscp) if seen is not None else None,
+        res.dscp = {"sent": run.dscp, "received": seen,
+                    "preserved": (seen == run.dscp) if seen is not None else None,
                     "down_received": back}
     else:
         res.dscp = {"sent": None, "received": None, "preserved": None}
     if run.foreign:
         res.notes.append(f"{run.foreign} datagrams that were not replies to this run were ignored")
-    res.duration_s = round(elapsed_s, 3)
+    res.duration_s = round(run.elapsed_s, 3)
 
 
-def _sender_health(eng: "Engine", run: "_Run", sent: int, ptime_ms: int, calls: int = 1) -> dict:
-    t0, interval = eng._t0, eng._interval_ns
+def _sender_health(run: Run) -> dict:
+    t0, interval = run.t0, run.interval_ns
     tx = run.tx
-    late = [(tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(sent)]
-    health = sender_health(late, run.rx_dropped, ptime_ms, calls)
-    health["rx_timestamps"] = getattr(eng, "_rx_timestamps", None)
-    health["send_mode"] = getattr(eng, "_send_mode", None)        # "gso" or "per-packet"
+    late = [(tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(run.sent)]
+    health = sender_health(late, run.rx_dropped, run.ptime_ms, run.calls)
+    health["rx_timestamps"] = run.rx_timestamps
+    health["send_mode"] = run.send_mode        # "gso" or "per-packet"
     return health
 
 

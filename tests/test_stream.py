@@ -382,3 +382,32 @@ def test_cli_sigint_reports_what_was_measured(real_reflector):
     assert probe.returncode == 3 and "Traceback" not in errtext
     d = json.loads(out)
     assert d["partial"] is True and d["packets"]["received"] > 10 and "stopped early" in d["errors"]
+
+
+def test_one_engine_runs_twice_at_once(scripted):
+    # issue #14: every per-run figure lives on the run, so two runs of one Engine
+    # overlap without mixing: the second starts 0.3 s later; a shared schedule or
+    # clock mapping would show as ~300 ms of lateness or RTT in one of them.
+    from probes.engine import Engine, EngineConfig
+    r = scripted(drop_up=lambda s: s % 10 == 0)
+    eng = Engine(EngineConfig(target=r.target, timeout_s=2.0))
+    before = dict(vars(eng))
+    out: dict = {}
+
+    def go(name, calls):
+        out[name] = eng.run(calls=calls, duration_s=2.0)
+
+    a = threading.Thread(target=go, args=("a", 1))
+    b = threading.Thread(target=go, args=("b", 3))
+    a.start()
+    time.sleep(0.3)
+    b.start()
+    a.join(15)
+    b.join(15)
+    for name, calls in (("a", 1), ("b", 3)):
+        res = out[name]
+        assert res.measured and res.direction_split is True
+        assert res.packets == {"sent": 100 * calls, "reflected": 90 * calls, "received": 90 * calls}
+        assert abs(res.sender["lateness_ms"]["p50"]) < 50
+        assert 0 < res.rtt_ms["mean"] < 50
+    assert vars(eng) == before          # the runs left nothing on the engine
