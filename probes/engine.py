@@ -73,7 +73,7 @@ from dataclasses import dataclass
 
 from probes import mmsg, sockopts, stamp
 from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
-from probes.enginestats import analyse
+from probes.enginestats import analyse, unusable_replies
 from probes.addr import bind_to_circuit, parse_hostport, resolve
 from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
 from probes.events import Emitter, ProgressCallback
@@ -389,7 +389,7 @@ class Engine:
                         if auth:
                             if n < base_b or not hmac.compare_digest(digest(key, rbuf[:96], "sha256")[:16],
                                                                      rbuf[96:112]):
-                                run.foreign += 1
+                                run.note_foreign(rbuf, n)
                                 continue
                             rs, t3, _ee, ssid, t2, ss, _st, _see, _ttl = refl_unpack(rbuf, 0)
                             cosv = (rbuf[cos_at] << 8 | rbuf[cos_at + 1]) if n >= cos_end else -1
@@ -398,12 +398,23 @@ class Engine:
                         elif n >= base_b:
                             rs, t3, ssid, t2, ss = refl_head(rbuf, 0)
                             cosv = -1
+                        elif n >= SHORT_REPLY_B:
+                            # an RFC 5357 reply cut after the Sender Error Estimate (some
+                            # TWAMP-Light responders): both sequence numbers and all three
+                            # timestamps are there; no TTL, no TLVs
+                            rs, t3, ssid, t2, ss = refl_head(rbuf, 0)
+                            cosv = -1
+                            run.short += 1
                         else:
-                            run.foreign += 1
+                            run.note_foreign(rbuf, n)
                             continue
                         if not (ssid_base <= ssid < ssid_end) or not (1 <= ss <= per_call):
-                            run.foreign += 1
-                            continue
+                            if ssid == 0 and calls == 1 and 1 <= ss <= per_call:
+                                ssid = ssid_base          # a responder that leaves the SSID field zero
+                                run.no_ssid += 1
+                            else:
+                                run.note_foreign(rbuf, n)
+                                continue
                         jj = (ss - 1) * calls + (ssid - ssid_base)
                         if rx[jj]:
                             run.duplicates += 1
@@ -445,7 +456,7 @@ class Engine:
                 now = perf()
                 # ---- faults: nothing at all, or replies stopped
                 if received == 0 and now - t0 > timeout_ns:
-                    errors.append(self._no_reply_cause(refused))
+                    errors.append(self._no_reply_cause(refused, run))
                     aborted = True
                     break
                 if received and j < total and now - last_seen > timeout_ns + max_rtt_ns:
@@ -474,7 +485,7 @@ class Engine:
         finally:
             mmsg.set_timer_slack(old_slack)
         if received == 0 and not aborted:
-            errors.append(self._no_reply_cause(refused))
+            errors.append(self._no_reply_cause(refused, run))
         drops = sockopts.udp_drops(sock)
         if drops and drops > run.rx_dropped:
             run.rx_dropped = drops
@@ -537,8 +548,11 @@ class Engine:
             if not pending:
                 break
 
-    def _no_reply_cause(self, refused: bool) -> str:
+    def _no_reply_cause(self, refused: bool, run: Run) -> str:
         hp = self.hostport
+        if run.foreign:
+            # datagrams came back: say so, never "no reply"
+            return f"{unusable_replies(run)} from {hp}; none could be used"
         if refused:
             return f"no STAMP reflector at {hp} (UDP port unreachable / connection refused)"
         keyed = " or the key is wrong" if self.auth else \

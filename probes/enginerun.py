@@ -110,6 +110,7 @@ class Run:
         self.foreign = 0                              # datagrams back that are no reply of this run
         self.foreign_sample: tuple[int, bytes] | None = None   # (length, first octets) of the first
         self.short = 0                                # 38-octet TWAMP-Light replies used
+        self.no_ssid = 0                              # replies with a zero SSID field (one call: used)
         self.rx_dropped = 0
         self.stateless_votes = 0
         self.stateful_votes = 0

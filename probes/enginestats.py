@@ -14,7 +14,7 @@ import bisect
 import math
 
 from probes import emodel, stats
-from probes.enginerun import EngineResult, Run
+from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
 
 NTP_PER_NS = 4.294967296          # 2^32 / 1e9
 NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
@@ -27,6 +27,7 @@ def analyse(res: EngineResult, run: Run) -> None:
     received = len(run.order)
     res.packets = {"sent": sent, "reflected": None, "received": received}
     res.sender = _sender_health(run)
+    res.replies = {"used": received, "short": run.short, "unusable": run.foreign}
     if sent == 0 or received == 0:
         res.measured = False
         res.loss_pct = stats.loss_pcts(sent, None, received) if sent else {}
@@ -144,9 +145,28 @@ def analyse(res: EngineResult, run: Run) -> None:
                     "down_received": back}
     else:
         res.dscp = {"sent": None, "received": None, "preserved": None}
+    if run.short:
+        res.notes.append(
+            f"{run.short} replies were {SHORT_REPLY_B}-octet TWAMP-Light replies (RFC 5357 without the "
+            "trailing MBZ and Sender TTL octets): RTT and per-direction delays measured from their "
+            "timestamps; no Sender TTL (hop count) and no Class of Service TLV (DSCP at the far end "
+            "unknown)")
+    if run.no_ssid:
+        res.notes.append(f"{run.no_ssid} replies left the Session-Sender Identifier zero (an RFC 5357 "
+                         "responder): used because this run has one call; with more calls they could "
+                         "not be told apart")
     if run.foreign:
-        res.notes.append(f"{run.foreign} datagrams that were not replies to this run were ignored")
+        res.notes.append(f"{unusable_replies(run)}; ignored")
     res.duration_s = round(run.elapsed_s, 3)
+
+
+def unusable_replies(run: Run) -> str:
+    """The datagrams that came back but are no reply to this run, in words."""
+    n_b, head = run.foreign_sample or (0, b"")
+    return (f"{run.foreign} datagram{'s' if run.foreign != 1 else ''} came back that "
+            f"{'are' if run.foreign != 1 else 'is'} not a STAMP or TWAMP-Light reply to this run's "
+            f"packets (the first: {n_b} octets, starting {head.hex() or '-'}; a reply has at least "
+            f"{SHORT_REPLY_B} octets and carries our session and sequence number)")
 
 
 def _sender_health(run: Run) -> dict:
