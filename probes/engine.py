@@ -99,6 +99,8 @@ class EngineConfig:
     payload_b: int | None = None         # UDP payload per packet; default: the codec's RTP size
     kernel_timestamps: bool = True
     batch: bool = True                   # recvmmsg + UDP GSO; False: one datagram per syscall
+    max_silence_s: float | None = None   # replies may stop this long mid-run (failover drills); None: timeout_s
+    ttl: bool = False                    # record each reply's TTL / hop limit (run.ttl; failover drills)
 
 
 # The reflector's unauthenticated header, only the fields the loop needs:
@@ -176,6 +178,12 @@ class Engine:
     # ------------------------------------------------------------------ public
     def run(self, calls: int, duration_s: float, progress: ProgressCallback | None = None,
             stop: threading.Event | None = None) -> EngineResult:
+        return self.run_detailed(calls, duration_s, progress, stop)[0]
+
+    def run_detailed(self, calls: int, duration_s: float, progress: ProgressCallback | None = None,
+                     stop: threading.Event | None = None) -> tuple[EngineResult, Run | None]:
+        """Like :meth:`run`, also returning the run's record (None when nothing was
+        sent) for analyses over parts of the run (the failover drill)."""
         cfg = self.config
         if calls < 1 or calls > 60000:
             raise ValueError(f"calls {calls}: expected 1-60000")
@@ -193,14 +201,14 @@ class Engine:
             family, sockaddr = resolve(self.hostport.host, self.hostport.port, source=cfg.source)
         except OSError as exc:
             res.errors.append(str(exc))
-            return res
+            return res, None
         try:
             sock = self._open_socket(family, sockaddr)
         except OSError as exc:
             res.errors.append(exc.strerror or str(exc))
-            return res
+            return res, None
         run = Run(calls, per_call, codec=self.codec, ptime_ms=cfg.ptime_ms,
-                  jitter_buffer_ms=cfg.jitter_buffer_ms, dscp=cfg.dscp)
+                  jitter_buffer_ms=cfg.jitter_buffer_ms, dscp=cfg.dscp, ttl=cfg.ttl)
         try:
             errors, aborted = self._loop(sock, run, emit, stop)
         finally:
@@ -212,7 +220,7 @@ class Engine:
         if stop.is_set() and res.measured:
             res.partial = True
             res.errors.append("stopped early")
-        return res
+        return res, run
 
     # ------------------------------------------------------------------ setup
     def _empty_result(self, calls: int, duration_s: float) -> EngineResult:
@@ -229,10 +237,7 @@ class Engine:
         try:
             bind_to_circuit(sock, cfg.source, cfg.interface)
             sockopts.grow_buffers(sock, 32 << 20)     # replies queue here while we send
-            if cfg.kernel_timestamps:
-                sockopts.enable_rx_meta(sock, ttl=False)
-            else:
-                sockopts.enable_rx_meta(sock, timestamps=False, ttl=False)
+            sockopts.enable_rx_meta(sock, timestamps=cfg.kernel_timestamps, ttl=cfg.ttl)
             if cfg.dscp is not None:
                 sockopts.set_tos(sock, cfg.dscp << 2)
             sock.connect(sockaddr)
@@ -308,6 +313,8 @@ class Engine:
         aborted = False
         t0 = perf() + 5_000_000          # 5 ms to get going
         timeout_ns = int(cfg.timeout_s * 1e9)
+        silence_ns = int((cfg.max_silence_s if cfg.max_silence_s is not None else cfg.timeout_s) * 1e9)
+        ttla = run.ttl
         j = 0
         received = 0
         last_seen = 0                    # when a recv last returned datagrams (liveness)
@@ -433,9 +440,11 @@ class Engine:
                                 run.rx_dropped = ovfl
                         if not fast:
                             # IPv6 TCLASS, no kernel timestamp, or options we did not expect
-                            sec, nsec, tos, ovfl, _ttl = walk(ctrl, co, clen)
+                            sec, nsec, tos, ovfl, ttl = walk(ctrl, co, clen)
                             if ovfl >= 0:
                                 run.rx_dropped = ovfl
+                            if ttla is not None:
+                                ttla[jj] = ttl
                         # kernel wall-clock receive time mapped to our monotonic clock
                         rx[jj] = mono0 + (sec * 1_000_000_000 + nsec - wall0) if sec else t_user
                         t2a[jj] = t2
@@ -459,7 +468,7 @@ class Engine:
                     errors.append(self._no_reply_cause(refused, run))
                     aborted = True
                     break
-                if received and j < total and now - last_seen > timeout_ns + max_rtt_ns:
+                if received and j < total and now - last_seen > silence_ns + max_rtt_ns:
                     errors.append(f"reflector stopped answering after "
                                   f"{(last_seen - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
                     aborted = True

@@ -83,7 +83,7 @@ class Run:
     analysis needs (schedule, clock mapping, codec and buffer)."""
 
     def __init__(self, calls: int, per_call: int, *, codec: Codec, ptime_ms: int,
-                 jitter_buffer_ms: float, dscp: int | None) -> None:
+                 jitter_buffer_ms: float, dscp: int | None, ttl: bool = False) -> None:
         total = calls * per_call
         self.calls, self.per_call, self.total = calls, per_call, total
         self.codec, self.ptime_ms = codec, ptime_ms
@@ -104,6 +104,8 @@ class Run:
         self.order = array("q")                       # j in our arrival order
         self.cos = array("i", [-1]) * total          # Class of Service TLV value of the reply; -1 none
         self.tos = array("h", [-1]) * total          # TOS byte the reply arrived with; -1 unknown
+        # TTL / hop limit the reply arrived with (-1 unknown), only when asked for
+        self.ttl = array("h", [-1]) * total if ttl else None
         self.dscp2 = [0] * 64                         # DSCP the reflector saw (CoS TLV), counts
         self.tos_down = [0] * 256                     # TOS byte of the replies we received
         self.duplicates = 0

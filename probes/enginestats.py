@@ -38,12 +38,12 @@ def analyse(res: EngineResult, run: Run) -> None:
     tx, rx, t2a, t3a, rseq = run.tx, run.rx, run.t2, run.t3, run.rseq
     buffer_ms = run.jitter_buffer_ms
 
-    # ---- direction split: stateful reflector with per-session numbering; which
-    # packet reached the reflector follows from its numbers (losstime.reached_pattern)
-    split = run.stateful_votes > 0
-    reflected = 0
-    reached_by_call: list[list[bool]] = []
-    restarts: list[tuple[int, int]] = []           # (call, sequence index) of far-end session restarts
+    # ---- direction split: stateful reflector with per-session numbering
+    reached_by_call, restarts = reached(run)
+    split = reached_by_call is not None
+    if run.stateful_votes > 0 and not split:
+        res.notes.append("reflector sequence numbers are not per session; loss is not split by direction")
+    reflected = sum(sum(r) for r in reached_by_call) if reached_by_call is not None else 0
     jitter_pos: dict[str, tuple[list[float], list[int]]] = {
         d: ([0.0] * sent, [0] * sent) for d in ("up", "down")}
     rtt_all: list[float] = []
@@ -61,18 +61,6 @@ def analyse(res: EngineResult, run: Run) -> None:
         n_sent_c = len(rxs)
         got = [k for k, r in enumerate(rxs) if r]          # sequence index of each received packet
         n_rx_c = len(got)
-        if split:
-            rseqs = rseq[c:sent:calls]
-            pattern = losstime.reached_pattern(got, [rseqs[k] for k in got], n_sent_c,
-                                               run.tail_count.get(c))
-            if pattern is None:
-                split = False          # numbering is not per session: cannot split
-                res.notes.append("reflector sequence numbers are not per session; "
-                                 "loss is not split by direction")
-            else:
-                reached_by_call.append(pattern[0])
-                restarts.extend((c, k) for k in pattern[1])
-                reflected += sum(pattern[0])
         if not got:
             continue
         txs, t2s, t3s = tx[c:sent:calls], t2a[c:sent:calls], t3a[c:sent:calls]
@@ -131,7 +119,7 @@ def analyse(res: EngineResult, run: Run) -> None:
     res.late_pct_dir = {"up": 100.0 * late_up / received, "down": 100.0 * late_down / received}
 
     # ---- loss in time (probes/losstime.py)
-    _loss_in_time(res, run, reached_by_call if split else None, restarts, jitter_pos)
+    _loss_in_time(res, run, reached_by_call, restarts, jitter_pos)
 
     # ---- MOS per listening direction, with that direction's burst ratio (G.107 BurstR)
     one_way = res.rtt_ms["mean"] / 2.0
@@ -180,7 +168,28 @@ def analyse(res: EngineResult, run: Run) -> None:
     res.duration_s = round(run.elapsed_s, 3)
 
 
-def _utc(run: Run, j: int) -> str:
+def reached(run: Run) -> tuple[list[list[bool]] | None, list[tuple[int, int]]]:
+    """Which packet of each call reached the far end, from a stateful reflector's
+    per-session numbering (losstime.reached_pattern), and the far-end session
+    restarts seen as (call, sequence index). None when the reflector copies our
+    numbers (stateless) or its numbers are not per session: no direction split."""
+    if run.stateful_votes == 0:
+        return None, []
+    calls, sent, rx, rseq = run.calls, run.sent, run.rx, run.rseq
+    out: list[list[bool]] = []
+    restarts: list[tuple[int, int]] = []
+    for c in range(calls):
+        rxs, rseqs = rx[c:sent:calls], rseq[c:sent:calls]
+        got = [k for k, r in enumerate(rxs) if r]
+        pattern = losstime.reached_pattern(got, [rseqs[k] for k in got], len(rxs), run.tail_count.get(c))
+        if pattern is None:
+            return None, []
+        out.append(pattern[0])
+        restarts.extend((c, k) for k in pattern[1])
+    return out, restarts
+
+
+def utc(run: Run, j: int) -> str:
     """When schedule position j was due, as ISO 8601 UTC (ms)."""
     ns = run.wall0 + (run.t0 + int(j * run.interval_ns) - run.mono0)
     return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
@@ -235,7 +244,7 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
     res.worst_window = worst
 
     # ---- far-end session restarts (the reflector's numbering went back to 0)
-    res.restarts = [{"call": c, "seq": k + 1, "at": _utc(run, k * calls + c)} for c, k in sorted(restarts)]
+    res.restarts = [{"call": c, "seq": k + 1, "at": utc(run, k * calls + c)} for c, k in sorted(restarts)]
     if restarts:
         first = res.restarts[0]
         res.notes.append(f"the far end restarted its session numbering ({len(restarts)} time"
@@ -248,7 +257,7 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
     out = []
     for it in losstime.interruptions(rtt_lost, ptime):
         lo, hi = it.start_j, it.end_j
-        entry = {"start": _utc(run, lo), "duration_ms": it.duration_ms, "calls": len(it.call_ids),
+        entry = {"start": utc(run, lo), "duration_ms": it.duration_ms, "calls": len(it.call_ids),
                  "up_lost": None, "down_lost": None, "duration_ms_dir": {"up": None, "down": None},
                  "source_changed": None}
         if reached is not None:
