@@ -101,6 +101,8 @@ class EngineConfig:
     batch: bool = True                   # recvmmsg + UDP GSO; False: one datagram per syscall
     max_silence_s: float | None = None   # replies may stop this long mid-run (failover drills); None: timeout_s
     ttl: bool = False                    # record each reply's TTL / hop limit (run.ttl; failover drills)
+    location: bool = False               # ask for our source address as the far end sees it (RFC 8972
+                                         # Location TLV; run.locations records each change; drills)
 
 
 # The reflector's unauthenticated header, only the fields the loop needs:
@@ -170,7 +172,13 @@ class Engine:
         self.auth = config.key is not None
         self.base_b = stamp.base_size(self.auth)
         want = config.payload_b or self.codec.rtp_bytes(config.ptime_ms)
-        self.tlvs = stamp.sender_tlvs(want, authenticated=self.auth, dscp=config.dscp)
+        loc = stamp.location_tlv(":" in self.hostport.host) if config.location else None
+        self.tlvs = stamp.sender_tlvs(want, authenticated=self.auth, dscp=config.dscp, location=loc)
+        # where the reflected Location TLV's value sits (after the CoS TLV, if any)
+        self.loc_span = None
+        if loc is not None:
+            at = self.base_b + (stamp.TLV_HEADER_B + 4 if config.dscp is not None else 0) + stamp.TLV_HEADER_B
+            self.loc_span = (at, at + len(loc.value))
         template = stamp.encode_sender(stamp.SenderPacket(0, 0, ssid=0, tlvs=self.tlvs), config.key)
         self.template = template
         self.payload_b = len(template)
@@ -315,6 +323,9 @@ class Engine:
         timeout_ns = int(cfg.timeout_s * 1e9)
         silence_ns = int((cfg.max_silence_s if cfg.max_silence_s is not None else cfg.timeout_s) * 1e9)
         ttla = run.ttl
+        loc_at, loc_end = self.loc_span or (None, 0)
+        locs = run.locations
+        last_loc = b""
         j = 0
         received = 0
         last_seen = 0                    # when a recv last returned datagrams (liveness)
@@ -453,6 +464,12 @@ class Engine:
                         cosa[jj] = cosv
                         tosa[jj] = tos
                         order.append(jj)
+                        if loc_at is not None and n >= loc_end:
+                            # our source as the far end saw it: kept only when it changes
+                            v = bytes(rbuf[loc_at:loc_end])
+                            if v != last_loc:
+                                last_loc = v
+                                locs.append((jj, v))
                     if len(order) > received:
                         received = len(order)
                         # the newest reply's RTT stands for the batch (grace period, progress)

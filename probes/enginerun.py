@@ -51,6 +51,7 @@ class EngineResult:
     bursts: dict[str, dict | None] = field(default_factory=dict)
     worst_window: dict[str, dict] = field(default_factory=dict)
     restarts: list[dict] = field(default_factory=list)      # far-end session restarts seen mid-run
+    source_addresses: list[dict] = field(default_factory=list)  # our address as the far end saw it
     interruptions: list[dict] = field(default_factory=list)  # round-trip silences (losstime)
     replies: dict[str, int] = field(default_factory=dict)   # datagrams back: used, short, unusable
     notes: list[str] = field(default_factory=list)
@@ -74,6 +75,7 @@ class EngineResult:
             "max_gap_ms": self.max_gap_ms, "burst_ratio": self.burst_ratio, "bursts": self.bursts,
             "worst_window": self.worst_window, "restarts": self.restarts,
             "interruptions": self.interruptions, "replies": self.replies,
+            "source_addresses": self.source_addresses,
         }
 
 
@@ -117,6 +119,7 @@ class Run:
         self.stateless_votes = 0
         self.stateful_votes = 0
         self.tail_count: dict[int, int] = {}         # call -> reflector's count (tail probe)
+        self.locations: list[tuple[int, bytes]] = []  # (j, Location TLV value) at each change
 
     def note_foreign(self, buf: bytes | bytearray, n: int) -> None:
         """Count one datagram that came back but is no reply to this run (rare path)."""

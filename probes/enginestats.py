@@ -14,7 +14,7 @@ import bisect
 import math
 from datetime import datetime, timezone
 
-from probes import emodel, losstime, stats
+from probes import emodel, losstime, stamp, stats
 from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
 
 NTP_PER_NS = 4.294967296          # 2^32 / 1e9
@@ -252,6 +252,20 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
                          f"{first['call']}): a NAT rebinding or a reflector restart; per-direction "
                          "accounting continues across it")
 
+    # ---- our source address as the far end saw it (RFC 8972 Location TLV), at each change
+    changes: list[int] = []          # positions where the address changed
+    for j, raw in sorted(run.locations):
+        addr = stamp.parse_location(raw)
+        if addr is None or (res.source_addresses and res.source_addresses[-1]["address"] == addr):
+            continue
+        if res.source_addresses:
+            changes.append(j)
+        res.source_addresses.append({"address": addr, "from": utc(run, j)})
+    if changes:
+        res.notes.append("the far end saw our packets come from "
+                         + " then ".join(a["address"] for a in res.source_addresses)
+                         + ": the public address or port changed during the run")
+
     # ---- interruptions: round-trip silences of at least INTERRUPTION_MIN_MS
     restart_pos = sorted(k * calls + c for c, k in restarts)
     out = []
@@ -273,6 +287,12 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
                 entry["duration_ms_dir"][d] = longest * ptime
             # a restart on the first replies after the silence: the far end saw a new session
             entry["source_changed"] = any(lo < j <= hi + 2 * calls for j in restart_pos)
+        moved = [i for i, j in enumerate(changes) if lo - 2 * calls < j <= hi + 2 * calls]
+        if moved:
+            # the address itself changed across the silence (Location TLV): name both
+            entry["source_changed"] = True
+            entry["address_before"] = res.source_addresses[moved[0]]["address"]
+            entry["address_after"] = res.source_addresses[moved[-1] + 1]["address"]
         out.append(entry)
     res.interruptions = out
 

@@ -11,10 +11,13 @@ drill, lets the replies stop for as long as the drill lasts (the engine's
 
 * every **interruption** (a round-trip silence of at least 100 ms in a call,
   merged across calls; probes/losstime.py): start (UTC), duration, per
-  direction the longest silence and the packets lost, and whether the far end
-  saw the calls come back in a **new session** (the reflector's numbering
-  restarts when our packets arrive from a new source address or port: a NAT
-  rebinding; or when the reflector itself restarted);
+  direction the longest silence and the packets lost, and whether the calls
+  came back from a **different source address or port**. Two kinds of
+  evidence: the RFC 8972 Location TLV, in which a reflector that supports it
+  (ours does) writes our source address and port as they arrived, after any
+  NAT (both addresses are then named); and the reflector's session restart
+  (its numbering starts again when our packets arrive from a new address or
+  port, or when the reflector itself restarted);
 * **RTT and TTL before and after** (the path changed: a 4G backup adds delay,
   a different route changes the hop count), MOS **before / during / after**
   (during: the 15 s around the interruptions, as a caller lives through it);
@@ -91,6 +94,7 @@ class FailoverResult:
     rtt_ms_after: float | None = None
     ttl_before: int | None = None
     ttl_after: int | None = None
+    source_addresses: list[dict] = field(default_factory=list)   # as the far end saw us (Location TLV)
     trigger: dict[str, Any] | None = None
     stream: dict[str, Any] = field(default_factory=dict)   # the engine's full result (loss in time...)
     notes: list[str] = field(default_factory=list)
@@ -106,7 +110,8 @@ class FailoverResult:
                 "recovery_s": self.recovery_s, "mos_before": self.mos_before,
                 "mos_during": self.mos_during, "mos_after": self.mos_after,
                 "rtt_ms_before": self.rtt_ms_before, "rtt_ms_after": self.rtt_ms_after,
-                "ttl_before": self.ttl_before, "ttl_after": self.ttl_after, "trigger": self.trigger,
+                "ttl_before": self.ttl_before, "ttl_after": self.ttl_after,
+                "source_addresses": self.source_addresses, "trigger": self.trigger,
                 "stream": self.stream, "notes": self.notes, "errors": self.errors,
                 "partial": self.partial, "measured": self.measured}
 
@@ -142,7 +147,7 @@ def validate(config: FailoverConfig) -> EngineConfig:
                         dscp=None if config.dscp is None else dscp_value(config.dscp), key=key,
                         source=config.source, interface=config.interface,
                         jitter_buffer_ms=config.jitter_buffer_ms, timeout_s=config.timeout_s,
-                        max_silence_s=config.duration_s, ttl=True)
+                        max_silence_s=config.duration_s, ttl=True, location=True)
 
 
 class _Trigger:
@@ -210,6 +215,7 @@ def run(config: FailoverConfig, progress: ProgressCallback | None = None,
     if not res.measured or rec is None:
         emit("done", "not measured")
         return out
+    out.source_addresses = res.source_addresses
     drill_figures(out, res.interruptions, res.max_gap_ms, rec)
     out.notes.extend(res.notes)
     emit("done", f"{len(out.interruptions)} interruption(s), longest {out.max_gap_ms.get('rtt') or 0:.0f} ms")
@@ -310,7 +316,12 @@ def drill_figures(out: FailoverResult, interruptions: list[dict], max_gap_ms: di
         out.notes.append(f"quality did not return to its pre-failover level (MOS after "
                          f"{after.mos:.2f} vs {before.mos:.2f} before)" if after.mos is not None
                          and before.mos is not None else "quality after the failover was not measured")
-    if out.source_changed:
+    named = [i for i in interruptions if i.get("address_before")]
+    if named:
+        out.notes.append(f"after the failover your public address changed from {named[0]['address_before']} "
+                         f"to {named[-1]['address_after']}: calls in progress drop and phones must "
+                         "re-register")
+    elif out.source_changed:
         out.notes.append("after the failover the far end saw the calls in a new session (a new "
                          "source address or port: a NAT rebinding, or the reflector restarted): "
                          "calls in progress drop and phones must re-register")

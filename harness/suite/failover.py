@@ -61,9 +61,14 @@ def checks(raw: dict, max_gap_ms: float) -> list[Check]:
                           "the calls came back after the failover" if raw.get("recovered")
                           else "the calls did not come back before the drill ended"))
         changed = bool(raw.get("source_changed"))
-        out.append(expect("failover.source", not changed, changed, False,
-                          "after the failover the far end saw the calls in a new session (new public "
-                          "address or port): calls in progress drop and phones must re-register"
-                          if changed else "the calls came back from the same address and port",
-                          bad_status="warn"))
+        named = [i for i in raw.get("interruptions") or [] if i.get("address_before")]
+        if named:
+            why = (f"after the failover your public address changed from {named[0]['address_before']} to "
+                   f"{named[-1]['address_after']}: calls in progress drop and phones must re-register")
+        elif changed:
+            why = ("after the failover the far end saw the calls in a new session (new public address "
+                   "or port): calls in progress drop and phones must re-register")
+        else:
+            why = "the calls came back from the same address and port"
+        out.append(expect("failover.source", not changed, changed, False, why, bad_status="warn"))
     return out
