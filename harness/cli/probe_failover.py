@@ -60,8 +60,9 @@ Examples:
       --trigger "ssh r1 'interface ge-0/0/1 disable'" --trigger-at 30
 
 With --profile the drill is stored in the site's history (kind "drill").
-Exit codes: 0 pass, 1 fail (silence longer than allowed, or the calls did
-not come back), 2 bad input, 3 could not measure.""")
+Exit codes: 0 pass or warn (no interruption seen; a new public address),
+1 fail (silence longer than allowed, or the calls did not come back),
+2 bad input, 3 could not measure.""")
 @click.argument("target", metavar="HOST:PORT", required=False)
 @click.option("--calls", default=3, show_default=True, type=int, help="Concurrent emulated calls.")
 @click.option("--duration", default=60.0, show_default=True, type=float, help="Seconds the drill runs.")
@@ -139,7 +140,7 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trig
     d["checks"] = [c.to_dict() for c in checks]
     statuses = {c.status for c in checks}
     verdict = ("unmeasured" if not res.measured or res.partial else
-               "fail" if "fail" in statuses else "pass")
+               "fail" if statuses & {"fail", "error"} else "warn" if "warn" in statuses else "pass")
     d["verdict"] = verdict
     if prof is not None and not no_store and res.measured:
         d["stored_run"] = _store(prof, db, circ.name, checks, d)
