@@ -14,7 +14,7 @@ from typing import Any
 
 from harness.profile import Circuit, Profile
 
-PROBES = ("latency", "stream", "bandwidth", "capacity", "sip", "path")
+PROBES = ("latency", "stream", "bandwidth", "capacity", "sip", "path", "failover")
 
 
 def probe_module(name: str):

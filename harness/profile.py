@@ -128,6 +128,9 @@ class Cutover(_Model):
     pass_rate_pct: float = Field(95, ge=0, le=100)
     sla_claim_hours: float = Field(24, gt=0)
     checklist: list[ChecklistItem] = Field(default_factory=list)
+    # longest silence a failover drill may cause (docs/failover.md: at 1 s a lost word is talked
+    # over; from ~2 s callers ask "are you there?" and hang up)
+    failover_max_gap_ms: float = Field(1000, gt=0)
 
 
 class Profile(_Model):

@@ -43,6 +43,7 @@ from probes.ramp import (PRESETS, RampOutcome, Step, Thresholds, judge, late_sen
 from probes.result import ProbeError, clean
 
 DEFAULT_CEILING = 500          # calls, when neither --max-calls nor a contract is known
+LOSS_IN_TIME_KEYS = ("max_gap_ms", "burst_ratio", "worst_window", "interruptions", "restarts")
 MAX_CALLS = 60_000             # the engine's bound (SSIDs of one run)
 DEFAULT_START = 10             # calls, when the planned calls are not known
 STAMP_BASE_B = {False: 44, True: 112}   # smallest STAMP sender packet (RFC 8762), unauth/auth
@@ -361,6 +362,7 @@ def step_from_engine(r) -> Step:
         "down": {"loss_pct": down, "jitter_ms": jit.get("down"), "mos": d.get("mos_down")},
     }
     step.loss_pct = worse(up, down)
+    step.loss_in_time = {k: d[k] for k in LOSS_IN_TIME_KEYS if d.get(k) is not None}
     step.jitter_ms = worse(jit.get("up"), jit.get("down"))
     step.mos = d.get("mos") if d.get("mos") is not None else worse(d.get("mos_up"), d.get("mos_down"),
                                                                  higher_is_worse=False)

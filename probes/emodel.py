@@ -3,6 +3,8 @@
 R = 93.2 - Id - Ie,eff            (default R0 - Is with A = 0)
 Id = 0.024 d + 0.11 (d - 177.3) H(d - 177.3)
 Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl)
+BurstR = 1 / (p + q) from the two-state Markov fit of the measured loss pattern
+(probes/losstime.py): 1 for random loss, above 1 when losses come in runs
 MOS = 1 + 0.035 R + R (R - 60)(100 - R) 7e-6, clamped to [1, 4.5]
 
 d is the mouth-to-ear delay in ms: one-way network delay + de-jitter buffer +
@@ -37,6 +39,13 @@ def effective_equipment_impairment(ie: float, bpl: float, ppl_pct: float,
     if ppl == 0.0:
         return ie
     return ie + (95.0 - ie) * ppl / (ppl / burst_ratio + bpl)
+
+
+def burst_ratio_for_model(measured: float | None) -> float:
+    """The BurstR the E-model is given for a measured burst ratio: G.107 defines
+    BurstR = 1 for random loss and > 1 for bursty loss; no loss (None) and
+    patterns more regular than random (< 1, e.g. every 10th packet) count as 1."""
+    return 1.0 if measured is None or measured < 1.0 else measured
 
 
 def r_factor(d_ms: float, ppl_pct: float, ie: float, bpl: float,

@@ -51,8 +51,10 @@ How it works (docs/measurement.md, "Performance", numbers in mind):
   figures are then the measuring machine's, not the network's.
 - Where recvmmsg or UDP GSO is missing (or ``batch=False``) the same loop
   runs one datagram per syscall.
-- Per-packet state lives in preallocated arrays indexed by ``j``; metrics are
-  computed after the run by :mod:`probes.enginestats`.
+- Per-run state (per-packet arrays indexed by ``j``, the clock mapping, the
+  schedule) lives on a :class:`probes.enginerun.Run`, never on the Engine, so
+  one Engine can run twice at once; metrics are computed after the run by
+  :func:`probes.enginestats.analyse`, which reads the run only.
 - Sender sequence numbers start at 1 (RFC 8762 says 0): a stateless
   reflector copies them, a stateful one counts from 0, so the first reply
   tells them apart and per-direction loss is only split when it is real.
@@ -67,11 +69,11 @@ import socket
 import struct
 import threading
 import time
-from array import array
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from probes import mmsg, sockopts, stamp
+from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
+from probes.enginestats import analyse, unusable_replies
 from probes.addr import bind_to_circuit, parse_hostport, resolve
 from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
 from probes.events import Emitter, ProgressCallback
@@ -96,75 +98,10 @@ class EngineConfig:
     payload_b: int | None = None         # UDP payload per packet; default: the codec's RTP size
     kernel_timestamps: bool = True
     batch: bool = True                   # recvmmsg + UDP GSO; False: one datagram per syscall
-
-
-@dataclass
-class EngineResult:
-    target: str
-    codec: str
-    ptime_ms: int
-    calls: int
-    duration_s: float
-    payload_b: int
-    offered_kbps: float
-    direction_split: bool | None = None
-    packets: dict[str, int] = field(default_factory=dict)
-    loss_pct: dict[str, float] = field(default_factory=dict)
-    rtt_ms: dict[str, float] = field(default_factory=dict)
-    jitter_ms: dict[str, float] = field(default_factory=dict)
-    ipdv_ms: dict[str, dict[str, float]] = field(default_factory=lambda: {"up": {}, "down": {}, "rtt": {}})
-    reorder_pct: float = 0.0
-    duplicates: int = 0
-    late_pct: float = 0.0
-    late_pct_dir: dict[str, float] = field(default_factory=dict)
-    dscp: dict[str, Any] = field(default_factory=dict)
-    mos: float | None = None
-    mos_up: float | None = None
-    mos_down: float | None = None
-    r_factor: float | None = None
-    one_way_ms: float | None = None
-    sender: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    partial: bool = False
-    measured: bool = False
-
-    def to_dict(self) -> dict:
-        return {
-            "probe": "stream", "target": self.target, "codec": self.codec,
-            "ptime_ms": self.ptime_ms, "calls": self.calls, "duration_s": self.duration_s,
-            "direction_split": self.direction_split, "packets": self.packets,
-            "loss_pct": self.loss_pct, "rtt_ms": self.rtt_ms, "jitter_ms": self.jitter_ms,
-            "ipdv_ms": self.ipdv_ms, "reorder_pct": self.reorder_pct,
-            "duplicates": self.duplicates, "late_pct": self.late_pct, "dscp": self.dscp,
-            "mos": self.mos, "r_factor": self.r_factor, "mos_up": self.mos_up,
-            "mos_down": self.mos_down, "sender": self.sender, "errors": self.errors,
-            "partial": self.partial, "measured": self.measured,
-            "payload_b": self.payload_b, "offered_kbps": self.offered_kbps,
-            "late_pct_dir": self.late_pct_dir, "one_way_ms": self.one_way_ms, "notes": self.notes,
-        }
-
-
-class _Run:
-    """Per-run arrays (indexed by packet j) and counters."""
-
-    def __init__(self, total: int, calls: int) -> None:
-        self.tx = array("q", bytes(8 * total))       # actual send time, ns (monotonic)
-        self.rx = array("q", bytes(8 * total))       # receive time, ns (monotonic); 0 = not received
-        self.t2 = array("Q", bytes(8 * total))       # reflector receive timestamp (NTP)
-        self.t3 = array("Q", bytes(8 * total))       # reflector transmit timestamp (NTP)
-        self.rseq = array("q", [-1]) * total         # reflector sequence number
-        self.order = array("q")                       # j in our arrival order
-        self.cos = array("i", [-1]) * total          # Class of Service TLV value of the reply; -1 none
-        self.tos = array("h", [-1]) * total          # TOS byte the reply arrived with; -1 unknown
-        self.dscp2 = [0] * 64                         # DSCP the reflector saw (CoS TLV), counts
-        self.tos_down = [0] * 256                     # TOS byte of the replies we received
-        self.duplicates = 0
-        self.foreign = 0
-        self.rx_dropped = 0
-        self.stateless_votes = 0
-        self.stateful_votes = 0
-        self.tail_count: dict[int, int] = {}         # call -> reflector's count (tail probe)
+    max_silence_s: float | None = None   # replies may stop this long mid-run (failover drills); None: timeout_s
+    ttl: bool = False                    # record each reply's TTL / hop limit (run.ttl; failover drills)
+    location: bool = False               # ask for our source address as the far end sees it (RFC 8972
+                                         # Location TLV; run.locations records each change; drills)
 
 
 # The reflector's unauthenticated header, only the fields the loop needs:
@@ -174,7 +111,7 @@ _REFL_HEAD = struct.Struct(">IQ2xHQI")
 _REFL_HEAD_COS = struct.Struct(">IQ2xHQI20xH")
 
 
-def _tally(run: _Run, calls: int) -> None:
+def _tally(run: Run, calls: int) -> None:
     """Counts the loop leaves for after the run: per reply, whether the
     reflector numbered it itself (stateful) or copied our number (stateless),
     the DSCP it saw (CoS TLV) and the TOS the reply arrived with."""
@@ -234,7 +171,13 @@ class Engine:
         self.auth = config.key is not None
         self.base_b = stamp.base_size(self.auth)
         want = config.payload_b or self.codec.rtp_bytes(config.ptime_ms)
-        self.tlvs = stamp.sender_tlvs(want, authenticated=self.auth, dscp=config.dscp)
+        loc = stamp.location_tlv(":" in self.hostport.host) if config.location else None
+        self.tlvs = stamp.sender_tlvs(want, authenticated=self.auth, dscp=config.dscp, location=loc)
+        # where the reflected Location TLV's value sits (after the CoS TLV, if any)
+        self.loc_span = None
+        if loc is not None:
+            at = self.base_b + (stamp.TLV_HEADER_B + 4 if config.dscp is not None else 0) + stamp.TLV_HEADER_B
+            self.loc_span = (at, at + len(loc.value))
         template = stamp.encode_sender(stamp.SenderPacket(0, 0, ssid=0, tlvs=self.tlvs), config.key)
         self.template = template
         self.payload_b = len(template)
@@ -242,6 +185,12 @@ class Engine:
     # ------------------------------------------------------------------ public
     def run(self, calls: int, duration_s: float, progress: ProgressCallback | None = None,
             stop: threading.Event | None = None) -> EngineResult:
+        return self.run_detailed(calls, duration_s, progress, stop)[0]
+
+    def run_detailed(self, calls: int, duration_s: float, progress: ProgressCallback | None = None,
+                     stop: threading.Event | None = None) -> tuple[EngineResult, Run | None]:
+        """Like :meth:`run`, also returning the run's record (None when nothing was
+        sent) for analyses over parts of the run (the failover drill)."""
         cfg = self.config
         if calls < 1 or calls > 60000:
             raise ValueError(f"calls {calls}: expected 1-60000")
@@ -259,25 +208,26 @@ class Engine:
             family, sockaddr = resolve(self.hostport.host, self.hostport.port, source=cfg.source)
         except OSError as exc:
             res.errors.append(str(exc))
-            return res
+            return res, None
         try:
             sock = self._open_socket(family, sockaddr)
         except OSError as exc:
             res.errors.append(exc.strerror or str(exc))
-            return res
-        run = _Run(total, calls)
+            return res, None
+        run = Run(calls, per_call, codec=self.codec, ptime_ms=cfg.ptime_ms,
+                  jitter_buffer_ms=cfg.jitter_buffer_ms, dscp=cfg.dscp, ttl=cfg.ttl)
         try:
-            sent, elapsed_s, errors, aborted = self._loop(sock, run, calls, per_call, emit, stop)
+            errors, aborted = self._loop(sock, run, emit, stop)
         finally:
             sock.close()
         res.errors.extend(errors)
-        self._analyse(res, run, calls, per_call, sent, elapsed_s)
+        analyse(res, run)
         if aborted and res.measured:
             res.partial = True
         if stop.is_set() and res.measured:
             res.partial = True
             res.errors.append("stopped early")
-        return res
+        return res, run
 
     # ------------------------------------------------------------------ setup
     def _empty_result(self, calls: int, duration_s: float) -> EngineResult:
@@ -294,10 +244,7 @@ class Engine:
         try:
             bind_to_circuit(sock, cfg.source, cfg.interface)
             sockopts.grow_buffers(sock, 32 << 20)     # replies queue here while we send
-            if cfg.kernel_timestamps:
-                sockopts.enable_rx_meta(sock, ttl=False)
-            else:
-                sockopts.enable_rx_meta(sock, timestamps=False, ttl=False)
+            sockopts.enable_rx_meta(sock, timestamps=cfg.kernel_timestamps, ttl=cfg.ttl)
             if cfg.dscp is not None:
                 sockopts.set_tos(sock, cfg.dscp << 2)
             sock.connect(sockaddr)
@@ -308,13 +255,14 @@ class Engine:
         return sock
 
     # ------------------------------------------------------------------ the loop
-    def _loop(self, sock: socket.socket, run: _Run, calls: int, per_call: int, emit: Emitter,
-              stop: threading.Event) -> tuple[int, float, list[str], bool]:
+    def _loop(self, sock: socket.socket, run: Run, emit: Emitter,
+              stop: threading.Event) -> tuple[list[str], bool]:
+        """Send and receive; fills ``run``. Returns (errors, aborted)."""
         cfg = self.config
         key = cfg.key
         auth = self.auth
-        total = calls * per_call
-        interval_ns = cfg.ptime_ms * 1_000_000 / calls
+        calls, per_call, total = run.calls, run.per_call, run.total
+        interval_ns = run.interval_ns
         ssid_base = random.randint(1, max(1, 65535 - calls))
         ssid_end = ssid_base + calls
         size_b = len(self.template)
@@ -333,8 +281,8 @@ class Engine:
             mm = mmsg.MmsgSocket(sock, slots=64, buf_b=rx_b) if cfg.batch else _OneByOne(sock, rx_b)
         except OSError:
             mm = _OneByOne(sock, rx_b)
-        self._rx_timestamps = "kernel" if cfg.kernel_timestamps else "user"
-        self._send_mode = "gso" if gso else "per-packet"
+        run.rx_timestamps = "kernel" if cfg.kernel_timestamps else "user"
+        run.send_mode = "gso" if gso else "per-packet"
         recv, lengths = mm.recv, mm.lengths
         rbufs, ctrl, ctrl_b, slots = mm.bufs, mm.ctrl, mm.ctrl_b, mm.slots
         usual = mmsg.CMSG_TS_TOS.unpack_from if mmsg.CMSG_TS_TOS is not None else None
@@ -365,13 +313,18 @@ class Engine:
         mono0 = (mono0 + perf()) // 2
         ntp0 = stamp.ntp_from_ns(wall0)
         ntp_per_ns = 4.294967296       # 2^32 / 1e9
-        self._mono0, self._wall0, self._ntp0 = mono0, wall0, ntp0
+        run.mono0, run.wall0, run.ntp0 = mono0, wall0, ntp0
         tx, rx, t2a, t3a, rseqa, order = run.tx, run.rx, run.t2, run.t3, run.rseq, run.order
         cosa, tosa = run.cos, run.tos
         errors: list[str] = []
         aborted = False
         t0 = perf() + 5_000_000          # 5 ms to get going
         timeout_ns = int(cfg.timeout_s * 1e9)
+        silence_ns = int((cfg.max_silence_s if cfg.max_silence_s is not None else cfg.timeout_s) * 1e9)
+        ttla = run.ttl
+        loc_at, loc_end = self.loc_span or (None, 0)
+        locs = run.locations
+        last_loc = b""
         j = 0
         received = 0
         last_seen = 0                    # when a recv last returned datagrams (liveness)
@@ -418,7 +371,7 @@ class Engine:
                         if nb > 1:
                             # e.g. no checksum offload or an MTU below the batch: one by one from now
                             g_max, batch_ns = 1, 0
-                            self._send_mode = "per-packet"
+                            run.send_mode = "per-packet"
                             continue
                         errors.append(f"send failed: {exc.strerror or exc}")
                         aborted = True
@@ -453,7 +406,7 @@ class Engine:
                         if auth:
                             if n < base_b or not hmac.compare_digest(digest(key, rbuf[:96], "sha256")[:16],
                                                                      rbuf[96:112]):
-                                run.foreign += 1
+                                run.note_foreign(rbuf, n)
                                 continue
                             rs, t3, _ee, ssid, t2, ss, _st, _see, _ttl = refl_unpack(rbuf, 0)
                             cosv = (rbuf[cos_at] << 8 | rbuf[cos_at + 1]) if n >= cos_end else -1
@@ -462,12 +415,23 @@ class Engine:
                         elif n >= base_b:
                             rs, t3, ssid, t2, ss = refl_head(rbuf, 0)
                             cosv = -1
+                        elif n >= SHORT_REPLY_B:
+                            # an RFC 5357 reply cut after the Sender Error Estimate (some
+                            # TWAMP-Light responders): both sequence numbers and all three
+                            # timestamps are there; no TTL, no TLVs
+                            rs, t3, ssid, t2, ss = refl_head(rbuf, 0)
+                            cosv = -1
+                            run.short += 1
                         else:
-                            run.foreign += 1
+                            run.note_foreign(rbuf, n)
                             continue
                         if not (ssid_base <= ssid < ssid_end) or not (1 <= ss <= per_call):
-                            run.foreign += 1
-                            continue
+                            if ssid == 0 and calls == 1 and 1 <= ss <= per_call:
+                                ssid = ssid_base          # a responder that leaves the SSID field zero
+                                run.no_ssid += 1
+                            else:
+                                run.note_foreign(rbuf, n)
+                                continue
                         jj = (ss - 1) * calls + (ssid - ssid_base)
                         if rx[jj]:
                             run.duplicates += 1
@@ -486,9 +450,11 @@ class Engine:
                                 run.rx_dropped = ovfl
                         if not fast:
                             # IPv6 TCLASS, no kernel timestamp, or options we did not expect
-                            sec, nsec, tos, ovfl, _ttl = walk(ctrl, co, clen)
+                            sec, nsec, tos, ovfl, ttl = walk(ctrl, co, clen)
                             if ovfl >= 0:
                                 run.rx_dropped = ovfl
+                            if ttla is not None:
+                                ttla[jj] = ttl
                         # kernel wall-clock receive time mapped to our monotonic clock
                         rx[jj] = mono0 + (sec * 1_000_000_000 + nsec - wall0) if sec else t_user
                         t2a[jj] = t2
@@ -497,6 +463,12 @@ class Engine:
                         cosa[jj] = cosv
                         tosa[jj] = tos
                         order.append(jj)
+                        if loc_at is not None and n >= loc_end:
+                            # our source as the far end saw it: kept only when it changes
+                            v = bytes(rbuf[loc_at:loc_end])
+                            if v != last_loc:
+                                last_loc = v
+                                locs.append((jj, v))
                     if len(order) > received:
                         received = len(order)
                         # the newest reply's RTT stands for the batch (grace period, progress)
@@ -509,10 +481,10 @@ class Engine:
                 now = perf()
                 # ---- faults: nothing at all, or replies stopped
                 if received == 0 and now - t0 > timeout_ns:
-                    errors.append(self._no_reply_cause(refused))
+                    errors.append(self._no_reply_cause(refused, run))
                     aborted = True
                     break
-                if received and j < total and now - last_seen > timeout_ns + max_rtt_ns:
+                if received and j < total and now - last_seen > silence_ns + max_rtt_ns:
                     errors.append(f"reflector stopped answering after "
                                   f"{(last_seen - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
                     aborted = True
@@ -538,18 +510,18 @@ class Engine:
         finally:
             mmsg.set_timer_slack(old_slack)
         if received == 0 and not aborted:
-            errors.append(self._no_reply_cause(refused))
+            errors.append(self._no_reply_cause(refused, run))
         drops = sockopts.udp_drops(sock)
         if drops and drops > run.rx_dropped:
             run.rx_dropped = drops
-        elapsed_s = (perf() - t0) / 1e9
-        self._t0, self._interval_ns = t0, interval_ns
+        run.elapsed_s = (perf() - t0) / 1e9
+        run.t0, run.sent = t0, j
         _tally(run, calls)
         if not aborted and run.stateful_votes and not stop.is_set():
             self._tail_probe(sock, run, calls, per_call, ssid_base, max_rtt_ns)
-        return j, elapsed_s, errors, aborted
+        return errors, aborted
 
-    def _tail_probe(self, sock: socket.socket, run: _Run, calls: int, per_call: int, ssid_base: int,
+    def _tail_probe(self, sock: socket.socket, run: Run, calls: int, per_call: int, ssid_base: int,
                     max_rtt_ns: int) -> None:
         """Learn how many packets each session's reflector counted.
 
@@ -601,17 +573,14 @@ class Engine:
             if not pending:
                 break
 
-    def _no_reply_cause(self, refused: bool) -> str:
+    def _no_reply_cause(self, refused: bool, run: Run) -> str:
         hp = self.hostport
+        if run.foreign:
+            # datagrams came back: say so, never "no reply"
+            return f"{unusable_replies(run)} from {hp}; none could be used"
         if refused:
             return f"no STAMP reflector at {hp} (UDP port unreachable / connection refused)"
         keyed = " or the key is wrong" if self.auth else \
             " (or the reflector requires authentication: use --key-file)"
         return (f"no reply from {hp} within {self.config.timeout_s:g} s: reflector down, "
                 f"unreachable or filtered{keyed}")
-
-    # ------------------------------------------------------------------ analysis
-    def _analyse(self, res: EngineResult, run: _Run, calls: int, per_call: int, sent: int,
-                 elapsed_s: float) -> None:
-        from probes.enginestats import analyse
-        analyse(self, res, run, calls, per_call, sent, elapsed_s)

@@ -12,35 +12,39 @@ from __future__ import annotations
 
 import bisect
 import math
-from typing import TYPE_CHECKING
+from datetime import datetime, timezone
 
-from probes import emodel, stats
-
-if TYPE_CHECKING:  # pragma: no cover
-    from probes.engine import Engine, EngineResult, _Run
+from probes import emodel, losstime, stamp, stats
+from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
 
 NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
 LATE_SEND_FRACTION_LIMIT = 0.001  # > 0.1 % of sends later than one ptime: sender-limited
 
 
-def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_call: int,
-            sent: int, elapsed_s: float) -> None:
-    cfg = eng.config
+def analyse(res: EngineResult, run: Run) -> None:
+    """Fill ``res`` from one run's record (reads ``run`` only)."""
+    calls, sent = run.calls, run.sent
     received = len(run.order)
     res.packets = {"sent": sent, "reflected": None, "received": received}
-    res.sender = _sender_health(eng, run, sent, cfg.ptime_ms, calls)
+    res.sender = _sender_health(run)
+    res.replies = {"used": received, "short": run.short, "unusable": run.foreign}
     if sent == 0 or received == 0:
         res.measured = False
         res.loss_pct = stats.loss_pcts(sent, None, received) if sent else {}
         return
     res.measured = True
-    mono0, ntp0 = eng._mono0, eng._ntp0
+    mono0, ntp0 = run.mono0, run.ntp0
     tx, rx, t2a, t3a, rseq = run.tx, run.rx, run.t2, run.t3, run.rseq
-    buffer_ms = cfg.jitter_buffer_ms
+    buffer_ms = run.jitter_buffer_ms
 
     # ---- direction split: stateful reflector with per-session numbering
-    split = run.stateful_votes > 0
-    reflected = 0
+    reached_by_call, restarts = reached(run)
+    split = reached_by_call is not None
+    if run.stateful_votes > 0 and not split:
+        res.notes.append("reflector sequence numbers are not per session; loss is not split by direction")
+    reflected = sum(sum(r) for r in reached_by_call) if reached_by_call is not None else 0
+    jitter_pos: dict[str, tuple[list[float], list[int]]] = {
+        d: ([0.0] * sent, [0] * sent) for d in ("up", "down")}
     rtt_all: list[float] = []
     up_all: list[float] = []
     down_all: list[float] = []
@@ -56,18 +60,6 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
         n_sent_c = len(rxs)
         got = [k for k, r in enumerate(rxs) if r]          # sequence index of each received packet
         n_rx_c = len(got)
-        max_rs = max(rseq[c:sent:calls], default=-1)       # lost packets hold -1
-        if split:
-            refl_c = max_rs + 1
-            tail = run.tail_count.get(c)
-            if tail is not None:
-                # the reflector's own count (tail probe), within what is possible
-                refl_c = max(refl_c, min(tail, n_sent_c))
-            if not (n_rx_c <= refl_c <= n_sent_c):
-                split = False          # numbering is not per session: cannot split
-                res.notes.append("reflector sequence numbers are not per session; "
-                                 "loss is not split by direction")
-            reflected += refl_c
         if not got:
             continue
         txs, t2s, t3s = tx[c:sent:calls], t2a[c:sent:calls], t3a[c:sent:calls]
@@ -81,6 +73,13 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
         ipdv_up.extend(stats.abs_ipdv_indexed(got, up_v))
         ipdv_down.extend(stats.abs_ipdv_indexed(got, down_v))
         ipdv_rtt.extend(stats.abs_ipdv_indexed(got, rtt_v))
+        # |D| of consecutive received packets, filed at the later one's schedule position
+        for d, vals in (("up", up_v), ("down", down_v)):
+            dsum, dcnt = jitter_pos[d]
+            for i in range(1, n_rx_c):
+                jpos = got[i] * calls + c
+                dsum[jpos] = abs(vals[i] - vals[i - 1])
+                dcnt[jpos] = 1
         # RFC 3550 jitter in arrival order: at the reflector (its receive timestamps) and here;
         # usually that is sequence order, checked at C speed before sorting by key
         t2_got = [t2s[k] for k in got]
@@ -118,46 +117,201 @@ def analyse(eng: "Engine", res: "EngineResult", run: "_Run", calls: int, per_cal
     res.late_pct = 100.0 * late_any / received
     res.late_pct_dir = {"up": 100.0 * late_up / received, "down": 100.0 * late_down / received}
 
-    # ---- MOS per listening direction
+    # ---- loss in time (probes/losstime.py)
+    _loss_in_time(res, run, reached_by_call, restarts, jitter_pos)
+
+    # ---- MOS per listening direction, with that direction's burst ratio (G.107 BurstR)
     one_way = res.rtt_ms["mean"] / 2.0
     res.one_way_ms = one_way
     if split:
         ppl_up = res.loss_pct["up"] + 100.0 * late_up / max(1, reflected)
         ppl_down = res.loss_pct["down"] + 100.0 * late_down / received
+        br_up, br_down = res.burst_ratio["up"], res.burst_ratio["down"]
     else:
         half = res.loss_pct["total"] / 2.0
         ppl_up = half + 100.0 * late_up / received
         ppl_down = half + 100.0 * late_down / received
+        br_up = br_down = res.burst_ratio["rtt"]
         res.notes.append("stateless reflector: loss not split by direction; MOS uses half the "
                          "total loss per direction")
-    s_up = emodel.score(eng.codec, one_way, ppl_up, jitter_buffer_ms=buffer_ms, ptime_ms=cfg.ptime_ms)
-    s_down = emodel.score(eng.codec, one_way, ppl_down, jitter_buffer_ms=buffer_ms, ptime_ms=cfg.ptime_ms)
+    s_up = emodel.score(run.codec, one_way, ppl_up, jitter_buffer_ms=buffer_ms, ptime_ms=run.ptime_ms,
+                        burst_ratio=emodel.burst_ratio_for_model(br_up))
+    s_down = emodel.score(run.codec, one_way, ppl_down, jitter_buffer_ms=buffer_ms, ptime_ms=run.ptime_ms,
+                          burst_ratio=emodel.burst_ratio_for_model(br_down))
     worse = s_up if s_up.mos <= s_down.mos else s_down
     res.mos_up, res.mos_down = s_up.mos, s_down.mos
     res.mos, res.r_factor = worse.mos, worse.r_factor
 
     # ---- DSCP: what the reflector saw (CoS TLV) and what came back to us
-    if cfg.dscp is not None:
+    if run.dscp is not None:
         # the most common value: one re-marking hop would show as a different majority
         seen = max(range(64), key=lambda i: run.dscp2[i]) if any(run.dscp2) else None
         back = max(range(256), key=lambda i: run.tos_down[i]) >> 2 if any(run.tos_down) else None
-        res.dscp = {"sent": cfg.dscp, "received": seen,
-                    "preserved": (seen == cfg.dscp) if seen is not None else None,
+        res.dscp = {"sent": run.dscp, "received": seen,
+                    "preserved": (seen == run.dscp) if seen is not None else None,
                     "down_received": back}
     else:
         res.dscp = {"sent": None, "received": None, "preserved": None}
+    if run.short:
+        res.notes.append(
+            f"{run.short} replies were {SHORT_REPLY_B}-octet TWAMP-Light replies (RFC 5357 without the "
+            "trailing MBZ and Sender TTL octets): RTT and per-direction delays measured from their "
+            "timestamps; no Sender TTL (hop count) and no Class of Service TLV (DSCP at the far end "
+            "unknown)")
+    if run.no_ssid:
+        res.notes.append(f"{run.no_ssid} replies left the Session-Sender Identifier zero (an RFC 5357 "
+                         "responder): used because this run has one call; with more calls they could "
+                         "not be told apart")
     if run.foreign:
-        res.notes.append(f"{run.foreign} datagrams that were not replies to this run were ignored")
-    res.duration_s = round(elapsed_s, 3)
+        res.notes.append(f"{unusable_replies(run)}; ignored")
+    res.duration_s = round(run.elapsed_s, 3)
 
 
-def _sender_health(eng: "Engine", run: "_Run", sent: int, ptime_ms: int, calls: int = 1) -> dict:
-    t0, interval = eng._t0, eng._interval_ns
+def reached(run: Run) -> tuple[list[list[bool]] | None, list[tuple[int, int]]]:
+    """Which packet of each call reached the far end, from a stateful reflector's
+    per-session numbering (losstime.reached_pattern), and the far-end session
+    restarts seen as (call, sequence index). None when the reflector copies our
+    numbers (stateless) or its numbers are not per session: no direction split."""
+    if run.stateful_votes == 0:
+        return None, []
+    calls, sent, rx, rseq = run.calls, run.sent, run.rx, run.rseq
+    out: list[list[bool]] = []
+    restarts: list[tuple[int, int]] = []
+    for c in range(calls):
+        rxs, rseqs = rx[c:sent:calls], rseq[c:sent:calls]
+        got = [k for k, r in enumerate(rxs) if r]
+        pattern = losstime.reached_pattern(got, [rseqs[k] for k in got], len(rxs), run.tail_count.get(c))
+        if pattern is None:
+            return None, []
+        out.append(pattern[0])
+        restarts.extend((c, k) for k in pattern[1])
+    return out, restarts
+
+
+def utc(run: Run, j: int) -> str:
+    """When schedule position j was due, as ISO 8601 UTC (ms)."""
+    ns = run.wall0 + (run.t0 + int(j * run.interval_ns) - run.mono0)
+    return datetime.fromtimestamp(ns / 1e9, tz=timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
+                  restarts: list[tuple[int, int]],
+                  jitter_pos: dict[str, tuple[list[float], list[int]]]) -> None:
+    """Gaps, bursts, burst ratio, worst windows, interruptions and far-end
+    restarts, per direction ("up", "down") where the reflector's numbering
+    splits loss, and round trip ("rtt") always. See probes/losstime.py."""
+    calls, sent, ptime = run.calls, run.sent, run.ptime_ms
+    rx = run.rx
+    rtt_lost = [[not r for r in rx[c:sent:calls]] for c in range(calls)]
+    pats: dict[str, list[list[bool]] | None] = {"up": None, "down": None, "rtt": rtt_lost}
+    if reached is not None:
+        pats["up"] = [[not x for x in r] for r in reached]
+        # the down stream holds the packets that reached the far end
+        pats["down"] = [[x and lost for x, lost in zip(r, rl)] for r, rl in zip(reached, rtt_lost)]
+    res.max_gap_ms = {d: (losstime.max_gap_ms(p, ptime) if p is not None else None) for d, p in pats.items()}
+    res.burst_ratio = {d: (losstime.burst_ratio(p) if p is not None else None) for d, p in pats.items()}
+    # RFC 3611 over each direction's own stream (down: only the packets that reached the far end)
+    down_stream = None if reached is None else [
+        [lost for x, lost in zip(r, rl) if x] for r, rl in zip(reached, rtt_lost)]
+    streams = {"up": pats["up"], "down": down_stream, "rtt": rtt_lost}
+    res.bursts = {d: (losstime.rfc3611(p, ptime) if p is not None else None) for d, p in streams.items()}
+
+    # ---- worst windows over the run's schedule (all calls)
+    def by_position(patterns: list[list[bool]]) -> list[int]:
+        out = [0] * sent
+        for c, p in enumerate(patterns):
+            out[c:sent:calls] = [int(x) for x in p]
+        return out
+
+    num = {d: by_position(p) for d, p in pats.items() if p is not None}
+    ones = [1] * sent
+    den = {"up": ones, "rtt": ones}
+    if reached is not None:
+        den["down"] = by_position(reached)
+    worst: dict[str, dict] = {}
+    for name, ms in losstime.WINDOWS_MS.items():
+        w = losstime.window_packets(ms, ptime, calls)
+        loss = {}
+        for d in ("up", "down", "rtt"):
+            v = losstime.worst_ratio(num[d], den[d], w) if d in num else None
+            loss[d] = None if v is None else 100.0 * v
+        worst[name] = {"loss_pct": loss}
+    w15 = losstime.window_packets(losstime.WINDOWS_MS["15s"], ptime, calls)
+    worst["15s"]["jitter_ms"] = {
+        d: losstime.worst_ratio(jitter_pos[d][0], jitter_pos[d][1], w15, min_den=max(2, w15 // 4))
+        for d in ("up", "down")}
+    res.worst_window = worst
+
+    # ---- far-end session restarts (the reflector's numbering went back to 0)
+    res.restarts = [{"call": c, "seq": k + 1, "at": utc(run, k * calls + c)} for c, k in sorted(restarts)]
+    if restarts:
+        first = res.restarts[0]
+        res.notes.append(f"the far end restarted its session numbering ({len(restarts)} time"
+                         f"{'s' if len(restarts) != 1 else ''}, first at {first['at']}, call "
+                         f"{first['call']}): a NAT rebinding or a reflector restart; per-direction "
+                         "accounting continues across it")
+
+    # ---- our source address as the far end saw it (RFC 8972 Location TLV), at each change
+    changes: list[int] = []          # positions where the address changed
+    for j, raw in sorted(run.locations):
+        addr = stamp.parse_location(raw)
+        if addr is None or (res.source_addresses and res.source_addresses[-1]["address"] == addr):
+            continue
+        if res.source_addresses:
+            changes.append(j)
+        res.source_addresses.append({"address": addr, "from": utc(run, j)})
+    if changes:
+        res.notes.append("the far end saw our packets come from "
+                         + " then ".join(a["address"] for a in res.source_addresses)
+                         + ": the public address or port changed during the run")
+
+    # ---- interruptions: round-trip silences of at least INTERRUPTION_MIN_MS
+    restart_pos = sorted(k * calls + c for c, k in restarts)
+    out = []
+    for it in losstime.interruptions(rtt_lost, ptime):
+        lo, hi = it.start_j, it.end_j
+        entry = {"start": utc(run, lo), "duration_ms": it.duration_ms, "calls": len(it.call_ids),
+                 "up_lost": None, "down_lost": None, "duration_ms_dir": {"up": None, "down": None},
+                 "source_changed": None}
+        if reached is not None:
+            up, down = num["up"], num["down"]
+            entry["up_lost"] = sum(up[lo:hi + 1])
+            entry["down_lost"] = sum(down[lo:hi + 1])
+            for d in ("up", "down"):
+                longest = 0
+                for c, p in enumerate(pats[d] or []):
+                    for k, n in losstime.runs(p):
+                        if lo - calls <= k * calls + c <= hi:
+                            longest = max(longest, n)
+                entry["duration_ms_dir"][d] = longest * ptime
+            # a restart on the first replies after the silence: the far end saw a new session
+            entry["source_changed"] = any(lo < j <= hi + 2 * calls for j in restart_pos)
+        moved = [i for i, j in enumerate(changes) if lo - 2 * calls < j <= hi + 2 * calls]
+        if moved:
+            # the address itself changed across the silence (Location TLV): name both
+            entry["source_changed"] = True
+            entry["address_before"] = res.source_addresses[moved[0]]["address"]
+            entry["address_after"] = res.source_addresses[moved[-1] + 1]["address"]
+        out.append(entry)
+    res.interruptions = out
+
+
+def unusable_replies(run: Run) -> str:
+    """The datagrams that came back but are no reply to this run, in words."""
+    n_b, head = run.foreign_sample or (0, b"")
+    return (f"{run.foreign} datagram{'s' if run.foreign != 1 else ''} came back that "
+            f"{'are' if run.foreign != 1 else 'is'} not a STAMP or TWAMP-Light reply to this run's "
+            f"packets (the first: {n_b} octets, starting {head.hex() or '-'}; a reply has at least "
+            f"{SHORT_REPLY_B} octets and carries our session and sequence number)")
+
+
+def _sender_health(run: Run) -> dict:
+    t0, interval = run.t0, run.interval_ns
     tx = run.tx
-    late = [(tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(sent)]
-    health = sender_health(late, run.rx_dropped, ptime_ms, calls)
-    health["rx_timestamps"] = getattr(eng, "_rx_timestamps", None)
-    health["send_mode"] = getattr(eng, "_send_mode", None)        # "gso" or "per-packet"
+    late = [(tx[j] - (t0 + int(j * interval))) / 1e6 for j in range(run.sent)]
+    health = sender_health(late, run.rx_dropped, run.ptime_ms, run.calls)
+    health["rx_timestamps"] = run.rx_timestamps
+    health["send_mode"] = run.send_mode        # "gso" or "per-packet"
     return health
 
 

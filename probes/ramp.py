@@ -89,6 +89,9 @@ class Step:
     packets: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     error: str | None = None            # could not measure this step at all
+    # loss in time from the engine (probes/losstime.py): max_gap_ms, burst_ratio, worst_window,
+    # interruptions, restarts; reported, not judged here
+    loss_in_time: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         out: dict[str, Any] = {"calls": self.calls, "offered_kbps": self.offered_kbps,
@@ -105,6 +108,7 @@ class Step:
             out["sender"] = self.sender
         if self.error:
             out["error"] = self.error
+        out.update(self.loss_in_time)
         return out
 
 

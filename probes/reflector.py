@@ -245,6 +245,7 @@ class StampReflector:
         window_cap = max(1, self.max_pps_per_source // 10)
         anc_b = sockopts.ANC_BUF_B
         reflect_into = stamp.reflect_into
+        local_port = sock.getsockname()[1]      # for the Location TLV (RFC 8972 §4.2)
         DecodeError = stamp.StampDecodeError
         AuthError = stamp.StampAuthError
         sender_unpack = stamp.SENDER_HDR.unpack_from
@@ -321,7 +322,8 @@ class StampReflector:
                     dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
                                          rx_ntp=stamp.ntp_from_ns(rx_ns or now_ns),
                                          tx_ntp=stamp.ntp_from_ns(now_ns), dscp_received=dscp_rx,
-                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
+                                         src=addr, local_port=local_port)
                 sender_seq = seq
             else:
                 ssid = ((buf[26] << 8) | buf[27]) if key is not None else ((buf[14] << 8) | buf[15])
@@ -332,7 +334,8 @@ class StampReflector:
                     dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
                                          rx_ntp=stamp.ntp_from_ns(rx_ns or now_ns),
                                          tx_ntp=stamp.ntp_from_ns(now_ns), key=key, dscp_received=dscp_rx,
-                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
+                                         src=addr, local_port=local_port)
                 except AuthError:
                     stats.auth_failed += 1
                     continue
@@ -398,6 +401,7 @@ class StampReflector:
         per_source = self._per_source
         window_cap = max(1, self.max_pps_per_source // 10)
         reflect_into = stamp.reflect_into
+        local_port = sock.getsockname()[1]      # for the Location TLV (RFC 8972 §4.2)
         DecodeError = stamp.StampDecodeError
         AuthError = stamp.StampAuthError
         sender_unpack = stamp.SENDER_HDR.unpack_from
@@ -530,7 +534,8 @@ class StampReflector:
                         try:
                             dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
                                                  rx_ntp=rx_ntp, tx_ntp=now_ntp, dscp_received=dscp_rx,
-                                                 ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                                                 ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
+                                                 src=addr, local_port=local_port)
                         except DecodeError:
                             stats.malformed += 1
                             continue
@@ -544,7 +549,8 @@ class StampReflector:
                         dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
                                              rx_ntp=rx_ntp, tx_ntp=stamp.ntp_from_ns(time_ns()), key=key,
                                              dscp_received=dscp_rx,
-                                             ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl)
+                                             ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
+                                             src=addr, local_port=local_port)
                     except AuthError:
                         stats.auth_failed += 1
                         continue

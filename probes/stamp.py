@@ -78,6 +78,19 @@ Class of Service TLV value (4 octets, RFC 8972 §4.4)::
   DSCP2: the DSCP the reflector *received* (filled by the reflector);
   ECN: the ECN the reflector received; RP: reverse path (0 here).
 
+Location TLV (type 2, RFC 8972 §4.2), as sent by the engine for failover drills::
+
+    |       Destination Port        |          Source Port          |
+    |U|M|I|R|R|R|R|R| Sub-type = 3  |          Length = 4           |
+    |            Source IPv4 Address (16 octets for sub-type 5, IPv6)   |
+
+  The sender sends ports and address zeroed; a reflector that supports it
+  writes the UDP ports and the source address of the request *as it arrived*
+  (after any NAT), so the sender learns its public address and sees it change
+  when a failover moves the calls to another line. Sub-TLVs have the TLV
+  layout; sub-types 3 (Source IPv4 Address) and 5 (Source IPv6 Address) are
+  used here. A reflector without support reflects it zeroed (no evidence).
+
 HMAC TLV (type 8, 16 octets) is the last TLV in authenticated mode and covers
 the Sequence Number field followed by all preceding TLVs (RFC 8972 §4.8).
 Timestamps are NTP: 32 bits of seconds since 1900 + 32 bits of fraction.
@@ -87,6 +100,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import socket
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -98,7 +112,11 @@ HMAC_COVERED_B = 96          # octets 0..95 of an authenticated base packet
 TLV_HEADER_B = 4
 
 TLV_EXTRA_PADDING = 1
+TLV_LOCATION = 2
 TLV_CLASS_OF_SERVICE = 4
+LOC_SUB_SRC_V4 = 3
+LOC_SUB_SRC_V6 = 5
+LOC_PORTS = struct.Struct(">HH")                     # Destination Port, Source Port
 TLV_HMAC = 8
 KNOWN_TLVS = {1, 2, 3, 4, 5, 6, 7, 8}
 TLV_FLAG_U = 0x80
@@ -208,10 +226,60 @@ def base_size(authenticated: bool) -> int:
     return AUTH_BASE_B if authenticated else UNAUTH_BASE_B
 
 
-def sender_tlvs(payload_b: int, *, authenticated: bool, dscp: int | None) -> list[Tlv]:
+def location_tlv(ipv6: bool) -> Tlv:
+    """A zeroed Location TLV asking for the source port and address (see the drawing)."""
+    sub_t, addr_b = (LOC_SUB_SRC_V6, 16) if ipv6 else (LOC_SUB_SRC_V4, 4)
+    return Tlv(TLV_LOCATION, bytes(4) + TLV_HDR.pack(0, sub_t, addr_b) + bytes(addr_b))
+
+
+def fill_location(buf: bytearray, vpos: int, length: int, src: tuple, dst_port: int) -> None:
+    """Reflector side: write the ports and the request's source address into the
+    Location TLV value at ``buf[vpos:vpos + length]``. A sub-TLV of the other
+    address family (or one not understood) stays as it came."""
+    if length < 4:
+        return
+    LOC_PORTS.pack_into(buf, vpos, dst_port & 0xFFFF, src[1] & 0xFFFF)
+    pos, end = vpos + 4, vpos + length
+    while end - pos >= TLV_HEADER_B:
+        _flags, sub_t, sub_len = TLV_HDR.unpack_from(buf, pos)
+        v = pos + TLV_HEADER_B
+        if v + sub_len > end:
+            return
+        family = socket.AF_INET6 if ":" in src[0] else socket.AF_INET
+        if (sub_t, sub_len, family) in ((LOC_SUB_SRC_V4, 4, socket.AF_INET),
+                                        (LOC_SUB_SRC_V6, 16, socket.AF_INET6)):
+            buf[v:v + sub_len] = socket.inet_pton(family, src[0].split("%")[0])
+        pos = v + sub_len
+
+
+def parse_location(value: bytes | bytearray | memoryview) -> str | None:
+    """Sender side: "ADDR:PORT" (IPv6 as [ADDR]:PORT) of our packets as the
+    reflector saw them, from a reflected Location TLV value; None when the
+    reflector left it zeroed (no support) or it does not parse."""
+    value = bytes(value)
+    if len(value) < 4:
+        return None
+    _dst_port, src_port = LOC_PORTS.unpack_from(value, 0)
+    pos = 4
+    while len(value) - pos >= TLV_HEADER_B:
+        _flags, sub_t, sub_len = TLV_HDR.unpack_from(value, pos)
+        v = value[pos + TLV_HEADER_B:pos + TLV_HEADER_B + sub_len]
+        if len(v) != sub_len:
+            return None
+        if (sub_t, sub_len) == (LOC_SUB_SRC_V4, 4) and any(v) and src_port:
+            return f"{socket.inet_ntop(socket.AF_INET, v)}:{src_port}"
+        if (sub_t, sub_len) == (LOC_SUB_SRC_V6, 16) and any(v) and src_port:
+            return f"[{socket.inet_ntop(socket.AF_INET6, v)}]:{src_port}"
+        pos += TLV_HEADER_B + sub_len
+    return None
+
+
+def sender_tlvs(payload_b: int, *, authenticated: bool, dscp: int | None,
+                location: Tlv | None = None) -> list[Tlv]:
     """TLVs that bring a sender packet to ``payload_b`` octets of UDP payload.
 
-    Class of Service first (when ``dscp`` is given), then Extra Padding. When
+    Class of Service first (when ``dscp`` is given), then the Location TLV
+    (when given), then Extra Padding. When
     the codec packet is smaller than the STAMP base packet (+ CoS), the packet
     stays at that minimum: STAMP cannot be smaller (e.g. G.729/20 ms = 32 B).
     The HMAC TLV (authenticated mode) is added by :func:`encode_sender`.
@@ -221,6 +289,9 @@ def sender_tlvs(payload_b: int, *, authenticated: bool, dscp: int | None) -> lis
     if dscp is not None:
         tlvs.append(cos_tlv(dscp))
         size += TLV_HEADER_B + 4
+    if location is not None:
+        tlvs.append(location)
+        size += TLV_HEADER_B + len(location.value)
     if authenticated:
         size += TLV_HEADER_B + HMAC_B
     room = payload_b - size
@@ -355,7 +426,7 @@ def reflect(request: bytes | bytearray | memoryview, *, refl_seq: int, rx_ntp: i
 
 def reflect_into(buf: bytearray, n: int, *, refl_seq: int, rx_ntp: int, tx_ntp: int,
                  key: bytes | None = None, dscp_received: int = 0, ecn_received: int = 0,
-                 ttl: int = 255) -> int | None:
+                 ttl: int = 255, src: tuple | None = None, local_port: int = 0) -> int | None:
     """Turn the request in ``buf[:n]`` into its reply, in place (the reflector's
     hot path: no allocation for unauthenticated packets). Returns DSCP1 or None.
 
@@ -393,6 +464,8 @@ def reflect_into(buf: bytearray, n: int, *, refl_seq: int, rx_ntp: int, tx_ntp: 
             dscp1 = buf[vpos] >> 2
             first = (dscp1 << 10) | ((dscp_received & 0x3F) << 4) | ((ecn_received & 3) << 2)
             COS_VALUE.pack_into(buf, vpos, first, 0)
+        elif typ == TLV_LOCATION and src is not None:
+            fill_location(buf, vpos, length, src, local_port)     # src: the request's (addr, port)
         elif typ == TLV_HMAC and key is not None and length == HMAC_B:
             hmac_at = pos
         elif typ not in KNOWN_TLVS:

@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from probes import stamp
 from probes.addr import dscp_value, parse_hostport
 from probes.codecs import get_codec
-from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig, EngineResult
+from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig
+from probes.enginerun import EngineResult
 from probes.events import Emitter, ProgressCallback
 
 

@@ -132,6 +132,17 @@ def test_loss_split_by_direction_exactly(scripted):
     assert res.loss_pct["up"] == pytest.approx(10.0)
     assert res.loss_pct["down"] == pytest.approx(100 * 9 / 270)
     assert res.loss_pct["total"] == pytest.approx(13.0)
+    # loss in time, by hand: upstream loses every 10th packet of each call: runs of one (20 ms);
+    # 90 received packets have a successor, 10 of them a lost one (p = 1/9), every loss is
+    # followed by a received packet (q = 1): BurstR = 1 / (1/9 + 1) = 0.9 (more regular than
+    # random; the E-model then takes 1). Any 10 consecutive packets of a call hold exactly one
+    # loss: every 200 ms window (and the whole 2 s run, shorter than 15 s) loses 10 %.
+    assert res.max_gap_ms == {"up": 20.0, "down": 20.0, "rtt": 20.0}   # the down losses fall on 27, 55, 83
+    assert res.burst_ratio["up"] == pytest.approx(0.9)
+    assert res.worst_window["200ms"]["loss_pct"]["up"] == pytest.approx(10.0)
+    assert res.worst_window["15s"]["loss_pct"]["up"] == pytest.approx(10.0)
+    assert res.worst_window["15s"]["loss_pct"]["down"] == pytest.approx(100 * 9 / 270)
+    assert res.interruptions == [] and res.restarts == []
     # MOS per listening direction from that direction's loss (no late packets on loopback)
     assert res.late_pct == 0
     one_way = res.rtt_ms["mean"] / 2
@@ -150,7 +161,14 @@ def test_stateless_reflector_is_detected_and_loss_is_halved_for_mos(scripted):
     expected_total = 100 * (2 * (10 + lost_down_per_call)) / 200
     assert res.loss_pct["total"] == pytest.approx(expected_total)
     assert math.isnan(res.loss_pct["up"]) and math.isnan(res.loss_pct["down"])
-    half = emodel.score("g711", res.rtt_ms["mean"] / 2, expected_total / 2, jitter_buffer_ms=60, ptime_ms=20)
+    # loss in time, by hand: each call loses 10 20 24 30 40 49-50 60 70 74 80 90 99-100: 12 runs.
+    # 86 received packets have a successor, 12 of them a lost one (p = 12/86); 13 lost packets
+    # have one, 11 of them a received one (q = 11/13): BurstR = 1 / (p + q) = 1.0145
+    burst_r = 1 / (12 / 86 + 11 / 13)
+    assert res.burst_ratio["rtt"] == pytest.approx(burst_r)
+    assert res.max_gap_ms["rtt"] == 40.0 and res.max_gap_ms["up"] is None
+    half = emodel.score("g711", res.rtt_ms["mean"] / 2, expected_total / 2, jitter_buffer_ms=60, ptime_ms=20,
+                        burst_ratio=burst_r)
     assert res.mos == pytest.approx(half.mos)
     assert any("stateless" in n for n in res.notes)
     assert json.loads(json.dumps(run_cli_json_safe(d)))["loss_pct"]["up"] is None
@@ -382,3 +400,32 @@ def test_cli_sigint_reports_what_was_measured(real_reflector):
     assert probe.returncode == 3 and "Traceback" not in errtext
     d = json.loads(out)
     assert d["partial"] is True and d["packets"]["received"] > 10 and "stopped early" in d["errors"]
+
+
+def test_one_engine_runs_twice_at_once(scripted):
+    # issue #14: every per-run figure lives on the run, so two runs of one Engine
+    # overlap without mixing: the second starts 0.3 s later; a shared schedule or
+    # clock mapping would show as ~300 ms of lateness or RTT in one of them.
+    from probes.engine import Engine, EngineConfig
+    r = scripted(drop_up=lambda s: s % 10 == 0)
+    eng = Engine(EngineConfig(target=r.target, timeout_s=2.0))
+    before = dict(vars(eng))
+    out: dict = {}
+
+    def go(name, calls):
+        out[name] = eng.run(calls=calls, duration_s=2.0)
+
+    a = threading.Thread(target=go, args=("a", 1))
+    b = threading.Thread(target=go, args=("b", 3))
+    a.start()
+    time.sleep(0.3)
+    b.start()
+    a.join(15)
+    b.join(15)
+    for name, calls in (("a", 1), ("b", 3)):
+        res = out[name]
+        assert res.measured and res.direction_split is True
+        assert res.packets == {"sent": 100 * calls, "reflected": 90 * calls, "received": 90 * calls}
+        assert abs(res.sender["lateness_ms"]["p50"]) < 50
+        assert 0 < res.rtt_ms["mean"] < 50
+    assert vars(eng) == before          # the runs left nothing on the engine

@@ -59,12 +59,26 @@ def summary_lines(d: dict) -> list[str]:
     if ds.get("sent") is not None:
         lines.append(f"  dscp      sent {ds['sent']}, reflector saw {f(ds.get('received'), '{}')}"
                      f" ({'preserved' if ds.get('preserved') else 'NOT preserved'})")
+    gap, br = d.get("max_gap_ms") or {}, d.get("burst_ratio") or {}
+    ww = d.get("worst_window") or {}
+    w15 = (ww.get("15s") or {}).get("loss_pct") or {}
+    w200 = (ww.get("200ms") or {}).get("loss_pct") or {}
+    if gap:
+        lines.append(f"  in time   max gap up {f(gap.get('up'), '{:.0f}')} / down {f(gap.get('down'), '{:.0f}')}"
+                     f" / round trip {f(gap.get('rtt'), '{:.0f}')} ms; burst ratio up {f(br.get('up'))},"
+                     f" down {f(br.get('down'))} (1 = random)")
+        lines.append(f"  worst     15 s loss up {f(w15.get('up'))} %, down {f(w15.get('down'))} %;"
+                     f" 200 ms loss up {f(w200.get('up'))} %, down {f(w200.get('down'))} %")
+    for it in d.get("interruptions") or []:
+        lines.append(f"  silent    {it['start']}: {it['duration_ms']:.0f} ms ({it['calls']} call(s))"
+                     + ("; the far end saw a new session" if it.get("source_changed") else ""))
     lines.append(f"  MOS       {f(d['mos'])} (R {f(d['r_factor'], '{:.1f}')}; up {f(d['mos_up'])},"
                  f" down {f(d['mos_down'])})")
     s = d.get("sender") or {}
     lat = s.get("lateness_ms") or {}
     lines.append(f"  sender    lateness p50 {f(lat.get('p50'), '{:.3f}')} / p99 {f(lat.get('p99'), '{:.3f}')} ms,"
                  f" rx dropped {s.get('rx_dropped', 0)}" + ("  LIMITED: " + s["reason"] if s.get("limited") else ""))
+    lines.extend(f"  note: {n}" for n in d.get("notes") or [])
     return lines
 
 

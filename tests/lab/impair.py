@@ -115,6 +115,11 @@ class RelayProcess:
             cfg["down"] = asdict(down)
         self._command("config " + json.dumps(cfg))
 
+    def blackout(self, ms: float, rebind: bool = False) -> None:
+        """Drop everything both ways for ``ms`` from now (timed by the relay);
+        with ``rebind`` every flow then continues from a new source port."""
+        self._command(f"blackout {ms:g}{' rebind' if rebind else ''}")
+
     def stop(self, timeout_s: float = 5.0) -> dict | None:
         """Ask the relay to quit; returns its final stats. Kills it if it does not."""
         if self.final is not None or self.proc.poll() is not None:

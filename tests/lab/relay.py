@@ -15,6 +15,17 @@ Per direction (``up`` = client -> upstream, ``down`` = upstream -> client):
 * reordering ``reorder_pct``: the packet is held back ``reorder_gap_ms`` more so
   later packets overtake it,
 * duplication ``dup_pct``: an extra copy is sent right after the original.
+* Gilbert-Elliott loss ``ge_p``, ``ge_r`` (probabilities per packet, 0-1): a
+  two-state chain moves good -> bad with probability p and bad -> good with
+  probability r before each packet; every packet in the bad state is lost.
+  Mean loss p / (p + r), mean burst 1 / r packets, and the G.107 burst ratio
+  of the pattern is 1 / (p + r) (random loss of the same mean gives 1).
+
+Path events, both directions at once (commands below): ``blackout MS`` drops
+everything for MS ms from now (a line that fails); ``blackout MS rebind`` also
+gives every client a new upstream socket when it ends, so the far end sees the
+same flows come back from new source ports (what a NAT rebinding after a
+failover looks like).
 
 Randomness comes from one seeded ``random.Random`` per direction, so a run with
 the same seed and the same packet sequence makes the same decisions.
@@ -37,6 +48,7 @@ Control protocol (line based, on stdin/stdout):
 * at start the relay prints ``{"event": "ready", "listen": [host, port]}``;
 * ``stats`` -> one JSON line with per-direction counters;
 * ``config {"up": {...}, "down": {...}}`` -> change impairments on the fly;
+* ``blackout MS`` / ``blackout MS rebind`` -> a path event (above);
 * ``quit`` (or EOF on stdin, i.e. the parent died) -> final stats line, exit.
 
 The relay also exits after ``--max-seconds`` so it can never outlive a test.
@@ -80,6 +92,8 @@ class Impairment:
     reorder_pct: float = 0.0
     reorder_gap_ms: float = 5.0
     dup_pct: float = 0.0
+    ge_p: float = 0.0           # Gilbert-Elliott: P(good -> bad) per packet
+    ge_r: float = 0.0           # Gilbert-Elliott: P(bad -> good) per packet
 
     def validate(self) -> "Impairment":
         for name, value in asdict(self).items():
@@ -88,6 +102,8 @@ class Impairment:
         for name in ("loss_pct", "reorder_pct", "dup_pct"):
             if getattr(self, name) > 100:
                 raise ValueError(f"{name} must be <= 100")
+        if self.ge_p > 1 or self.ge_r > 1 or (self.ge_p > 0 and self.ge_r == 0):
+            raise ValueError("ge_p and ge_r are probabilities (0-1); ge_r must be > 0 with ge_p")
         return self
 
     @classmethod
@@ -125,11 +141,18 @@ class Direction:
     imp: Impairment
     rng: random.Random
     stats: DirectionStats = field(default_factory=DirectionStats)
+    bad: bool = False           # Gilbert-Elliott state
 
     def schedule(self, now: float) -> list[tuple[float, bool]]:
         """Decide one packet's fate: list of (send time, is_copy); empty = dropped."""
         imp, rng = self.imp, self.rng
         self.stats.received += 1
+        if imp.ge_p > 0:
+            # its own draw, only when enabled: seeds of runs without it decide as before
+            self.bad = (rng.random() >= imp.ge_r) if self.bad else (rng.random() < imp.ge_p)
+            if self.bad:
+                self.stats.dropped += 1
+                return []
         # Draw all random numbers every time so decisions for packet n do not
         # depend on which impairments are enabled for earlier packets.
         r_loss, r_jit, r_reo, r_dup = rng.random(), rng.random(), rng.random(), rng.random()
@@ -177,6 +200,8 @@ class Relay:
         self._seq = 0
         self._tos_sent: dict[socket.socket, int] = {}
         self.rejected_clients = 0
+        self.blackout_until = 0.0     # monotonic: drop everything before this (both directions)
+        self.rebind_at: float | None = None   # monotonic: new upstream sockets from then on
         # select() wakes up late by a roughly constant amount (0.1-0.2 ms on this
         # machine: hrtimer slack plus scheduling). We learn that lateness (EWMA)
         # and wake up that much early, so packets leave on time on average.
@@ -221,6 +246,27 @@ class Relay:
             self.by_sock[sock] = client
         return sock
 
+    def _rebind(self) -> None:
+        """Forget every client's upstream socket: the next datagram of each flow
+        leaves from a new one (a new source port at the far end)."""
+        self.rebind_at = None
+        for sock in list(self.by_sock):
+            self.by_fd.pop(sock.fileno(), None)
+            self.ep.unregister(sock.fileno())
+            sock.close()
+        self.by_client.clear()
+        self.by_sock.clear()
+        self._tos_sent.clear()
+
+    def blackout(self, ms: float, rebind: bool = False) -> None:
+        """Drop everything both ways for ``ms`` from now; then, with ``rebind``,
+        every flow continues from a new upstream socket."""
+        if not 0 < ms <= 600_000:
+            raise ValueError(f"blackout {ms} ms: expected 0-600000")
+        self.blackout_until = time.monotonic() + ms / 1000.0
+        if rebind:
+            self.rebind_at = self.blackout_until
+
     def _watch(self, sock: socket.socket) -> None:
         self.by_fd[sock.fileno()] = sock
         self.ep.register(sock.fileno(), select.EPOLLIN)
@@ -239,6 +285,10 @@ class Relay:
 
     def _push(self, direction: Direction, data: bytes, out: socket.socket, dest, tos: int,
               now: float) -> None:
+        if now < self.blackout_until:
+            direction.stats.dropped += 1
+            direction.stats.received += 1
+            return
         if len(self.heap) >= MAX_PENDING:
             direction.stats.dropped += 1
             direction.stats.received += 1
@@ -267,6 +317,8 @@ class Relay:
                 # never in the future, never more than 1 s back (clock step guard)
                 now = min(now, max(now - 1.0, rx_real + mono_minus_real))
             if is_listen:
+                if self.rebind_at is not None and now >= self.rebind_at:
+                    self._rebind()
                 out = self._client_sock(addr)
                 if out is not None:
                     self._push(self.up, data, out, None, tos, now)
@@ -371,6 +423,12 @@ class Relay:
             elif cmd == "config":
                 self.configure(json.loads(arg))
                 _emit(reply, {"event": "config", "ok": True})
+            elif cmd == "blackout":
+                ms, _, flag = arg.partition(" ")
+                if flag.strip() not in ("", "rebind"):
+                    raise ValueError(f"blackout MS [rebind], got {arg!r}")
+                self.blackout(float(ms), rebind=flag.strip() == "rebind")
+                _emit(reply, {"event": "blackout", "ok": True, "ms": float(ms)})
             elif cmd == "quit":
                 return "quit"
             elif cmd:
