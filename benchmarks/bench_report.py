@@ -86,7 +86,7 @@ def main() -> int:
     for since in ("7d", "30d"):
         out = folder / f"out-{since}"
         cmd = [sys.executable, "-m", "harness", "report", str(folder / "site.yaml"), "--db", str(db),
-               "--since", since, "--as-of", AS_OF.isoformat(), "--out", str(out)]
+               "--since", since, "--as-of", AS_OF.isoformat(), "--report-dir", str(out)]
         t, r = timed(lambda: subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT), n)
         ok = "ok" if r.returncode == 0 else f"exit {r.returncode}: {r.stderr.strip()[:200]}"
         print(f"  cutover report --since {since:<4} {t:.2f} s  ({ok}; target < 2 s)")

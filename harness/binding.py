@@ -51,16 +51,12 @@ def circuit_values(profile: Profile, circuit: Circuit, probe: str) -> dict[str, 
         "target": target, "uri": circuit.sip, "reflector": str(hp) if hp else None,
         "source": circuit.source, "interface": circuit.interface,
         "key_file": str(key_path) if key_path else None,
+        # latency's UDP/TCP fallback goes to the reflector's port, as the suite's latency step does
+        "port": hp.port if hp and probe == "latency" else None,
         "codec": planned.codec, "ptime_ms": planned.ptime_ms,
         "jitter_buffer_ms": th.jitter_buffer_ms, "planned_calls": planned.calls,
         "mos_min": th.mos_min, "loss_pct_max": th.loss_pct, "jitter_ms_max": th.jitter_ms,
     }
-    if key_path is not None:
-        try:
-            from probes.stamp import load_key
-            values["key"] = load_key(key_path)
-        except Exception:  # the probe reports an unreadable key itself
-            pass
     return values
 
 
@@ -75,5 +71,10 @@ def bind(probe: str, profile: Profile, circuit: Circuit, **overrides: Any):
                         f"fields: {', '.join(sorted(names))}")
     values = {k: v for k, v in circuit_values(profile, circuit, probe).items()
               if k in names and v is not None}
+    if "key" in names and "key" not in overrides and circuit.key_file:
+        # a probe that takes the key itself: read it here, so a bad key file is bad input
+        # (ValueError naming the file and the problem), never a silent unkeyed run
+        from probes.stamp import load_key
+        values["key"] = load_key(profile.resolve_path(circuit.key_file))
     values.update(overrides)
     return cls(**values)

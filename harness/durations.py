@@ -33,14 +33,18 @@ def parse_duration(text: str) -> dt.timedelta:
     return dt.timedelta(seconds=seconds)
 
 
-def format_duration(delta: dt.timedelta) -> str:
-    """Short human form: ``2d 3h``, ``4h 10m``, ``35m``, ``20s``."""
+def format_duration(delta: dt.timedelta, exact: bool = False) -> str:
+    """Short human form: ``2d 3h``, ``4h 10m``, ``35m``, ``20s``; with
+    ``exact`` every unit that is not zero (``1m 30s`` for 90 s)."""
     total = int(round(delta.total_seconds()))
     if total < 0:
-        return "-" + format_duration(-delta)
+        return "-" + format_duration(-delta, exact)
     days, rest = divmod(total, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, seconds = divmod(rest, 60)
+    if exact:
+        parts = [f"{v}{u}" for v, u in ((days, "d"), (hours, "h"), (minutes, "m"), (seconds, "s")) if v]
+        return " ".join(parts) or "0s"
     if days:
         return f"{days}d {hours}h" if hours else f"{days}d"
     if hours:

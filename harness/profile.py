@@ -5,7 +5,15 @@ expected, e.g.::
 
     site.yaml:7: planned.codek: unknown key (did you mean 'codec'?)
 
-Loading never raises anything but :class:`ProfileError`.
+Loading never raises anything but :class:`ProfileError`, and it is bounded
+(issue #16): a profile is a regular file of at most 256 KiB (a real one is
+1-5 KiB), nested at most 32 levels deep (a real one: 5), expanding to at most
+20,000 YAML nodes with its aliases (a real one: a few hundred), with length
+limits on every text field. The limits are checked while the YAML is
+composed, before any Python object is built, so an alias bomb (9 levels of 9
+aliases, 9^9 nodes), 100,000 ``[`` or a 50 MB file is refused in
+milliseconds, naming file and line. Every problem found is reported at once:
+duplicate keys, field errors and the rules across fields together.
 """
 
 from __future__ import annotations
@@ -20,10 +28,18 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from probes.names import unknown_name
 from probes.addr import AddressError, parse_hostport
 from probes.codecs import CODECS, get_codec
+from probes.inputfile import InputFileError, check_secret, read_regular
 
 Overhead = Literal["ip", "ethernet", "wire"]
+
+MAX_PROFILE_BYTES = 256 * 1024
+MAX_DEPTH = 32            # nested collections
+MAX_NODES = 20_000        # YAML nodes after alias expansion
+# text field limits (characters)
+NAME_LEN, TEXT_LEN, HOST_LEN, URI_LEN, PATH_LEN = 64, 200, 255, 1024, 4096
 
 
 class _Model(BaseModel):
@@ -33,7 +49,7 @@ class _Model(BaseModel):
 class Planned(_Model):
     """The site's planned usage at peak."""
     calls: int = Field(gt=0, description="peak concurrent calls")
-    codec: str = Field("g711", description="g711 | g729 | g722 | opus")
+    codec: str = Field("g711", max_length=NAME_LEN, description="g711 | g729 | g722 | opus")
     ptime_ms: int = Field(20, gt=0, description="packetisation interval")
     video_calls: int = Field(0, ge=0)
     video_kbps: float = Field(1500, ge=0, description="per video call, per direction")
@@ -50,7 +66,7 @@ class Planned(_Model):
         try:
             return get_codec(v).name
         except KeyError:
-            raise ValueError(f"unknown codec {v!r}; expected one of {', '.join(CODECS)}") from None
+            raise ValueError(unknown_name("codec", v, CODECS, lead="unknown")) from None
 
 
 class Thresholds(_Model):
@@ -63,17 +79,21 @@ class Thresholds(_Model):
 
 
 class Circuit(_Model):
-    name: str = Field(min_length=1)
+    name: str = Field(min_length=1, max_length=NAME_LEN)
     role: Literal["old", "new", "backup"]
-    provider: str = ""
+    provider: str = Field("", max_length=TEXT_LEN)
     down_mbps: float = Field(gt=0, description="what the contract promises downstream")
     up_mbps: float = Field(gt=0, description="what the contract promises upstream")
-    reflector: str | None = Field(None, description="HOST:PORT of a STAMP reflector at the far end")
-    ping: str | None = Field(None, description="host for the latency probe (default: reflector host)")
-    sip: str | None = Field(None, description="SIP URI of the provider's SBC")
-    source: str | None = Field(None, description="source address that leaves through this circuit")
-    interface: str | None = Field(None, description="interface that leaves through this circuit")
-    key_file: str | None = Field(None, description="STAMP pre-shared key (relative to the profile)")
+    reflector: str | None = Field(None, max_length=HOST_LEN + 8,
+                                  description="HOST:PORT of a STAMP reflector at the far end")
+    ping: str | None = Field(None, max_length=HOST_LEN,
+                             description="host for the latency probe (default: reflector host)")
+    sip: str | None = Field(None, max_length=URI_LEN, description="SIP URI of the provider's SBC")
+    source: str | None = Field(None, max_length=64, description="source address that leaves through this circuit")
+    interface: str | None = Field(None, max_length=15,  # IFNAMSIZ - 1
+                                  description="interface that leaves through this circuit")
+    key_file: str | None = Field(None, max_length=PATH_LEN,
+                                 description="STAMP pre-shared key (relative to the profile)")
 
     @field_validator("reflector")
     @classmethod
@@ -81,7 +101,7 @@ class Circuit(_Model):
         if v is None:
             return v
         try:
-            return str(parse_hostport(str(v)))
+            return str(parse_hostport(str(v), default_port=None))
         except AddressError as exc:
             raise ValueError(str(exc)) from None
 
@@ -116,8 +136,8 @@ class Circuit(_Model):
 
 
 class ChecklistItem(_Model):
-    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-    title: str = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=NAME_LEN, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    title: str = Field(min_length=1, max_length=TEXT_LEN * 5)
 
 
 class Cutover(_Model):
@@ -134,13 +154,14 @@ class Cutover(_Model):
 
 
 class Profile(_Model):
-    site: str = Field(min_length=1)
+    site: str = Field(min_length=1, max_length=TEXT_LEN)
     planned: Planned
     thresholds: Thresholds = Field(default_factory=Thresholds)
     circuits: list[Circuit] = Field(min_length=1)
     cutover: Cutover = Field(default_factory=Cutover)
-    db: str | None = Field(None, description="SQLite history path (relative to the profile)")
-    checks: str | None = Field(None, description="folder of pytest site checks (relative to the profile)")
+    db: str | None = Field(None, max_length=PATH_LEN, description="SQLite history path (relative to the profile)")
+    checks: str | None = Field(None, max_length=PATH_LEN,
+                               description="folder of pytest site checks (relative to the profile)")
 
     # Set by the loader, not part of the YAML.
     _path: Path | None = None
@@ -164,7 +185,7 @@ class Profile(_Model):
         for c in self.circuits:
             if c.name == name:
                 return c
-        raise KeyError(f"no circuit {name!r} in profile; circuits: {', '.join(c.name for c in self.circuits)}")
+        raise KeyError(unknown_name("circuit", name, [c.name for c in self.circuits]))
 
     def circuits_by_role(self, role: str) -> list[Circuit]:
         return [c for c in self.circuits if c.role == role]
@@ -206,10 +227,90 @@ def _field_name(loc: tuple) -> str:
 
 class _Loader(yaml.SafeLoader):
     """SafeLoader that keeps timestamps as text, so pydantic parses dates and a
-    bad date (2026-13-45) becomes a field error instead of a YAML crash."""
+    bad date (2026-13-45) becomes a field error instead of a YAML crash; and
+    that bounds what a hostile file can cost while it is composed (depth,
+    nodes after alias expansion), before the constructor builds anything."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._weight: dict[int, int] = {}   # id(node) -> nodes it stands for, aliases expanded
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None and id(target) not in self._weight:
+                raise _LimitError(event.start_mark, f"alias *{event.anchor} refers to a node that "
+                                                    "contains it (a cycle)")
+            return super().compose_node(parent, index)
+        event = self.peek_event()
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise _LimitError(event.start_mark, f"nested deeper than {MAX_DEPTH} levels "
+                                                "(a profile needs about 5); refused")
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        weight = 1 + sum(self._weight[id(c)] for c in children)
+        if weight > MAX_NODES:
+            raise _LimitError(node.start_mark, f"expands to more than {MAX_NODES:,} values "
+                                               "(aliases repeating aliases?); refused")
+        self._weight[id(node)] = weight
+        return node
 
 
 _Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_str)
+
+
+class _LimitError(yaml.YAMLError):
+    def __init__(self, mark, message: str) -> None:
+        super().__init__(message)
+        self.mark, self.message = mark, message
+
+
+def _parse(text: str, file: str) -> tuple[dict, list, Any]:
+    """(line of every key path, duplicate-key problems, Python data), or
+    ProfileError naming the line. Lines are taken before construction, which
+    rewrites merge keys (``<<: *base``) in the node tree."""
+    if len(text) > MAX_PROFILE_BYTES:
+        raise ProfileError([Problem(file, None, "", f"is {len(text):,} characters; the limit is "
+                                                    f"{MAX_PROFILE_BYTES:,} (a profile is a few KiB)")])
+    loader = _Loader(text)
+    lines: dict = {}
+    problems: list[Problem] = []
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _line_map(node, (), lines, problems, file)
+        data = loader.construct_document(node) if node is not None else None
+    except _LimitError as exc:
+        raise ProfileError([Problem(file, exc.mark.line + 1, "", exc.message)]) from None
+    except yaml.MarkedYAMLError as exc:
+        raise ProfileError([_syntax_problem(exc, file)]) from None
+    except yaml.YAMLError as exc:
+        raise ProfileError([Problem(file, None, "", f"YAML syntax error: {exc}")]) from None
+    finally:
+        loader.dispose()
+    return lines, problems, data
+
+
+def _syntax_problem(exc: yaml.MarkedYAMLError, file: str) -> Problem:
+    """Where the parser gave up (the line), and where the construct it was in
+    opened ("while parsing a flow sequence" at the unclosed '[')."""
+    gave_up, opened = exc.problem_mark, exc.context_mark
+    mark = gave_up or opened
+    what = exc.problem or "not valid YAML"
+    if gave_up and opened and (opened.line, opened.column) != (gave_up.line, gave_up.column):
+        context = (exc.context or "in a construct").removeprefix("while ")
+        what += (f"; gave up at line {gave_up.line + 1} column {gave_up.column + 1}, "
+                 f"{context} that opened at line {opened.line + 1} column {opened.column + 1}")
+    return Problem(file, mark.line + 1 if mark else None, "", f"YAML syntax error: {what}")
 
 
 def _line_map(node: yaml.Node, path: tuple, lines: dict, problems: list, file: str) -> None:
@@ -293,6 +394,8 @@ def _explain(err: dict) -> str:
         return f"got {given!r}; expected a value {word} {bound}"
     if etype == "too_short":
         return "must not be empty"
+    if etype == "string_too_long":
+        return f"too long ({len(given):,} characters); at most {err['ctx']['max_length']}"
     if etype == "string_pattern_mismatch":
         return f"{given!r} is not a valid id; use letters, digits, '-', '_' or '.'"
     if etype == "value_error":
@@ -300,63 +403,75 @@ def _explain(err: dict) -> str:
     return str(err["msg"])
 
 
-def _semantic_checks(p: Profile, file: str, lines: dict) -> list[Problem]:
-    """Rules that span fields; each names the field to fix."""
+def _semantic_checks(data: dict, file: str, lines: dict, base_dir: Path) -> list[Problem]:
+    """Rules that span fields; each names the field to fix. They read the raw
+    data, so they run even when some fields failed validation and every
+    problem is reported at once; a value of the wrong type is left to the
+    field errors."""
     out: list[Problem] = []
 
     def add(loc: tuple, msg: str) -> None:
         out.append(Problem(file, _line_for(lines, loc), _field_name(loc), msg))
 
-    codec = get_codec(p.planned.codec)
-    if p.planned.ptime_ms not in codec.ptimes_ms:
-        add(("planned", "ptime_ms"), f"{codec.name} is not used with ptime {p.planned.ptime_ms} ms; "
+    def items(value) -> list[tuple[int, dict]]:
+        return [(i, x) for i, x in enumerate(value) if isinstance(x, dict)] if isinstance(value, list) else []
+
+    planned = data.get("planned") if isinstance(data.get("planned"), dict) else {}
+    try:
+        codec = get_codec(str(planned.get("codec", "g711")))
+    except KeyError:
+        codec = None
+    ptime = planned.get("ptime_ms", 20)
+    if codec is not None and isinstance(ptime, int) and ptime > 0 and ptime not in codec.ptimes_ms:
+        add(("planned", "ptime_ms"), f"{codec.name} is not used with ptime {ptime} ms; "
             f"expected one of {', '.join(map(str, codec.ptimes_ms))}")
+    circuits = items(data.get("circuits"))
     seen: dict[str, int] = {}
-    for i, c in enumerate(p.circuits):
-        if c.name in seen:
-            add(("circuits", i, "name"), f"duplicate circuit name {c.name!r} (also circuits[{seen[c.name]}])")
-        seen.setdefault(c.name, i)
-        if c.key_file is not None:
-            kp = p.resolve_path(c.key_file)
-            if not kp.is_file():
-                add(("circuits", i, "key_file"), f"file not found: {kp}")
-    if not p.circuits_by_role("new"):
+    for i, c in circuits:
+        name = c.get("name")
+        if isinstance(name, str):
+            if name in seen:
+                add(("circuits", i, "name"), f"duplicate circuit name {name!r} (also circuits[{seen[name]}])")
+            seen.setdefault(name, i)
+        key_file = c.get("key_file")
+        if isinstance(key_file, str) and key_file and len(key_file) <= PATH_LEN:
+            kp = Path(key_file).expanduser()
+            kp = kp if kp.is_absolute() else base_dir / kp
+            try:
+                check_secret(kp)
+            except InputFileError as exc:
+                add(("circuits", i, "key_file"), f"{kp}: {exc.problem}")
+    roles = [c.get("role") for _, c in circuits]
+    if circuits and all(r in ("old", "new", "backup") for r in roles) and "new" not in roles:
         add(("circuits",), "no circuit with role: new; the profile must describe the new service")
+    cutover = data.get("cutover") if isinstance(data.get("cutover"), dict) else {}
     ids: dict[str, int] = {}
-    for i, item in enumerate(p.cutover.checklist):
-        if item.id in ids:
-            add(("cutover", "checklist", i, "id"), f"duplicate checklist id {item.id!r}")
-        ids.setdefault(item.id, i)
+    for i, item in items(cutover.get("checklist")):
+        item_id = item.get("id")
+        if isinstance(item_id, str):
+            if item_id in ids:
+                add(("cutover", "checklist", i, "id"), f"duplicate checklist id {item_id!r}")
+            ids.setdefault(item_id, i)
     return out
 
 
 def load_profile_text(text: str, file: str = "<profile>", path: Path | None = None) -> Profile:
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-        data = yaml.load(text, Loader=_Loader)
-    except yaml.YAMLError as exc:  # syntax: one message with the line
-        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-        line = mark.line + 1 if mark else None
-        what = getattr(exc, "problem", None) or str(exc)
-        raise ProfileError([Problem(file, line, "", f"YAML syntax error: {what}")]) from None
+    lines, problems, data = _parse(text, file)
     if data is None:
         raise ProfileError([Problem(file, None, "", "the profile is empty; expected site:, planned:, circuits:")])
     if not isinstance(data, dict):
         raise ProfileError([Problem(file, 1, "", "expected a mapping at the top (site:, planned:, circuits:)")])
-    lines: dict = {}
-    problems: list[Problem] = []
-    _line_map(node, (), lines, problems, file)
-    if problems:
-        raise ProfileError(problems)
+    profile = None
     try:
         profile = Profile.model_validate(data)
     except ValidationError as exc:
-        raise ProfileError([Problem(file, _line_for(lines, tuple(e["loc"])), _field_name(tuple(e["loc"])),
-                                    _explain(e)) for e in exc.errors()]) from None
-    profile._path = path
-    problems = _semantic_checks(profile, file, lines)
+        problems += [Problem(file, _line_for(lines, tuple(e["loc"])), _field_name(tuple(e["loc"])), _explain(e))
+                     for e in exc.errors()]
+    problems += _semantic_checks(data, file, lines, path.parent if path else Path.cwd())
     if problems:
-        raise ProfileError(problems)
+        raise ProfileError(sorted(problems, key=lambda pr: (pr.line or 0, pr.field)))
+    assert profile is not None
+    profile._path = path
     return profile
 
 
@@ -364,13 +479,13 @@ def load_profile(path: str | Path) -> Profile:
     """Load and validate a profile file. Raises ProfileError only."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ProfileError([Problem(str(p), None, "", "file not found")]) from None
-    except IsADirectoryError:
-        raise ProfileError([Problem(str(p), None, "", "is a directory; expected a YAML file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProfileError([Problem(str(p), None, "", f"cannot read: {exc}")]) from None
+        raw = read_regular(p, "profile", MAX_PROFILE_BYTES)
+    except InputFileError as exc:
+        raise ProfileError([Problem(str(p), None, "", exc.problem)]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProfileError([Problem(str(p), None, "", f"not UTF-8 text (byte {exc.start})")]) from None
     return load_profile_text(text, str(p), p.resolve())
 
 

@@ -70,7 +70,7 @@ class Every:
     def describe(self) -> str:
         from harness.durations import format_duration
         s = self.interval.total_seconds()
-        return f"every {format_duration(self.interval) if s >= 1 else f'{s:g} s'}"
+        return f"every {format_duration(self.interval, exact=True) if s >= 1 else f'{s:g} s'}"
 
 
 class Cron:
@@ -385,16 +385,36 @@ def _unit_name(site: str) -> str:
     return f"cutover-{slug or 'site'}"
 
 
+# What the probes need beyond an ordinary user: raw sockets (ICMP echo, the
+# path probe's TTL-limited probes and its ICMP listener) and SO_BINDTODEVICE
+# (a circuit's interface:) need CAP_NET_RAW; CAP_NET_ADMIN covers socket
+# priorities and marks on the test streams. Nothing else: no root.
+PROBE_CAPABILITIES = ("CAP_NET_RAW", "CAP_NET_ADMIN")
+
+
+def default_unit_user() -> str:
+    """Who the unit runs as: the user printing it, unless that is root (then a
+    dedicated system user, created as the unit's comment says)."""
+    import getpass
+    name = getpass.getuser()
+    return "cutover" if name == "root" else name
+
+
 def systemd_units(profile, profile_path: Path, db_path: Path, when, timeout: dt.timedelta,
-                  check_args: list[str]) -> tuple[str, str, str]:
+                  check_args: list[str], user: str | None = None) -> tuple[str, str, str]:
     """(unit base name, .service text, .timer text). The timer starts a oneshot
     service; systemd never starts a oneshot that is still active, so runs do
-    not overlap, and TimeoutStartSec kills a hung run."""
+    not overlap, and TimeoutStartSec kills a hung run. It runs as ``user``
+    (not root) with only the capabilities the probes need."""
+    user = user or default_unit_user()
+    caps = " ".join(PROBE_CAPABILITIES)
     name = _unit_name(profile.site)
     cmd = " ".join(shlex.quote(a) for a in check_command_line(profile_path, db_path, check_args))
     service = (f"[Unit]\nDescription=cutover readiness check: {profile.site}\n"
                f"Wants=network-online.target\nAfter=network-online.target\n\n"
                f"[Service]\nType=oneshot\nExecStart={cmd}\n"
+               f"User={user}\n"
+               f"AmbientCapabilities={caps}\nCapabilityBoundingSet={caps}\nNoNewPrivileges=yes\n"
                f"TimeoutStartSec={int(timeout.total_seconds())}\n"
                # exit 1 (NO-GO) and 3 (unmeasured) are results, not unit failures
                f"SuccessExitStatus=1 3\n")
@@ -411,8 +431,14 @@ def systemd_units(profile, profile_path: Path, db_path: Path, when, timeout: dt.
 def crontab_line(profile, profile_path: Path, db_path: Path, when, timeout: dt.timedelta,
                  check_args: list[str]) -> str:
     """One crontab line: flock -n skips a run while the previous one is still
-    going; timeout kills a hung one. cron runs in the system time zone."""
+    going; timeout kills a hung one. cron runs in the system time zone.
+    stderr (errors: a broken profile, an unwritable database) goes to syslog
+    with the unit's name as tag (``journalctl -t cutover-SITE``), so a
+    schedule that fails does not fail silently; the verdict table (stdout)
+    is dropped: every run is in the history database."""
     expr = when.expr if isinstance(when, Cron) else every_to_cron(when.interval)
     lock = f"/tmp/{_unit_name(profile.site)}.lock"
     cmd = " ".join(shlex.quote(a) for a in check_command_line(profile_path, db_path, check_args))
-    return f"{expr} flock -n {lock} timeout -k 30 {int(timeout.total_seconds())} {cmd} >/dev/null 2>&1"
+    tag = _unit_name(profile.site)
+    return (f"{expr} flock -n {lock} timeout -k 30 {int(timeout.total_seconds())} {cmd} "
+            f"2>&1 >/dev/null | logger -t {tag} -p user.warning")

@@ -143,7 +143,11 @@ def dscp_value(text: str | int) -> int:
         elif t.isdigit():
             value = int(t)
         else:
-            raise AddressError(f"DSCP {text!r}: expected 0-63 or a name like ef, af41, cs5")
+            from probes.names import did_you_mean
+            known = [*names, *(f"cs{i}" for i in range(8)), *(f"af{c}{d}" for c in "1234" for d in "123")]
+            guess = did_you_mean(t, known)
+            raise AddressError(f"DSCP {text!r}: " + (f"did you mean {guess!r}? " if guess else "")
+                               + "expected 0-63 or a name like ef, af41, cs5")
     if not 0 <= value <= 63:
         raise AddressError(f"DSCP {value}: expected 0-63")
     return value

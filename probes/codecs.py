@@ -73,7 +73,8 @@ def get_codec(name: str) -> Codec:
     try:
         return CODECS[key]
     except KeyError:
-        raise KeyError(f"unknown codec {name!r}; known: {', '.join(CODECS)}") from None
+        from probes.names import unknown_name
+        raise KeyError(unknown_name("codec", name, CODECS, lead="unknown")) from None
 
 
 # RFC 3551 table 4: the static audio payload types whose codec this table covers,

@@ -120,8 +120,12 @@ def _icmp_sample(ip: str, cfg: LatencyConfig, seq: int) -> float | None:
 
 
 class _UdpStamp:
-    def __init__(self, ip: str, port: int, family: int, cfg: LatencyConfig) -> None:
+    STOP_POLL_S = 0.1     # a reply wait notices the stop event this often (SIGTERM: stop within a second)
+
+    def __init__(self, ip: str, port: int, family: int, cfg: LatencyConfig,
+                 stop: threading.Event | None = None) -> None:
         self.cfg = cfg
+        self.stop = stop or threading.Event()
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         try:
             bind_to_circuit(self.sock, cfg.source, cfg.interface)
@@ -148,11 +152,13 @@ class _UdpStamp:
             left = (deadline - time.perf_counter_ns()) / 1e9
             if left <= 0:
                 return None
-            self.sock.settimeout(left)
+            self.sock.settimeout(min(left, self.STOP_POLL_S))
             try:
                 data = self.sock.recv(2048)
             except socket.timeout:
-                return None
+                if self.stop.is_set():
+                    return None
+                continue
             except ConnectionRefusedError:
                 self.refused = True
                 return None
@@ -255,7 +261,7 @@ def _run_method(method: str, ip: str, port: int, family: int, cfg: LatencyConfig
     try:
         sample: Callable[[int], float | None]
         if method == "udp":
-            udp = _UdpStamp(ip, port, family, cfg)
+            udp = _UdpStamp(ip, port, family, cfg, stop)
             sample = udp.sample
         else:
             sample = {

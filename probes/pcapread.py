@@ -18,12 +18,12 @@ Link types decoded: Ethernet (1, with 802.1Q/QinQ tags), raw IP (101, 228,
 
 from __future__ import annotations
 
-import errno
 import os
 import socket
-import stat
 import struct
 from typing import BinaryIO, Iterator, NamedTuple
+
+from probes.inputfile import InputFileError, open_regular
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -39,25 +39,13 @@ class CaptureError(ValueError):
 
 def open_capture(path: str) -> BinaryIO:
     """``path`` opened for reading if it is a regular file; CaptureError naming the
-    problem otherwise. Opened without blocking (a FIFO would wait for a writer forever)
-    and checked on the open file, so a name swapped after a check is caught too."""
+    problem otherwise. Opened by probes.inputfile without blocking (a FIFO would wait
+    for a writer forever) and checked on the open file, so a name swapped after a
+    check is caught too."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
-        raise CaptureError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise CaptureError(f"{path}: is a folder, not a capture file") from None
-    except OSError as exc:
-        if exc.errno == errno.ENXIO:     # a FIFO or socket with nobody at the other end
-            raise CaptureError(f"{path}: is a FIFO or socket, not a capture file") from None
-        raise CaptureError(f"{path}: cannot read: {exc.strerror}") from None
-    mode = os.fstat(fd).st_mode
-    if not stat.S_ISREG(mode):
-        os.close(fd)
-        kind = ("a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode)
-                else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket"
-                if stat.S_ISSOCK(mode) else "not a regular file")
-        raise CaptureError(f"{path}: is {kind}, not a capture file (captures are read from regular files)")
+        fd, _st = open_regular(path, "capture")
+    except InputFileError as exc:
+        raise CaptureError(str(exc)) from None
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

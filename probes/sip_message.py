@@ -113,7 +113,7 @@ def parse_uri(text: str) -> SipUri:
         k, _, v = p.partition("=")
         params[k.strip().lower()] = v.strip()
     t = params.get("transport", "").lower()
-    if t and t not in TRANSPORTS:
+    if "transport" in params and t not in TRANSPORTS:   # transport= (empty) too: no DNS for a typo
         raise SipUriError(f"{text!r}: transport={t!r}; expected one of {', '.join(TRANSPORTS)}")
     if scheme == "sips" and t == "udp":
         raise SipUriError(f"{text!r}: sips: needs TLS; transport=udp contradicts it")

@@ -480,18 +480,10 @@ def reflect_into(buf: bytearray, n: int, *, refl_seq: int, rx_ntp: int, tx_ntp: 
 def load_key(path: str | Path) -> bytes:
     """Pre-shared HMAC key: the file's content, surrounding whitespace stripped.
 
-    Raises ValueError with a one-line cause if the file is missing, unreadable or empty.
+    Read through ``probes.inputfile.read_secret``: a regular file of at most
+    4 KiB, opened without blocking (a FIFO or /dev/zero is refused at once),
+    private to its owner (a warning, an error in strict mode). Raises
+    ValueError (``InputFileError``) naming the file and the problem.
     """
-    p = Path(path)
-    try:
-        raw = p.read_bytes()
-    except FileNotFoundError:
-        raise ValueError(f"key file {str(p)!r} does not exist") from None
-    except IsADirectoryError:
-        raise ValueError(f"key file {str(p)!r} is a directory") from None
-    except OSError as exc:
-        raise ValueError(f"key file {str(p)!r} cannot be read: {exc.strerror}") from None
-    key = raw.strip()
-    if not key:
-        raise ValueError(f"key file {str(p)!r} is empty")
-    return key
+    from probes.inputfile import read_secret
+    return read_secret(path, "key file")

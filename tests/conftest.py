@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,3 +36,14 @@ def is_root() -> bool:
 
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces, raw sockets)")
+
+
+def admin_tool_reason(tool: str) -> str | None:
+    """Why a root-only tool (iptables, ip6tables) cannot be used, None if it can:
+    "needs root" first, since a non-root PATH lacks /usr/sbin and which() alone
+    would wrongly say the tool is not installed."""
+    if os.geteuid() != 0:
+        return f"needs root ({tool} rules in network namespaces)"
+    if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
+        return f"{tool} not installed (scripts/sysdeps.sh)"
+    return None

@@ -86,7 +86,7 @@ def test_table_output_and_nothing_measured_exit_3(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--circuit", "nope"], "no circuit 'nope'"),
-    (["--step", "dns"], "--step 'dns': expected one of"),
+    (["--step", "dns"], "--step: no step 'dns'"),
     (["--report-dir", "pyproject.toml"], "exists and is not a folder"),
     (["--prom-file", "/nonexistent-dir/x.prom"], "does not exist"),
 ])
@@ -101,7 +101,7 @@ def test_bad_input_exit_2(tmp_path, args, message, monkeypatch):
 
 def test_bad_profile_and_bad_db_exit_2(tmp_path):
     r = run_cli("check", str(tmp_path / "missing.yaml"))
-    assert r.returncode == 2 and "file not found" in r.stderr
+    assert r.returncode == 2 and "no such file" in r.stderr
     prof = demo_profile(tmp_path / "demo.yaml", 9, 9)
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database" * 200)

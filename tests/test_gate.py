@@ -183,7 +183,7 @@ def test_cli_gate_without_history(tmp_path):
 
 
 @pytest.mark.parametrize("args,msg", [(["--as-of", "yesterday"], "--as-of 'yesterday'"),
-                                      ([], "file not found")])
+                                      ([], "no such file")])
 def test_cli_gate_bad_input(tmp_path, args, msg):
     profile = str(tmp_path / "missing.yaml") if not args else None
     if profile is None:

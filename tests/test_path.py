@@ -14,7 +14,7 @@ import pytest
 
 from probes import path
 from probes.path import Hop, MtuProbe, Reply, aggregate, dscp_change, search_mtu
-from tests.conftest import needs_root
+from tests.conftest import admin_tool_reason, needs_root
 
 
 # ---- pure parts ---------------------------------------------------------------------------
@@ -140,7 +140,7 @@ def test_clean_path_names_every_hop(chain):
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+@pytest.mark.skipif(admin_tool_reason("iptables") is not None, reason=str(admin_tool_reason("iptables")))
 @pytest.mark.parametrize("proto", ["udp", "icmp", "tcp"])
 def test_remarking_router_and_lower_mtu_found(chain, proto):
     # r2 bleaches DSCP on ingress from r1; the r2 -> r3 link carries only 1400 bytes
@@ -165,7 +165,7 @@ def test_remarking_router_and_lower_mtu_found(chain, proto):
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+@pytest.mark.skipif(admin_tool_reason("iptables") is not None, reason=str(admin_tool_reason("iptables")))
 def test_mtu_found_by_probing_when_frag_needed_is_filtered(chain):
     chain.set_mtu("r3", "server", 1350)
     chain.run("r3", ["iptables", "-A", "OUTPUT", "-p", "icmp", "--icmp-type", "fragmentation-needed",
@@ -229,7 +229,7 @@ def add_ipv6(lab) -> None:
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("ip6tables") is None, reason="ip6tables not installed (scripts/sysdeps.sh)")
+@pytest.mark.skipif(admin_tool_reason("ip6tables") is not None, reason=str(admin_tool_reason("ip6tables")))
 def test_ipv6_hops_remarking_and_packet_too_big(chain):
     add_ipv6(chain)
     chain.run("r2", ["ip6tables", "-t", "mangle", "-A", "PREROUTING", "-i", chain.dev("r2", "r1"),
@@ -246,7 +246,7 @@ def test_ipv6_hops_remarking_and_packet_too_big(chain):
 
 @needs_root
 @pytest.mark.lab
-@pytest.mark.skipif(shutil.which("iptables") is None, reason="iptables not installed (scripts/sysdeps.sh)")
+@pytest.mark.skipif(admin_tool_reason("iptables") is not None, reason=str(admin_tool_reason("iptables")))
 def test_filtering_router_is_named(chain):
     # r2 rejects forwarded UDP with "administratively prohibited": not reached, exit 3, hop named
     chain.run("r2", ["iptables", "-A", "FORWARD", "-p", "udp", "-j", "REJECT", "--reject-with",

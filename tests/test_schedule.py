@@ -241,6 +241,43 @@ def test_print_systemd_and_cron(tmp_path):
     assert fields[:5] == ["*/5", "7-19", "*", "*", "1-5"]
     assert fields[5:8] == ["flock", "-n", "/tmp/cutover-demo-site-loopback.lock"]
     assert fields[8:12] == ["timeout", "-k", "30", "900"]
+    assert r.stdout.rstrip().endswith("2>&1 >/dev/null | logger -t cutover-demo-site-loopback -p user.warning")
+
+
+def test_print_systemd_runs_as_a_user_with_only_the_capabilities_needed(tmp_path):
+    prof = _dead_profile(tmp_path)
+    r = run_cli("schedule", str(prof), "--every", "15m", "--print-systemd", "--user", "voip",
+                "--db", str(tmp_path / "h"))
+    assert r.returncode == 0, r.stderr
+    service = r.stdout.split("# /etc/systemd/system/")[1]
+    assert "\nUser=voip\n" in service
+    assert "\nAmbientCapabilities=CAP_NET_RAW CAP_NET_ADMIN\n" in service
+    assert "\nCapabilityBoundingSet=CAP_NET_RAW CAP_NET_ADMIN\n" in service
+    assert "\nNoNewPrivileges=yes\n" in service
+    # without --user: never root
+    r = run_cli("schedule", str(prof), "--every", "15m", "--print-systemd", "--db", str(tmp_path / "h"))
+    assert "\nUser=" in r.stdout and "User=root" not in r.stdout
+
+
+def test_cron_line_sends_errors_to_syslog_and_drops_the_table(tmp_path):
+    """Run the printed line's command through sh with `logger` replaced by a
+    file: a broken profile's error must arrive there (it went to /dev/null)."""
+    prof = _dead_profile(tmp_path)
+    r = run_cli("schedule", str(prof), "--every", "15m", "--print-cron", "--db", str(tmp_path / "h"))
+    line = r.stdout.strip()
+    command = line.split(None, 5)[5]                       # after the 5 time fields
+    prof.write_text("site: [unclosed\n")                   # the profile breaks after the line was installed
+    logged = tmp_path / "syslog"
+    command = command.replace("| logger -t cutover-demo-site-loopback -p user.warning", f"| cat > {logged}")
+    subprocess.run(["sh", "-c", command], timeout=120, cwd=tmp_path)
+    text = logged.read_text()
+    assert f"cutover: {prof}:" in text and "YAML syntax error" in text
+
+
+def test_every_describes_the_exact_interval():
+    assert S.Every(dt.timedelta(seconds=90)).describe() == "every 1m 30s"
+    assert S.Every(dt.timedelta(minutes=15)).describe() == "every 15m"
+    assert S.Every(dt.timedelta(hours=1, seconds=5)).describe() == "every 1h 5s"
 
 
 @pytest.mark.parametrize("args, message", [

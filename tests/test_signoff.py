@@ -56,7 +56,7 @@ def test_unknown_item_did_you_mean(site):
     profile, db = site
     r = run_cli("signoff", str(profile), "portng", "--by", "A. Engineer", "--db", str(db))
     assert r.returncode == 2
-    assert "unknown checklist item 'portng'; did you mean 'porting'?" in r.stderr
+    assert "no checklist item 'portng' (did you mean 'porting'?)" in r.stderr
     assert "Traceback" not in r.stderr and not db.exists()
 
 

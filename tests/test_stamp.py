@@ -208,7 +208,7 @@ def test_load_key(tmp_path):
     (tmp_path / "empty").write_text(" \n")
     with pytest.raises(ValueError, match="empty"):
         stamp.load_key(tmp_path / "empty")
-    with pytest.raises(ValueError, match="does not exist"):
+    with pytest.raises(ValueError, match="no such file"):
         stamp.load_key(tmp_path / "missing")
     with pytest.raises(ValueError, match="directory"):
         stamp.load_key(tmp_path)

@@ -378,7 +378,7 @@ cutover:
     r = run_cli("probe", "stream", "--profile", str(strict), "--circuit", "old", "--duration", "0.6", timeout=60)
     assert r.returncode == 1 and "MOS 4.37 < 4.45" in r.stdout
     r = run_cli("probe", "stream", "--profile", str(ok), "--circuit", "nope", timeout=60)
-    assert r.returncode == 2 and "no circuit nope" in r.stderr
+    assert r.returncode == 2 and "no circuit 'nope'" in r.stderr
 
 
 def test_cli_sigint_reports_what_was_measured(real_reflector):

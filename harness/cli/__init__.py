@@ -12,7 +12,7 @@ import sys
 import click
 
 from harness import __version__
-from harness.cli.common import EXIT_UNMEASURED
+from harness.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, guard_broken_pipes
 
 MAIN_HELP = """Network-readiness and VoIP cutover test harness.
 
@@ -27,7 +27,8 @@ Typical flow for a site moving providers:
   cutover gate site.yaml                 may the old service be terminated?
   cutover board site.yaml                the cutover board (terminal UI)
 
-Exit codes: 0 pass/GO, 1 measured and failed/NO-GO, 2 bad input, 3 could not measure.
+Exit codes: 0 pass/GO, 1 measured and failed/NO-GO, 2 bad input, 3 could not measure,
+70 internal error (a bug: please report it), 130 interrupted.
 """
 
 
@@ -48,6 +49,13 @@ class LazyGroup(click.Group):
             return importlib.import_module(f"harness.cli.{self.lazy[name]}").command
         return super().get_command(ctx, name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]):
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and self.get_command(ctx, name) is None:
+            from probes.names import unknown_name
+            raise click.UsageError(unknown_name("command", name, self.list_commands(ctx)), ctx)
+        return super().resolve_command(ctx, args)
+
 
 # command name -> module under harness.cli exposing `command`
 COMMANDS = {
@@ -64,8 +72,15 @@ PROBES = {
 @click.group(cls=LazyGroup, lazy=COMMANDS, help=MAIN_HELP,
              context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="cutover")
-def cli() -> None:
-    pass
+@click.option("--strict-permissions", is_flag=True, envvar="CUTOVER_STRICT_PERMISSIONS",
+              help="Refuse key and account files that group or others may read (as ssh does); "
+                   "default: a warning. Also $CUTOVER_STRICT_PERMISSIONS=1.")
+def cli(strict_permissions: bool) -> None:
+    from harness.cli.common import warn
+    from probes import inputfile
+    if strict_permissions:   # children (cutover schedule's checks) inherit it
+        os.environ[inputfile.STRICT_ENV] = "1"
+    inputfile.set_policy(strict=strict_permissions, warn=warn)
 
 
 @cli.command(cls=LazyGroup, lazy=PROBES,
@@ -75,12 +90,19 @@ def probe() -> None:
 
 
 def main() -> None:
-    """Entry point: no traceback reaches the user unless CUTOVER_DEBUG=1."""
+    """Entry point: one error style (``cutover: ...``, docs/cli.md), the
+    documented exit codes, and no traceback unless CUTOVER_DEBUG=1."""
+    guard_broken_pipes()
     try:
-        cli(standalone_mode=True)
-    except KeyboardInterrupt:
+        rv = cli.main(standalone_mode=False, prog_name="cutover")
+    except click.exceptions.NoArgsIsHelpError as exc:   # bare `cutover` / `cutover probe`: the help
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:   # usage: unknown option, bad value, missing argument
+        sys.exit(_usage_error(exc))
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("cutover: interrupted", err=True)
-        sys.exit(130)
+        sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
     except Exception as exc:  # last line of defence; every known failure has its own message
@@ -88,4 +110,18 @@ def main() -> None:
             raise
         click.echo(f"cutover: internal error: {type(exc).__name__}: {exc} "
                    "(set CUTOVER_DEBUG=1 for a traceback and report it)", err=True)
-        sys.exit(EXIT_UNMEASURED)
+        sys.exit(EXIT_INTERNAL)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _usage_error(exc: click.ClickException) -> int:
+    """click's usage errors in the one style:
+    ``cutover: probe stream: no such option '--jiter' (did you mean '--jitter-buffer-ms'?)``."""
+    message = exc.format_message().rstrip(".")
+    ctx = getattr(exc, "ctx", None)
+    where = ""
+    if ctx is not None:
+        where = ctx.command_path.removeprefix("cutover").strip()
+        message += f" (see 'cutover{' ' + where if where else ''} --help')"
+    click.echo(f"cutover: {where + ': ' if where else ''}{message[:1].lower()}{message[1:]}", err=True)
+    return exc.exit_code

@@ -50,7 +50,7 @@ def command(capture, jitter_buffer_ms, one_way_ms, mos_min, verbose, as_json):
     else:
         _print(result)
         if not result.streams:
-            err("no RTP stream found in the capture")
+            err("cutover: no RTP stream found in the capture")
     sys.exit(code)
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 import click
 
 from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_NOT_STORED, EXIT_OK, EXIT_UNMEASURED,
-                                die, emit_json, err,
+                                circuit_or_exit, die, emit_json, err,
                                 json_option, load_profile_or_exit, out)
 from harness.escape import rich_text
+from probes.names import unknown_name
 
 def _suite_order() -> tuple[str, ...]:
     from harness.suite import ORDER   # cheap: step modules load only when the suite runs
@@ -189,16 +190,13 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
     if only_steps:
         unknown = [s for s in only_steps if s not in suite.ORDER]
         if unknown:
-            die(EXIT_BAD_INPUT, f"--step {unknown[0]!r}: expected one of {', '.join(suite.ORDER)}")
+            die(EXIT_BAD_INPUT, f"--step: {unknown_name('step', unknown[0], suite.ORDER)}")
         missing = [s for s in only_steps if s in suite.unavailable()]
         if missing:
             die(EXIT_BAD_INPUT, f"--step {missing[0]}: {suite.unavailable()[missing[0]]}")
         steps = [m for m in suite.steps() if m.NAME in only_steps]
     for name in circuits:
-        try:
-            profile.circuit(name)
-        except KeyError as exc:
-            die(EXIT_BAD_INPUT, str(exc.args[0]))
+        circuit_or_exit(profile, name)
     # refuse unusable output paths before spending minutes measuring
     if report_dir and Path(report_dir).exists() and not Path(report_dir).is_dir():
         die(EXIT_BAD_INPUT, f"--report-dir {report_dir}: exists and is not a folder")
@@ -213,7 +211,8 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
             open_error = exc
     db_file = store.path if store is not None else default_path(profile, db)
     stop = threading.Event()
-    with StopOnSignal(stop, "stopping the probes, storing what was measured"), \
+    # the probes stop at once; storing what they measured takes well under the 5 s deadline
+    with StopOnSignal(stop, "stopping the probes, storing what was measured", deadline_s=5.0), \
             CheckProgress(enabled=not quiet) as progress:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
                             progress=progress, stop=stop, steps=steps, skipped=skipped,

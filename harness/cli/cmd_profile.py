@@ -6,7 +6,7 @@ import json
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, emit_json, err, json_option, out
+from harness.cli.common import EXIT_BAD_INPUT, emit_json, json_option, out, print_problems
 from harness.profile import ProfileError, json_schema, load_profile
 
 
@@ -16,6 +16,11 @@ def command() -> None:
 
 
 @command.command("validate", help="""Validate a site profile; every problem names file, line and field.
+
+All problems are reported at once. Limits (docs/cli.md): 256 KiB, 32 levels
+of nesting, 20,000 YAML nodes once aliases are expanded; key files must be
+regular files of at most 4 KiB, private to their owner (a warning; an error
+with `cutover --strict-permissions`).
 
 \b
 Example:
@@ -30,8 +35,7 @@ def validate(profile: str, as_json: bool) -> None:
             emit_json({"valid": False, "file": profile,
                        "problems": [{"line": pr.line, "field": pr.field, "message": pr.message}
                                     for pr in exc.problems]})
-        for problem in exc.problems:
-            err(str(problem))
+        print_problems(exc.problems)
         raise SystemExit(EXIT_BAD_INPUT) from None
     if as_json:
         emit_json({"valid": True, "file": profile, "site": p.site,

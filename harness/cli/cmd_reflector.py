@@ -48,7 +48,7 @@ Example:
   cutover reflector --listen 0.0.0.0:862 --key-file carrier-b.key
   cutover reflector --listen [::]:8620""")
 @click.option("--listen", default="0.0.0.0:862", show_default=True, metavar="HOST:PORT")
-@click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+@click.option("--key-file", default=None, metavar="FILE",
               help="Pre-shared HMAC key: answer authenticated packets only.")
 @click.option("--no-tcp", is_flag=True, help="Run the UDP STAMP reflector only.")
 @click.option("--max-sessions", type=int, default=65536, show_default=True,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, emit_json, json_option, \
-    load_profile_or_exit, out
+    load_profile_or_exit, option, out
 from harness.cli.history_common import as_of_option, db_option, db_path, open_store, parse_since, resolve_now
 
 
@@ -20,14 +20,14 @@ per check of the latest run of each circuit).
 
 \b
 Example:
-  cutover report site.yaml --since 7d --format md,html --out reports/""")
+  cutover report site.yaml --since 7d --format md,html --report-dir reports/""")
 @click.argument("profile", metavar="PROFILE")
 @click.option("--since", default="7d", metavar="DURATION",
               help="Window: a duration back from now (15m, 24h, 7d, 2w) or an ISO date.  [default: 7d]")
 @click.option("--format", "formats", default="md,html,json,junit", metavar="md,html,json,junit",
               help="Comma-separated formats, or 'all'.  [default: all four]")
-@click.option("--out", "out_dir", default="cutover-report", metavar="DIR",
-              help="Folder for the report files (created).  [default: ./cutover-report]")
+@option("--report-dir", "out_dir", aliases=("--out",), default="cutover-report", metavar="DIR",
+        help="Folder for the report files (created).  [default: ./cutover-report]")
 @db_option
 @as_of_option
 @json_option
@@ -53,7 +53,7 @@ def command(profile, since, formats, out_dir, db, as_of, as_json):
     try:
         paths = write_reports(prof, store, out_dir, fmts, report=report)
     except OSError as exc:
-        die(EXIT_BAD_INPUT, f"--out {out_dir}: cannot write the report: {exc}")
+        die(EXIT_BAD_INPUT, f"--report-dir {out_dir}: cannot write the report: {exc}")
     outages = report.analysis.all_outages()
     if as_json:
         d = report.to_dict()

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, err, load_profile_or_exit
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, circuit_or_exit, die, err, load_profile_or_exit
+from probes.names import unknown_name
 
 
 @click.command("schedule", help="""Run checks on a schedule until stopped (SIGTERM or Ctrl-C).
@@ -45,9 +46,13 @@ Examples:
 @click.option("--report-dir", default=None, metavar="DIR", help="Rewrite the reports after every run.")
 @click.option("--prom-file", default=None, metavar="PATH", help="Rewrite a Prometheus textfile after every run.")
 @click.option("--print-systemd", is_flag=True, help="Print a systemd service and timer instead of running.")
-@click.option("--print-cron", is_flag=True, help="Print a crontab line instead of running.")
+@click.option("--print-cron", is_flag=True,
+              help="Print a crontab line instead of running (errors go to syslog: journalctl -t cutover-SITE).")
+@click.option("--user", "unit_user", default=None, metavar="NAME",
+              help="With --print-systemd: the user the unit runs as (default: you; 'cutover' if you are root). "
+                   "The unit grants it CAP_NET_RAW and CAP_NET_ADMIN, nothing more.")
 def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, only_steps, quick, db,
-            report_dir, prom_file, print_systemd, print_cron):
+            report_dir, prom_file, print_systemd, print_cron, unit_user):
     from harness import schedule as S
     from harness import suite
     from harness.durations import parse_duration
@@ -71,13 +76,10 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
     if max_runs is not None and max_runs < 1:
         die(EXIT_BAD_INPUT, f"--max-runs {max_runs}: expected 1 or more")
     for name in circuits:
-        try:
-            prof.circuit(name)
-        except KeyError as exc:
-            die(EXIT_BAD_INPUT, str(exc.args[0]))
+        circuit_or_exit(prof, name)
     for s in only_steps:
         if s not in suite.ORDER:
-            die(EXIT_BAD_INPUT, f"--step {s!r}: expected one of {', '.join(suite.ORDER)}")
+            die(EXIT_BAD_INPUT, f"--step: {unknown_name('step', s, suite.ORDER)}")
 
     check_args: list[str] = []
     for name in circuits:
@@ -96,7 +98,12 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
     if print_systemd or print_cron:
         try:
             if print_systemd:
-                name, service, timer = S.systemd_units(prof, profile_path, db_path, when, timeout, check_args)
+                user = unit_user or S.default_unit_user()
+                name, service, timer = S.systemd_units(prof, profile_path, db_path, when, timeout, check_args,
+                                                       user=user)
+                if user == "cutover" and not unit_user:
+                    click.echo("# runs as the system user 'cutover': useradd --system --create-home cutover,\n"
+                               f"# and let it read {profile_path} and write {db_path.parent}")
                 click.echo(f"# /etc/systemd/system/{name}.service\n{service}\n"
                            f"# /etc/systemd/system/{name}.timer\n{timer}\n"
                            f"# then: systemctl daemon-reload && systemctl enable --now {name}.timer")

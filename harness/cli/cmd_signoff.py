@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
-
 import click
 
 from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, emit_json, json_option, load_profile_or_exit, out
 from harness.cli.history_common import db_option, db_path, open_store
+from probes.names import unknown_name
 
 
 @click.command("signoff", help="""Sign off (or revoke) a checklist item of the cutover.
@@ -33,11 +32,8 @@ def command(profile, item, by, note, revoke, db, as_json):
     prof = load_profile_or_exit(profile)
     ids = [i.id for i in prof.cutover.checklist]
     if item not in ids:
-        if not ids:
-            die(EXIT_BAD_INPUT, f"unknown checklist item {item!r}: the profile has no cutover.checklist")
-        close = difflib.get_close_matches(item, ids, n=1, cutoff=0.5)
-        hint = f"did you mean {close[0]!r}? " if close else ""
-        die(EXIT_BAD_INPUT, f"unknown checklist item {item!r}; {hint}items: {', '.join(ids)}")
+        die(EXIT_BAD_INPUT, f"{profile}: {unknown_name('checklist item', item, ids)}"
+            + ("" if ids else " (add them under cutover.checklist)"))
     if not by or not by.strip():
         die(EXIT_BAD_INPUT, "--by NAME is required: who signs off (or revokes)")
     store = open_store(db_path(prof, db))

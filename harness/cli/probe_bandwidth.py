@@ -8,7 +8,7 @@ import click
 
 from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 die, emit_json, err, interface_option, json_option,
-                                load_profile_or_exit, source_option)
+                                circuit_or_exit, load_key_or_exit, load_profile_or_exit, source_option)
 
 
 @click.command("bandwidth", help="""Throughput down and up, and latency under load.
@@ -51,7 +51,7 @@ Exit codes: 0 measured, 1 below what the profile's planned calls need,
 @click.option("--idle", "idle_s", default=2.0, show_default=True, type=float,
               help="Seconds of idle latency sampling before the load.")
 @click.option("--no-latency", is_flag=True, help="Skip latency under load.")
-@click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+@click.option("--key-file", default=None, metavar="FILE",
               help="Pre-shared key of a keyed reflector (as for STAMP).")
 @click.option("--timeout", "timeout_s", default=10.0, show_default=True, type=float,
               help="Seconds to wait for connections and setup.")
@@ -73,10 +73,7 @@ def command(reflector, speedtest, server, mini, duration, streams, direction, co
     profile = circ = None
     if profile_path:
         profile = load_profile_or_exit(profile_path)
-        try:
-            circ = profile.circuit(circuit) if circuit else (profile.circuits_by_role("new") or profile.circuits)[0]
-        except KeyError as exc:
-            die(EXIT_BAD_INPUT, f"--circuit: {exc.args[0]}")
+        circ = circuit_or_exit(profile, circuit)
         if not chosen and circ.reflector:
             reflector, chosen = circ.reflector, ["--reflector"]
         source = source or circ.source
@@ -90,6 +87,8 @@ def command(reflector, speedtest, server, mini, duration, streams, direction, co
             + (f" (got {', '.join(chosen)})" if chosen else ""))
     if server and not speedtest:
         die(EXIT_BAD_INPUT, "--server is a speedtest.net server id; it needs --speedtest")
+    if key_file:
+        load_key_or_exit(key_file)   # a bad key file is bad input before anything is sent
     backend = {"--reflector": "reflector", "--speedtest": "speedtest", "--mini": "mini"}[chosen[0]]
     cfg = B.BandwidthConfig(backend=backend, target=reflector, mini_url=mini, server_id=server,
                             duration_s=duration, streams=streams, direction=direction,

@@ -10,7 +10,7 @@ import click
 from harness.cli.common import (load_key_or_exit, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 StopOnSignal,
                                 die, emit_json, err, interface_option, json_option,
-                                load_profile_or_exit, source_option)
+                                circuit_or_exit, load_profile_or_exit, source_option)
 from harness.verdicts import fmt
 from probes.addr import dscp_value
 from probes.result import ProbeError
@@ -116,14 +116,7 @@ def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset,
 def _from_profile(path, circuit_name, target, preset, max_calls):
     from harness.suite.capacity import config_for
     profile = load_profile_or_exit(path)
-    if circuit_name:
-        try:
-            circ = profile.circuit(circuit_name)
-        except KeyError as exc:
-            die(EXIT_BAD_INPUT, str(exc).strip("'\""))
-    else:
-        news = profile.circuits_by_role("new")
-        circ = news[0] if news else profile.circuits[0]
+    circ = circuit_or_exit(profile, circuit_name)
     if not (target or circ.reflector):
         die(EXIT_BAD_INPUT, f"circuit {circ.name!r} has no reflector; give HOST:PORT or set circuits[].reflector")
     return config_for(profile, circ, preset=preset or "default", target=target, max_calls=max_calls)

@@ -7,7 +7,8 @@ import threading
 import click
 
 from harness.cli.common import (load_key_or_exit, StopOnSignal, EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED,
-                                StderrProgress, die, emit_json, interface_option, json_option, source_option)
+                                StderrProgress, bound_config, circuit_option, die, emit_json, interface_option,
+                                json_option, profile_option, source_option)
 
 
 @click.command("latency", help="""Round-trip latency by ICMP echo, with UDP/TCP fallback.
@@ -21,9 +22,10 @@ which method measured. TARGET is a host name, an IP address or HOST:PORT.
 Example:
   cutover probe latency 192.0.2.10 --count 20 --interval 0.2
   cutover probe latency 192.0.2.10:862 --method udp
+  cutover probe latency --profile site.yaml --circuit old
 
 Exit codes: 0 measured, 2 bad input, 3 no replies (cause in the message and JSON).""")
-@click.argument("target")
+@click.argument("target", required=False)
 @click.option("--count", default=10, show_default=True, type=int)
 @click.option("--interval", default=0.5, show_default=True, type=float, help="Seconds between probes.")
 @click.option("--timeout", default=1.0, show_default=True, type=float, help="Seconds to wait per probe.")
@@ -31,19 +33,23 @@ Exit codes: 0 measured, 2 bad input, 3 no replies (cause in the message and JSON
               show_default=True)
 @click.option("--port", type=int, default=None, help="UDP/TCP port for the fallbacks (default 862).")
 @click.option("--key-file", default=None, help="STAMP key for --method udp against a keyed reflector.")
+@profile_option
+@circuit_option
 @source_option
 @interface_option
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
-def command(target, count, interval, timeout, method, port, key_file, source, interface, verbose, as_json):
+def command(target, count, interval, timeout, method, port, key_file, profile_path, circuit, source, interface,
+            verbose, as_json):
     from probes import latency
     from probes.addr import AddressError
 
     key = load_key_or_exit(key_file)
     if port is not None and not 1 <= port <= 65535:
         die(EXIT_BAD_INPUT, f"--port {port}: expected 1-65535")
-    cfg = latency.LatencyConfig(target=target, count=count, interval_s=interval, timeout_s=timeout,
-                                source=source, interface=interface, method=method, port=port, key=key)
+    cfg = bound_config("latency", profile_path, circuit, target=target, count=count, interval_s=interval,
+                       timeout_s=timeout, source=source, interface=interface, method=method, port=port, key=key)
+    target = cfg.target
     try:
         latency.validate(cfg)
     except (ValueError, AddressError) as exc:

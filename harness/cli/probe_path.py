@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                die, emit_json, interface_option, json_option, source_option)
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                bound_config, circuit_option, die, emit_json, interface_option, json_option,
+                                profile_option, source_option)
 from probes import path
 from probes.addr import AddressError
 
@@ -27,8 +29,9 @@ or no permission (not root).
 
 \b
 Example:
-  sudo cutover probe path 192.0.2.10 --proto icmp --rounds 5""")
-@click.argument("target")
+  sudo cutover probe path 192.0.2.10 --proto icmp --rounds 5
+  sudo cutover probe path --profile site.yaml --circuit new""")
+@click.argument("target", required=False)
 @click.option("--proto", type=click.Choice(["udp", "icmp", "tcp"]), default="udp", show_default=True)
 @click.option("--port", type=int, default=None, help="TCP: destination port (default 80); UDP: fixed port.")
 @click.option("--rounds", type=int, default=3, show_default=True, help="Probes per hop.")
@@ -40,18 +43,22 @@ Example:
 @click.option("--max-wall", "max_wall_s", type=float, default=60.0, show_default=True,
               help="Hard cap on the whole probe, seconds.")
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
+@profile_option
+@circuit_option
 @source_option
 @interface_option
 @json_option
 def command(target, proto, port, rounds, max_ttl, dscp, timeout_s, no_mtu, max_wall_s, verbose,
-            source, interface, as_json):
+            profile_path, circuit, source, interface, as_json):
     if timeout_s <= 0 or max_wall_s <= 0:
         die(EXIT_BAD_INPUT, "--timeout and --max-wall must be > 0")
-    cfg = path.PathConfig(target=target, proto=proto, port=port, rounds=rounds, max_ttl=max_ttl,
-                          dscp=dscp, timeout_s=timeout_s, mtu=not no_mtu, max_wall_s=max_wall_s,
-                          source=source, interface=interface)
+    cfg = bound_config("path", profile_path, circuit, target=target, proto=proto, port=port, rounds=rounds,
+                       max_ttl=max_ttl, dscp=dscp, timeout_s=timeout_s, mtu=not no_mtu, max_wall_s=max_wall_s,
+                       source=source, interface=interface)
+    stop = threading.Event()
     try:
-        result = path.run(cfg, StderrProgress(enabled=verbose or not as_json))
+        with StopOnSignal(stop):   # Ctrl-C / SIGTERM: the hops seen so far
+            result = path.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
     except (ValueError, AddressError) as exc:
         die(EXIT_BAD_INPUT, str(exc))
     if not result.measured or not result.reached:

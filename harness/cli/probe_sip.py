@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import sys
+import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                die, emit_json, interface_option, json_option, source_option)
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                bound_config, circuit_option, die, emit_json, interface_option, json_option,
+                                profile_option, source_option)
 from probes import sip
 
 
@@ -29,8 +31,9 @@ connection refused, or TLS failed (the cause is printed).
 Examples:
   cutover probe sip "sip:sbc.carrier.example;transport=tcp"
   cutover probe sip sips:sbc.carrier.example --ca carrier-ca.pem
-  cutover probe sip sip:192.0.2.7:5060 --json""")
-@click.argument("uri")
+  cutover probe sip sip:192.0.2.7:5060 --json
+  cutover probe sip --profile site.yaml --circuit new""")
+@click.argument("uri", required=False)
 @click.option("--transport", type=click.Choice(["udp", "tcp", "tls"], case_sensitive=False),
               default=None, help="Force a transport (else from the URI or DNS).")
 @click.option("--timeout", "timeout_s", type=float, default=8.0, show_default=True,
@@ -39,16 +42,22 @@ Examples:
 @click.option("--ca", "ca_file", metavar="FILE", default=None,
               help="TLS: trust this CA certificate (PEM) instead of the system store.")
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
+@profile_option
+@circuit_option
 @source_option
 @interface_option
 @json_option
-def command(uri, transport, timeout_s, insecure, ca_file, verbose, source, interface, as_json):
+def command(uri, transport, timeout_s, insecure, ca_file, verbose, profile_path, circuit, source, interface,
+            as_json):
     if timeout_s <= 0:
         die(EXIT_BAD_INPUT, "--timeout must be > 0 seconds")
-    cfg = sip.SipConfig(uri=uri, transport=transport.lower() if transport else None, timeout_s=timeout_s,
-                        insecure=insecure, ca_file=ca_file, source=source, interface=interface)
+    cfg = bound_config("sip", profile_path, circuit, uri=uri, transport=transport.lower() if transport else None,
+                       timeout_s=timeout_s, insecure=insecure or None, ca_file=ca_file, source=source,
+                       interface=interface)
+    stop = threading.Event()
     try:
-        result = sip.run(cfg, StderrProgress(enabled=verbose or not as_json))
+        with StopOnSignal(stop, "stopping"):
+            result = sip.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
     except ValueError as exc:
         die(EXIT_BAD_INPUT, str(exc))
     code = EXIT_OK if result.ok else EXIT_FAIL if result.measured else EXIT_UNMEASURED

@@ -8,7 +8,7 @@ import click
 
 from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 die, emit_json, err, interface_option, json_option,
-                                load_profile_or_exit, source_option)
+                                circuit_or_exit, load_profile_or_exit, option, source_option)
 
 
 def judge(result: dict, th) -> list[str]:
@@ -105,8 +105,8 @@ loss <= 1 %, jitter <= 30 ms, one-way delay <= 150 ms), 1 beyond them,
 @click.option("--dscp", default="ef", show_default=True,
               help="DSCP: number or name (ef, af41, cs5, be), or none for unmarked.")
 @click.option("--key-file", default=None, help="STAMP pre-shared key (authenticated mode).")
-@click.option("--jitter-buffer", default=None, type=float,
-              help="De-jitter buffer in ms for late packets and MOS (default 60, or the profile's).")
+@option("--jitter-buffer-ms", "jitter_buffer", aliases=("--jitter-buffer",), default=None, type=float,
+        help="De-jitter buffer in ms for late packets and MOS (default 60, or the profile's).")
 @click.option("--timeout", default=3.0, show_default=True, type=float,
               help="Seconds without any reply before giving up.")
 @click.option("--profile", "profile_path", default=None, metavar="PROFILE",
@@ -126,13 +126,7 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
     if profile_path:
         prof = load_profile_or_exit(profile_path)
         thresholds = prof.thresholds
-        circ = None
-        for c in prof.circuits:
-            if (circuit and c.name == circuit) or (not circuit and c.role == "new"):
-                circ = c
-                break
-        if circ is None:
-            die(EXIT_BAD_INPUT, f"profile {profile_path}: no circuit {circuit or 'with role new'}")
+        circ = circuit_or_exit(prof, circuit)
         target = target or circ.reflector
         if not target:
             die(EXIT_BAD_INPUT, f"circuit {circ.name} has no reflector; give HOST:PORT")

@@ -134,7 +134,8 @@ def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
             continue
         p = {"markdown": "md", "xml": "junit"}.get(p, p)
         if p not in FORMATS:
-            raise ValueError(f"unknown report format {p!r}; expected some of {','.join(FORMATS)} (or all)")
+            from probes.names import unknown_name
+            raise ValueError(unknown_name("report format", p, FORMATS, lead="unknown") + " (or all)")
         if p not in out:
             out.append(p)
     return tuple(out)
