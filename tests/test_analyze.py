@@ -338,7 +338,7 @@ def test_folder_fifo_and_device_are_named_not_no_such_file(tmp_path):
     fifo = tmp_path / "capture.fifo"
     os.mkfifo(fifo)
     (tmp_path / "dir.pcap").mkdir()
-    cases = [(tmp_path / "dir.pcap", "is a folder"), (fifo, "is a FIFO"), ("/dev/zero", "is a device"),
+    cases = [(tmp_path / "dir.pcap", "is a directory"), (fifo, "is a FIFO"), ("/dev/zero", "is a character device"),
              (tmp_path / "missing.pcap", "no such file")]
     for path, words in cases:
         p = run_cli("analyze", str(path), timeout=20)
