@@ -76,7 +76,7 @@ def test_one_spelling_per_concept(concept):
 def test_no_two_spellings_differing_only_by_unit():
     """--jitter-buffer and --jitter-buffer-ms on two commands: one concept, two names."""
     stems: dict[str, set[str]] = {}
-    for path, cmd in COMMANDS:
+    for _path, cmd in COMMANDS:
         for opt in visible_options(cmd):
             stem = opt
             for suffix in UNIT_SUFFIXES:

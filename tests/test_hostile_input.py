@@ -144,7 +144,8 @@ def test_long_string_within_the_size_limit_is_refused_by_its_field(tmp_path):
     prof = tmp_path / "site.yaml"
     prof.write_text((FIXTURES / "profiles" / "valid.yaml").read_text().replace(
         "site: Test site", "site: " + "x" * 200_000))
-    assert_refused(tmp_path, ["profile", "validate", str(prof)], prof, "site: too long (200,000 characters); at most 200")
+    assert_refused(tmp_path, ["profile", "validate", str(prof)], prof,
+                   "site: too long (200,000 characters); at most 200")
 
 
 @pytest.mark.parametrize("kind,words", [("/dev/zero", "is a character device"), ("fifo", "is a FIFO"),
