@@ -12,7 +12,7 @@ import sys
 import click
 
 from harness import __version__
-from harness.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, guard_broken_pipes
+from harness.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, err, guard_broken_pipes
 
 MAIN_HELP = """Network-readiness and VoIP cutover test harness.
 
@@ -101,15 +101,15 @@ def main() -> None:
     except click.ClickException as exc:   # usage: unknown option, bad value, missing argument
         sys.exit(_usage_error(exc))
     except (click.exceptions.Abort, KeyboardInterrupt):
-        click.echo("cutover: interrupted", err=True)
+        err("cutover: interrupted")
         sys.exit(EXIT_INTERRUPTED)
     except SystemExit:
         raise
     except Exception as exc:  # last line of defence; every known failure has its own message
         if os.environ.get("CUTOVER_DEBUG"):
             raise
-        click.echo(f"cutover: internal error: {type(exc).__name__}: {exc} "
-                   "(set CUTOVER_DEBUG=1 for a traceback and report it)", err=True)
+        err(f"cutover: internal error: {type(exc).__name__}: {exc} "
+            "(set CUTOVER_DEBUG=1 for a traceback and report it)")
         sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else 0)
 
@@ -123,5 +123,5 @@ def _usage_error(exc: click.ClickException) -> int:
     if ctx is not None:
         where = ctx.command_path.removeprefix("cutover").strip()
         message += f" (see 'cutover{' ' + where if where else ''} --help')"
-    click.echo(f"cutover: {where + ': ' if where else ''}{message[:1].lower()}{message[1:]}", err=True)
+    err(f"cutover: {where + ': ' if where else ''}{message[:1].lower()}{message[1:]}")
     return exc.exit_code
