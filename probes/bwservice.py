@@ -69,7 +69,7 @@ head, or the HELLO and MAC, must be complete within ``head_timeout_s``
 closed. The HTTP limit (``max_http``) counts only requests whose head is
 complete, so connections still trickling their head never take a real
 client's place; they are bounded separately: at most ``max_per_source``
-connections at once from one address (more are closed at accept) and at most
+connections at once from one address (an IPv6 /64 counts as one) (more are closed at accept) and at most
 ``max_conns`` in all, where a new connection pushes out the oldest one still
 in its opening. A request body (upload) must be complete within
 ``max_duration_s + head_timeout_s``. HTTP/1.1 is parsed by h11 (head at most
@@ -80,6 +80,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import socket
@@ -215,18 +216,34 @@ def recv_exact(sock: socket.socket, n: int, deadline: float | None = None) -> by
     while len(buf) < n:
         if deadline is not None:
             sock.settimeout(_left(deadline))
-        chunk = sock.recv(n - len(buf))
+        try:
+            chunk = sock.recv(n - len(buf))
+        except socket.timeout:
+            if deadline is None:
+                raise
+            raise socket.timeout(DEADLINE_TEXT) from None
         if not chunk:
             raise ConnectionError(f"connection closed after {len(buf)} of {n} bytes")
         buf += chunk
     return bytes(buf)
 
 
+DEADLINE_TEXT = "timed out: the deadline for the whole exchange passed"
+
+
 def _left(deadline: float) -> float:
     left = deadline - time.monotonic()
     if left <= 0:
-        raise socket.timeout("timed out: the deadline for the whole exchange passed")
+        raise socket.timeout(DEADLINE_TEXT)
     return left
+
+
+def source_key(address: str) -> str:
+    """What the per-source limit counts by: the IPv4 address, or the IPv6 /64 (one
+    subscriber's prefix: its 2^64 addresses are one source)."""
+    if ":" in address and not address.startswith("::ffff:"):
+        return str(ipaddress.IPv6Network(f"{address.split('%')[0]}/64", strict=False))
+    return address.removeprefix("::ffff:")
 
 
 class SlowClient(Exception):
@@ -375,10 +392,11 @@ class BandwidthService:
                     break
                 time.sleep(0.05)
                 continue
-            if not self._admit_conn(conn, peer[0]):
+            source = source_key(peer[0])
+            if not self._admit_conn(conn, source):
                 conn.close()
                 continue
-            threading.Thread(target=self._handle, args=(conn, peer), daemon=True,
+            threading.Thread(target=self._handle, args=(conn, source), daemon=True,
                              name="bwservice-conn").start()
 
     # ------------------------------------------------------------------ per connection
@@ -412,7 +430,7 @@ class BandwidthService:
         with self._lock:
             self._opening.pop(conn, None)
 
-    def _handle(self, conn: socket.socket, peer) -> None:
+    def _handle(self, conn: socket.socket, source: str) -> None:
         deadline = time.monotonic() + self.head_timeout_s
         try:
             head = recv_exact(conn, 4, deadline)
@@ -428,9 +446,9 @@ class BandwidthService:
             with self._lock:
                 self._opening.pop(conn, None)
                 self._conns -= 1
-                self._per_source[peer[0]] -= 1
-                if self._per_source[peer[0]] <= 0:
-                    del self._per_source[peer[0]]
+                self._per_source[source] -= 1
+                if self._per_source[source] <= 0:
+                    del self._per_source[source]
             try:
                 conn.close()
             except OSError:

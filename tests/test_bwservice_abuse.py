@@ -271,3 +271,9 @@ def test_full_table_evicts_the_oldest_opening_not_the_new_client():
         for s in slow:
             s.close()
         svc.stop()
+
+
+def test_source_key_counts_an_ipv6_64_as_one_source():
+    assert P.source_key("2001:db8:1:2:aaaa::1") == P.source_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
+    assert P.source_key("2001:db8:1:3::1") != P.source_key("2001:db8:1:2::1")
+    assert P.source_key("::ffff:192.0.2.7") == P.source_key("192.0.2.7") == "192.0.2.7"
