@@ -144,7 +144,7 @@ def _write_error(path, exc: sqlite3.Error) -> StoreWriteError | None:
     or WAL file: the file system's own state (no free blocks, mounted read-only) decides."""
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if code is not None else None
-    cause = _SQLITE_WRITE_CAUSES.get(primary)
+    cause = _SQLITE_WRITE_CAUSES.get(primary) if primary is not None else None
     if primary in (10, 13, 14):
         try:
             st = os.statvfs(Path(path).parent)

@@ -89,6 +89,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass
+from typing import cast
 
 import h11
 
@@ -674,7 +675,9 @@ class BandwidthService:
         payload = self._payload
         try:
             while left > 0 and not self._stop.is_set():
-                for piece in h.send_with_data_passthrough(h11.Data(data=payload[:min(left, len(payload))])):
+                # h11 frames the body (Content-Length: the bytes pass through as they are)
+                chunk = cast(bytes, payload[:min(left, len(payload))])     # a memoryview: no copy
+                for piece in h.send_with_data_passthrough(h11.Data(data=chunk)) or []:
                     view = memoryview(piece)
                     while view:
                         n = conn.send(view)

@@ -490,7 +490,10 @@ class _Prober:
             raw = bytes(p)
             t = time.time()
             self.out.sendto(raw, (self.dst, 0))
-            pending[probe_key(p)] = (p, t)
+            key = probe_key(p)
+            if key is None:
+                raise ValueError(f"no matching key for probe {p.summary()}")
+            pending[key] = (p, t)
         answered = []
         deadline = time.monotonic() + timeout_s
         while pending:

@@ -18,7 +18,7 @@ import pytest
 from probes import bwclient
 from probes import bwservice as P
 from probes.addr import HostPort
-from tests.bwlab import ROOT, free_port, start_reflector
+from tests.bwlab import ROOT, free_port
 
 
 def _slowloris(port: int, sources: list[str], per_source: int, stop: threading.Event,
