@@ -635,6 +635,8 @@ class BandwidthService:
             if length is None or int(length) > MINI_MAX_UPLOAD_B:
                 _respond(conn, h, 411, b"content-length required (max 64 MiB)\n")
                 return
+            if h.they_are_waiting_for_100_continue:    # curl asks before a large body
+                conn.sendall(h.send(h11.InformationalResponse(status_code=100, headers=[])))
             got = 0
             deadline = time.monotonic() + self.max_duration_s + self.head_timeout_s
             try:

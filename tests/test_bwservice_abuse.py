@@ -277,3 +277,23 @@ def test_source_key_counts_an_ipv6_64_as_one_source():
     assert P.source_key("2001:db8:1:2:aaaa::1") == P.source_key("2001:db8:1:2:ffff::9") == "2001:db8:1:2::/64"
     assert P.source_key("2001:db8:1:3::1") != P.source_key("2001:db8:1:2::1")
     assert P.source_key("::ffff:192.0.2.7") == P.source_key("192.0.2.7") == "192.0.2.7"
+
+
+def test_upload_with_expect_100_continue_by_curl():
+    """curl sends `Expect: 100-continue` before a body over 1 MiB and waits for the 100;
+    h11 tells us, we answer 100, and the upload is counted (size=N)."""
+    import shutil
+    if shutil.which("curl") is None:
+        pytest.skip("curl not installed")
+    svc = P.BandwidthService("127.0.0.1", 0).start()
+    try:
+        body = os.urandom(3 * 1024 * 1024)
+        # curl waits up to 15 s for the 100 and gives up at 10 s: only the 100 lets it finish
+        cp = subprocess.run(["curl", "-sS", "--max-time", "10", "-H", "Expect: 100-continue",
+                             "--expect100-timeout", "15", "--data-binary", "@-",
+                             f"http://127.0.0.1:{svc.port}/speedtest/upload.php"],
+                            input=body, capture_output=True, timeout=30)
+        assert cp.returncode == 0, cp.stderr
+        assert cp.stdout == b"size=%d" % len(body)
+    finally:
+        svc.stop()
