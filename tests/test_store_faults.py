@@ -128,3 +128,18 @@ def test_check_onto_a_full_disk_keeps_the_results(reflector, tmp_path, as_json):
         assert out["circuits"] == doc["circuits"]
     else:
         assert "Verdict:" in cp.stdout
+
+
+@needs_mount
+def test_signoff_onto_a_full_disk_says_so(tmp_path):
+    """Any command's write (here a sign-off) onto a full disk: exit 74 and "disk full",
+    not an internal error."""
+    prof = demo_profile(tmp_path / "demo.yaml", 9, 9)
+    with small_tmpfs(tmp_path / "mnt") as mnt:
+        db = mnt / "h.sqlite"
+        held = Store(db)                  # open while there is room (the WAL files exist)
+        fill(mnt)
+        cp = run_cli("signoff", str(prof), "voice-vlan", "--by", "K. Nurse", "--db", str(db))
+        held.close()
+    assert cp.returncode == 74, cp.stderr
+    assert "disk full" in cp.stderr and "nothing was written" in cp.stderr and "internal error" not in cp.stderr

@@ -12,7 +12,7 @@ import sys
 import click
 
 from harness import __version__
-from harness.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, err, guard_broken_pipes
+from harness.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_NOT_STORED, err, guard_broken_pipes
 
 MAIN_HELP = """Network-readiness and VoIP cutover test harness.
 
@@ -106,6 +106,10 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # last line of defence; every known failure has its own message
+        from harness.store import StoreWriteError
+        if isinstance(exc, StoreWriteError):   # any command's write onto a full/read-only/locked database
+            err(f"cutover: {exc}; nothing was written")
+            sys.exit(EXIT_NOT_STORED)
         if os.environ.get("CUTOVER_DEBUG"):
             raise
         err(f"cutover: internal error: {type(exc).__name__}: {exc} "
