@@ -161,3 +161,42 @@ def test_hostile_names_through_plan_and_profile_validate(tmp_path):
         for stream in (cp.stdout, cp.stderr):
             assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", stream), (args, stream)
     assert "[bold]" in run_cli("plan", str(prof)).stdout          # shown as text, not applied
+
+
+def test_a_hostile_sip_server_cannot_write_to_our_terminal():
+    """Reason phrase and Server header come from the far end: `probe sip` shows their
+    escape sequences as text."""
+    import socket
+    import threading
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(0.2)
+    halt = threading.Event()
+
+    def serve():
+        while not halt.is_set():
+            try:
+                data, peer = sock.recvfrom(65535)
+            except socket.timeout:
+                continue
+            h = {}
+            for line in data.decode().split("\r\n")[1:]:
+                k, _, v = line.partition(":")
+                h.setdefault(k.strip().lower(), v.strip())
+            resp = "\r\n".join([
+                "SIP/2.0 200 OK \x1b]0;owned\x07\x1b[2J", f"Via: {h['via']}", f"From: {h['from']}",
+                f"To: {h['to']};tag=1", f"Call-ID: {h['call-id']}", f"CSeq: {h['cseq']}",
+                "Server: evil \x1b[31mSBC\x1b[0m", "Allow: OPTIONS", "Content-Length: 0", "", ""])
+            sock.sendto(resp.encode(), peer)
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        cp = run_cli("probe", "sip", f"sip:127.0.0.1:{sock.getsockname()[1]}", "--timeout", "3")
+    finally:
+        halt.set()
+        t.join(timeout=2)
+        sock.close()
+    assert cp.returncode == 0, cp.stderr
+    assert "\x1b" not in cp.stdout + cp.stderr and "\x07" not in cp.stdout + cp.stderr
+    assert "server: evil \\x1b[31mSBC" in cp.stdout and "OK \\x1b]0;owned\\x07" in cp.stdout

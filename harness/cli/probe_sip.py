@@ -8,8 +8,8 @@ import threading
 import click
 
 from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                bound_config, circuit_option, die, emit_json, interface_option, json_option,
-                                profile_option, source_option)
+                                bound_config, circuit_option, die, emit_json, err, interface_option, json_option,
+                                out, profile_option, source_option)
 from probes import sip
 
 
@@ -67,37 +67,39 @@ def command(uri, transport, timeout_s, insecure, ca_file, verbose, profile_path,
         _print(result)
     if code == EXIT_UNMEASURED:
         cause = result.errors[-1] if result.errors else "no answer"
-        click.echo(f"cutover: SIP server not reachable: {cause}", err=True)
+        err(f"cutover: SIP server not reachable: {cause}")
     sys.exit(code)
 
 
 def _print(r: sip.SipResult) -> None:
+    # reason phrases, Server/Allow headers and ALG evidence come from the far end: `out`
+    # shows their control characters instead of sending them to the terminal
     for step in r.resolution:
-        click.echo(f"  dns: {step}")
+        out(f"  dns: {step}")
     for a in r.targets_tried:
         what = f"{a.status_code} {a.reason}" if a.status_code else a.error
         rtt = f" in {a.rtt_ms:.1f} ms" if a.rtt_ms is not None else ""
-        click.echo(f"  tried {a.transport.upper()} {a.host} -> {a.address}:{a.port}: {what}{rtt}")
+        out(f"  tried {a.transport.upper()} {a.host} -> {a.address}:{a.port}: {what}{rtt}")
     if r.status_code is None:
         return
     verdict = "OK" if r.ok else "REFUSED"
-    click.echo(f"{r.target}: {r.status_code} {r.reason} over {r.transport.upper()} from {r.address}, "
+    out(f"{r.target}: {r.status_code} {r.reason} over {r.transport.upper()} from {r.address}, "
                f"RTT {r.rtt_ms:.1f} ms" + (f" ({r.retransmissions} retransmissions)"
                                            if r.retransmissions else "") + f"  [{verdict}]")
     if r.server:
-        click.echo(f"  server: {r.server}")
+        out(f"  server: {r.server}")
     if r.allow:
-        click.echo(f"  allow: {', '.join(r.allow)}")
+        out(f"  allow: {', '.join(r.allow)}")
     if r.supported:
-        click.echo(f"  supported: {', '.join(r.supported)}")
+        out(f"  supported: {', '.join(r.supported)}")
     if r.tls:
-        click.echo(f"  tls: {r.tls.get('version')} {r.tls.get('cipher')}"
+        out(f"  tls: {r.tls.get('version')} {r.tls.get('cipher')}"
                    + (" (certificate verified)" if r.tls.get("verified") else " (NOT verified: --insecure)"))
     if r.alg_suspected:
-        click.echo("  SIP ALG suspected: headers were rewritten on the path:")
+        out("  SIP ALG suspected: headers were rewritten on the path:")
         for e in r.alg_evidence:
-            click.echo(f"    - {e}")
+            out(f"    - {e}")
     else:
-        click.echo("  SIP ALG: none seen (Via and From came back as sent)")
+        out("  SIP ALG: none seen (Via and From came back as sent)")
     if r.nat_detected:
-        click.echo(f"  NAT: the server saw us as {r.public_address}")
+        out(f"  NAT: the server saw us as {r.public_address}")
