@@ -72,7 +72,8 @@ client's place; they are bounded separately: at most ``max_per_source``
 connections at once from one address (an IPv6 /64 counts as one) (more are closed at accept) and at most
 ``max_conns`` in all, where a new connection pushes out the oldest one still
 in its opening. A request body (upload) must be complete within
-``max_duration_s + head_timeout_s``. HTTP/1.1 is parsed by h11 (head at most
+``max_duration_s + head_timeout_s``, and so must a download (a slow reader).
+HTTP/1.1 is parsed by h11 (head at most
 16 KiB, else 431), one request per connection.
 """
 
@@ -675,8 +676,11 @@ class BandwidthService:
     def _send_bytes(self, conn: socket.socket, h: h11.Connection, size: int) -> None:
         left = size
         payload = self._payload
+        # a reader that takes a byte now and then (slow read) keeps its slot no longer
+        # than an upload may: the duration cap plus the opening's allowance
+        deadline = time.monotonic() + self.max_duration_s + self.head_timeout_s
         try:
-            while left > 0 and not self._stop.is_set():
+            while left > 0 and not self._stop.is_set() and time.monotonic() < deadline:
                 # h11 frames the body (Content-Length: the bytes pass through as they are)
                 chunk = cast(bytes, payload[:min(left, len(payload))])     # a memoryview: no copy
                 for piece in h.send_with_data_passthrough(h11.Data(data=chunk)) or []:
@@ -687,7 +691,8 @@ class BandwidthService:
                         left -= n
         finally:          # speedtest-cli hangs up mid-file at its time limit
             self._count("http_sent_b", size - left)
-        conn.sendall(h.send(h11.EndOfMessage()))
+        if left == 0:             # cut short (stop, deadline): the close ends it, not EndOfMessage
+            conn.sendall(h.send(h11.EndOfMessage()))
 
 
 _REASONS = {200: b"OK", 400: b"Bad Request", 403: b"Forbidden", 404: b"Not Found",

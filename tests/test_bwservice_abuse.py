@@ -297,3 +297,27 @@ def test_upload_with_expect_100_continue_by_curl():
         assert cp.stdout == b"size=%d" % len(body)
     finally:
         svc.stop()
+
+
+def test_slow_reader_of_a_download_is_cut_at_the_deadline():
+    """A client that asks for the 31 MB file and reads 4 KiB every 0.1 s (it would take
+    over 10 minutes) is given up on at max_duration_s + head_timeout_s (here 1 + 1 s): the
+    server stops sending having handed over only what the socket buffers took."""
+    svc = P.BandwidthService("127.0.0.1", 0, max_duration_s=1.0, head_timeout_s=1.0).start()
+    s = socket.socket()
+    try:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", svc.port))
+        s.settimeout(10)
+        s.sendall(b"GET /speedtest/random4000x4000.jpg HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = 0
+        for _ in range(300):                   # bounded: 30 s at most
+            got += len(s.recv(4096))
+            if svc.stats["http_sent_b"]:       # counted when the server stops sending
+                break
+            time.sleep(0.1)
+        size = P.MINI_SIZES_B[4000]
+        assert 0 < got and 0 < svc.stats["http_sent_b"] < size // 2
+    finally:
+        s.close()
+        svc.stop()
