@@ -139,6 +139,12 @@ def test_hostile_names_through_check_report_gate_and_signoff(reflector, tmp_path
         assert {t for t, _ in tags.tags} <= allowed, {t for t, _ in tags.tags} - allowed
         assert not any(a for t, attrs in tags.tags for a, _v in attrs if a.startswith("on") or a == "href")
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html and "<script" not in html
+        # HTML (escaped by its own writer) carries the name as text, JSON round-trips it exactly
+        page = (folder / "report.html").read_text()
+        assert "<script>alert(1)" not in page and "<img src=x" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+        import json
+        assert json.loads((folder / "report.json").read_text())["site"] == HOSTILE + CONTROLS
         # the pipes in the names did not split table cells: every row as wide as its header
         assert tags.rows and len(set(tags.rows)) >= 1
         for table in re.findall(r"<table>.*?</table>", html, re.S):
