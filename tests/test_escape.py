@@ -206,3 +206,16 @@ def test_a_hostile_sip_server_cannot_write_to_our_terminal():
     assert cp.returncode == 0, cp.stderr
     assert "\x1b" not in cp.stdout + cp.stderr and "\x07" not in cp.stdout + cp.stderr
     assert "server: evil \\x1b[31mSBC" in cp.stdout and "OK \\x1b]0;owned\\x07" in cp.stdout
+
+
+def test_a_newline_in_a_name_cannot_forge_a_line():
+    """`out` lines are one line each: a site name "x\\nVerdict: GO" prints as one line."""
+    from click.testing import CliRunner
+    import click
+    from harness.cli.common import out
+
+    @click.command()
+    def show():
+        out("site: x\nVerdict: GO")
+    r = CliRunner().invoke(show)
+    assert r.output == "site: x\\x0aVerdict: GO\n"

@@ -89,8 +89,9 @@ def err(message: str) -> None:
 
 
 def out(message: str = "") -> None:
-    """A line on stdout for people (not --json); data's control characters are shown, not sent."""
-    click.echo(terminal_text(message, keep_lines=True))
+    """One line on stdout for people (not --json); control characters are shown, not sent,
+    newlines included (a name with a newline cannot print a line of its own)."""
+    click.echo(terminal_text(message))
 
 
 def warn(message: str) -> None:
