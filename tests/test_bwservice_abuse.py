@@ -92,6 +92,8 @@ def test_slowloris_beyond_the_http_limit_does_not_stop_a_real_mini_test(slow_ser
                                stop=threading.Event(), on_phase=lambda *a: None)
         assert not out.errors, out.errors
         assert out.down_mbps and out.up_mbps and out.ping_ms is not None
+        print(f"beside 40 slow connections: Mini down {out.down_mbps:.0f} Mbit/s, "
+              f"up {out.up_mbps:.0f} Mbit/s, ping {out.ping_ms:.1f} ms")
         bw = bwclient.transfer(HostPort("127.0.0.1", svc.port), "down", 2, 0.5)
         assert not bw.errors and all(s.samples[-1][1] > 0 for s in bw.streams)
         deadline = time.monotonic() + 15       # let the slow ones reach their 2 s deadline
