@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from probes.names import unknown_name
 from probes.addr import AddressError, parse_hostport
 from probes.codecs import CODECS, get_codec
-from probes.inputfile import InputFileError, check_secret, read_regular
+from probes.inputfile import MAX_ACCOUNT_BYTES, InputFileError, check_secret, read_regular
 
 Overhead = Literal["ip", "ethernet", "wire"]
 
@@ -76,6 +76,7 @@ class Thresholds(_Model):
     loss_pct: float = Field(1.0, ge=0, le=100)
     mos_min: float = Field(4.0, ge=1, le=4.5)
     jitter_buffer_ms: float = Field(60, ge=0)
+    post_dial_delay_ms: float = Field(5000, gt=0, description="test call: INVITE to ringing")
 
 
 class Circuit(_Model):
@@ -94,6 +95,14 @@ class Circuit(_Model):
                                   description="interface that leaves through this circuit")
     key_file: str | None = Field(None, max_length=PATH_LEN,
                                  description="STAMP pre-shared key (relative to the profile)")
+    sip_account: str | None = Field(None, max_length=PATH_LEN,
+                                    description="account YAML for test calls (relative to the profile)")
+    test_call: str | None = Field(None, max_length=URI_LEN,
+                                  description="URI or number the call step dials (echo, or answer_account)")
+    answer_account: str | None = Field(None, max_length=PATH_LEN,
+                                       description="second account cutover answers with (relative)")
+    ported_numbers: list[str] = Field(default_factory=list, max_length=1000,
+                                      description="numbers that must ring on answer_account")
 
     @field_validator("reflector")
     @classmethod
@@ -441,6 +450,19 @@ def _semantic_checks(data: dict, file: str, lines: dict, base_dir: Path) -> list
                 check_secret(kp)
             except InputFileError as exc:
                 add(("circuits", i, "key_file"), f"{kp}: {exc.problem}")
+        for key in ("sip_account", "answer_account"):
+            af = c.get(key)
+            if isinstance(af, str) and af and len(af) <= PATH_LEN:
+                ap = Path(af).expanduser()
+                ap = ap if ap.is_absolute() else base_dir / ap
+                try:
+                    check_secret(ap, "account file", MAX_ACCOUNT_BYTES)
+                except InputFileError as exc:
+                    add(("circuits", i, key), f"{ap}: {exc.problem}")
+        if (c.get("test_call") or c.get("ported_numbers")) and not c.get("sip_account"):
+            add(("circuits", i, "sip_account"), "test_call/ported_numbers need sip_account (the caller)")
+        if c.get("ported_numbers") and not c.get("answer_account"):
+            add(("circuits", i, "answer_account"), "ported_numbers need answer_account (registered on the new trunk)")
     roles = [c.get("role") for _, c in circuits]
     if circuits and all(r in ("old", "new", "backup") for r in roles) and "new" not in roles:
         add(("circuits",), "no circuit with role: new; the profile must describe the new service")

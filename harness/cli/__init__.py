@@ -66,6 +66,7 @@ COMMANDS = {
 PROBES = {
     "latency": "probe_latency", "stream": "probe_stream", "bandwidth": "probe_bandwidth",
     "capacity": "probe_capacity", "sip": "probe_sip", "path": "probe_path", "failover": "probe_failover",
+    "call": "probe_call",
 }
 
 

@@ -18,7 +18,7 @@ from types import ModuleType
 
 from harness.verdicts import Check, error
 
-ORDER = ("latency", "stream", "bandwidth", "capacity", "sip", "path", "site")
+ORDER = ("latency", "stream", "bandwidth", "capacity", "sip", "call", "path", "site")
 
 # Steps that talk to the circuit's STAMP reflector (and its TCP bandwidth
 # service on the same port): the runner checks once that it answers.

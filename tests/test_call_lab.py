@@ -1,0 +1,257 @@
+"""`cutover probe call` against real SIP servers on loopback: Kamailio 5.6 as
+registrar/proxy with digest auth (MD5 and SHA-256, qop=auth), SIPp's UAS
+(with and without RTP echo) and our own UA answering as a second account.
+
+Independent values the tests check against: the expiry Kamailio grants is its
+configured max_expires (300 s) when we ask for 600; the packets we sent (the
+sender's own count); MOS recomputed with probes.emodel from the reported loss,
+late share and one-way delay; the answering account's configured ringing
+(200 ms) as a lower bound of the answer time; a CANCEL seen by the callee.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from probes import call, emodel
+from probes.sip_resolve import Target
+from probes.sipaccount import Account, load_account
+from probes.sipua import AnswerPolicy, Channel, UserAgent
+from tests.conftest import run_cli
+from tests.lab.sipservers import kamailio, kamailio_unavailable, sipp_uas
+
+pytestmark = pytest.mark.skipif(kamailio_unavailable() is not None, reason=str(kamailio_unavailable()))
+
+PORTED_HERE = ("+442079460010", "+442079460011")
+PORTED_ELSEWHERE = "+442079460018"
+
+
+class Trunk:
+    def __init__(self, k, passwords: dict[str, str], tmp: Path) -> None:
+        self.k, self.passwords, self.tmp = k, passwords, tmp
+        self.port = k.address[1]
+
+    def account(self, user: str, transport: str = "udp", password: str | None = None) -> Account:
+        return Account(user, "127.0.0.1", registrar=f"sip:127.0.0.1:{self.port}", transport=transport,
+                       _password=self.passwords[user] if password is None else password)
+
+    def account_file(self, user: str, transport: str = "udp", password: str | None = None) -> str:
+        """YAML with password_file (alice) or an inline password (others), mode 0600."""
+        pw = self.passwords[user] if password is None else password
+        path = self.tmp / f"{user}-{transport}-{secrets.token_hex(2)}.yaml"
+        if user == "alice":
+            secret = self.tmp / f"{path.stem}.secret"
+            secret.write_text(pw + "\n")
+            secret.chmod(0o600)
+            line = f"password_file: {secret.name}"
+        else:
+            line = f'password: "{pw}"'
+        path.write_text(f"username: {user}\n{line}\ndomain: 127.0.0.1\n"
+                        f"registrar: sip:127.0.0.1:{self.port}\ntransport: {transport}\n")
+        path.chmod(0o600)
+        return str(path)
+
+
+def _trunk(tmp: Path, algorithm: str):
+    passwords = {u: secrets.token_urlsafe(12) for u in ("alice", "bob", "carol")}
+    stack = []
+    echo = sipp_uas(rtp_echo=True)
+    silent = sipp_uas(rtp_echo=False)
+    e, s = echo.__enter__(), silent.__enter__()
+    stack += [silent, echo]
+    k_cm = kamailio(passwords, routes={"echo": e.address, "silent": s.address, PORTED_ELSEWHERE: e.address},
+                    replies={"busy": (486, "Busy Here"), "nocodec": (488, "Not Acceptable Here")},
+                    aliases={n: "bob" for n in PORTED_HERE}, algorithm=algorithm, max_expires=300)
+    k = k_cm.__enter__()
+    stack.insert(0, k_cm)
+    return Trunk(k, passwords, tmp), stack
+
+
+@pytest.fixture(scope="module")
+def trunk(tmp_path_factory):
+    t, stack = _trunk(tmp_path_factory.mktemp("trunk"), "MD5")
+    try:
+        yield t
+    finally:
+        for cm in stack:
+            cm.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="module")
+def trunk256(tmp_path_factory):
+    t, stack = _trunk(tmp_path_factory.mktemp("trunk256"), "SHA-256")
+    try:
+        yield t
+    finally:
+        for cm in stack:
+            cm.__exit__(None, None, None)
+
+
+def _check_mos(d: dict, codec="g711", ptime=20, jb=60.0) -> None:
+    """MOS is the E-model on the reported figures (the stream probe's scoring)."""
+    s = emodel.score(codec, d["one_way_ms"], min(100.0, d["loss_pct"] + d["late_pct"]), jitter_buffer_ms=jb,
+                     ptime_ms=ptime)
+    assert d["mos"] == pytest.approx(s.mos, abs=2e-3)
+    assert d["r_factor"] == pytest.approx(s.r_factor, abs=2e-3)
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_register_and_echo_call(trunk, transport):
+    r = run_cli("probe", "call", "echo", "--account", trunk.account_file("alice", transport), "--duration", "3",
+                "--expires", "600", "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    d = json.loads(r.stdout)
+    reg = d["registration"]
+    assert reg["ok"] and reg["status_code"] == 200 and reg["algorithm"] == "MD5"
+    assert reg["expires_s"] == 300                     # asked 600, Kamailio's max_expires is 300
+    assert d["transport"] == transport
+    c = d["call"]
+    assert c["connected"] and c["status_code"] == 200 and c["encoding"] == "PCMU" and c["codec"] == "g711"
+    assert 180 in c["provisional"] and 100 in c["provisional"]
+    assert 0 < c["post_dial_delay_ms"] <= c["answer_ms"]
+    assert c["bye_status"] == 200 and c["ended_by"] == "cutover"
+    m = d["media"]
+    assert m["mode"] == "echo" and m["audio"] == "both-ways"
+    (rt,) = m["directions"]
+    assert rt["packets_sent"] == 150                   # 3 s at 20 ms
+    assert rt["packets_received"] >= 147 and rt["loss_pct"] <= 2.0
+    assert rt["loss_pct"] == pytest.approx(100 * (150 - rt["packets_received"]) / 150, abs=1e-3)
+    assert rt["one_way_source"] == "half-rtt-echo"
+    _check_mos(rt)
+    assert d["outcome"] == "ok" and d["nat_detected"] is False and d["alg_suspected"] is False
+
+
+@pytest.mark.parametrize("transport", ["udp", "tcp"])
+def test_call_yourself_sha256_both_directions(trunk256, transport):
+    cfg = call.CallConfig(trunk256.account("alice", transport), uri="bob",
+                          answer_account=trunk256.account("bob", transport), duration_s=2.0)
+    r = call.run(cfg)
+    assert r.outcome == "ok", r.summary
+    assert r.registration.algorithm == "SHA-256" and r.answer_registration.algorithm == "SHA-256"
+    assert r.call.arrived_at_answer_account is True
+    assert r.call.answer_ms >= 200.0                   # our answering UA rings 200 ms before 200 OK
+    assert r.call.post_dial_delay_ms < r.call.answer_ms
+    up, down = r.media.directions
+    assert (up["direction"], down["direction"]) == ("cutover->far", "far->cutover")
+    assert up["packets_sent"] == 100 and up["packets_received"] >= 98
+    assert down["packets_received"] >= down["packets_sent"] - 2
+    for d in (up, down):
+        assert d["one_way_source"] == "measured" and d["one_way_ms"] >= 0
+        _check_mos(d)
+
+
+def test_wrong_password_gives_the_servers_reason(trunk):
+    r = run_cli("probe", "call", "echo", "--account", trunk.account_file("alice", password="not-the-password"))
+    assert r.returncode == 1, r.stderr + r.stdout
+    assert "401 Unauthorized after credentials" in r.stdout
+    assert "Traceback" not in r.stderr + r.stdout
+
+
+@pytest.mark.parametrize("user,code,reason", [("busy", 486, "Busy Here"), ("nocodec", 488, "Not Acceptable Here")])
+def test_rejected_calls(trunk, user, code, reason):
+    r = run_cli("probe", "call", user, "--account", trunk.account_file("alice"), "--json")
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)
+    assert d["outcome"] == "rejected"
+    assert (d["call"]["status_code"], d["call"]["reason"]) == (code, reason)
+    assert f"call failed: {code} {reason}" in d["summary"]
+
+
+def test_no_answer_is_cancelled(trunk):
+    carol = trunk.account("carol")
+    ch = Channel(Target("udp", "127.0.0.1", trunk.port, "127.0.0.1", "literal"))
+    ua = UserAgent(carol, ch, "127.0.0.1", answer=AnswerPolicy(mode="ring"))
+    try:
+        assert ua.register("sip:127.0.0.1", 60, threading.Event()).ok
+        r = run_cli("probe", "call", "carol", "--account", trunk.account_file("alice"), "--ring-timeout", "1.5",
+                    "--json")
+        assert r.returncode == 1, r.stderr
+        d = json.loads(r.stdout)
+        assert d["outcome"] == "no-answer"
+        assert d["call"]["status_code"] == 487 and 180 in d["call"]["provisional"]
+        assert "no answer within 1.5 s" in d["call"]["error"]
+        assert ua.incoming and ua.incoming[-1].final_status == 487      # the callee saw our CANCEL
+    finally:
+        ua.register("sip:127.0.0.1", 0, threading.Event(), timeout_s=2)
+        ua.close()
+
+
+def test_endpoint_that_sends_no_rtp(trunk):
+    r = run_cli("probe", "call", "silent", "--account", trunk.account_file("alice"), "--duration", "2")
+    assert r.returncode == 1, r.stderr + r.stdout
+    assert "no audio from the far end (far end -> cutover silent)" in r.stdout
+    assert "ONE-WAY-AUDIO" in r.stdout
+
+
+def test_porting_names_the_number_that_rings_elsewhere(trunk):
+    r = run_cli("probe", "call", "--account", trunk.account_file("alice"), "--answer-account",
+                trunk.account_file("bob"), *[a for n in (*PORTED_HERE, PORTED_ELSEWHERE) for a in ("--ported", n)],
+                "--json")
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)
+    assert d["outcome"] == "porting"
+    assert [p["arrived"] for p in d["porting"]] == [True, True, False]
+    assert d["porting_summary"] == f"2 of 3 numbers ring on the new trunk; {PORTED_ELSEWHERE} still rings elsewhere"
+    assert "answered elsewhere (200 OK)" in d["porting"][2]["note"]
+    for p in d["porting"][:2]:
+        assert p["audio"] == "both-ways" and p["mos_min"] > 4.0
+
+
+def test_unreachable_server_exit_3(tmp_path):
+    from tests.lab.peers import free_port
+    acc = tmp_path / "a.yaml"
+    acc.write_text(f"username: alice\npassword: x\ndomain: 127.0.0.1\nregistrar: sip:127.0.0.1:{free_port()}\n"
+                   "transport: tcp\n")
+    r = run_cli("probe", "call", "echo", "--account", str(acc))
+    assert r.returncode == 3, r.stderr + r.stdout
+    assert "connection refused" in r.stderr
+
+
+def test_password_never_appears(trunk, tmp_path):
+    """stdout, stderr, the history database and the server's log, across a
+    success, a wrong password, the porting check and a stored `cutover check`."""
+    seen = []
+    for args in (["echo", "--account", trunk.account_file("alice"), "--duration", "1", "-v"],
+                 ["echo", "--account", trunk.account_file("bob", password=trunk.passwords["alice"] + "x")],
+                 ["--account", trunk.account_file("alice"), "--answer-account", trunk.account_file("bob"),
+                  "--ported", PORTED_HERE[0], "--json", "-v"]):
+        r = run_cli("probe", "call", *args)
+        seen += [r.stdout, r.stderr]
+    prof = tmp_path / "site.yaml"
+    prof.write_text(f"site: lab\nplanned: {{calls: 2}}\ncircuits:\n  - name: new\n    role: new\n"
+                    f"    down_mbps: 10\n    up_mbps: 10\n    sip_account: {trunk.account_file('alice')}\n"
+                    f"    test_call: echo\n")
+    db = tmp_path / "h.sqlite"
+    r = run_cli("check", str(prof), "--quick", "--db", str(db), "--json", "--report-dir", str(tmp_path / "rep"))
+    seen += [r.stdout, r.stderr]
+    d = json.loads(r.stdout)
+    assert r.returncode == 0, r.stderr + r.stdout
+    text = json.dumps(d)
+    assert "call.connected" in text and "call.audio" in text
+    with sqlite3.connect(db) as conn:
+        seen += [str(row) for t in ("runs", "circuit_results") for row in _rows(conn, t)]
+    for f in [db, *db.parent.glob("h.sqlite*"), *(tmp_path / "rep").glob("*")]:
+        seen.append(Path(f).read_bytes().decode("latin-1"))
+    seen += trunk.k.log
+    blob = "\n".join(seen)
+    assert "call" in blob
+    for pw in trunk.passwords.values():
+        assert pw not in blob
+
+
+def _rows(conn, table):
+    try:
+        return conn.execute(f"SELECT * FROM {table}").fetchall()
+    except sqlite3.OperationalError:
+        return []
+
+
+def test_account_file_is_loaded_from_the_cli_path(trunk):
+    acc = load_account(trunk.account_file("alice"))
+    assert acc.password() == trunk.passwords["alice"] and trunk.passwords["alice"] not in repr(acc)
