@@ -156,34 +156,46 @@ def negotiated(answer: Sdp) -> tuple[int, str] | None:
 
 # ---- the test signal ---------------------------------------------------------------------
 
+_SEG_UEND = (0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF)
+_SEG_AEND = (0x1F, 0x3F, 0x7F, 0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF)
+
+
+def _segment(value: int, table: tuple[int, ...]) -> int:
+    for i, end in enumerate(table):
+        if value <= end:
+            return i
+    return len(table)
+
+
 def _mulaw(sample: int) -> int:
-    """ITU-T G.711 mu-law of a 16-bit linear sample."""
-    bias, clip = 0x84, 32635
-    sign = 0x80 if sample < 0 else 0
-    s = min(abs(sample), clip) + bias
-    exponent = 7
-    for exp in range(7, -1, -1):
-        if s & (0x4000 >> (7 - exp)):
-            exponent = exp
-            break
-    mantissa = (s >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
+    """G.711 mu-law of a 16-bit linear sample (the ITU/Sun reference g711.c)."""
+    v = sample >> 2
+    mask = 0xFF
+    if v < 0:
+        v, mask = -v, 0x7F
+    v = min(v, 8159) + (0x84 >> 2)
+    seg = _segment(v, _SEG_UEND)
+    if seg >= 8:
+        return 0x7F ^ mask
+    return ((seg << 4) | ((v >> (seg + 1)) & 0x0F)) ^ mask
 
 
 def _alaw(sample: int) -> int:
-    """ITU-T G.711 A-law of a 16-bit linear sample."""
-    sign = 0x80 if sample >= 0 else 0
-    s = min(abs(sample), 32767) >> 3
-    if s >= 32:
-        exponent = s.bit_length() - 5
-        mantissa = (s >> exponent) & 0x0F
-        code = (exponent << 4) | mantissa
+    """G.711 A-law of a 16-bit linear sample (the ITU/Sun reference g711.c)."""
+    v = sample >> 3
+    if v >= 0:
+        mask = 0xD5
     else:
-        code = s >> 1
-    return (sign | code) ^ 0x55
+        mask, v = 0x55, -v - 1
+    seg = _segment(v, _SEG_AEND)
+    if seg >= 8:
+        return 0x7F ^ mask
+    aval = seg << 4
+    aval |= ((v >> 1) if seg < 2 else (v >> seg)) & 0x0F
+    return aval ^ mask
 
 
-def test_signal(encoding: str, ptime_ms: int, frames: int = 50) -> list[bytes]:
+def signal_frames(encoding: str, ptime_ms: int, frames: int = 50) -> list[bytes]:
     """``frames`` payloads of the test signal (they repeat): a 1004 Hz + 425 Hz
     two-tone at 8 kHz for G.711, the same bytes cut to the codec's size otherwise."""
     codec = get_codec(ENCODINGS[encoding][0])
@@ -245,7 +257,7 @@ class RtpSession:
         self.encoding, self.payload_type, self.ptime_ms = encoding, payload_type, ptime_ms
         self.codec = get_codec(ENCODINGS[encoding][0])
         self.clock_hz = ENCODINGS[encoding][1]
-        self.frames = test_signal(encoding, ptime_ms)
+        self.frames = signal_frames(encoding, ptime_ms)
 
     @property
     def port(self) -> int:

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Debian packages the test suite uses as real peers: iperf3, irtt, sipp
-# (sip-tester), tshark, chromium (HTML report screenshots), tmux (TUI smoke
+# (sip-tester), kamailio (registrar/proxy for the call probe), tshark, chromium (HTML report screenshots), tmux (TUI smoke
 # test), iproute2/iptables (network namespaces). Installs what is missing when
 # run as root on Debian/Ubuntu; otherwise says what is missing (tests that
 # need a missing tool skip with a reason).
 set -u
-pkgs="iperf3 irtt sip-tester tshark chromium tmux iproute2 iptables procps"
+pkgs="iperf3 irtt sip-tester kamailio tshark chromium tmux iproute2 iptables procps"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
