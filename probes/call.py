@@ -60,6 +60,7 @@ class CallConfig:
     account: Account
     uri: str | None = None                # whom to call (sip:URI, or a number: sip:NUMBER@domain)
     answer_account: Account | None = None   # our second account: answers (call yourself, porting)
+    answer_policy: AnswerPolicy | None = None   # how it answers (default: answer after 200 ms, symmetric RTP)
     ported: list[str] = field(default_factory=list)
     codec: str = "g711"
     ptime_ms: int = 20
@@ -262,7 +263,7 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
         if config.answer_account is not None:
             ans = config.answer_account
             ach = _connect(_first_hop(ans, None), config, config.transport or ans.transport, result)
-            uas = UserAgent(ans, ach, ach.local[0], answer=AnswerPolicy(mode="answer"),
+            uas = UserAgent(ans, ach, ach.local[0], answer=config.answer_policy or AnswerPolicy(mode="answer"),
                             warn=lambda m: emit("warning", m))
             if ans.registrar:
                 result.answer_registration = _register(uas, ans, config, stop, emit, result)

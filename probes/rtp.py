@@ -235,9 +235,13 @@ class RtpSession:
     records every packet that arrives, from any source (the first source is
     kept: an address different from the SDP's is NAT evidence)."""
 
-    def __init__(self, local_host: str, encoding: str, payload_type: int, ptime_ms: int) -> None:
+    def __init__(self, local_host: str, encoding: str, payload_type: int, ptime_ms: int,
+                 port: int | None = None, symmetric: bool = False) -> None:
         self.configure(encoding, payload_type, ptime_ms)
-        self.sock = _even_port_socket(local_host)
+        self.sock = _even_port_socket(local_host, port)
+        # symmetric RTP (RFC 4961, what SBCs do for NAT): once RTP arrives, send back to its source
+        self.symmetric = symmetric
+        self.latched_to: tuple[str, int] | None = None
         self.local = self.sock.getsockname()[:2]
         self.ssrc = secrets.randbits(32)
         self.seq0, self.ts0 = secrets.randbits(16), secrets.randbits(32)
@@ -330,12 +334,22 @@ class RtpSession:
                 self.silent_payloads += 1
             if self.first_source is None:
                 self.first_source = src[:2]
+                if self.symmetric and self.remote and src[:2] != tuple(self.remote):
+                    self.latched_to = self.remote = src[:2]
             self.received.append(Received(now, seq, ts, ssrc, b1 & 0x7F, len(data), echoed))
 
 
-def _even_port_socket(host: str) -> socket.socket:
-    """RTP on an even port (RFC 3550 §11), RTCP would be the odd one above."""
+def _even_port_socket(host: str, port: int | None = None) -> socket.socket:
+    """RTP on an even port (RFC 3550 §11), RTCP would be the odd one above; or on ``port``."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    if port:
+        s = socket.socket(family, socket.SOCK_DGRAM)
+        try:
+            s.bind((host, port))
+        except OSError:
+            s.close()
+            raise
+        return s
     for _ in range(50):
         s = socket.socket(family, socket.SOCK_DGRAM)
         s.bind((host, 0))

@@ -337,6 +337,9 @@ class AnswerPolicy:
     media_s: float = 60.0            # cap on media we send; BYE ends it earlier
     encodings: tuple[str, ...] = ("PCMU", "PCMA", "G722", "G729", "opus")
     ptime_ms: int = 20
+    media_port: int | None = None                    # RTP on this port (else an even free one)
+    sdp_address: tuple[str, int] | None = None       # advertise this in SDP (a media relay / static NAT)
+    symmetric_rtp: bool = True                       # send back to where RTP comes from, as SBCs do
 
 
 @dataclass
@@ -720,9 +723,16 @@ class UserAgent:
             return
         pt, enc = pick
         d.encoding = enc
-        d.media = RtpSession(self.media_host, enc, pt, offer.ptime_ms or pol.ptime_ms)
-        d.local_sdp = build_sdp(self.media_host, d.media.port, [enc], offer.ptime_ms or pol.ptime_ms,
-                                secrets.randbits(31))
+        try:
+            d.media = RtpSession(self.media_host, enc, pt, offer.ptime_ms or pol.ptime_ms, port=pol.media_port,
+                                 symmetric=pol.symmetric_rtp)
+        except OSError as exc:
+            self.warn(f"no RTP socket for the incoming call: {exc.strerror}")
+            d.final_status = 500
+            self.ch.send(build_response(req, 500, "Server Internal Error", tag), src)
+            return
+        adv_host, adv_port = pol.sdp_address or (self.media_host, d.media.port)
+        d.local_sdp = build_sdp(adv_host, adv_port, [enc], offer.ptime_ms or pol.ptime_ms, secrets.randbits(31))
         contact = [("Contact", f"<{self.contact_uri}>")] + [("Record-Route", r) for r in req.raw_all("record-route")]
         self.ch.send(build_response(req, 180, "Ringing", tag, contact), src)
         if pol.mode == "ring":

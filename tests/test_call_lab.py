@@ -255,3 +255,54 @@ def _rows(conn, table):
 def test_account_file_is_loaded_from_the_cli_path(trunk):
     acc = load_account(trunk.account_file("alice"))
     assert acc.password() == trunk.passwords["alice"] and trunk.passwords["alice"] not in repr(acc)
+
+
+def test_answering_account_that_never_sends_rtp(trunk):
+    """Call yourself, the far end receives but never sends: the silent direction is named,
+    the other one is measured."""
+    cfg = call.CallConfig(trunk.account("alice"), uri="bob", answer_account=trunk.account("bob"), duration_s=1.5,
+                          answer_policy=AnswerPolicy(mode="answer", send_rtp=False))
+    r = call.run(cfg)
+    assert r.outcome == "one-way-audio"
+    assert r.media.silent_direction == "far->cutover" and r.media.audio == "one-way"
+    assert r.media.problem.startswith("no audio from the far end (far end -> cutover silent)")
+    up, down = r.media.directions
+    assert up["packets_received"] >= up["packets_sent"] - 2 and down["packets_received"] == 0
+
+
+@pytest.mark.slow
+def test_call_through_impairment_relay_matches_configured_path(trunk):
+    """The answering account's SDP points at the impairment relay (40 +/- 10 ms uniform, 2 % loss
+    each way); it sends back to where RTP comes from (symmetric RTP), so both directions cross the
+    relay. Bands as the stream probe's accuracy test: loss = the relay's own drop count, mean
+    |IPDV| = (b - a) / 3 = 6.67 ms, RFC 3550 jitter in its simulated band, one-way delay 40 ms."""
+    from tests.lab import Impairment, impairment_relay
+    from tests.lab.peers import free_port
+    from tests.test_stream_accuracy import jitter_band
+    path = Impairment(delay_ms=40, jitter_ms=10, loss_pct=2)
+    port = free_port()
+    port -= port % 2
+    with impairment_relay(upstream=("127.0.0.1", port), up=path, down=path, seed=20261130, max_seconds=90) as relay:
+        policy = AnswerPolicy(mode="answer", media_port=port, sdp_address=tuple(relay.address))
+        cfg = call.CallConfig(trunk.account("alice"), uri="bob", answer_account=trunk.account("bob"),
+                              duration_s=15.0, answer_policy=policy)
+        r = call.run(cfg)
+        relay_stats = relay.wait_idle()
+    assert r.outcome == "ok", r.summary
+    up, down = r.media.directions            # cutover->far crosses the relay "up", far->cutover "down"
+    assert up["packets_sent"] == 750
+    assert up["packets_received"] == up["packets_sent"] - relay_stats["up"]["dropped"]
+    # the answering side sends to our SDP address until our first packet arrives through the relay
+    # (at most 50 ms + one ptime of start skew + scheduling: a handful of direct packets, never lost)
+    assert 0 <= down["packets_received"] - relay_stats["down"]["forwarded"] <= 6
+    lo, hi = jitter_band(1, 750)
+    for d in (up, down):
+        assert d["loss_pct"] == pytest.approx(2.0, abs=1.6)
+        assert d["ipdv_ms"]["mean"] == pytest.approx(20 / 3, abs=0.8)
+        assert lo <= d["jitter_ms"] <= hi, (d["jitter_ms"], lo, hi)
+        assert d["one_way_ms"] == pytest.approx(40.0, abs=2.0)
+        # a 20 ms spread never exceeds the 60 ms buffer; a stalled core on a loaded machine can
+        # delay a packet or two (seen: 0.13-0.4 % at load 8 on 2 cores)
+        assert d["late_pct"] <= 1.0, (d, up, down)
+        _check_mos(d)
+    assert any("media relay" in e for e in r.nat_evidence)
