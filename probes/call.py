@@ -70,6 +70,8 @@ class CallConfig:
     expires_s: int = 300
     jitter_buffer_ms: float = 60.0
     transport: str | None = None
+    ca_file: str | None = None            # TLS: trust this CA (PEM) instead of the system store
+    insecure: bool = False                # TLS: do not verify the certificate
     timeout_s: float = 8.0
     register_only: bool = False
     source: str | None = None
@@ -147,6 +149,7 @@ class CallResult:
     account: dict = field(default_factory=dict)
     transport: str | None = None
     first_hop: str | None = None
+    tls: dict | None = None
     registration: Registration | None = None
     answer_registration: Registration | None = None
     call: CallLeg | None = None
@@ -203,6 +206,11 @@ def validate(config: CallConfig) -> None:
                          f"{', '.join(map(str, codec.ptimes_ms))}")
     if config.transport and config.transport not in ("udp", "tcp", "tls"):
         raise ValueError(f"transport {config.transport!r}: expected udp, tcp or tls")
+    if config.ca_file:
+        try:
+            open(config.ca_file, "rb").close()
+        except OSError as exc:
+            raise ValueError(f"--ca {config.ca_file}: {exc.strerror}") from None
     if not config.uri and not config.ported and not config.register_only:
         raise ValueError("nothing to do: give a URI to call, ported numbers, or register only")
     if config.ported and config.answer_account is None:
@@ -225,7 +233,8 @@ def _connect(hop: str, config: CallConfig, transport: str | None, result: CallRe
     last: SipError | None = None
     for target in res.targets[:MAX_TARGETS]:
         try:
-            return Channel(target, config.source, config.interface, config.timeout_s)
+            return Channel(target, config.source, config.interface, config.timeout_s, server_name=uri.host,
+                           ca_file=config.ca_file, insecure=config.insecure)
         except SipError as exc:
             last = exc
             result.errors.append(f"{fmt_hostport(target.address, target.port)}/{target.transport}: {exc}")
@@ -251,7 +260,7 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
             result.errors.append(str(exc))
             result.summary = f"SIP server not reachable: {exc}"
             return result
-        result.transport, result.first_hop = ch.transport, fmt_hostport(*ch.dest)
+        result.transport, result.first_hop, result.tls = ch.transport, fmt_hostport(*ch.dest), ch.tls
         media_host = ch.local[0]
         uac = UserAgent(acc, ch, media_host, answer=AnswerPolicy(mode="busy"),
                         warn=lambda m: emit("warning", m))

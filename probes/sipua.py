@@ -236,12 +236,12 @@ class Channel:
     requests back over it, RFC 5626 style)."""
 
     def __init__(self, target: Target, source: str | None = None, interface: str | None = None,
-                 connect_timeout_s: float = 5.0) -> None:
-        if target.transport == "tls":
-            raise SipError("error", "TLS is not supported by the call probe yet; use udp or tcp")
+                 connect_timeout_s: float = 5.0, server_name: str | None = None, ca_file: str | None = None,
+                 insecure: bool = False) -> None:
         self.target = target
         self.transport = target.transport
         self.dest = (target.address, target.port)
+        self.tls: dict | None = None
         family = socket.AF_INET6 if ":" in target.address else socket.AF_INET
         kind = socket.SOCK_DGRAM if self.transport == "udp" else socket.SOCK_STREAM
         self.sock = socket.socket(family, kind)
@@ -260,19 +260,51 @@ class Channel:
                 self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 self.sock.settimeout(connect_timeout_s)
                 self.sock.connect(self.dest)
-                self.sock.settimeout(None)
+                if self.transport == "tls":
+                    self._tls_wrap(server_name or target.host, ca_file, insecure, connect_timeout_s)
+                self.sock.settimeout(5.0)       # reads happen only once select() says data is there
+        except SipError:
+            self.sock.close()
+            raise
         except ConnectionRefusedError:
             self.sock.close()
             raise SipError("refused", f"connection refused by {fmt_hostport(*self.dest)}: nothing listens "
                                       f"on TCP port {target.port}") from None
         except socket.timeout:
             self.sock.close()
-            raise SipError("timeout", f"TCP connect to {fmt_hostport(*self.dest)} timed out") from None
+            raise SipError("timeout", f"{self.transport.upper()} connect to {fmt_hostport(*self.dest)} "
+                                      "timed out") from None
         except OSError as exc:
             self.sock.close()
-            raise SipError("error", f"cannot reach {fmt_hostport(*self.dest)}: {exc.strerror}") from None
+            raise SipError("error", f"cannot reach {fmt_hostport(*self.dest)}: {exc.strerror or exc}") from None
         self.local = self.sock.getsockname()[:2]
         self.closed = False
+
+    def _tls_wrap(self, server_name: str, ca_file: str | None, insecure: bool, timeout_s: float) -> None:
+        """TLS per RFC 5922: the certificate must name the domain we asked for (the
+        hop's URI host), not whatever SRV pointed at."""
+        import ipaddress
+        import ssl
+        ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
+        if insecure:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        try:
+            ipaddress.ip_address(server_name)
+            sni = None
+        except ValueError:
+            sni = server_name
+        try:
+            self.sock = ctx.wrap_socket(self.sock, server_hostname=sni or server_name)
+        except ssl.SSLCertVerificationError as exc:
+            hint = ("pass --ca FILE with the CA that issued it, or --insecure to skip verification"
+                    if not ca_file else f"it was not issued by the CA in {ca_file}")
+            raise SipError("tls-error", f"TLS certificate of {server_name} not trusted: "
+                                        f"{exc.verify_message or exc.reason}; {hint}") from None
+        except ssl.SSLError as exc:
+            raise SipError("tls-error", f"TLS handshake with {server_name} failed: {exc.reason or exc}") from None
+        self.tls = {"version": self.sock.version(), "cipher": (self.sock.cipher() or [None])[0],
+                    "verified": not insecure}
 
     def send(self, data: bytes, dest: tuple[str, int] | None = None) -> None:
         with self._lock:
@@ -291,8 +323,9 @@ class Channel:
         if self.closed:
             time.sleep(timeout_s)
             return []
+        pending = self.tls is not None and self.sock.pending() > 0     # TLS may hold decrypted bytes
         try:
-            ready, _, _ = select.select([self.sock], [], [], timeout_s)
+            ready = pending or select.select([self.sock], [], [], timeout_s)[0]
         except (OSError, ValueError):
             return []
         if not ready:
@@ -302,7 +335,10 @@ class Channel:
                 data, src = self.sock.recvfrom(65535)
                 msg = parse_message(data, src[:2])
                 return [msg] if msg else []
-            chunk = self.sock.recv(65535)
+            with self._lock:                 # one SSL object: never read and write at once
+                chunk = self.sock.recv(65535)
+        except socket.timeout:
+            return []
         except OSError:
             return []
         if not chunk:

@@ -306,3 +306,52 @@ def test_call_through_impairment_relay_matches_configured_path(trunk):
         assert d["late_pct"] <= 1.0, (d, up, down)
         _check_mos(d)
     assert any("media relay" in e for e in r.nat_evidence)
+
+
+@pytest.fixture(scope="module")
+def tls_trunk(tmp_path_factory):
+    """Kamailio with a TLS listener whose certificate a test CA signed for 127.0.0.1."""
+    import shutil
+    import subprocess
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl CLI not installed")
+    d = tmp_path_factory.mktemp("tls")
+
+    def openssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True, timeout=60)
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=cutover test CA")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out",
+            "srv.pem", "-days", "2", "-extfile", "ext.cnf")
+    passwords = {u: secrets.token_urlsafe(12) for u in ("alice", "bob")}
+    with sipp_uas(rtp_echo=True) as echo, \
+            kamailio(passwords, routes={"echo": echo.address}, algorithm="SHA-256",
+                     tls=(str(d / "srv.pem"), str(d / "srv.key"))) as k:
+        yield k, passwords, d
+
+
+def test_tls_register_and_calls(tls_trunk):
+    k, passwords, d = tls_trunk
+
+    def acc(user):
+        return Account(user, "127.0.0.1", registrar=f"sip:127.0.0.1:{k.tls_port};transport=tls", transport="tls",
+                       _password=passwords[user])
+    r = call.run(call.CallConfig(acc("alice"), uri="bob", answer_account=acc("bob"), duration_s=1.5,
+                                 ca_file=str(d / "ca.pem")))
+    assert r.outcome == "ok", r.summary
+    assert r.transport == "tls" and r.tls["verified"] and r.tls["version"].startswith("TLSv1.")
+    assert r.registration.algorithm == "SHA-256" and r.call.arrived_at_answer_account
+    up, down = r.media.directions
+    assert up["packets_received"] >= up["packets_sent"] - 2 and down["packets_received"] > 0
+    # the same through the CLI to the echo, and an untrusted certificate without --ca
+    f = d / "alice.yaml"
+    f.write_text(f"username: alice\npassword: '{passwords['alice']}'\ndomain: 127.0.0.1\n"
+                 f"registrar: sip:127.0.0.1:{k.tls_port}\ntransport: tls\n")
+    r = run_cli("probe", "call", "echo", "--account", str(f), "--ca", str(d / "ca.pem"), "--duration", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "(certificate verified)" in r.stdout and "media (echo)" in r.stdout
+    r = run_cli("probe", "call", "echo", "--account", str(f))
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "not trusted" in r.stderr and "--ca FILE" in r.stderr

@@ -38,7 +38,7 @@ Account file (YAML, keep it mode 0600; the password is never printed):
   domain: sip.carrier.example
   registrar: sip:sip.carrier.example      # optional: register first
   outbound_proxy: sip:sbc.carrier.example;transport=tcp   # optional
-  transport: udp                   # udp | tcp
+  transport: udp                   # udp | tcp | tls (--ca FILE for a private CA)
 
 \b
 Porting check: --ported NUMBER (repeat) calls each number from --account and
@@ -72,8 +72,11 @@ Examples:
               help="Registration expiry asked for (s); the server's grant is reported.")
 @click.option("--jitter-buffer", "jitter_buffer_ms", type=float, default=60.0, show_default=True,
               help="De-jitter buffer for late packets and the E-model (ms).")
-@click.option("--transport", type=click.Choice(["udp", "tcp"], case_sensitive=False), default=None,
+@click.option("--transport", type=click.Choice(["udp", "tcp", "tls"], case_sensitive=False), default=None,
               help="Force a transport (else the account's, the URI's, or DNS).")
+@click.option("--ca", "ca_file", metavar="FILE", default=None,
+              help="TLS: trust this CA certificate (PEM) instead of the system store.")
+@click.option("--insecure", is_flag=True, help="TLS: do not verify the server certificate.")
 @click.option("--register-only", is_flag=True, help="Register (and un-register), no call.")
 @click.option("--timeout", "timeout_s", type=float, default=8.0, show_default=True,
               help="Seconds to wait for a SIP answer per request.")
@@ -82,7 +85,7 @@ Examples:
 @interface_option
 @json_option
 def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s, ring_timeout_s, expires_s,
-            jitter_buffer_ms, transport, register_only, timeout_s, verbose, source, interface, as_json):
+            jitter_buffer_ms, transport, ca_file, insecure, register_only, timeout_s, verbose, source, interface, as_json):
     try:
         account = load_account(account_file)
         answer = load_account(answer_file) if answer_file else None
@@ -93,7 +96,8 @@ def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s,
     cfg = call.CallConfig(account=account, uri=uri, answer_account=answer, ported=list(ported), codec=codec,
                           ptime_ms=ptime_ms, duration_s=duration_s, ring_timeout_s=ring_timeout_s,
                           expires_s=expires_s, jitter_buffer_ms=jitter_buffer_ms,
-                          transport=transport.lower() if transport else None, timeout_s=timeout_s,
+                          transport=transport.lower() if transport else None, ca_file=ca_file,
+                          insecure=insecure, timeout_s=timeout_s,
                           register_only=register_only, source=source, interface=interface)
     stop = threading.Event()
     try:
@@ -116,6 +120,9 @@ def _f(v, fmt="{:.1f}") -> str:
 
 
 def _print(r: call.CallResult) -> None:
+    if r.tls:
+        click.echo(f"tls: {r.tls.get('version')} {r.tls.get('cipher')}"
+                   + (" (certificate verified)" if r.tls.get("verified") else " (NOT verified: --insecure)"))
     for reg in (r.registration, r.answer_registration):
         if reg is None:
             continue

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
@@ -50,19 +51,26 @@ class Peer:
     address: tuple[str, int]
     log: list[str]
     workdir: str
+    tls_port: int | None = None
 
 
 def _config(port: int, users: dict[str, str], routes: dict[str, tuple[str, int]],
             replies: dict[str, tuple[int, str]], aliases: dict[str, str], algorithm: str,
-            max_expires: int) -> str:
+            max_expires: int, tls: tuple[str, str, int] | None = None) -> str:
     pw = "\n".join(f'    if ($fU == "{u}") $var(pw) = "{p}";' for u, p in users.items())
     route_lines = "\n".join(f'  if ($rU == "{u}") {{ $du = "sip:{h}:{p}"; t_relay(); exit; }}'
                             for u, (h, p) in routes.items())
     reply_lines = "\n".join(f'  if ($rU == "{u}") {{ sl_send_reply("{c}", "{r}"); exit; }}'
                             for u, (c, r) in replies.items())
     alias_lines = "\n".join(f'  if ($rU == "{u}") {{ $rU = "{t}"; }}' for u, t in aliases.items())
+    tls_lines = "" if tls is None else (
+        f'enable_tls=yes\nlisten=tls:127.0.0.1:{tls[2]}\n')
+    tls_mod = "" if tls is None else (
+        f'loadmodule "tls.so"\nmodparam("tls", "certificate", "{tls[0]}")\n'
+        f'modparam("tls", "private_key", "{tls[1]}")\nmodparam("tls", "tls_method", "TLSv1.2+")\n'
+        f'modparam("tls", "verify_certificate", 0)\nmodparam("tls", "require_certificate", 0)\n')
     return f"""#!KAMAILIO
-debug=2
+{tls_lines}debug=2
 log_stderror=yes
 log_prefix="{{$mt $rm $ci}} "
 children=2
@@ -85,7 +93,7 @@ loadmodule "xlog.so"
 loadmodule "auth.so"
 loadmodule "kex.so"
 loadmodule "corex.so"
-modparam("auth", "algorithm", "{algorithm}")
+{tls_mod}modparam("auth", "algorithm", "{algorithm}")
 modparam("auth", "qop", "auth")
 modparam("registrar", "max_expires", {max_expires})
 modparam("tm", "fr_inv_timer", 60000)
@@ -126,15 +134,19 @@ request_route {{
 @contextlib.contextmanager
 def kamailio(users: dict[str, str], routes: dict[str, tuple[str, int]] | None = None,
              replies: dict[str, tuple[int, str]] | None = None, aliases: dict[str, str] | None = None,
-             algorithm: str = "MD5", max_expires: int = 300, max_seconds: float = 180.0) -> Iterator[Peer]:
+             algorithm: str = "MD5", max_expires: int = 300, max_seconds: float = 180.0,
+             tls: tuple[str, str] | None = None) -> Iterator[Peer]:
+    """``tls``: (certificate PEM, key PEM) adds a TLS listener on ``peer.tls_port``."""
     reason = kamailio_unavailable()
     if reason:
         raise PeerError(reason)
     workdir = tempfile.mkdtemp(prefix="cutover-kamailio-")
     port = free_port("127.0.0.1")
+    tls_port = free_port("127.0.0.1", kind=socket.SOCK_STREAM) if tls else None
     cfg = os.path.join(workdir, "kamailio.cfg")
     with open(cfg, "w") as fh:
-        fh.write(_config(port, users, routes or {}, replies or {}, aliases or {}, algorithm, max_expires))
+        fh.write(_config(port, users, routes or {}, replies or {}, aliases or {}, algorithm, max_expires,
+                         (tls[0], tls[1], tls_port) if tls else None))
     argv = ["timeout", "-s", "KILL", str(int(max_seconds)), KAMAILIO, "-f", cfg, "-DD", "-E", "-Y", workdir,
             "-m", "32", "-M", "4"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -154,7 +166,7 @@ def kamailio(users: dict[str, str], routes: dict[str, tuple[str, int]] | None = 
             ready = _udp_answers(port)
         if not ready:
             raise PeerError("kamailio did not start: " + " | ".join(log[-8:]))
-        peer = Peer(proc, ("127.0.0.1", port), log, workdir)
+        peer = Peer(proc, ("127.0.0.1", port), log, workdir, tls_port)
         yield peer
     finally:
         _end(proc)
