@@ -477,12 +477,19 @@ def _stream(session: RtpSession, ssrc: int | None = None):
     return [p.arrival_ns / 1e6 for p in sel], [p.seq for p in sel], [p.timestamp for p in sel]
 
 
+# addresses a far end can advertise but nobody outside its LAN can reach: RFC 1918, RFC 6598
+# carrier-grade NAT, IPv6 ULA and link-local (ipaddress' is_private would also flag the
+# documentation ranges, which stand in for public addresses in examples and tests)
+UNREACHABLE_NETS = tuple(ipaddress.ip_network(n) for n in (
+    "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16", "fc00::/7", "fe80::/10"))
+
+
 def _private(addr: str | None) -> bool:
     try:
         ip = ipaddress.ip_address((addr or "").strip("[]"))
     except ValueError:
         return False
-    return ip.is_private and not ip.is_loopback or ip in ipaddress.ip_network("100.64.0.0/10")
+    return any(ip.version == n.version and ip in n for n in UNREACHABLE_NETS)
 
 
 def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: CallLeg, config: CallConfig,

@@ -261,3 +261,50 @@ def test_profile_fields(tmp_path):
         load_profile_text(text.replace("test_call: echo", "ported_numbers: ['+44']"), path=tmp_path / "site.yaml")
     with pytest.raises(ProfileError, match="file not found"):
         load_profile_text(text.replace("alice.yaml", "nope.yaml"), path=tmp_path / "site.yaml")
+
+
+# ---- causes and NAT/ALG evidence ------------------------------------------------------------------
+
+def test_private_sdp_address_is_blamed_on_alg_or_nat():
+    from probes.call import CallResult, Media, _cause
+    from probes.rtp import Sdp
+    res = CallResult(target="sip:echo@x", first_hop="203.0.113.5:5060")
+    media = Media(local_address="198.51.100.7:40000")
+    assert _cause(Sdp("10.0.0.5", 4000, [0], {}), media, res) == (
+        "SDP c= address 10.0.0.5 is private: a SIP ALG or a misconfigured NAT "
+        "(the far end advertises an address we cannot reach)")
+    assert "hold" in _cause(Sdp("0.0.0.0", 4000, [0], {}), media, res)
+    assert "hold" in _cause(Sdp("203.0.113.9", 4000, [0], {}, direction="inactive"), media, res)
+    # a private SBC on a private network is no evidence of anything
+    res.first_hop = "10.1.1.1:5060"
+    assert _cause(Sdp("10.0.0.5", 4000, [0], {}), media, res).startswith("the far end sends no RTP")
+    # 100.64/10 (carrier-grade NAT) counts as private too
+    res.first_hop = "203.0.113.5:5060"
+    assert "100.64.1.2 is private" in _cause(Sdp("100.64.1.2", 4000, [0], {}), media, res)
+
+
+class _FakeUa:
+    """Only the attributes _nat_evidence reads (no sockets: this is the pure comparison)."""
+    local_host, local_port = "192.168.1.20", 5060
+    contact_uri = "sip:alice@192.168.1.20:5060"
+
+    class account:
+        username = "alice"
+
+
+def test_nat_and_alg_evidence_from_a_register_answer():
+    from probes.call import CallResult, _nat_evidence
+    resp = parse_message(b"SIP/2.0 200 OK\r\n"
+                         b"Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport=61000;received=198.51.100.7\r\n"
+                         b"Call-ID: x\r\nCSeq: 2 REGISTER\r\nContact: <sip:alice@198.51.100.7:61000>;expires=60\r\n\r\n")
+    res = CallResult(target=None)
+    _nat_evidence(_FakeUa(), resp, res, registered_contacts=resp.all("contact"))
+    assert res.nat_detected is True and res.public_address == "198.51.100.7:61000"
+    assert res.alg_suspected is True
+    assert any("registrar stored our Contact as sip:alice@198.51.100.7:61000" in e for e in res.nat_evidence)
+    # the same answer with our Via and Contact intact: NAT only... and nothing at all without it
+    clean = parse_message(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport=5060\r\n"
+                          b"Call-ID: x\r\nCSeq: 2 REGISTER\r\nContact: <sip:alice@192.168.1.20:5060>;expires=60\r\n\r\n")
+    res = CallResult(target=None)
+    _nat_evidence(_FakeUa(), clean, res, registered_contacts=clean.all("contact"))
+    assert (res.nat_detected, res.alg_suspected, res.nat_evidence) == (False, False, [])
