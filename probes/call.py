@@ -268,6 +268,7 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
             result.registration = _register(uac, acc, config, stop, emit, result)
             if not result.registration.ok:
                 result.measured = result.registration.status_code is not None
+                result.errors.append(f"registration of {acc.aor}: {result.registration.error}")
                 return _finish(result, "registration-failed" if result.registration.status_code else "unreachable")
         if config.answer_account is not None:
             ans = config.answer_account

@@ -104,7 +104,7 @@ def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s,
         with StopOnSignal(stop):
             result = call.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
     except (ValueError, KeyError) as exc:
-        die(EXIT_BAD_INPUT, str(exc).strip("'\""))
+        die(EXIT_BAD_INPUT, str(exc.args[0]) if exc.args else str(exc))
     code = EXIT_OK if result.ok else EXIT_UNMEASURED if result.outcome == "unreachable" else EXIT_FAIL
     if as_json:
         emit_json(result.to_dict())
