@@ -132,6 +132,19 @@ def decide(profile, store, now: dt.datetime | None = None) -> GateDecision:
     return evaluate(profile, runs, store.signoffs(profile.site), now, series=capacity)
 
 
+def _porting_item(name: str, runs) -> GateItem:
+    """Automatic evidence for porting: the latest stored porting check of circuit ``name``."""
+    title = f"Ported numbers ring on {name}"
+    for r, rec in reversed(history.circuit_runs(runs, name)):
+        call = (rec.raw or {}).get("call") or {}
+        if call.get("porting"):
+            ok = all(p.get("arrived") for p in call["porting"])
+            return GateItem(f"porting:{name}", title, "auto", "ok" if ok else "block",
+                            f"{call.get('porting_summary')} (checked {_when(r.started_at)})", at=r.started_at)
+    return GateItem(f"porting:{name}", title, "auto", "block",
+                    f"ported numbers of {name} not checked in the parallel run (the call step of cutover check)")
+
+
 def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | None = None) -> GateDecision:
     """Pure: the decision from runs (since the parallel run started) and the
     current sign-off state per item. ``series`` as from history.load_series
@@ -216,6 +229,11 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
         else:
             items.append(GateItem(f"capacity:{name}", title, "auto", "ok",
                                   f"circuit {name} carried {fmt(calls)} calls >= {planned} planned", at=at))
+
+    # -- ported numbers ring on the new trunk (the call step's porting check, latest run)
+    for circ in profile.circuits_by_role("new"):
+        if circ.ported_numbers:
+            items.append(_porting_item(circ.name, runs))
 
     # -- manual checklist
     for item in cut.checklist:

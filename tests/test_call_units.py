@@ -308,3 +308,25 @@ def test_nat_and_alg_evidence_from_a_register_answer():
     res = CallResult(target=None)
     _nat_evidence(_FakeUa(), clean, res, registered_contacts=clean.all("contact"))
     assert (res.nat_detected, res.alg_suspected, res.nat_evidence) == (False, False, [])
+
+
+def test_gate_takes_the_latest_porting_check_as_evidence():
+    import datetime as dt
+    from harness import gate
+    from harness.store import CircuitRecord, RunRecord
+    utc = dt.timezone.utc
+    prof = load_profile_text(PROFILE)      # ported_numbers need account files on disk: set it directly
+    prof.circuits[0].ported_numbers = ["+1", "+2"]
+
+    def run(i, day, porting):
+        raw = {"call": {"porting": porting, "porting_summary": f"{sum(p['arrived'] for p in porting)} of 2"}}
+        return RunRecord(i, "t", dt.datetime(2026, 11, day, 12, tzinfo=utc), None, "GO", "check",
+                         {"new": CircuitRecord("new", "GO", [], raw)})
+    now = dt.datetime(2026, 11, 20, 13, tzinfo=utc)
+    runs = [run(1, 18, [{"arrived": True}, {"arrived": False}]), run(2, 20, [{"arrived": True}, {"arrived": True}])]
+    item = {i.id: i for i in gate.evaluate(prof, runs, {}, now).items}["porting:new"]
+    assert item.status == "ok" and item.detail.startswith("2 of 2 (checked")
+    item = {i.id: i for i in gate.evaluate(prof, runs[:1], {}, now).items}["porting:new"]
+    assert item.status == "block" and item.detail.startswith("1 of 2")
+    item = {i.id: i for i in gate.evaluate(prof, [], {}, now).items}["porting:new"]
+    assert item.status == "block" and "not checked" in item.detail
