@@ -37,6 +37,7 @@ to SIPp and ~200 ms to our own answering account (its configured ringing),
 from __future__ import annotations
 
 import ipaddress
+import secrets
 import statistics
 import threading
 import time
@@ -44,13 +45,13 @@ from dataclasses import dataclass, field
 
 from probes.events import Emitter, ProgressCallback
 from probes.result import clean
-from probes.rtp import (ENCODINGS, RtpSession, Sdp, build_sdp, direction_stats, negotiated, offer_encodings,
-                        parse_sdp)
+from probes.rtp import ENCODINGS, RtpSession, Sdp, build_sdp, direction_stats, negotiated, offer_encodings
 from probes.sip_message import SipUriError, parse_uri
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, resolve
 from probes.sipaccount import Account
-from probes.sipua import AnswerPolicy, Channel, SipError, UserAgent, fmt_hostport
 from probes.codecs import get_codec
+from probes.sipua import (AnswerPolicy, Channel, SipError, UserAgent, fmt_hostport, norm_contact, uri_of,
+                          via_params)
 
 MAX_TARGETS = 4
 
@@ -318,8 +319,7 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
 
 def _register(ua: UserAgent, acc: Account, config: CallConfig, stop, emit, result) -> Registration:
     registrar = acc.registrar or f"sip:{acc.domain}"
-    reg_uri = f"sip:{parse_uri(registrar).hostport()}" if parse_uri(registrar).host != acc.domain \
-        else f"sip:{acc.domain}"
+    reg_uri = f"sip:{acc.domain}"          # RFC 3261 §10.2: the Request-URI names the domain
     emit("start", f"REGISTER {acc.aor} at {registrar}")
     out = ua.register(reg_uri, config.expires_s, stop, config.timeout_s)
     reg = Registration(acc.aor, registrar, reg_uri, out.ok, out.status, out.reason, out.time_ms, out.expires_s,
@@ -333,8 +333,7 @@ def _register(ua: UserAgent, acc: Account, config: CallConfig, stop, emit, resul
 
 
 def _nat_evidence(ua: UserAgent, resp, result: CallResult, registered_contacts: list[str] | None = None) -> None:
-    from probes.sipua import _via_params, _uri_of, _norm_contact
-    via = _via_params(resp)
+    via = via_params(resp)
     received, rport = via.get("received"), via.get("rport")
     local_h, local_p = ua.local_host, ua.local_port
     if result.nat_detected is None:
@@ -352,12 +351,12 @@ def _nat_evidence(ua: UserAgent, resp, result: CallResult, registered_contacts: 
         result.alg_suspected = True
         _add(result, f"our Via came back as {via['sent_by']}, we sent {fmt_hostport(local_h, local_p)} (SIP ALG)")
     if registered_contacts:
-        ours = _norm_contact(ua.contact_uri)
-        same_user = [c for c in registered_contacts if f"sip:{ua.account.username}@" in (_uri_of(c) or "").lower()
-                     or (_uri_of(c) or "").lower().startswith(f"sip:{ua.account.username.lower()}@")]
-        if same_user and not any(_norm_contact(_uri_of(c) or "") == ours for c in same_user):
+        # the bindings of our user (other devices of the account may be registered too)
+        ours = [uri_of(c) or "" for c in registered_contacts
+                if (uri_of(c) or "").lower().startswith(f"sip:{ua.account.username.lower()}@")]
+        if ours and norm_contact(ua.contact_uri) not in {norm_contact(u) for u in ours}:
             result.alg_suspected = True
-            _add(result, f"the registrar stored our Contact as {_uri_of(same_user[0])}, we sent {ua.contact_uri} "
+            _add(result, f"the registrar stored our Contact as {ours[0]}, we sent {ua.contact_uri} "
                          "(rewritten on the path: a SIP ALG, or the registrar's own NAT fix-up)")
     if result.alg_suspected is None:
         result.alg_suspected = False
@@ -375,7 +374,6 @@ def _call(uac: UserAgent, uas: UserAgent | None, target: str, config: CallConfig
     first = leg.offered[0]
     pt0 = ENCODINGS[first][2] if ENCODINGS[first][2] is not None else 111
     rtp = RtpSession(uac.media_host, first, pt0, config.ptime_ms)
-    import secrets
     sdp = build_sdp(uac.media_host, rtp.port, leg.offered, config.ptime_ms, secrets.randbits(31))
     before = len(uas.incoming) if uas else 0
     try:

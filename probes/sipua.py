@@ -402,6 +402,7 @@ class Dialog:
     via_received: dict = field(default_factory=dict)
     ack: bytes | None = None
     final_status: int | None = None
+    invite: SipMsg | None = None                 # the INVITE we answer (uas): 487 after CANCEL
 
 
 class UserAgent:
@@ -641,12 +642,12 @@ class UserAgent:
                 auth_hdr = self._auth(ch, "INVITE", target_uri)
                 continue
             break
-        out.via_received = _via_params(resp)
+        out.via_received = via_params(resp)
         if 200 <= resp.status < 300:
             out.answer_ms = out.final_ms
             if out.pdd_ms is None:
                 out.pdd_ms = out.final_ms
-            remote_target = _uri_of(resp.get("contact") or "") or target_uri
+            remote_target = uri_of(resp.get("contact") or "") or target_uri
             routes = list(reversed(resp.all("record-route")))
             d = Dialog(call_id, tag, resp.tag("to"), self.account.aor, target_uri, remote_target, "uac",
                        cseq=cseq, route_set=routes)
@@ -714,7 +715,7 @@ class UserAgent:
             self.ch.send(build_response(req, 200, "OK", d.local_tag if d else None), src)
             if d and not d.confirmed and d.role == "uas":
                 d.final_status = 487
-                inv = getattr(d, "_invite", None)
+                inv = d.invite
                 if inv is not None:
                     self.ch.send(build_response(inv, 487, "Request Terminated", d.local_tag), inv.source)
                 if d.media:
@@ -735,12 +736,12 @@ class UserAgent:
     def _incoming_invite(self, req: SipMsg) -> None:
         pol = self.answer
         tag = secrets.token_hex(4)
-        d = Dialog(req.call_id, tag, req.tag("from"), _uri_of(req.get("to") or "") or "",
-                   _uri_of(req.get("from") or "") or "", _uri_of(req.get("contact") or "") or "", "uas")
+        d = Dialog(req.call_id, tag, req.tag("from"), uri_of(req.get("to") or "") or "",
+                   uri_of(req.get("from") or "") or "", uri_of(req.get("contact") or "") or "", "uas")
         d.received_at = time.monotonic()
         d.request_uri, d.from_header, d.to_header = req.uri, req.get("from"), req.get("to")
         d.route_set = req.all("record-route")
-        d._invite = req                                         # type: ignore[attr-defined]
+        d.invite = req
         self.dialogs[req.call_id] = d
         self.incoming.append(d)
         src = req.source
@@ -843,7 +844,7 @@ class InviteOutcome:
     last_prov: tuple | None = None
 
 
-def _uri_of(header: str) -> str | None:
+def uri_of(header: str) -> str | None:
     m = re.search(r"<([^>]+)>", header)
     if m:
         return m.group(1)
@@ -851,7 +852,7 @@ def _uri_of(header: str) -> str | None:
     return v or None
 
 
-def _via_params(resp: SipMsg) -> dict:
+def via_params(resp: SipMsg) -> dict:
     vias = resp.all("via")
     top = parse_via(vias[0]) if vias else None
     if not top:
@@ -862,9 +863,9 @@ def _via_params(resp: SipMsg) -> dict:
 def granted_expiry(resp: SipMsg, contact_uri: str, asked_s: int) -> int | None:
     """The expiry the registrar granted for *our* binding (RFC 3261 §10.2.4): the
     ;expires of the Contact matching ours, else the Expires header, else what we asked."""
-    ours = _norm_contact(contact_uri)
+    ours = norm_contact(contact_uri)
     for c in resp.all("contact"):
-        if _norm_contact(_uri_of(c) or "") == ours:
+        if norm_contact(uri_of(c) or "") == ours:
             m = re.search(r";\s*expires\s*=\s*(\d+)", c.split(">", 1)[-1] if ">" in c else c)
             if m:
                 return int(m.group(1))
@@ -874,5 +875,5 @@ def granted_expiry(resp: SipMsg, contact_uri: str, asked_s: int) -> int | None:
     return asked_s if resp.all("contact") else None
 
 
-def _norm_contact(uri: str) -> str:
+def norm_contact(uri: str) -> str:
     return uri.split(";")[0].lower()
