@@ -19,8 +19,9 @@ Who measures which direction (``media.mode``):
     echo      the far end returns our own packets (SSRC and payload match): the
               round trip is measured; one-way delay is half the RTP round trip
     far-end   anything else: far -> cutover is measured (loss from sequence
-              numbers, delay = half the INVITE -> 100 Trying round trip);
-              cutover -> far is not observable without the far end's report
+              numbers); cutover -> far is what the far end's RTCP receiver
+              reports say (none: not observable); delay = half the RTCP round
+              trip, else half the INVITE -> 100 Trying round trip
 
 Outcome and exit code of the CLI: ``ok`` (0); ``registration-failed``,
 ``rejected`` (486, 488, 403...), ``no-answer``, ``no-audio``, ``one-way-audio``,
@@ -45,7 +46,8 @@ from dataclasses import dataclass, field
 
 from probes.events import Emitter, ProgressCallback
 from probes.result import clean
-from probes.rtp import ENCODINGS, RtpSession, Sdp, build_sdp, direction_stats, negotiated, offer_encodings
+from probes.rtp import (ENCODINGS, DirectionStats, RtpSession, Sdp, build_sdp, direction_from_report, direction_stats,
+                        negotiated, offer_encodings)
 from probes.sip_message import SipUriError, parse_uri
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, resolve
 from probes.sipaccount import Account
@@ -512,7 +514,8 @@ def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: Call
                          "(an SBC anchoring media, or a SIP ALG rewriting SDP)")
         a, s, t = _stream(callee.media, rtp.ssrc)
         up = direction_stats("cutover->far", a, s, t, clock, codec, ptime, jb, sent=sent_us,
-                             one_way_ms=_one_way(callee.media, rtp), one_way_source="measured")
+                             one_way_ms=_one_way(callee.media, rtp), one_way_source="measured",
+                             measured_by="answer account")
         a, s, t = _stream(rtp, callee.media.ssrc)
         down = direction_stats("far->cutover", a, s, t, clock, codec, ptime, jb,
                                sent=len(callee.media.sent_ns) or None,
@@ -530,13 +533,27 @@ def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: Call
     else:
         media.mode = "far-end" if rtp.received or not callee else "self"
         a, s, t = _stream(rtp)
-        ow = leg.trying_ms / 2 if leg.trying_ms is not None else None
+        rtt = next((r for _at, r, _b in reversed(rtp.reports) if r is not None), None)
+        if rtt is not None:
+            ow, ow_source = rtt / 2, "half-rtt-rtcp"
+        elif leg.trying_ms is not None:
+            ow, ow_source = leg.trying_ms / 2, "half-sip-rtt"
+        else:
+            ow, ow_source = None, None
         down = direction_stats("far->cutover", a, s, t, clock, codec, ptime, jb, one_way_ms=ow,
-                               one_way_source="half-sip-rtt" if ow is not None else None)
+                               one_way_source=ow_source)
         if not rtp.received:
             down.loss_pct = None
         dirs = [down]
         heard_far, heard_us = down.packets_received > 0, None
+        if rtp.reports:                          # the far end's RTCP says what it got from us
+            up = direction_from_report(rtp.reports[-1][2], rtp.seq0, sent_us, clock, codec, ptime, jb, ow, ow_source)
+            dirs.insert(0, up)
+            heard_us = up.packets_received > 0
+        elif rtp.rtcp_packets_received:          # it reports, but never on us: it hears nothing from us
+            dirs.insert(0, DirectionStats("cutover->far", sent_us, 0, 100.0, 0.0, None,
+                                          measured_by="far end (RTCP)"))
+            heard_us = False
     media.directions = [clean(x) for x in dirs]
     if heard_far and heard_us is not False:
         media.audio = "both-ways" if heard_us else "unknown"

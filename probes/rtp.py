@@ -1,5 +1,6 @@
 """RTP media of a test call: the SDP offer/answer, a sender at the codec's real
-size and rate, a receiver, and the per-direction figures (RFC 3550, G.107).
+size and rate, a receiver, RTCP reports both ways, and the per-direction figures
+(RFC 3550, G.107).
 
 Why a test signal and not silence: a trunk or phone with VAD sends comfort
 noise (or nothing) for silence, so a silent test would measure the CN path,
@@ -30,6 +31,7 @@ from __future__ import annotations
 import math
 import re
 import secrets
+import select
 import socket
 import struct
 import threading
@@ -216,6 +218,125 @@ def is_silence(payload: bytes, encoding: str) -> bool:
     return len(set(payload)) <= 1
 
 
+# ---- RTCP (RFC 3550 §6.4): what the far end says it received from us ----------------------
+#
+# SR (PT 200) / RR (PT 201), then SDES (PT 202) with our CNAME, in one compound packet:
+#
+#   |V=2|P|   RC    |   PT=200/201  |             length (32-bit words - 1)          |
+#   |                         SSRC of sender                                          |
+#   |  SR only: NTP timestamp (64 bits) | RTP timestamp | packet count | octet count   |
+#   report block, 24 bytes, one per source heard:
+#   |                 SSRC of the source reported on                                  |
+#   | fraction lost |       cumulative number of packets lost (24 bits)               |
+#   |           extended highest sequence number received                             |
+#   |                      interarrival jitter (timestamp units)                      |
+#   |                 last SR (LSR: middle 32 bits of its NTP time)                   |
+#   |                 delay since last SR (DLSR, 1/65536 s)                           |
+#
+# Round trip from a report: RTT = A - LSR - DLSR, A = arrival time's middle 32 NTP bits
+# (RFC 3550 §6.4.1's example: A 0xb7108000, LSR 0xb7052000, DLSR 0x00054000 -> 6.125 s).
+
+RTCP_INTERVAL_S = 2.5           # RFC 3550 §6.2: the first report after half the 5 s minimum
+NTP_UNIX_OFFSET_S = 2208988800
+_REPORT = struct.Struct("!IIIIII")
+
+
+@dataclass
+class ReportBlock:
+    ssrc: int
+    fraction_lost: int              # 0..255 = lost share since the previous report * 256
+    cumulative_lost: int
+    ext_highest_seq: int
+    jitter: int                     # RTP timestamp units
+    lsr: int = 0
+    dlsr: int = 0
+
+
+def ntp_now() -> tuple[int, int]:
+    t = time.time() + NTP_UNIX_OFFSET_S
+    sec = int(t)
+    return sec & 0xFFFFFFFF, int((t - sec) * 2 ** 32) & 0xFFFFFFFF
+
+
+def ntp_mid32(sec: int, frac: int) -> int:
+    return ((sec & 0xFFFF) << 16) | (frac >> 16)
+
+
+def rtt_ms_from_report(arrival_mid32: int, lsr: int, dlsr: int) -> float | None:
+    """RFC 3550 §6.4.1: A - LSR - DLSR in 1/65536 s; None without an SR to refer to."""
+    if lsr == 0:
+        return None
+    return ((arrival_mid32 - lsr - dlsr) & 0xFFFFFFFF) * 1000.0 / 65536
+
+
+def build_rtcp(ssrc: int, blocks: list[ReportBlock], cname: str,
+               sender: tuple[int, int, int, int, int] | None = None) -> bytes:
+    """A compound SR (``sender`` = ntp sec, ntp frac, rtp ts, packets, octets) or RR, plus SDES CNAME."""
+    body = b"".join(struct.pack("!I", b.ssrc) + struct.pack("!I", ((b.fraction_lost & 0xFF) << 24)
+                                                             | (b.cumulative_lost & 0xFFFFFF))
+                    + struct.pack("!IIII", b.ext_highest_seq & 0xFFFFFFFF, b.jitter & 0xFFFFFFFF,
+                                  b.lsr & 0xFFFFFFFF, b.dlsr & 0xFFFFFFFF) for b in blocks[:31])
+    n = min(len(blocks), 31)
+    if sender is not None:
+        head = struct.pack("!IIIIII", ssrc, *[x & 0xFFFFFFFF for x in sender])
+        pt = 200
+    else:
+        head = struct.pack("!I", ssrc)
+        pt = 201
+    report = head + body
+    first = struct.pack("!BBH", 0x80 | n, pt, (len(report) + 4) // 4 - 1) + report
+    item = bytes([1, len(cname.encode()[:255])]) + cname.encode()[:255]
+    chunk = struct.pack("!I", ssrc) + item + b"\0"
+    chunk += b"\0" * (-len(chunk) % 4)
+    sdes = struct.pack("!BBH", 0x81, 202, (len(chunk) + 4) // 4 - 1) + chunk
+    return first + sdes
+
+
+def parse_rtcp(data: bytes) -> list[dict]:
+    """The SR/RR packets of a compound RTCP packet: {pt, ssrc, ntp_mid32 (SR), blocks}."""
+    out, off = [], 0
+    while off + 8 <= len(data):
+        b0, pt, length = struct.unpack_from("!BBH", data, off)
+        size = (length + 1) * 4
+        if b0 >> 6 != 2 or off + size > len(data):
+            break
+        if pt in (200, 201):
+            ssrc = struct.unpack_from("!I", data, off + 4)[0]
+            pos, item = off + 8, {"pt": pt, "ssrc": ssrc, "blocks": []}
+            if pt == 200 and pos + 20 <= off + size:
+                sec, frac = struct.unpack_from("!II", data, pos)
+                item["ntp_mid32"] = ntp_mid32(sec, frac)
+                pos += 20
+            for _ in range(b0 & 0x1F):
+                if pos + 24 > off + size:
+                    break
+                src, lost_word, ext, jit, lsr, dlsr = _REPORT.unpack_from(data, pos)
+                cum = lost_word & 0xFFFFFF
+                if cum & 0x800000:
+                    cum -= 0x1000000                 # signed 24-bit (duplicates can make it negative)
+                item["blocks"].append(ReportBlock(src, lost_word >> 24, cum, ext, jit, lsr, dlsr))
+                pos += 24
+            out.append(item)
+        off += size
+    return out
+
+
+def report_block(ssrc: int, seqs: list[int], arrivals_s: list[float], timestamps: list[int], clock_hz: int,
+                 prev: tuple[int, int] | None, lsr: int = 0, dlsr: int = 0) -> tuple[ReportBlock, tuple[int, int]]:
+    """Our report on one source (RFC 3550 A.3): from its packets in arrival order.
+    ``prev`` = (expected, received) at the previous report, for the fraction lost."""
+    ext = unwrap(seqs)
+    base, high = min(ext), max(ext)
+    expected, received = high - base + 1, len(set(ext))
+    lost = expected - received
+    e_int = expected - (prev[0] if prev else 0)
+    r_int = received - (prev[1] if prev else 0)
+    fraction = (((e_int - r_int) << 8) // e_int) if e_int > 0 and e_int > r_int else 0
+    transit = [a * clock_hz - t for a, t in zip(arrivals_s, _unwrap32(timestamps))]
+    jitter = int(stats.rfc3550_jitter(transit))
+    return ReportBlock(ssrc, fraction, lost, high, jitter, lsr, dlsr), (expected, received)
+
+
 # ---- the session ---------------------------------------------------------------------------
 
 @dataclass
@@ -238,7 +359,7 @@ class RtpSession:
     def __init__(self, local_host: str, encoding: str, payload_type: int, ptime_ms: int,
                  port: int | None = None, symmetric: bool = False) -> None:
         self.configure(encoding, payload_type, ptime_ms)
-        self.sock = _even_port_socket(local_host, port)
+        self.sock, self.rtcp_sock = _rtp_rtcp_sockets(local_host, port)
         # symmetric RTP (RFC 4961, what SBCs do for NAT): once RTP arrives, send back to its source
         self.symmetric = symmetric
         self.latched_to: tuple[str, int] | None = None
@@ -255,6 +376,13 @@ class RtpSession:
         self._halt = threading.Event()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
+        self.rtcp_remote: tuple[str, int] | None = None
+        self.reports: list[tuple[float, float | None, ReportBlock]] = []   # (monotonic, rtt_ms, block on us)
+        self.rtcp_packets_received = 0
+        self.rtcp_sent = 0
+        self._last_sr: dict[int, tuple[int, float]] = {}     # ssrc -> (LSR, monotonic arrival)
+        self._prev_report: dict[int, tuple[int, int]] = {}
+        self.cname = f"cutover-{self.ssrc:08x}@{local_host}"
 
     def configure(self, encoding: str, payload_type: int, ptime_ms: int) -> None:
         """The codec the answer chose (the socket, and so the SDP port, stay)."""
@@ -269,11 +397,81 @@ class RtpSession:
 
     def start(self, remote: tuple[str, int] | None, duration_s: float, send: bool = True) -> None:
         self.remote = remote
+        self.rtcp_remote = (remote[0], remote[1] + 1) if remote else None      # RFC 3550 §11: port + 1
         self._threads = [threading.Thread(target=self._recv_loop, args=(duration_s + 2.0,), daemon=True)]
         if send and remote:
             self._threads.append(threading.Thread(target=self._send_loop, args=(duration_s,), daemon=True))
+        if self.rtcp_sock is not None:
+            self._threads.append(threading.Thread(target=self._rtcp_loop, daemon=True))
         for t in self._threads:
             t.start()
+
+    def send_report(self) -> None:
+        """One SR (while we send) or RR, with a block on the source we hear most."""
+        if self.rtcp_sock is None or self.rtcp_remote is None:
+            return
+        blocks = []
+        pkts = list(self.received)
+        if pkts:
+            counts: dict[int, int] = {}
+            for p in pkts:
+                counts[p.ssrc] = counts.get(p.ssrc, 0) + 1
+            src = max(counts, key=counts.get)
+            sel = [p for p in pkts if p.ssrc == src]
+            lsr, at = self._last_sr.get(src, (0, 0.0))
+            dlsr = int((time.monotonic() - at) * 65536) if lsr else 0
+            block, self._prev_report[src] = report_block(
+                src, [p.seq for p in sel], [p.arrival_ns / 1e9 for p in sel], [p.timestamp for p in sel],
+                self.clock_hz, self._prev_report.get(src), lsr, dlsr)
+            blocks.append(block)
+        sender = None
+        if self.sent_ns:
+            sec, frac = ntp_now()
+            n = len(self.sent_ns)
+            sender = (sec, frac, self.ts0 + n * self.clock_hz * self.ptime_ms // 1000, n,
+                      n * len(self.frames[0]))
+        try:
+            self.rtcp_sock.sendto(build_rtcp(self.ssrc, blocks, self.cname, sender), self.rtcp_remote)
+            self.rtcp_sent += 1
+        except OSError:
+            pass
+
+    def _rtcp_loop(self) -> None:
+        sock = self.rtcp_sock
+        next_report = time.monotonic() + RTCP_INTERVAL_S
+        while True:
+            stopping = self._stop.is_set()
+            now = time.monotonic()
+            if now >= next_report and not stopping:
+                self.send_report()
+                next_report = now + RTCP_INTERVAL_S
+            try:
+                ready, _, _ = select.select([sock], [], [], 0 if stopping else min(0.1, max(0.0, next_report - now)))
+            except (OSError, ValueError):
+                return
+            if not ready:
+                if stopping:
+                    return                        # drained: a last report that came with BYE is kept
+                continue
+            try:
+                data, _src = sock.recvfrom(2048)
+            except OSError:
+                return
+            self._on_rtcp(data)
+
+    def _on_rtcp(self, data: bytes) -> None:
+        arrival = time.monotonic()
+        mid = ntp_mid32(*ntp_now())
+        for item in parse_rtcp(data):
+            self.rtcp_packets_received += 1
+            if "ntp_mid32" in item:
+                self._last_sr[item["ssrc"]] = (item["ntp_mid32"], arrival)
+            for b in item["blocks"]:
+                if b.ssrc == self.ssrc:
+                    self.reports.append((arrival, rtt_ms_from_report(mid, b.lsr, b.dlsr), b))
+
+    def halt_nowait(self) -> None:
+        self._halt.set()
 
     def halt_sending(self) -> None:
         """Stop sending, keep receiving (the end of a call measured on both sides)."""
@@ -286,6 +484,8 @@ class RtpSession:
         for t in self._threads:
             t.join(timeout=3.0)
         self.sock.close()
+        if self.rtcp_sock is not None:
+            self.rtcp_sock.close()
 
     def wait_sent(self, timeout_s: float) -> None:
         if len(self._threads) > 1:
@@ -339,24 +539,38 @@ class RtpSession:
             self.received.append(Received(now, seq, ts, ssrc, b1 & 0x7F, len(data), echoed))
 
 
-def _even_port_socket(host: str, port: int | None = None) -> socket.socket:
-    """RTP on an even port (RFC 3550 §11), RTCP would be the odd one above; or on ``port``."""
+def _rtp_rtcp_sockets(host: str, port: int | None = None) -> tuple[socket.socket, socket.socket | None]:
+    """RTP on an even port (RFC 3550 §11) and RTCP on the odd one above; with ``port``
+    given, RTP there and RTCP on port + 1 if it is free (else no RTCP)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     if port:
-        s = socket.socket(family, socket.SOCK_DGRAM)
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
         try:
-            s.bind((host, port))
+            rtp.bind((host, port))
         except OSError:
-            s.close()
+            rtp.close()
             raise
-        return s
+        return rtp, _bind_or_none(family, host, port + 1)
     for _ in range(50):
-        s = socket.socket(family, socket.SOCK_DGRAM)
-        s.bind((host, 0))
-        if s.getsockname()[1] % 2 == 0:
-            return s
+        rtp = socket.socket(family, socket.SOCK_DGRAM)
+        rtp.bind((host, 0))
+        p = rtp.getsockname()[1]
+        if p % 2 == 0 and p < 65535:
+            rtcp = _bind_or_none(family, host, p + 1)
+            if rtcp is not None:
+                return rtp, rtcp
+        rtp.close()
+    raise OSError("no free even/odd UDP port pair for RTP/RTCP after 50 tries")
+
+
+def _bind_or_none(family: int, host: str, port: int) -> socket.socket | None:
+    s = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        s.bind((host, port))
+        return s
+    except OSError:
         s.close()
-    raise OSError("no even UDP port free for RTP after 50 tries")
+        return None
 
 
 # ---- figures per direction (pure) ----------------------------------------------------------
@@ -375,6 +589,7 @@ class DirectionStats:
     mos: float | None = None
     r_factor: float | None = None
     duplicates: int = 0
+    measured_by: str = "cutover"         # cutover | answer account | far end (RTCP)
 
 
 def unwrap(seqs: list[int]) -> list[int]:
@@ -394,7 +609,7 @@ def unwrap(seqs: list[int]) -> list[int]:
 def direction_stats(direction: str, arrivals_ms: list[float], seqs: list[int], timestamps: list[int],
                     clock_hz: int, codec: str, ptime_ms: int, jitter_buffer_ms: float,
                     sent: int | None = None, one_way_ms: float | None = None,
-                    one_way_source: str | None = None) -> DirectionStats:
+                    one_way_source: str | None = None, measured_by: str = "cutover") -> DirectionStats:
     """Figures of one received stream; lists in arrival order.
 
     Loss: with ``sent`` (we know how many were sent: we sent them, or our other
@@ -405,7 +620,7 @@ def direction_stats(direction: str, arrivals_ms: list[float], seqs: list[int], t
     n = len(arrivals_ms)
     if n == 0:
         return DirectionStats(direction, sent, 0, 100.0 if sent else None, 0.0, None,
-                              one_way_ms=one_way_ms, one_way_source=one_way_source)
+                              one_way_ms=one_way_ms, one_way_source=one_way_source, measured_by=measured_by)
     ext = unwrap(seqs)
     ts_ext = _unwrap32(timestamps)
     transit = [a - t * 1000.0 / clock_hz for a, t in zip(arrivals_ms, ts_ext)]
@@ -421,7 +636,7 @@ def direction_stats(direction: str, arrivals_ms: list[float], seqs: list[int], t
     late = stats.late_count(list(unique.values()), jitter_buffer_ms)
     late_pct = 100.0 * late / len(unique)
     ds = DirectionStats(direction, sent, len(unique), loss, late_pct, jitter, ipdv, one_way_ms,
-                        one_way_source, duplicates=dup)
+                        one_way_source, duplicates=dup, measured_by=measured_by)
     if one_way_ms is not None and loss is not None:
         s = emodel.score(codec, one_way_ms, min(100.0, loss + late_pct), jitter_buffer_ms=jitter_buffer_ms,
                          ptime_ms=ptime_ms)
@@ -440,3 +655,20 @@ def _unwrap32(ts: list[int]) -> list[int]:
         out.append(t + cycles)
         prev = t
     return out
+
+
+def direction_from_report(block: ReportBlock, seq0: int, sent: int, clock_hz: int, codec: str, ptime_ms: int,
+                          jitter_buffer_ms: float, one_way_ms: float | None,
+                          one_way_source: str | None) -> DirectionStats:
+    """cutover -> far as the far end's RTCP report describes it: our packets up to its
+    highest sequence number, minus its cumulative lost; its RFC 3550 jitter. |IPDV| and
+    late packets are not in a report (late counted 0)."""
+    expected = min(sent, ((block.ext_highest_seq - seq0) & 0xFFFFFFFF) + 1) if sent else 0
+    received = max(0, expected - max(0, block.cumulative_lost))
+    loss = 100.0 * (expected - received) / expected if expected else None
+    ds = DirectionStats("cutover->far", expected, received, loss, 0.0, block.jitter * 1000.0 / clock_hz, {},
+                        one_way_ms, one_way_source, measured_by="far end (RTCP)")
+    if one_way_ms is not None and loss is not None:
+        s = emodel.score(codec, one_way_ms, loss, jitter_buffer_ms=jitter_buffer_ms, ptime_ms=ptime_ms)
+        ds.mos, ds.r_factor = s.mos, s.r_factor
+    return ds

@@ -722,6 +722,9 @@ class UserAgent:
                     d.media.stop()
             return
         if method == "BYE":
+            if d and d.media:
+                d.media.send_report()            # our last RTCP report covers the whole call
+                d.media.halt_nowait()
             self.ch.send(build_response(req, 200, "OK", d.local_tag if d else None), src)
             if d:
                 d.ended_by_remote = True

@@ -355,3 +355,65 @@ def test_tls_register_and_calls(tls_trunk):
     r = run_cli("probe", "call", "echo", "--account", str(f))
     assert r.returncode == 3, r.stdout + r.stderr
     assert "not trusted" in r.stderr and "--ca FILE" in r.stderr
+
+
+def _ua(trunk, user, policy):
+    ua = UserAgent(trunk.account(user), Channel(Target("udp", "127.0.0.1", trunk.port, "127.0.0.1", "literal")),
+                   "127.0.0.1", answer=policy)
+    assert ua.register("sip:127.0.0.1", 60, threading.Event()).ok
+    return ua
+
+
+def _close(ua):
+    ua.register("sip:127.0.0.1", 0, threading.Event(), timeout_s=2)
+    ua.close()
+
+
+def test_far_end_rtcp_reports_what_it_received(trunk):
+    """carol answers as a plain far end (not our answer account): cutover -> far comes from her
+    RTCP receiver report, which must match what her side counted itself."""
+    carol = _ua(trunk, "carol", AnswerPolicy(mode="answer"))
+    try:
+        r = call.run(call.CallConfig(trunk.account("alice"), uri="carol", duration_s=3.0))
+        far = carol.incoming[-1].media
+    finally:
+        _close(carol)
+    assert r.outcome == "ok", r.summary
+    assert r.media.mode == "far-end" and r.media.audio == "both-ways"
+    up, down = r.media.directions
+    assert (up["direction"], up["measured_by"], down["measured_by"]) == ("cutover->far", "far end (RTCP)", "cutover")
+    ours = [p for p in far.received if p.ssrc != far.ssrc]
+    assert up["packets_sent"] == 150                            # her last report (sent on BYE) covers all
+    assert up["packets_received"] == len({p.seq for p in ours})
+    assert up["one_way_source"] == "half-rtt-rtcp" and 0 <= up["one_way_ms"] < 20
+    assert down["one_way_ms"] == up["one_way_ms"]
+    _check_mos(up)
+    _check_mos(down)
+
+
+@pytest.mark.slow
+def test_far_end_rtcp_through_impairment_relay(trunk):
+    """The same through the relay (2 % loss, 40 +/- 10 ms): the loss carol reports is the relay's
+    own drop count (within one packet at either end of the stream), her RFC 3550 jitter near
+    the (b - a) / 3 = 6.67 ms of the configured spread."""
+    from tests.lab import Impairment, impairment_relay
+    from tests.lab.peers import free_port
+    path = Impairment(delay_ms=40, jitter_ms=10, loss_pct=2)
+    port = free_port()
+    port -= port % 2
+    with impairment_relay(upstream=("127.0.0.1", port), up=path, down=path, seed=7, max_seconds=60) as relay:
+        carol = _ua(trunk, "carol", AnswerPolicy(mode="answer", media_port=port, sdp_address=tuple(relay.address)))
+        try:
+            r = call.run(call.CallConfig(trunk.account("alice"), uri="carol", duration_s=8.0))
+        finally:
+            _close(carol)
+        st = relay.wait_idle()
+    assert r.outcome == "ok", r.summary
+    up, down = r.media.directions
+    assert up["measured_by"] == "far end (RTCP)" and up["packets_sent"] >= 398
+    assert abs(up["packets_received"] - (400 - st["up"]["dropped"])) <= 2
+    assert up["loss_pct"] == pytest.approx(2.0, abs=2.0)
+    # the relay carries RTP only: our SRs to its port + 1 never reach her, so her reports carry
+    # no LSR and the one-way delay falls back to half the SIP round trip
+    assert up["one_way_source"] == "half-sip-rtt"
+    assert up["jitter_ms"] == pytest.approx(20 / 3, abs=3.0)

@@ -330,3 +330,35 @@ def test_gate_takes_the_latest_porting_check_as_evidence():
     assert item.status == "block" and item.detail.startswith("1 of 2")
     item = {i.id: i for i in gate.evaluate(prof, [], {}, now).items}["porting:new"]
     assert item.status == "block" and "not checked" in item.detail
+
+
+# ---- RTCP ---------------------------------------------------------------------------------------
+
+def test_rtcp_round_trip_rfc3550_example():
+    from probes.rtp import rtt_ms_from_report
+    # RFC 3550 §6.4.1: A = 0xb710:8000, LSR = 0xb705:2000, DLSR = 0x0005:4000 -> 6.125 s
+    assert rtt_ms_from_report(0xB7108000, 0xB7052000, 0x00054000) == 6125.0
+    assert rtt_ms_from_report(0xB7108000, 0, 0) is None
+
+
+def test_rtcp_build_parse_and_report_by_hand():
+    from probes.rtp import ReportBlock, build_rtcp, direction_from_report, parse_rtcp, report_block
+    # 10 expected (seq 100..109), 108 lost -> cumulative 1, fraction 1/10 * 256 = 25
+    seqs = [100, 101, 102, 103, 104, 105, 106, 107, 109]
+    arrivals = [i * 0.020 for i in range(8)] + [9 * 0.020]
+    ts = [i * 160 for i in range(8)] + [9 * 160]
+    block, prev = report_block(0xABCD, seqs, arrivals, ts, 8000, None, lsr=0x12345678, dlsr=65536)
+    assert (block.cumulative_lost, block.fraction_lost, block.ext_highest_seq, block.jitter) == (1, 25, 109, 0)
+    assert prev == (10, 9)
+    pkt = build_rtcp(0x1111, [block], "cutover@test", sender=(1, 2, 3, 4, 5))
+    assert len(pkt) % 4 == 0
+    (sr,) = parse_rtcp(pkt)
+    assert sr["pt"] == 200 and sr["ssrc"] == 0x1111 and sr["ntp_mid32"] == (1 << 16)
+    assert sr["blocks"] == [block]
+    (rr,) = parse_rtcp(build_rtcp(0x2222, [ReportBlock(1, 0, -2 & 0xFFFFFF, 5, 80)], "x"))
+    assert rr["pt"] == 201 and rr["blocks"][0].cumulative_lost == -2        # signed 24 bits
+    # our stream as that report saw it: seq0 100, 12 sent, highest 109 -> 10 expected, 9 received
+    d = direction_from_report(block, 100, 12, 8000, "g711", 20, 60, one_way_ms=10.0, one_way_source="x")
+    assert (d.packets_sent, d.packets_received, d.loss_pct) == (10, 9, pytest.approx(10.0))
+    s = emodel.score("g711", 10.0, 10.0, jitter_buffer_ms=60, ptime_ms=20)
+    assert d.mos == pytest.approx(s.mos) and d.measured_by == "far end (RTCP)"

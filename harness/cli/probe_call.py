@@ -150,9 +150,10 @@ def _print(r: call.CallResult) -> None:
             sent = f"{d['packets_received']}/{d['packets_sent']}" if d.get("packets_sent") else \
                 f"{d['packets_received']}"
             ipdv = (d.get("ipdv_ms") or {}).get("mean")
+            by = f" [{d['measured_by']}]" if d.get("measured_by") not in (None, "cutover") else ""
             click.echo(f"    {d['direction']:<18} packets {sent}, loss {_f(d.get('loss_pct'), '{:.2f}')} %, "
                        f"jitter {_f(d.get('jitter_ms'), '{:.2f}')} ms, |IPDV| {_f(ipdv, '{:.2f}')} ms, "
-                       f"MOS {_f(d.get('mos'), '{:.2f}')}")
+                       f"MOS {_f(d.get('mos'), '{:.2f}')}{by}")
     if m is not None and m.problem:
         click.echo(f"  AUDIO: {m.problem}")
         if m.likely_cause:
