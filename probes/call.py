@@ -560,7 +560,7 @@ def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: Call
         if heard_us is None:
             media.problem = None
         return
-    cause = _cause(answer, media, result)
+    cause = _cause(answer, media, result, "cutover->far" if heard_far else "far->cutover")
     if not heard_far and heard_us is False:
         media.audio, media.silent_direction = "none", "both"
         media.problem = "no audio in either direction"
@@ -579,7 +579,8 @@ def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: Call
     media.likely_cause = cause
 
 
-def _cause(answer: Sdp, media: Media, result: CallResult) -> str:
+def _cause(answer: Sdp, media: Media, result: CallResult, silent: str = "far->cutover") -> str:
+    """The likely cause of a silent direction, most specific evidence first."""
     if answer.address in ("0.0.0.0", "::") or answer.direction in ("sendonly", "inactive"):
         return f"the far end's SDP puts the call on hold ({answer.direction}, c= {answer.address})"
     if _private(answer.address) and not _private(result.first_hop.rsplit(":", 1)[0].strip("[]")):
@@ -587,6 +588,9 @@ def _cause(answer: Sdp, media: Media, result: CallResult) -> str:
                 "(the far end advertises an address we cannot reach)")
     if any("SDP" in e for e in result.nat_evidence):
         return "SDP was rewritten on the path (see nat_evidence): a SIP ALG"
+    if silent == "cutover->far":
+        return (f"our RTP to {media.remote_sdp_address} (the far end's SDP) does not arrive: a firewall "
+                "dropping outbound UDP, or an SDP address that is not where the far end listens")
     return ("the far end sends no RTP, or a firewall/NAT drops it: check that UDP to "
             f"{media.local_address} is allowed in and that the far end really sends")
 

@@ -514,7 +514,7 @@ class RtpSession:
 
     def _recv_loop(self, max_s: float) -> None:
         self.sock.settimeout(0.1)
-        end = time.monotonic() + max_s + 3600   # bounded by stop(); the call's own deadline ends it
+        end = time.monotonic() + max_s + 30     # stop() ends it; this bounds a forgotten session
         while not self._stop.is_set() and time.monotonic() < end:
             try:
                 data, src = self.sock.recvfrom(2048)

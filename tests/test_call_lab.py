@@ -417,3 +417,25 @@ def test_far_end_rtcp_through_impairment_relay(trunk):
     # no LSR and the one-way delay falls back to half the SIP round trip
     assert up["one_way_source"] == "half-sip-rtt"
     assert up["jitter_ms"] == pytest.approx(20 / 3, abs=3.0)
+
+
+def test_far_end_that_never_hears_us_is_named_by_its_rtcp(trunk):
+    """carol's SDP names a port nobody listens on: she sends RTP and RTCP to us, but her reports
+    never carry a block on our SSRC, so cutover -> far is the silent direction."""
+    from tests.lab.peers import free_port
+    dead = free_port()
+    dead -= dead % 2
+    carol = _ua(trunk, "carol", AnswerPolicy(mode="answer", sdp_address=("127.0.0.1", dead), symmetric_rtp=False))
+    try:
+        r = run_cli("probe", "call", "carol", "--account", trunk.account_file("alice"), "--duration", "3", "--json")
+    finally:
+        _close(carol)
+    assert r.returncode == 1, r.stderr
+    d = json.loads(r.stdout)
+    m = d["media"]
+    assert d["outcome"] == "one-way-audio" and m["silent_direction"] == "cutover->far"
+    assert m["problem"].startswith("no audio toward the far end (cutover -> far end silent)")
+    assert m["likely_cause"].startswith(f"our RTP to 127.0.0.1:{dead} (the far end's SDP) does not arrive")
+    up, down = m["directions"]
+    assert up["measured_by"] == "far end (RTCP)" and up["packets_received"] == 0
+    assert down["packets_received"] >= 140
