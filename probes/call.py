@@ -56,6 +56,7 @@ from probes.sipua import (AnswerPolicy, Channel, SipError, UserAgent, fmt_hostpo
                           via_params)
 
 MAX_TARGETS = 4
+SDP_REWRITTEN = "our SDP c="         # how the SDP-rewriting evidence starts (the cause looks for it)
 
 
 @dataclass
@@ -510,7 +511,7 @@ def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: Call
         media.mode = "self"
         # what our offer looked like on arrival at the answering account
         if callee.offer and callee.offer.address != uac.media_host:
-            _add(result, f"our SDP c= {uac.media_host} arrived as {callee.offer.address} "
+            _add(result, f"{SDP_REWRITTEN} {uac.media_host} arrived as {callee.offer.address} "
                          "(an SBC anchoring media, or a SIP ALG rewriting SDP)")
         a, s, t = _stream(callee.media, rtp.ssrc)
         up = direction_stats("cutover->far", a, s, t, clock, codec, ptime, jb, sent=sent_us,
@@ -586,8 +587,9 @@ def _cause(answer: Sdp, media: Media, result: CallResult, silent: str = "far->cu
     if _private(answer.address) and not _private(result.first_hop.rsplit(":", 1)[0].strip("[]")):
         return (f"SDP c= address {answer.address} is private: a SIP ALG or a misconfigured NAT "
                 "(the far end advertises an address we cannot reach)")
-    if any("SDP" in e for e in result.nat_evidence):
-        return "SDP was rewritten on the path (see nat_evidence): a SIP ALG"
+    rewritten = [e for e in result.nat_evidence if e.startswith(SDP_REWRITTEN)]
+    if rewritten:
+        return f"{rewritten[0]}: a SIP ALG rewriting SDP"
     if silent == "cutover->far":
         return (f"our RTP to {media.remote_sdp_address} (the far end's SDP) does not arrive: a firewall "
                 "dropping outbound UDP, or an SDP address that is not where the far end listens")
