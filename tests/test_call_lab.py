@@ -439,3 +439,29 @@ def test_far_end_that_never_hears_us_is_named_by_its_rtcp(trunk):
     up, down = m["directions"]
     assert up["measured_by"] == "far end (RTCP)" and up["packets_received"] == 0
     assert down["packets_received"] >= 140
+
+
+@pytest.mark.parametrize("symmetric", [False, True])
+def test_sip_alg_rewriting_contact_and_sdp(trunk, symmetric):
+    """A miniature ALG between alice and Kamailio rewrites 127.0.0.1 to 127.0.0.2 (same length) in
+    her Contact and SDP. The registrar stores the rewritten Contact and bob receives the rewritten
+    c=, which is evidence of an ALG. bob's RTP to 127.0.0.2 never reaches alice (bound to
+    127.0.0.1): one-way audio named with that cause, unless bob sends symmetric RTP (to where
+    alice's RTP comes from), as SBCs do, which gets the audio through anyway."""
+    from tests.lab.sipservers import sip_alg
+    rewrite = {b"c=IN IP4 127.0.0.1": b"c=IN IP4 127.0.0.2", b"sip:alice@127.0.0.1": b"sip:alice@127.0.0.2"}
+    with sip_alg(trunk.k.address, rewrite) as alg:
+        alice = Account("alice", "127.0.0.1", registrar=f"sip:127.0.0.1:{alg.address[1]}", transport="udp",
+                        _password=trunk.passwords["alice"])
+        r = call.run(call.CallConfig(alice, uri="bob", answer_account=trunk.account("bob"), duration_s=1.5,
+                                     answer_policy=AnswerPolicy(mode="answer", symmetric_rtp=symmetric)))
+    assert any("in REGISTER" in line for line in alg.log) and any("in INVITE" in line for line in alg.log)
+    assert r.alg_suspected is True
+    assert any(e.startswith("the registrar stored our Contact as sip:alice@127.0.0.2:") for e in r.nat_evidence)
+    assert any(e.startswith("our SDP c= 127.0.0.1 arrived as 127.0.0.2") for e in r.nat_evidence)
+    if symmetric:
+        assert r.outcome == "ok" and r.media.audio == "both-ways"
+    else:
+        assert r.outcome == "one-way-audio" and r.media.silent_direction == "far->cutover"
+        assert r.media.likely_cause.startswith("our SDP c= 127.0.0.1 arrived as 127.0.0.2")
+        assert r.media.likely_cause.endswith("a SIP ALG rewriting SDP")

@@ -247,3 +247,52 @@ def sipp_uas(rtp_echo: bool = True, max_seconds: float = 180.0) -> Iterator[Peer
         _end(proc)
         proc.stderr.close()
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def sip_alg(upstream: tuple[str, int], rewrite: dict[bytes, bytes], max_seconds: float = 120.0) -> Iterator[Peer]:
+    """A SIP ALG in miniature: a UDP relay between one client and ``upstream`` (Kamailio)
+    that rewrites the client's SIP on the way out, as a router's ALG rewrites addresses in
+    Contact and SDP. Replacements must keep the length (Content-Length stays right), e.g.
+    b"127.0.0.1" -> b"127.0.0.2". Replies go back to the client unchanged."""
+    import select
+    import threading
+    for old, new in rewrite.items():
+        if len(old) != len(new):
+            raise ValueError("rewrites must keep the length")
+    front = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    front.bind(("127.0.0.1", 0))
+    back = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    back.bind(("127.0.0.1", 0))
+    halt = threading.Event()
+    client: list[tuple[str, int]] = []
+    log: list[str] = []
+
+    def loop() -> None:
+        end = time.monotonic() + max_seconds
+        while not halt.is_set() and time.monotonic() < end:
+            ready, _, _ = select.select([front, back], [], [], 0.1)
+            for s in ready:
+                try:
+                    data, src = s.recvfrom(65535)
+                except OSError:
+                    continue
+                if s is front:
+                    client[:] = [src]
+                    for old, new in rewrite.items():
+                        if old in data:
+                            log.append(f"rewrote {old!r} -> {new!r} in {data.split(b' ', 1)[0].decode()}")
+                            data = data.replace(old, new)
+                    back.sendto(data, upstream)
+                elif client:
+                    front.sendto(data, client[0])
+
+    t = threading.Thread(target=loop, daemon=True)
+    t.start()
+    try:
+        yield Peer(None, front.getsockname()[:2], log, "")     # type: ignore[arg-type]
+    finally:
+        halt.set()
+        t.join(timeout=2)
+        front.close()
+        back.close()
