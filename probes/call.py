@@ -95,6 +95,7 @@ class Registration:
     expires_s: int | None = None
     algorithm: str | None = None
     auth_rejected: bool = False
+    min_expires_s: int | None = None        # the server answered 423 Interval Too Brief asking this
     error: str | None = None
 
 
@@ -262,8 +263,7 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
             ch = _connect(hop, config, transport, result)
         except SipError as exc:
             result.errors.append(str(exc))
-            result.summary = f"SIP server not reachable: {exc}"
-            return result
+            return _finish(result, "unreachable")
         result.transport, result.first_hop, result.tls = ch.transport, fmt_hostport(*ch.dest), ch.tls
         media_host = ch.local[0]
         uac = UserAgent(acc, ch, media_host, answer=AnswerPolicy(mode="busy"),
@@ -326,7 +326,7 @@ def _register(ua: UserAgent, acc: Account, config: CallConfig, stop, emit, resul
     emit("start", f"REGISTER {acc.aor} at {registrar}")
     out = ua.register(reg_uri, config.expires_s, stop, config.timeout_s)
     reg = Registration(acc.aor, registrar, reg_uri, out.ok, out.status, out.reason, out.time_ms, out.expires_s,
-                       out.algorithm, out.auth_rejected, out.error)
+                       out.algorithm, out.auth_rejected, out.min_expires_s, out.error)
     if out.last is not None:
         _nat_evidence(ua, out.last, result, registered_contacts=out.contacts if out.ok else None)
     emit("done" if out.ok else "warning",

@@ -526,7 +526,8 @@ class UserAgent:
         start = time.monotonic()
         auth_hdr: tuple[str, str] | None = None
         tried_nonces: set[str] = set()
-        for _attempt in range(4):
+        raised_expiry = False
+        for _attempt in range(5):
             self._reg_cseq += 1
             branch = "z9hG4bK" + secrets.token_hex(8)
             headers = [("Via", self._via(branch)), ("Max-Forwards", "70"),
@@ -545,6 +546,12 @@ class UserAgent:
                 return out
             out.status, out.reason = resp.status, resp.reason
             out.last = resp
+            min_exp = (resp.get("min-expires") or "").strip()
+            if resp.status == 423 and min_exp.isdigit() and not raised_expiry and expires_s:
+                # RFC 3261 §10.2.8: Interval Too Brief; ask again with the server's minimum
+                out.min_expires_s = expires_s = int(min_exp)
+                raised_expiry = True
+                continue
             if resp.status in (401, 407):
                 ch = pick_challenge(resp)
                 if ch is None:
@@ -820,6 +827,7 @@ class RegisterOutcome:
     algorithm: str | None = None
     auth_rejected: bool = False
     retransmissions: int = 0
+    min_expires_s: int | None = None         # a 423 asked for at least this
     contacts: list[str] = field(default_factory=list)
     error: str | None = None
     last: SipMsg | None = None

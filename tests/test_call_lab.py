@@ -67,7 +67,8 @@ def _trunk(tmp: Path, algorithm: str):
     stack += [silent, echo]
     k_cm = kamailio(passwords, routes={"echo": e.address, "silent": s.address, PORTED_ELSEWHERE: e.address},
                     replies={"busy": (486, "Busy Here"), "nocodec": (488, "Not Acceptable Here")},
-                    aliases={n: "bob" for n in PORTED_HERE}, algorithm=algorithm, max_expires=300)
+                    aliases={n: "bob" for n in PORTED_HERE}, algorithm=algorithm, max_expires=300,
+                    min_expires=120)
     k = k_cm.__enter__()
     stack.insert(0, k_cm)
     return Trunk(k, passwords, tmp), stack
@@ -465,3 +466,16 @@ def test_sip_alg_rewriting_contact_and_sdp(trunk, symmetric):
         assert r.outcome == "one-way-audio" and r.media.silent_direction == "far->cutover"
         assert r.media.likely_cause.startswith("our SDP c= 127.0.0.1 arrived as 127.0.0.2")
         assert r.media.likely_cause.endswith("a SIP ALG rewriting SDP")
+
+
+def test_interval_too_brief_is_retried_with_the_servers_minimum(trunk):
+    """Kamailio is set to min_expires 120 with 423 replies: asking 60 s gets 423 and Min-Expires
+    120, the probe asks again with 120 and is granted 120 (then un-registers with Expires 0)."""
+    r = run_cli("probe", "call", "--register-only", "--expires", "60", "--account", trunk.account_file("alice"),
+                "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    reg = json.loads(r.stdout)["registration"]
+    assert (reg["ok"], reg["min_expires_s"], reg["expires_s"]) == (True, 120, 120)
+    # the binding is gone afterwards: a call to alice finds no location
+    r = run_cli("probe", "call", "alice", "--account", trunk.account_file("bob"), "--json")
+    assert json.loads(r.stdout)["call"]["status_code"] == 404

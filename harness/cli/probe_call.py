@@ -106,12 +106,14 @@ def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s,
     except (ValueError, KeyError) as exc:
         die(EXIT_BAD_INPUT, str(exc.args[0]) if exc.args else str(exc))
     code = EXIT_OK if result.ok else EXIT_UNMEASURED if result.outcome == "unreachable" else EXIT_FAIL
+    if result.partial and code == EXIT_OK:
+        code = EXIT_UNMEASURED          # stopped halfway: what was measured is printed, not passed
     if as_json:
         emit_json(result.to_dict())
     else:
         _print(result)
     if code == EXIT_UNMEASURED:
-        click.echo(f"cutover: {result.summary}", err=True)
+        click.echo(f"cutover: {result.summary}" + (" (stopped early)" if result.partial else ""), err=True)
     sys.exit(code)
 
 
@@ -129,7 +131,8 @@ def _print(r: call.CallResult) -> None:
         if reg.ok:
             click.echo(f"register {reg.account} at {reg.registrar}: {reg.status_code} {reg.reason} in "
                        f"{_f(reg.time_ms)} ms, granted {reg.expires_s} s"
-                       + (f" (digest {reg.algorithm})" if reg.algorithm else ""))
+                       + (f" (digest {reg.algorithm})" if reg.algorithm else "")
+                       + (f" (423: at least {reg.min_expires_s} s)" if reg.min_expires_s else ""))
         else:
             click.echo(f"register {reg.account} at {reg.registrar}: FAILED: {reg.error}")
     c = r.call

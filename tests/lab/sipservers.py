@@ -56,7 +56,7 @@ class Peer:
 
 def _config(port: int, users: dict[str, str], routes: dict[str, tuple[str, int]],
             replies: dict[str, tuple[int, str]], aliases: dict[str, str], algorithm: str,
-            max_expires: int, tls: tuple[str, str, int] | None = None) -> str:
+            max_expires: int, tls: tuple[str, str, int] | None = None, min_expires: int = 0) -> str:
     pw = "\n".join(f'    if ($fU == "{u}") $var(pw) = "{p}";' for u, p in users.items())
     route_lines = "\n".join(f'  if ($rU == "{u}") {{ $du = "sip:{h}:{p}"; t_relay(); exit; }}'
                             for u, (h, p) in routes.items())
@@ -96,6 +96,8 @@ loadmodule "corex.so"
 {tls_mod}modparam("auth", "algorithm", "{algorithm}")
 modparam("auth", "qop", "auth")
 modparam("registrar", "max_expires", {max_expires})
+modparam("registrar", "min_expires", {min_expires})
+modparam("registrar", "min_expires_mode", 1)
 modparam("tm", "fr_inv_timer", 60000)
 
 route[CREDS] {{
@@ -134,7 +136,7 @@ request_route {{
 @contextlib.contextmanager
 def kamailio(users: dict[str, str], routes: dict[str, tuple[str, int]] | None = None,
              replies: dict[str, tuple[int, str]] | None = None, aliases: dict[str, str] | None = None,
-             algorithm: str = "MD5", max_expires: int = 300, max_seconds: float = 180.0,
+             algorithm: str = "MD5", max_expires: int = 300, max_seconds: float = 180.0, min_expires: int = 0,
              tls: tuple[str, str] | None = None) -> Iterator[Peer]:
     """``tls``: (certificate PEM, key PEM) adds a TLS listener on ``peer.tls_port``."""
     reason = kamailio_unavailable()
@@ -146,7 +148,7 @@ def kamailio(users: dict[str, str], routes: dict[str, tuple[str, int]] | None = 
     cfg = os.path.join(workdir, "kamailio.cfg")
     with open(cfg, "w") as fh:
         fh.write(_config(port, users, routes or {}, replies or {}, aliases or {}, algorithm, max_expires,
-                         (tls[0], tls[1], tls_port) if tls else None))
+                         (tls[0], tls[1], tls_port) if tls else None, min_expires))
     argv = ["timeout", "-s", "KILL", str(int(max_seconds)), KAMAILIO, "-f", cfg, "-DD", "-E", "-Y", workdir,
             "-m", "32", "-M", "4"]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
