@@ -479,3 +479,26 @@ def test_interval_too_brief_is_retried_with_the_servers_minimum(trunk):
     # the binding is gone afterwards: a call to alice finds no location
     r = run_cli("probe", "call", "alice", "--account", trunk.account_file("bob"), "--json")
     assert json.loads(r.stdout)["call"]["status_code"] == 404
+
+
+def test_check_runs_the_call_step_and_gate_takes_the_porting_evidence(trunk, tmp_path):
+    prof = tmp_path / "site.yaml"
+    prof.write_text(
+        "site: lab\nplanned: {calls: 2}\ncutover: {parallel_run_start: 2026-01-01}\ncircuits:\n"
+        "  - name: new\n    role: new\n    down_mbps: 10\n    up_mbps: 10\n"
+        f"    sip_account: {trunk.account_file('alice')}\n    test_call: bob\n"
+        f"    answer_account: {trunk.account_file('bob')}\n"
+        f"    ported_numbers: ['{PORTED_HERE[0]}', '{PORTED_ELSEWHERE}']\n")
+    db = tmp_path / "h.sqlite"
+    r = run_cli("check", str(prof), "--quick", "--db", str(db), "--json")
+    assert r.returncode == 1, r.stderr
+    checks = {c["id"]: c for c in json.loads(r.stdout)["circuits"]["new"]["checks"]}
+    for ok in ("call.registered", "call.answer_registered", "call.connected", "call.post_dial_delay", "call.audio",
+               "call.mos.cutover_to_far", "call.mos.far_to_cutover", "call.alg"):
+        assert checks[ok]["status"] == "pass", checks[ok]
+    assert checks["call.porting"]["status"] == "fail" and checks["call.porting"]["measured"] == "1 of 2"
+    assert checks["call.porting"]["reason"].endswith(f"{PORTED_ELSEWHERE} still rings elsewhere")
+    r = run_cli("gate", str(prof), "--db", str(db), "--json")
+    items = {i["id"]: i for i in json.loads(r.stdout)["items"]}
+    assert items["porting:new"]["status"] == "block"
+    assert items["porting:new"]["detail"].startswith("1 of 2 numbers ring on the new trunk")
