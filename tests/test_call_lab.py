@@ -114,8 +114,13 @@ def test_register_and_echo_call(trunk, transport):
     assert d["transport"] == transport
     c = d["call"]
     assert c["connected"] and c["status_code"] == 200 and c["encoding"] == "PCMU" and c["codec"] == "g711"
-    assert 180 in c["provisional"] and 100 in c["provisional"]
+    # SIPp sends 180 and 200 back to back; Kamailio's two UDP workers may relay them in either
+    # order, and a 180 after the 200 is too late to count (seen once in ~30 runs): PDD is then
+    # INVITE -> 200
+    assert 100 in c["provisional"]
     assert 0 < c["post_dial_delay_ms"] <= c["answer_ms"]
+    if 180 not in c["provisional"]:
+        assert c["post_dial_delay_ms"] == c["answer_ms"]
     assert c["bye_status"] == 200 and c["ended_by"] == "cutover"
     m = d["media"]
     assert m["mode"] == "echo" and m["audio"] == "both-ways"
