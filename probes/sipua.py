@@ -154,10 +154,9 @@ def build_response(req: SipMsg, status: int, reason: str, to_tag: str | None = N
 
 # ---- digest authentication -------------------------------------------------------------------
 
-HASHES: dict[str, Callable[[bytes], "hashlib._Hash"]] = {
-    "MD5": hashlib.md5, "SHA-256": hashlib.sha256,
-    "SHA-512-256": lambda b: hashlib.new("sha512_256", b),
-}
+HASHES: dict[str, Callable[[bytes], "hashlib._Hash"]] = {"MD5": hashlib.md5, "SHA-256": hashlib.sha256}
+if "sha512_256" in hashlib.algorithms_available:     # OpenSSL builds without it answer SHA-256 instead
+    HASHES["SHA-512-256"] = lambda b: hashlib.new("sha512_256", b)
 PREFERENCE = ("SHA-512-256", "SHA-256", "MD5")
 
 

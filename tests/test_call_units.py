@@ -362,3 +362,14 @@ def test_rtcp_build_parse_and_report_by_hand():
     assert (d.packets_sent, d.packets_received, d.loss_pct) == (10, 9, pytest.approx(10.0))
     s = emodel.score("g711", 10.0, 10.0, jitter_buffer_ms=60, ptime_ms=20)
     assert d.mos == pytest.approx(s.mos) and d.measured_by == "far end (RTCP)"
+
+
+def test_sha512_256_is_fips_180_4_when_available():
+    import hashlib
+    from probes.sipua import HASHES
+    if "SHA-512-256" not in HASHES:
+        pytest.skip("this OpenSSL has no SHA-512/256")
+    assert "sha512_256" in hashlib.algorithms_available
+    # FIPS 180-4 example: SHA-512/256("abc")
+    assert HASHES["SHA-512-256"](b"abc").hexdigest() == \
+        "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23"
