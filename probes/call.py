@@ -293,6 +293,8 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
         if target:
             emit("start", f"calling {target}")
             result.call, result.media = _call(uac, uas, target, config, config.duration_s, stop, emit, result)
+            if stop.is_set():
+                raise _Stop()
             if result.call.status_code is None and not result.call.connected:
                 result.measured = result.registration is not None
                 return _finish(result, "unreachable" if not result.measured else "no-answer")
@@ -406,7 +408,7 @@ def _call(uac: UserAgent, uas: UserAgent | None, target: str, config: CallConfig
     if pick is None or not answer.address or not answer.port:
         leg.error = "the 200 OK carried no usable SDP answer"
         rtp.stop()
-        uac.bye(d, stop)
+        uac.bye(d, threading.Event())
         return leg, media
     pt, enc = pick
     leg.encoding, leg.codec = enc, ENCODINGS[enc][0] if enc in ENCODINGS else None
@@ -414,7 +416,7 @@ def _call(uac: UserAgent, uas: UserAgent | None, target: str, config: CallConfig
     if enc not in ENCODINGS:
         leg.error = f"the far end chose {enc}, which cutover cannot send"
         rtp.stop()
-        uac.bye(d, stop)
+        uac.bye(d, threading.Event())
         return leg, media
     rtp.configure(enc, pt, leg.ptime_ms)
     media.remote_sdp_address = fmt_hostport(answer.address, answer.port)
@@ -435,16 +437,15 @@ def _call(uac: UserAgent, uas: UserAgent | None, target: str, config: CallConfig
         leg.ended_by = "far end"
     else:
         leg.ended_by = "cutover"
-        bye = uac.bye(d, stop)
+        # a fresh event: even a stopped probe hangs up (2 s then), the trunk must not keep the call
+        bye = uac.bye(d, threading.Event(), timeout_s=2.0 if stop.is_set() else 8.0)
         leg.bye_status = bye.status if bye else None
     rtp.stop()
     if callee and callee.media:
         time.sleep(0.1)
         callee.media.stop()
     _media_figures(media, rtp, answer, callee, leg, config, result, uac)
-    if stop.is_set():
-        raise _Stop()
-    return leg, media
+    return leg, media                          # a stopped call keeps its figures; run() marks it partial
 
 
 def _rtt_ms(rtp: RtpSession) -> float | None:
@@ -602,6 +603,8 @@ def _port_check(uac: UserAgent, uas: UserAgent, number: str, config: CallConfig,
     target = _called_uri(number, config.account.domain)
     emit("start", f"porting: calling {number}")
     leg, media = _call(uac, uas, target, config, config.porting_duration_s, stop, emit, result)
+    if stop.is_set():
+        raise _Stop()
     p = PortedNumber(number, bool(leg.arrived_at_answer_account), leg.status_code, leg.reason,
                      leg.post_dial_delay_ms)
     if media and media.directions:

@@ -477,7 +477,9 @@ class UserAgent:
         """Send and wait for the final response: (response or None on timeout, retransmissions).
 
         ``give_up_at`` (monotonic): call ``on_give_up`` once then (CANCEL for a ringing INVITE)
-        and keep waiting for the final response up to ``timeout_s`` more.
+        and keep waiting for the final response up to ``timeout_s`` more (8 s at most). ``stop``
+        with a request sent and ``on_give_up`` pending: give up at once (the far end stops
+        ringing) and wait 2 s for the final answer; otherwise ``stop`` returns at once.
         """
         q: queue.Queue = queue.Queue()
         with self._wlock:
@@ -487,13 +489,15 @@ class UserAgent:
             deadline = start + timeout_s
             interval, next_send, rtx = T1_S, start, -1
             provisional = False
+            winding_down = False
             while True:
                 now = time.monotonic()
-                if give_up_at is not None and now >= give_up_at and on_give_up:
+                if on_give_up and rtx >= 0 and ((give_up_at is not None and now >= give_up_at) or stop.is_set()):
+                    winding_down = stop.is_set()
                     on_give_up()
                     on_give_up = None
-                    deadline = now + min(timeout_s, 8.0)
-                if now >= deadline or stop.is_set():
+                    deadline = now + (2.0 if winding_down else min(timeout_s, 8.0))
+                if now >= deadline or (stop.is_set() and not winding_down):
                     return None, max(rtx, 0)
                 if now >= next_send and (rtx < 0 or (self.tp == "udp" and not (invite and provisional))):
                     self.ch.send(req)
@@ -623,9 +627,12 @@ class UserAgent:
                                   ("To", to_hdr), ("Call-ID", call_id), ("CSeq", f"{_c} CANCEL"),
                                   ("User-Agent", USER_AGENT)]
                 creq = _bytes(f"CANCEL {target_uri} SIP/2.0", cancel_headers, b"", None)
-                threading.Thread(target=self.transaction, args=(creq, (call_id, _c, "CANCEL"), False, 8.0, stop),
+                # its own event: a CANCEL because we were stopped must still go out
+                threading.Thread(target=self.transaction,
+                                 args=(creq, (call_id, _c, "CANCEL"), False, 8.0, threading.Event()),
                                  daemon=True).start()
 
+            out.status, out.reason = None, None          # a 407 before is not this attempt's answer
             sent_this = time.monotonic()
             resp, rtx = self.transaction(req, (call_id, cseq, "INVITE"), True, timeout_s, stop, on_prov,
                                          give_up_at=sent_this + ring_timeout_s, on_give_up=cancel)

@@ -507,3 +507,27 @@ def test_check_runs_the_call_step_and_gate_takes_the_porting_evidence(trunk, tmp
     items = {i["id"]: i for i in json.loads(r.stdout)["items"]}
     assert items["porting:new"]["status"] == "block"
     assert items["porting:new"]["detail"].startswith("1 of 2 numbers ring on the new trunk")
+
+
+def test_stop_while_ringing_cancels_and_while_talking_hangs_up(trunk):
+    """Ctrl-C / the scheduler's stop: a ringing call is CANCELled (the callee sees it), a
+    connected one gets its BYE; the result is partial either way."""
+    carol = _ua(trunk, "carol", AnswerPolicy(mode="ring"))
+    try:
+        stop = threading.Event()
+        threading.Timer(1.0, stop.set).start()
+        r = call.run(call.CallConfig(trunk.account("alice"), uri="carol", ring_timeout_s=20), stop=stop)
+        assert r.partial and r.call.status_code == 487 and r.call.connected is False
+        assert carol.incoming[-1].final_status == 487                 # our CANCEL arrived
+    finally:
+        _close(carol)
+    bob = _ua(trunk, "bob", AnswerPolicy(mode="answer"))
+    try:
+        stop = threading.Event()
+        threading.Timer(1.5, stop.set).start()
+        r = call.run(call.CallConfig(trunk.account("alice"), uri="bob", duration_s=20), stop=stop)
+        assert r.call is not None, (r.errors, r.summary, r.registration)
+        assert r.partial and r.call.connected and r.call.bye_status == 200 and r.call.talk_s < 5
+        assert bob.incoming[-1].ended_by_remote                        # bob got our BYE
+    finally:
+        _close(bob)
