@@ -738,9 +738,9 @@ class UserAgent:
             if d and d.media:
                 d.media.send_report()            # our last RTCP report covers the whole call
                 d.media.halt_nowait()
-            self.ch.send(build_response(req, 200, "OK", d.local_tag if d else None), src)
             if d:
                 d.ended_by_remote = True
+            self.ch.send(build_response(req, 200, "OK", d.local_tag if d else None), src)
             return
         if method in ("OPTIONS", "UPDATE", "INFO", "NOTIFY"):
             body = d.local_sdp if (method == "UPDATE" and d and req.body) else b""

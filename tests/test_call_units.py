@@ -373,3 +373,48 @@ def test_sha512_256_is_fips_180_4_when_available():
     # FIPS 180-4 example: SHA-512/256("abc")
     assert HASHES["SHA-512-256"](b"abc").hexdigest() == \
         "53048e2681941ef99b2e29b76b4c7dabe4c2d0c634fc6d46e0e2f13107e7af23"
+
+
+def test_in_dialog_reinvite_update_and_bye_are_answered():
+    """Session timers (RFC 4028) refresh with re-INVITE or UPDATE: our UA answers 200 with its
+    SDP and keeps the media; a BYE from the far end is answered and ends the call. A real UDP
+    socket plays the far end (no SIP server needed for in-dialog requests)."""
+    import socket
+    import threading
+    from probes.sip_resolve import Target
+    from probes.sipaccount import Account
+    from probes.sipua import Channel, Dialog, UserAgent
+    far = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    far.bind(("127.0.0.1", 0))
+    far.settimeout(3)
+    port = far.getsockname()[1]
+    ua = UserAgent(Account("alice", "127.0.0.1", _password="x"),
+                   Channel(Target("udp", "127.0.0.1", port, "127.0.0.1", "literal")), "127.0.0.1")
+    try:
+        sdp = build_sdp("127.0.0.1", 40000, ["PCMU"], 20, 1)
+        d = Dialog("cid-1", "ltag", "rtag", "sip:alice@127.0.0.1", "sip:bob@127.0.0.1", "sip:bob@127.0.0.1",
+                   "uac", local_sdp=sdp, confirmed=True)
+        ua.dialogs["cid-1"] = d
+        dest = ua.ch.local
+
+        def request(method, cseq, body=b"", extra=""):
+            head = (f"{method} sip:alice@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{cseq}\r\n"
+                    f"From: <sip:bob@127.0.0.1>;tag=rtag\r\nTo: <sip:alice@127.0.0.1>;tag=ltag\r\nCall-ID: cid-1\r\n"
+                    f"CSeq: {cseq} {method}\r\n{extra}"
+                    + (f"Content-Type: application/sdp\r\n" if body else "") + f"Content-Length: {len(body)}\r\n\r\n")
+            far.sendto(head.encode() + body, dest)
+            return parse_message(far.recv(65535))
+
+        offer = build_sdp("127.0.0.1", 41000, ["PCMU"], 20, 2, version=2)
+        r = request("INVITE", 10, offer, "Session-Expires: 90;refresher=uas\r\n")
+        assert r.status == 200 and r.cseq == (10, "INVITE") and r.body == sdp and r.tag("to") == "ltag"
+        r = request("UPDATE", 11, offer, "Session-Expires: 90;refresher=uas\r\n")
+        assert r.status == 200 and r.body == sdp
+        r = request("OPTIONS", 12)
+        assert r.status == 200 and "BYE" in (r.get("allow") or "")
+        assert not d.ended_by_remote
+        r = request("BYE", 13)
+        assert r.status == 200 and d.ended_by_remote
+    finally:
+        ua.close()
+        far.close()
