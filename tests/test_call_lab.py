@@ -531,3 +531,24 @@ def test_stop_while_ringing_cancels_and_while_talking_hangs_up(trunk):
         assert bob.incoming[-1].ended_by_remote                        # bob got our BYE
     finally:
         _close(bob)
+
+
+def test_codec_sizes_and_a_real_codec_rejection(trunk):
+    """G.729 offered first is what carol picks: 20-byte frames (8 kbit/s x 20 ms) + 12 bytes of RTP
+    header arrive at her; a callee that only takes Opus refuses our G.711 offer with 488."""
+    carol = _ua(trunk, "carol", AnswerPolicy(mode="answer"))
+    try:
+        r = call.run(call.CallConfig(trunk.account("alice"), uri="carol", codec="g729", duration_s=1.0))
+        assert r.outcome == "ok" and r.call.encoding == "G729" and r.call.offered == ["G729", "PCMU", "PCMA"]
+        got = carol.incoming[-1].media.received
+        assert got and {p.size for p in got if p.ssrc != carol.incoming[-1].media.ssrc} == {32}
+        assert {p.payload_type for p in got} == {18}
+    finally:
+        _close(carol)
+    carol = _ua(trunk, "carol", AnswerPolicy(mode="answer", encodings=("opus",)))
+    try:
+        r = call.run(call.CallConfig(trunk.account("alice"), uri="carol", codec="g711", duration_s=1.0))
+        assert r.outcome == "rejected" and (r.call.status_code, r.call.reason) == (488, "Not Acceptable Here")
+        assert carol.incoming[-1].final_status == 488
+    finally:
+        _close(carol)
