@@ -469,6 +469,16 @@ def _one_way(rx_session: RtpSession, tx_session: RtpSession) -> float | None:
     return statistics.median(d) if d else None
 
 
+def _delays(rx: RtpSession, tx: RtpSession) -> list[float]:
+    """Per packet of ``tx``'s stream at ``rx`` (arrival order): arrival minus actual send time."""
+    out = []
+    for r in rx.received:
+        if r.ssrc == tx.ssrc:
+            i = (r.seq - tx.seq0) & 0xFFFF
+            out.append((r.arrival_ns - tx.sent_ns[i]) / 1e6 if i < len(tx.sent_ns) else float("nan"))
+    return out
+
+
 def _stream(session: RtpSession, ssrc: int | None = None):
     pkts = session.received
     if ssrc is None and pkts:
@@ -517,11 +527,12 @@ def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: Call
         a, s, t = _stream(callee.media, rtp.ssrc)
         up = direction_stats("cutover->far", a, s, t, clock, codec, ptime, jb, sent=sent_us,
                              one_way_ms=_one_way(callee.media, rtp), one_way_source="measured",
-                             measured_by="answer account")
+                             measured_by="answer account", delays_ms=_delays(callee.media, rtp))
         a, s, t = _stream(rtp, callee.media.ssrc)
         down = direction_stats("far->cutover", a, s, t, clock, codec, ptime, jb,
                                sent=len(callee.media.sent_ns) or None,
-                               one_way_ms=_one_way(rtp, callee.media), one_way_source="measured")
+                               one_way_ms=_one_way(rtp, callee.media), one_way_source="measured",
+                               delays_ms=_delays(rtp, callee.media))
         dirs = [up, down]
         heard_far, heard_us = down.packets_received > 0, up.packets_received > 0
     elif echoed and echoed >= len(rtp.received) / 2:
@@ -529,7 +540,8 @@ def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: Call
         rtt = _rtt_ms(rtp)
         a, s, t = _stream(rtp, rtp.ssrc)
         rt = direction_stats("round trip (echo)", a, s, t, clock, codec, ptime, jb, sent=sent_us,
-                             one_way_ms=rtt / 2 if rtt is not None else None, one_way_source="half-rtt-echo")
+                             one_way_ms=rtt / 2 if rtt is not None else None, one_way_source="half-rtt-echo",
+                             delays_ms=_delays(rtp, rtp))
         dirs = [rt]
         heard_far = heard_us = rt.packets_received > 0
     else:

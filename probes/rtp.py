@@ -341,7 +341,7 @@ def report_block(ssrc: int, seqs: list[int], arrivals_s: list[float], timestamps
 
 @dataclass
 class Received:
-    arrival_ns: int
+    arrival_ns: int              # CLOCK_REALTIME, the kernel's receive time (sends use time.time_ns())
     seq: int
     timestamp: int
     ssrc: int
@@ -506,7 +506,7 @@ class RtpSession:
                 break
             header = RTP_HEADER.pack(0x80, (0x80 if i == 0 else 0) | self.payload_type, (seq0 + i) & 0xFFFF,
                                      (ts0 + i * samples) & 0xFFFFFFFF, self.ssrc)
-            self.sent_ns.append(time.monotonic_ns())
+            self.sent_ns.append(time.time_ns())       # the kernel stamps arrivals in CLOCK_REALTIME
             try:
                 self.sock.sendto(header + self.frames[i % len(self.frames)], self.remote)
             except OSError:
@@ -514,17 +514,21 @@ class RtpSession:
 
     def _recv_loop(self, max_s: float) -> None:
         self.sock.settimeout(0.1)
+        try:        # the kernel's arrival time: a receive thread that wakes late adds no jitter
+            self.sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
+        except OSError:
+            pass
         end = time.monotonic() + max_s + 30     # stop() ends it; this bounds a forgotten session
         while not self._stop.is_set() and time.monotonic() < end:
             try:
-                data, src = self.sock.recvfrom(2048)
+                data, anc, _flags, src = self.sock.recvmsg(2048, 64)
             except socket.timeout:
                 continue
             except OSError:
                 if self._stop.is_set():
                     break
                 continue
-            now = time.monotonic_ns()
+            now = _kernel_time_ns(anc)
             if len(data) < 12 or data[0] >> 6 != 2:
                 continue
             _b0, b1, seq, ts, ssrc = RTP_HEADER.unpack_from(data)
@@ -537,6 +541,18 @@ class RtpSession:
                 if self.symmetric and self.remote and src[:2] != tuple(self.remote):
                     self.latched_to = self.remote = src[:2]
             self.received.append(Received(now, seq, ts, ssrc, b1 & 0x7F, len(data), echoed))
+
+
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_TIMESPEC = struct.Struct("@qq")
+
+
+def _kernel_time_ns(ancdata) -> int:
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= _TIMESPEC.size:
+            sec, nsec = _TIMESPEC.unpack_from(data)
+            return sec * 1_000_000_000 + nsec
+    return time.time_ns()
 
 
 def _rtp_rtcp_sockets(host: str, port: int | None = None) -> tuple[socket.socket, socket.socket | None]:
@@ -609,13 +625,17 @@ def unwrap(seqs: list[int]) -> list[int]:
 def direction_stats(direction: str, arrivals_ms: list[float], seqs: list[int], timestamps: list[int],
                     clock_hz: int, codec: str, ptime_ms: int, jitter_buffer_ms: float,
                     sent: int | None = None, one_way_ms: float | None = None,
-                    one_way_source: str | None = None, measured_by: str = "cutover") -> DirectionStats:
+                    one_way_source: str | None = None, measured_by: str = "cutover",
+                    delays_ms: list[float] | None = None) -> DirectionStats:
     """Figures of one received stream; lists in arrival order.
 
     Loss: with ``sent`` (we know how many were sent: we sent them, or our other
     account did) 100 (sent - unique received) / sent; else from the sequence span.
     Jitter: RFC 3550 on transit = arrival - timestamp / clock. Late: transit above
     the smallest by more than the de-jitter buffer. MOS: E-model, Ppl = loss + late.
+    ``delays_ms`` (arrival minus the actual send time, when the sender's clock is ours:
+    our answering account, an echo) replace the transit for |IPDV| and late packets, so
+    the sender's own scheduling noise is not counted as network jitter.
     """
     n = len(arrivals_ms)
     if n == 0:
@@ -625,7 +645,7 @@ def direction_stats(direction: str, arrivals_ms: list[float], seqs: list[int], t
     ts_ext = _unwrap32(timestamps)
     transit = [a - t * 1000.0 / clock_hz for a, t in zip(arrivals_ms, ts_ext)]
     unique = {}
-    for s, tr in zip(ext, transit):
+    for s, tr in zip(ext, delays_ms if delays_ms is not None else transit):
         unique.setdefault(s, tr)
     dup = n - len(unique)
     expected = sent if sent else (max(unique) - min(unique) + 1)

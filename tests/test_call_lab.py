@@ -312,6 +312,11 @@ def test_call_through_impairment_relay_matches_configured_path(trunk):
         assert d["late_pct"] <= 1.0, (d, up, down)
         _check_mos(d)
     assert any("media relay" in e for e in r.nat_evidence)
+    for d in (up, down):
+        print(f"\n{d['direction']}: {d['packets_received']}/{d['packets_sent']} loss {d['loss_pct']:.2f} % "
+              f"(relay dropped {relay_stats['up' if d is up else 'down']['dropped']}), |IPDV| "
+              f"{d['ipdv_ms']['mean']:.2f} ms, jitter {d['jitter_ms']:.2f} ms (band {lo:.2f}-{hi:.2f}), one-way "
+              f"{d['one_way_ms']:.2f} ms, MOS {d['mos']:.3f}")
 
 
 @pytest.fixture(scope="module")
