@@ -29,10 +29,12 @@ Outcome and exit code of the CLI: ``ok`` (0); ``registration-failed``,
 MOS and post-dial delay are judged against the profile by the suite step
 (harness/suite/call.py), not here.
 
-Measured on loopback against Kamailio 5.6 + SIPp 3.6 echo (tests/test_call_lab.py):
-registration 2-4 ms (MD5 and SHA-256, one 401 round), post-dial delay ~1 ms
-to SIPp and ~200 ms to our own answering account (its configured ringing),
-500 of 500 packets back at 20 ms, MOS 4.41 (the G.711 ceiling at d = 0 + buffer).
+Measured on loopback against Kamailio 5.6 + SIPp 3.6 (tests/test_call_lab.py):
+registration 1-7 ms (MD5 and SHA-256, one 401 round), post-dial delay 1-9 ms to
+SIPp and 9-90 ms to our own answering account, 150 of 150 packets back from the
+echo in 3 s, MOS 4.37 (the E-model at d = 60 ms buffer + 20 ms ptime); through
+the impairment relay (40 +/- 10 ms, 2 %) loss equal to the relay's drops, |IPDV|
+6.4-6.8 ms against the 6.67 ms expected, one-way 40 ms.
 """
 
 from __future__ import annotations
@@ -396,7 +398,7 @@ def _call(uac: UserAgent, uas: UserAgent | None, target: str, config: CallConfig
     leg.arrived_at_answer_account = bool(incoming) if uas else None
     if out.dialog is None:
         rtp.stop()
-        if out.last_prov is None and out.status is None:
+        if not out.provisional and out.status is None:
             leg.error = leg.error or "no answer"
         emit("warning", f"call to {target}: {out.status} {out.reason}" if out.status else f"call to {target}: {leg.error}")
         return leg, None

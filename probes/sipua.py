@@ -607,10 +607,8 @@ class UserAgent:
             if auth_hdr:
                 headers.append(auth_hdr)
             req = _bytes(f"INVITE {target_uri} SIP/2.0", headers, sdp, None)
-            if out.sent_at is None:
-                out.sent_at = start
 
-            def on_prov(msg: SipMsg, _b=branch, _c=cseq) -> None:
+            def on_prov(msg: SipMsg) -> None:
                 t = (time.monotonic() - start) * 1000
                 out.provisional.append(msg.status)
                 if msg.status == 100 and out.trying_ms is None:
@@ -619,7 +617,6 @@ class UserAgent:
                     out.pdd_ms = t
                 if msg.status == 183 and msg.body:
                     out.early_media = True
-                out.last_prov = (msg, _b, _c)
 
             def cancel(_b=branch, _c=cseq, _h=headers) -> None:
                 out.cancelled = True
@@ -844,7 +841,6 @@ class InviteOutcome:
     call_id: str | None = None
     status: int | None = None
     reason: str | None = None
-    sent_at: float | None = None
     trying_ms: float | None = None
     pdd_ms: float | None = None
     answer_ms: float | None = None
@@ -858,7 +854,6 @@ class InviteOutcome:
     via_received: dict = field(default_factory=dict)
     dialog: Dialog | None = None
     error: str | None = None
-    last_prov: tuple | None = None
 
 
 def uri_of(header: str) -> str | None:
