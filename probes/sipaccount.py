@@ -2,8 +2,9 @@
 
 Why a file and not options: a password on the command line lands in shell
 history and ``ps``; a file the operator keeps mode 0600 does not. The loader
-reads at most 64 KiB from a regular file (not a FIFO, device or directory that
-could block or flood us) and the password never leaves this object: it is not
+reads at most 64 KiB from a regular file private to its owner (probes.inputfile:
+not a FIFO, device or directory that could block or flood us) and the password
+never leaves this object: it is not
 in ``repr``, not in ``to_dict``, and the only reader is the digest computation
 (:mod:`probes.sipua`).
 
@@ -19,16 +20,14 @@ in ``repr``, not in ``to_dict``, and the only reader is the digest computation
 
 from __future__ import annotations
 
-import os
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
+from probes.inputfile import MAX_ACCOUNT_BYTES, MAX_KEY_BYTES, InputFileError, read_secret
 from probes.sip_message import TRANSPORTS, SipUriError, parse_uri
 
-MAX_ACCOUNT_BYTES = 64 * 1024
 KEYS = ("username", "password", "password_file", "domain", "registrar", "outbound_proxy", "transport",
         "auth_username", "display_name")
 
@@ -68,24 +67,14 @@ class Account:
                 "file": self.source_file}
 
 
-def _read_limited(path: Path, what: str) -> str:
+def _read(path: Path, what: str, max_bytes: int) -> str:
+    """Through probes.inputfile, the one place that opens users' files: a regular
+    file only (a FIFO or /dev/zero is refused, not opened or read), size-capped, and
+    private to its owner (a warning, an error with --strict-permissions)."""
     try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise AccountError(f"{what} {path}: file not found") from None
-    except OSError as exc:
-        raise AccountError(f"{what} {path}: {exc.strerror}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise AccountError(f"{what} {path}: not a regular file")
-    if st.st_size > MAX_ACCOUNT_BYTES:
-        raise AccountError(f"{what} {path}: {st.st_size} bytes, more than {MAX_ACCOUNT_BYTES} allowed")
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_ACCOUNT_BYTES + 1)
-    except OSError as exc:
-        raise AccountError(f"{what} {path}: {exc.strerror}") from None
-    if len(data) > MAX_ACCOUNT_BYTES:
-        raise AccountError(f"{what} {path}: more than {MAX_ACCOUNT_BYTES} bytes")
+        data = read_secret(path, what, max_bytes)
+    except InputFileError as exc:
+        raise AccountError(str(exc)) from None
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError:
@@ -95,7 +84,7 @@ def _read_limited(path: Path, what: str) -> str:
 def load_account(path: str | Path) -> Account:
     """Load and check an account file. Raises AccountError only."""
     p = Path(path).expanduser()
-    text = _read_limited(p, "account file")
+    text = _read(p, "account file", MAX_ACCOUNT_BYTES)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -124,7 +113,7 @@ def load_account(path: str | Path) -> Account:
     if data.get("password_file") is not None:
         pf = Path(str(data["password_file"])).expanduser()
         pf = pf if pf.is_absolute() else p.parent / pf
-        lines = _read_limited(pf, "password file").splitlines()
+        lines = _read(pf, "password file", MAX_KEY_BYTES).splitlines()
         password = lines[0] if lines else ""
     else:
         password = "" if data.get("password") is None else str(data["password"])

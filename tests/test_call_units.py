@@ -164,9 +164,11 @@ def test_nothing_received():
 
 def test_account_password_file_and_no_leak(tmp_path):
     (tmp_path / "pw").write_text("s3cr3t-Value\nignored\n")
+    (tmp_path / "pw").chmod(0o600)
     f = tmp_path / "a.yaml"
     f.write_text("username: 4420794600\npassword_file: pw\ndomain: sip.example\nregistrar: sip:reg.example\n"
                  "transport: TCP\n")
+    f.chmod(0o600)
     acc = load_account(f)
     assert acc.username == "4420794600" and acc.transport == "tcp" and acc.password() == "s3cr3t-Value"
     assert "s3cr3t" not in repr(acc) and "s3cr3t" not in str(acc.to_dict())
@@ -183,22 +185,30 @@ def test_account_password_file_and_no_leak(tmp_path):
 def test_bad_account_files(tmp_path, text, msg):
     f = tmp_path / "a.yaml"
     f.write_text(text)
+    f.chmod(0o600)
     with pytest.raises(AccountError) as e:
         load_account(f)
     assert msg in str(e.value) and "hunter2" not in str(e.value)
 
 
-def test_account_file_limits(tmp_path):
+def test_account_file_limits(tmp_path, monkeypatch):
     big = tmp_path / "big.yaml"
     big.write_text("username: a\n# " + "x" * MAX_ACCOUNT_BYTES + "\n")
-    with pytest.raises(AccountError, match="more than"):
+    big.chmod(0o600)
+    with pytest.raises(AccountError, match="the limit is 65,536"):
         load_account(big)
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
-    with pytest.raises(AccountError, match="not a regular file"):     # would block on open()
+    with pytest.raises(AccountError, match="FIFO"):                 # refused, never blocks on open()
         load_account(fifo)
-    with pytest.raises(AccountError, match="not a regular file"):
+    with pytest.raises(AccountError, match="directory"):
         load_account(tmp_path)
+    loose = tmp_path / "loose.yaml"
+    loose.write_text("username: a\npassword: x\ndomain: d\n")
+    loose.chmod(0o644)
+    monkeypatch.setenv("CUTOVER_STRICT_PERMISSIONS", "1")
+    with pytest.raises(AccountError, match="accessible by group and others"):
+        load_account(loose)
 
 
 # ---- the suite step -----------------------------------------------------------------------------
@@ -253,13 +263,14 @@ def test_evaluate_registration_refused():
 
 def test_profile_fields(tmp_path):
     (tmp_path / "alice.yaml").write_text("username: a\ndomain: d\n")
+    (tmp_path / "alice.yaml").chmod(0o600)
     text = PROFILE.replace("up_mbps: 10}", "up_mbps: 10, sip_account: alice.yaml, test_call: echo}")
     prof = load_profile_text(text, path=tmp_path / "site.yaml")
     assert call_step.applies(prof, prof.circuits[0])
     from harness.profile import ProfileError
     with pytest.raises(ProfileError, match="ported_numbers need answer_account"):
         load_profile_text(text.replace("test_call: echo", "ported_numbers: ['+44']"), path=tmp_path / "site.yaml")
-    with pytest.raises(ProfileError, match="file not found"):
+    with pytest.raises(ProfileError, match="sip_account: .*nope.yaml: no such file"):
         load_profile_text(text.replace("alice.yaml", "nope.yaml"), path=tmp_path / "site.yaml")
 
 

@@ -8,7 +8,7 @@ import threading
 import click
 
 from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress, StopOnSignal,
-                                die, emit_json, interface_option, json_option, source_option)
+                                die, emit_json, err, interface_option, json_option, out, source_option)
 from probes import call
 from probes.sipaccount import AccountError, load_account
 
@@ -113,7 +113,7 @@ def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s,
     else:
         _print(result)
     if code == EXIT_UNMEASURED:
-        click.echo(f"cutover: {result.summary}" + (" (stopped early)" if result.partial else ""), err=True)
+        err(f"cutover: {result.summary}" + (" (stopped early)" if result.partial else ""))
     sys.exit(code)
 
 
@@ -123,48 +123,48 @@ def _f(v, fmt="{:.1f}") -> str:
 
 def _print(r: call.CallResult) -> None:
     if r.tls:
-        click.echo(f"tls: {r.tls.get('version')} {r.tls.get('cipher')}"
+        out(f"tls: {r.tls.get('version')} {r.tls.get('cipher')}"
                    + (" (certificate verified)" if r.tls.get("verified") else " (NOT verified: --insecure)"))
     for reg in (r.registration, r.answer_registration):
         if reg is None:
             continue
         if reg.ok:
-            click.echo(f"register {reg.account} at {reg.registrar}: {reg.status_code} {reg.reason} in "
+            out(f"register {reg.account} at {reg.registrar}: {reg.status_code} {reg.reason} in "
                        f"{_f(reg.time_ms)} ms, granted {reg.expires_s} s"
                        + (f" (digest {reg.algorithm})" if reg.algorithm else "")
                        + (f" (423: at least {reg.min_expires_s} s)" if reg.min_expires_s else ""))
         else:
-            click.echo(f"register {reg.account} at {reg.registrar}: FAILED: {reg.error}")
+            out(f"register {reg.account} at {reg.registrar}: FAILED: {reg.error}")
     c = r.call
     if c is not None:
         head = f"call {c.target}: {c.status_code or '-'} {c.reason or c.error or ''}".rstrip()
-        click.echo(head)
+        out(head)
         if c.connected:
-            click.echo(f"  post-dial delay {_f(c.post_dial_delay_ms)} ms (INVITE to "
+            out(f"  post-dial delay {_f(c.post_dial_delay_ms)} ms (INVITE to "
                        f"{'180/183' if any(p in (180, 183) for p in c.provisional) else '200'}), "
                        f"answered after {_f(c.answer_ms)} ms; codec {c.encoding}/{c.ptime_ms} ms "
                        f"(offered {', '.join(c.offered)}); talked {_f(c.talk_s)} s, ended by {c.ended_by}")
         elif c.error:
-            click.echo(f"  {c.error}")
+            out(f"  {c.error}")
     m = r.media
     if m is not None and m.directions:
-        click.echo(f"  media ({m.mode}): {m.local_address} <-> {m.remote_sdp_address}")
+        out(f"  media ({m.mode}): {m.local_address} <-> {m.remote_sdp_address}")
         for d in m.directions:
             sent = f"{d['packets_received']}/{d['packets_sent']}" if d.get("packets_sent") else \
                 f"{d['packets_received']}"
             ipdv = (d.get("ipdv_ms") or {}).get("mean")
             by = f" [{d['measured_by']}]" if d.get("measured_by") not in (None, "cutover") else ""
-            click.echo(f"    {d['direction']:<18} packets {sent}, loss {_f(d.get('loss_pct'), '{:.2f}')} %, "
+            out(f"    {d['direction']:<18} packets {sent}, loss {_f(d.get('loss_pct'), '{:.2f}')} %, "
                        f"jitter {_f(d.get('jitter_ms'), '{:.2f}')} ms, |IPDV| {_f(ipdv, '{:.2f}')} ms, "
                        f"MOS {_f(d.get('mos'), '{:.2f}')}{by}")
     if m is not None and m.problem:
-        click.echo(f"  AUDIO: {m.problem}")
+        out(f"  AUDIO: {m.problem}")
         if m.likely_cause:
-            click.echo(f"  likely cause: {m.likely_cause}")
+            out(f"  likely cause: {m.likely_cause}")
     if r.nat_evidence:
-        click.echo("  NAT/ALG evidence:")
+        out("  NAT/ALG evidence:")
         for e in r.nat_evidence:
-            click.echo(f"    - {e}")
+            out(f"    - {e}")
     for p in r.porting:
-        click.echo(f"  ported {p.number}: {'OK' if p.arrived else 'NOT ON NEW TRUNK'}: {p.note}")
-    click.echo(f"{r.outcome.upper()}: {r.summary}")
+        out(f"  ported {p.number}: {'OK' if p.arrived else 'NOT ON NEW TRUNK'}: {p.note}")
+    out(f"{r.outcome.upper()}: {r.summary}")
