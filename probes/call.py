@@ -48,8 +48,8 @@ from dataclasses import dataclass, field
 
 from probes.events import Emitter, ProgressCallback
 from probes.result import clean
-from probes.rtp import (ENCODINGS, DirectionStats, RtpSession, Sdp, build_sdp, direction_from_report, direction_stats,
-                        negotiated, offer_encodings)
+from probes.rtp import (DYNAMIC_PT, ENCODINGS, DirectionStats, RtpSession, Sdp, build_sdp, direction_from_report,
+                        direction_stats, negotiated, offer_encodings)
 from probes.sip_message import SipUriError, parse_uri
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, resolve
 from probes.sipaccount import Account
@@ -303,6 +303,7 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
         for number in config.ported:
             if stop.is_set():
                 raise _Stop()
+            assert uas is not None                   # validate(): ported numbers need the answer account
             result.porting.append(_port_check(uac, uas, number, config, stop, emit, result))
         return _finish(result, None)
     except _Stop:
@@ -379,12 +380,14 @@ def _call(uac: UserAgent, uas: UserAgent | None, target: str, config: CallConfig
     leg = CallLeg(target)
     leg.offered = offer_encodings(config.codec)
     first = leg.offered[0]
-    pt0 = ENCODINGS[first][2] if ENCODINGS[first][2] is not None else 111
+    static = ENCODINGS[first][2]
+    pt0 = static if static is not None else DYNAMIC_PT[first]
     rtp = RtpSession(uac.media_host, first, pt0, config.ptime_ms)
     sdp = build_sdp(uac.media_host, rtp.port, leg.offered, config.ptime_ms, secrets.randbits(31))
     before = len(uas.incoming) if uas else 0
     try:
-        out = uac.invite(target, sdp, stop, config.ring_timeout_s, timeout_s=max(config.timeout_s, config.ring_timeout_s + 8))
+        out = uac.invite(target, sdp, stop, config.ring_timeout_s,
+                         timeout_s=max(config.timeout_s, config.ring_timeout_s + 8))
     except SipError:
         rtp.stop()
         raise
@@ -400,14 +403,14 @@ def _call(uac: UserAgent, uas: UserAgent | None, target: str, config: CallConfig
         rtp.stop()
         if not out.provisional and out.status is None:
             leg.error = leg.error or "no answer"
-        emit("warning", f"call to {target}: {out.status} {out.reason}" if out.status else f"call to {target}: {leg.error}")
+        emit("warning", f"call to {target}: " + (f"{out.status} {out.reason}" if out.status else str(leg.error)))
         return leg, None
     d = out.dialog
     leg.connected = True
     answer = d.offer
     pick = negotiated(answer) if answer else None
     media = Media(local_address=fmt_hostport(uac.media_host, rtp.port))
-    if pick is None or not answer.address or not answer.port:
+    if answer is None or pick is None or not answer.address or not answer.port:
         leg.error = "the 200 OK carried no usable SDP answer"
         rtp.stop()
         uac.bye(d, threading.Event())
@@ -487,7 +490,7 @@ def _stream(session: RtpSession, ssrc: int | None = None):
         counts: dict[int, int] = {}
         for p in pkts:
             counts[p.ssrc] = counts.get(p.ssrc, 0) + 1
-        ssrc = max(counts, key=counts.get)
+        ssrc = max(counts, key=lambda k: counts[k])
     sel = [p for p in pkts if p.ssrc == ssrc]
     return [p.arrival_ns / 1e6 for p in sel], [p.seq for p in sel], [p.timestamp for p in sel]
 
@@ -509,8 +512,9 @@ def _private(addr: str | None) -> bool:
 
 def _media_figures(media: Media, rtp: RtpSession, answer: Sdp, callee, leg: CallLeg, config: CallConfig,
                    result: CallResult, uac: UserAgent) -> None:
-    codec, ptime, jb = leg.codec, leg.ptime_ms, config.jitter_buffer_ms
-    clock = ENCODINGS[leg.encoding][1]
+    codec, ptime, enc, jb = leg.codec, leg.ptime_ms, leg.encoding, config.jitter_buffer_ms
+    assert codec is not None and ptime is not None and enc is not None     # _call set them before media
+    clock = ENCODINGS[enc][1]
     media.silence_packets = rtp.silent_payloads
     if rtp.first_source:
         media.remote_rtp_source = fmt_hostport(*rtp.first_source)
@@ -599,7 +603,7 @@ def _cause(answer: Sdp, media: Media, result: CallResult, silent: str = "far->cu
     """The likely cause of a silent direction, most specific evidence first."""
     if answer.address in ("0.0.0.0", "::") or answer.direction in ("sendonly", "inactive"):
         return f"the far end's SDP puts the call on hold ({answer.direction}, c= {answer.address})"
-    if _private(answer.address) and not _private(result.first_hop.rsplit(":", 1)[0].strip("[]")):
+    if _private(answer.address) and not _private((result.first_hop or "").rsplit(":", 1)[0].strip("[]")):
         return (f"SDP c= address {answer.address} is private: a SIP ALG or a misconfigured NAT "
                 "(the far end advertises an address we cannot reach)")
     rewritten = [e for e in result.nat_evidence if e.startswith(SDP_REWRITTEN)]
@@ -622,13 +626,14 @@ def _port_check(uac: UserAgent, uas: UserAgent, number: str, config: CallConfig,
     p = PortedNumber(number, bool(leg.arrived_at_answer_account), leg.status_code, leg.reason,
                      leg.post_dial_delay_ms)
     if media and media.directions:
-        mos = [d.get("mos") for d in media.directions if d.get("mos") is not None]
+        mos = [float(d["mos"]) for d in media.directions if d.get("mos") is not None]
         p.mos_min = min(mos) if mos else None
         p.audio = media.audio
     if p.arrived:
-        p.note = f"rings on the new trunk ({config.answer_account.aor})"
+        p.note = f"rings on the new trunk ({uas.account.aor})"
     elif leg.connected:
-        p.note = f"answered elsewhere ({leg.status_code} {leg.reason}): still routed to the old trunk or another destination"
+        p.note = (f"answered elsewhere ({leg.status_code} {leg.reason}): still routed to the old trunk "
+                  "or another destination")
     elif leg.status_code:
         p.note = f"did not arrive: {leg.status_code} {leg.reason}"
     else:
@@ -685,7 +690,7 @@ def _summary(r: CallResult) -> str:
         if r.media.problem:
             parts.append(r.media.problem + (f"; likely cause: {r.media.likely_cause}" if r.media.likely_cause else ""))
         elif r.media.audio:
-            mos = [d.get("mos") for d in r.media.directions if d.get("mos") is not None]
+            mos = [float(d["mos"]) for d in r.media.directions if d.get("mos") is not None]
             parts.append(f"audio {r.media.audio}" + (f", MOS {min(mos):.2f}" if mos else ""))
     if r.porting_summary:
         parts.append(r.porting_summary)

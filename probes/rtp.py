@@ -92,7 +92,7 @@ def build_sdp(host: str, port: int, encodings: list[str], ptime_ms: int, session
     pts.append(DYNAMIC_PT["telephone-event"])
     lines += [f"a=rtpmap:{DYNAMIC_PT['telephone-event']} telephone-event/8000",
               f"a=fmtp:{DYNAMIC_PT['telephone-event']} 0-15", f"a=ptime:{ptime_ms}", "a=sendrecv"]
-    body = [f"v=0", f"o=cutover {session_id} {version} IN {ipv} {host}", "s=cutover test call",
+    body = ["v=0", f"o=cutover {session_id} {version} IN {ipv} {host}", "s=cutover test call",
             f"c=IN {ipv} {host}", "t=0 0", f"m=audio {port} RTP/AVP {' '.join(map(str, pts))}"] + lines
     return ("\r\n".join(body) + "\r\n").encode()
 
@@ -416,7 +416,7 @@ class RtpSession:
             counts: dict[int, int] = {}
             for p in pkts:
                 counts[p.ssrc] = counts.get(p.ssrc, 0) + 1
-            src = max(counts, key=counts.get)
+            src = max(counts, key=lambda k: counts[k])
             sel = [p for p in pkts if p.ssrc == src]
             lsr, at = self._last_sr.get(src, (0, 0.0))
             dlsr = int((time.monotonic() - at) * 65536) if lsr else 0
@@ -438,6 +438,8 @@ class RtpSession:
 
     def _rtcp_loop(self) -> None:
         sock = self.rtcp_sock
+        if sock is None:
+            return
         next_report = time.monotonic() + RTCP_INTERVAL_S
         while True:
             stopping = self._stop.is_set()
@@ -507,8 +509,11 @@ class RtpSession:
             header = RTP_HEADER.pack(0x80, (0x80 if i == 0 else 0) | self.payload_type, (seq0 + i) & 0xFFFF,
                                      (ts0 + i * samples) & 0xFFFFFFFF, self.ssrc)
             self.sent_ns.append(time.time_ns())       # the kernel stamps arrivals in CLOCK_REALTIME
+            dest = self.remote                     # may change once (symmetric RTP latching)
+            if dest is None:
+                break
             try:
-                self.sock.sendto(header + self.frames[i % len(self.frames)], self.remote)
+                self.sock.sendto(header + self.frames[i % len(self.frames)], dest)
             except OSError:
                 self.send_errors += 1
 
@@ -644,23 +649,23 @@ def direction_stats(direction: str, arrivals_ms: list[float], seqs: list[int], t
     ext = unwrap(seqs)
     ts_ext = _unwrap32(timestamps)
     transit = [a - t * 1000.0 / clock_hz for a, t in zip(arrivals_ms, ts_ext)]
-    unique = {}
-    for s, tr in zip(ext, delays_ms if delays_ms is not None else transit):
-        unique.setdefault(s, tr)
+    unique: dict[int, float] = {}
+    for seq, tr in zip(ext, delays_ms if delays_ms is not None else transit):
+        unique.setdefault(seq, tr)
     dup = n - len(unique)
     expected = sent if sent else (max(unique) - min(unique) + 1)
     loss = max(0.0, 100.0 * (expected - len(unique)) / expected) if expected else None
     jitter = stats.rfc3550_jitter(transit)
     order = sorted(unique)
-    ipdv = stats.summary(stats.abs_ipdv_indexed(order, [unique[s] for s in order]), stats.IPDV_KEYS)
+    ipdv = stats.summary(stats.abs_ipdv_indexed(order, [unique[q] for q in order]), stats.IPDV_KEYS)
     late = stats.late_count(list(unique.values()), jitter_buffer_ms)
     late_pct = 100.0 * late / len(unique)
     ds = DirectionStats(direction, sent, len(unique), loss, late_pct, jitter, ipdv, one_way_ms,
                         one_way_source, duplicates=dup, measured_by=measured_by)
     if one_way_ms is not None and loss is not None:
-        s = emodel.score(codec, one_way_ms, min(100.0, loss + late_pct), jitter_buffer_ms=jitter_buffer_ms,
-                         ptime_ms=ptime_ms)
-        ds.mos, ds.r_factor = s.mos, s.r_factor
+        score = emodel.score(codec, one_way_ms, min(100.0, loss + late_pct), jitter_buffer_ms=jitter_buffer_ms,
+                             ptime_ms=ptime_ms)
+        ds.mos, ds.r_factor = score.mos, score.r_factor
     return ds
 
 

@@ -35,6 +35,7 @@ import re
 import secrets
 import select
 import socket
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -128,6 +129,8 @@ def parse_message(data: bytes, source: tuple[str, int] | None = None) -> SipMsg 
             headers.append((COMPACT.get(name, name), value.strip()))
     if m:
         return SipMsg(None, None, int(m.group(1)), m.group(2).strip(), headers, body, source)
+    if r is None:
+        return None
     return SipMsg(r.group(1), r.group(2), None, "", headers, body, source)
 
 
@@ -283,7 +286,6 @@ class Channel:
         """TLS per RFC 5922: the certificate must name the domain we asked for (the
         hop's URI host), not whatever SRV pointed at."""
         import ipaddress
-        import ssl
         ctx = ssl.create_default_context(cafile=ca_file) if ca_file else ssl.create_default_context()
         if insecure:
             ctx.check_hostname = False
@@ -322,7 +324,8 @@ class Channel:
         if self.closed:
             time.sleep(timeout_s)
             return []
-        pending = self.tls is not None and self.sock.pending() > 0     # TLS may hold decrypted bytes
+        # TLS may hold decrypted bytes that select() cannot see
+        pending = isinstance(self.sock, ssl.SSLSocket) and self.sock.pending() > 0
         try:
             ready = pending or select.select([self.sock], [], [], timeout_s)[0]
         except (OSError, ValueError):
@@ -558,8 +561,9 @@ class UserAgent:
             if resp.status in (401, 407):
                 ch = pick_challenge(resp)
                 if ch is None:
+                    offered = resp.raw_all("www-authenticate") + resp.raw_all("proxy-authenticate")
                     out.error = (f"{resp.status} {resp.reason}: no digest challenge we can answer "
-                                 f"(offered: {', '.join(resp.raw_all('www-authenticate') + resp.raw_all('proxy-authenticate'))[:200]})")
+                                 f"(offered: {', '.join(offered)[:200]})")
                     return out
                 if ch.nonce in tried_nonces or (auth_hdr and not ch.stale):
                     out.auth_rejected = True
@@ -572,10 +576,11 @@ class UserAgent:
                 continue
             break
         out.time_ms = (time.monotonic() - start) * 1000
-        if out.status and 200 <= out.status < 300:
+        last = out.last
+        if last is not None and out.status and 200 <= out.status < 300:
             out.ok = True
-            out.expires_s = granted_expiry(out.last, self.contact_uri, expires_s)
-            out.contacts = out.last.all("contact")
+            out.expires_s = granted_expiry(last, self.contact_uri, expires_s)
+            out.contacts = last.all("contact")
         elif out.status == 403 and auth_hdr:
             out.auth_rejected = True
             out.error = f"{out.status} {out.reason} after credentials"
@@ -610,6 +615,8 @@ class UserAgent:
 
             def on_prov(msg: SipMsg) -> None:
                 t = (time.monotonic() - start) * 1000
+                if msg.status is None:
+                    return
                 out.provisional.append(msg.status)
                 if msg.status == 100 and out.trying_ms is None:
                     out.trying_ms = t
@@ -640,9 +647,10 @@ class UserAgent:
                 return out
             out.status, out.reason = resp.status, resp.reason
             out.final_ms = (time.monotonic() - start) * 1000
-            if resp.status >= 300:
+            code = resp.status or 0                  # the transaction hands over responses only
+            if code >= 300:
                 self._ack_non2xx(target_uri, branch, from_hdr, resp, call_id, cseq)
-            if resp.status in (401, 407) and not out.cancelled:
+            if code in (401, 407) and not out.cancelled:
                 ch = pick_challenge(resp)
                 if ch is None or ch.nonce in tried or (auth_hdr and not ch.stale):
                     out.auth_rejected = ch is not None
@@ -652,8 +660,11 @@ class UserAgent:
                 auth_hdr = self._auth(ch, "INVITE", target_uri)
                 continue
             break
+        else:                                        # three attempts, each challenged
+            out.error = f"{out.status} {out.reason} after credentials (stale nonces every time)"
+            return out
         out.via_received = via_params(resp)
-        if 200 <= resp.status < 300:
+        if 200 <= code < 300:
             out.answer_ms = out.final_ms
             if out.pdd_ms is None:
                 out.pdd_ms = out.final_ms
@@ -663,7 +674,7 @@ class UserAgent:
                        cseq=cseq, route_set=routes)
             d.offer = parse_sdp(resp.body) if resp.body else None
             d.local_sdp = sdp
-            d.final_status = resp.status
+            d.final_status = code
             ack_headers = [("Via", self._via("z9hG4bK" + secrets.token_hex(8))), ("Max-Forwards", "70")]
             ack_headers += [("Route", r) for r in routes]
             ack_headers += [("From", from_hdr), ("To", resp.get("to") or to_hdr), ("Call-ID", call_id),
@@ -713,10 +724,11 @@ class UserAgent:
             if d:
                 d.confirmed = True
             return
-        if method == "INVITE" and d is None:
-            self._incoming_invite(req)
-            return
-        if method == "INVITE":          # re-INVITE (session refresh, hold, codec change): keep our media
+        if method == "INVITE":
+            if d is None:
+                self._incoming_invite(req)
+                return
+            # re-INVITE (session refresh, hold, codec change): keep our media
             sdp = d.local_sdp
             self.ch.send(build_response(req, 200, "OK", d.local_tag,
                                         [("Contact", f"<{self.contact_uri}>")], sdp), src)
@@ -795,8 +807,10 @@ class UserAgent:
         ok = build_response(req, 200, "OK", d.local_tag, contact + [("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS")],
                             d.local_sdp)
         d.final_status = 200
-        remote = (d.offer.address, d.offer.port) if d.offer else None
-        d.media.start(remote, self.answer.media_s, send=self.answer.send_rtp)
+        offer, media = d.offer, d.media
+        if media is None or offer is None or offer.address is None or offer.port is None:
+            return                                   # _incoming_invite answered 488 then
+        media.start((offer.address, offer.port), self.answer.media_s, send=self.answer.send_rtp)
         interval, deadline = T1_S, time.monotonic() + TIMER_B_S
         while not self._stop.is_set() and time.monotonic() < deadline:
             try:

@@ -100,7 +100,8 @@ def test_offer_answer():
     assert choose(s, ["PCMA", "PCMU"]) == (0, "PCMU")           # the offer's order decides
     answer = parse_sdp("v=0\r\no=- 1 1 IN IP4 198.51.100.1\r\ns=-\r\nc=IN IP4 10.1.2.3\r\nt=0 0\r\n"
                        "m=audio 5004 RTP/AVP 101 8\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n")
-    assert negotiated(answer) == (8, "PCMA") and answer.address == "10.1.2.3" and answer.origin_address == "198.51.100.1"
+    assert negotiated(answer) == (8, "PCMA")
+    assert answer.address == "10.1.2.3" and answer.origin_address == "198.51.100.1"
     opus = parse_sdp(build_sdp("::1", 40002, offer_encodings("opus"), 20, 1))
     assert opus.rtpmap[111] == "opus" and opus.address == "::1"
 
@@ -227,7 +228,8 @@ def _raw(**over):
                             "time_ms": 12.0},
            "call": {"target": "sip:echo@x", "connected": True, "status_code": 200, "reason": "OK",
                     "post_dial_delay_ms": 3500.0, "encoding": "PCMU", "ptime_ms": 20},
-           "media": {"mode": "self", "audio": "one-way", "problem": "no audio from the far end (far end -> cutover silent)",
+           "media": {"mode": "self", "audio": "one-way",
+                     "problem": "no audio from the far end (far end -> cutover silent)",
                      "likely_cause": "SDP c= address 10.0.0.5 is private: a SIP ALG or a misconfigured NAT",
                      "directions": [{"direction": "cutover->far", "packets_received": 100, "mos": 4.37},
                                     {"direction": "far->cutover", "packets_received": 0, "mos": None}]},
@@ -307,7 +309,8 @@ def test_nat_and_alg_evidence_from_a_register_answer():
     from probes.call import CallResult, _nat_evidence
     resp = parse_message(b"SIP/2.0 200 OK\r\n"
                          b"Via: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport=61000;received=198.51.100.7\r\n"
-                         b"Call-ID: x\r\nCSeq: 2 REGISTER\r\nContact: <sip:alice@198.51.100.7:61000>;expires=60\r\n\r\n")
+                         b"Call-ID: x\r\nCSeq: 2 REGISTER\r\n"
+                         b"Contact: <sip:alice@198.51.100.7:61000>;expires=60\r\n\r\n")
     res = CallResult(target=None)
     _nat_evidence(_FakeUa(), resp, res, registered_contacts=resp.all("contact"))
     assert res.nat_detected is True and res.public_address == "198.51.100.7:61000"
@@ -315,7 +318,8 @@ def test_nat_and_alg_evidence_from_a_register_answer():
     assert any("registrar stored our Contact as sip:alice@198.51.100.7:61000" in e for e in res.nat_evidence)
     # the same answer with our Via and Contact intact: NAT only... and nothing at all without it
     clean = parse_message(b"SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.168.1.20:5060;branch=z9hG4bK1;rport=5060\r\n"
-                          b"Call-ID: x\r\nCSeq: 2 REGISTER\r\nContact: <sip:alice@192.168.1.20:5060>;expires=60\r\n\r\n")
+                          b"Call-ID: x\r\nCSeq: 2 REGISTER\r\n"
+                          b"Contact: <sip:alice@192.168.1.20:5060>;expires=60\r\n\r\n")
     res = CallResult(target=None)
     _nat_evidence(_FakeUa(), clean, res, registered_contacts=clean.all("contact"))
     assert (res.nat_detected, res.alg_suspected, res.nat_evidence) == (False, False, [])
@@ -391,7 +395,6 @@ def test_in_dialog_reinvite_update_and_bye_are_answered():
     SDP and keeps the media; a BYE from the far end is answered and ends the call. A real UDP
     socket plays the far end (no SIP server needed for in-dialog requests)."""
     import socket
-    import threading
     from probes.sip_resolve import Target
     from probes.sipaccount import Account
     from probes.sipua import Channel, Dialog, UserAgent
@@ -409,10 +412,11 @@ def test_in_dialog_reinvite_update_and_bye_are_answered():
         dest = ua.ch.local
 
         def request(method, cseq, body=b"", extra=""):
-            head = (f"{method} sip:alice@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{cseq}\r\n"
+            head = (f"{method} sip:alice@127.0.0.1 SIP/2.0\r\n"
+                    f"Via: SIP/2.0/UDP 127.0.0.1:{port};branch=z9hG4bK{cseq}\r\n"
                     f"From: <sip:bob@127.0.0.1>;tag=rtag\r\nTo: <sip:alice@127.0.0.1>;tag=ltag\r\nCall-ID: cid-1\r\n"
                     f"CSeq: {cseq} {method}\r\n{extra}"
-                    + (f"Content-Type: application/sdp\r\n" if body else "") + f"Content-Length: {len(body)}\r\n\r\n")
+                    + ("Content-Type: application/sdp\r\n" if body else "") + f"Content-Length: {len(body)}\r\n\r\n")
             far.sendto(head.encode() + body, dest)
             return parse_message(far.recv(65535))
 

@@ -8,7 +8,8 @@ from harness.cli import cli
 
 COMMANDS = [
     ["reflector"], ["probe", "latency"], ["probe", "stream"], ["probe", "bandwidth"], ["probe", "capacity"],
-    ["probe", "sip"], ["probe", "path"], ["probe", "call"], ["analyze"], ["plan"], ["profile", "validate"], ["profile", "schema"],
+    ["probe", "sip"], ["probe", "path"], ["probe", "call"], ["analyze"], ["plan"], ["profile", "validate"],
+    ["profile", "schema"],
     ["check"], ["schedule"], ["report"], ["gate"], ["board"], ["signoff"], ["exporter"], ["demo"],
 ]
 

@@ -85,7 +85,8 @@ Examples:
 @interface_option
 @json_option
 def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s, ring_timeout_s, expires_s,
-            jitter_buffer_ms, transport, ca_file, insecure, register_only, timeout_s, verbose, source, interface, as_json):
+            jitter_buffer_ms, transport, ca_file, insecure, register_only, timeout_s, verbose, source, interface,
+            as_json):
     try:
         account = load_account(account_file)
         answer = load_account(answer_file) if answer_file else None

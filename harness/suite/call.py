@@ -63,7 +63,7 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
         reg = raw.get(key)
         if isinstance(reg, dict):
             ok = bool(reg.get("ok"))
-            out.append(expect(f"call.registered" if key == "registration" else "call.answer_registered", ok,
+            out.append(expect("call.registered" if key == "registration" else "call.answer_registered", ok,
                               f"{reg.get('status_code')} {reg.get('reason')}", "2xx",
                               f"{who} {reg.get('account')} registered for {reg.get('expires_s')} s "
                               f"in {reg.get('time_ms') or 0:.0f} ms" if ok else
