@@ -557,3 +557,17 @@ def test_codec_sizes_and_a_real_codec_rejection(trunk):
         assert carol.incoming[-1].final_status == 488
     finally:
         _close(carol)
+
+
+def test_probe_call_takes_the_circuit_from_the_profile(trunk, tmp_path):
+    prof = tmp_path / "site.yaml"
+    prof.write_text("site: lab\nplanned: {calls: 2, codec: g729}\ncircuits:\n  - name: new\n    role: new\n"
+                    f"    down_mbps: 10\n    up_mbps: 10\n    sip_account: {trunk.account_file('alice')}\n"
+                    "    test_call: echo\n")
+    r = run_cli("probe", "call", "--profile", str(prof), "--duration", "1", "--json")
+    assert r.returncode == 0, r.stderr + r.stdout
+    d = json.loads(r.stdout)
+    assert d["target"] == "sip:echo@127.0.0.1" and d["call"]["offered"][0] == "G729"   # the profile's codec
+    assert d["media"]["mode"] == "echo"
+    r = run_cli("probe", "call", "--circuit", "new", "--account", trunk.account_file("alice"))
+    assert r.returncode == 2 and "--circuit needs --profile" in r.stderr

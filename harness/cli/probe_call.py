@@ -8,7 +8,8 @@ import threading
 import click
 
 from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress, StopOnSignal,
-                                die, emit_json, err, interface_option, json_option, out, source_option)
+                                circuit_option, circuit_or_exit, die, emit_json, err, interface_option, json_option,
+                                load_profile_or_exit, out, profile_option, source_option)
 from probes import call
 from probes.sipaccount import AccountError, load_account
 
@@ -54,24 +55,28 @@ one-way or no audio, a ported number elsewhere; 2 bad option or account file;
 \b
 Examples:
   cutover probe call sip:echo@sip.carrier.example --account alice.yaml
+  cutover probe call --profile site.yaml --circuit new     # the circuit's test_call and accounts
   cutover probe call 4420794600 --account alice.yaml --answer-account bob.yaml --duration 20
   cutover probe call --account old-trunk.yaml --answer-account new-trunk.yaml \\
       --ported +442079460010 --ported +442079460018 --json""")
 @click.argument("uri", required=False)
-@click.option("--account", "account_file", metavar="FILE", required=True, help="Account YAML of the caller.")
+@click.option("--account", "account_file", metavar="FILE", default=None,
+              help="Account YAML of the caller (else the circuit's sip_account).")
 @click.option("--answer-account", "answer_file", metavar="FILE", default=None,
               help="Second account that cutover registers and answers with (call yourself, porting).")
 @click.option("--ported", multiple=True, metavar="NUMBER", help="A ported number to check (repeat).")
-@click.option("--codec", default="g711", show_default=True, help="Codec offered first: g711, g729, g722, opus.")
-@click.option("--ptime", "ptime_ms", type=int, default=20, show_default=True, help="Packetisation (ms).")
+@click.option("--codec", default=None, help="Codec offered first: g711, g729, g722, opus (default: the profile's, "
+              "else g711).")
+@click.option("--ptime", "ptime_ms", type=int, default=None,
+              help="Packetisation in ms (default: the profile's, else 20).")
 @click.option("--duration", "duration_s", type=float, default=10.0, show_default=True,
               help="Seconds of audio after the answer.")
 @click.option("--ring-timeout", "ring_timeout_s", type=float, default=30.0, show_default=True,
               help="Seconds to wait for an answer before CANCEL.")
 @click.option("--expires", "expires_s", type=int, default=300, show_default=True,
               help="Registration expiry asked for (s); the server's grant is reported.")
-@click.option("--jitter-buffer", "jitter_buffer_ms", type=float, default=60.0, show_default=True,
-              help="De-jitter buffer for late packets and the E-model (ms).")
+@click.option("--jitter-buffer-ms", "jitter_buffer_ms", type=float, default=None,
+              help="De-jitter buffer for late packets and the E-model (default: the profile's, else 60).")
 @click.option("--transport", type=click.Choice(["udp", "tcp", "tls"], case_sensitive=False), default=None,
               help="Force a transport (else the account's, the URI's, or DNS).")
 @click.option("--ca", "ca_file", metavar="FILE", default=None,
@@ -81,19 +86,37 @@ Examples:
 @click.option("--timeout", "timeout_s", type=float, default=8.0, show_default=True,
               help="Seconds to wait for a SIP answer per request.")
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
+@profile_option
+@circuit_option
 @source_option
 @interface_option
 @json_option
 def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s, ring_timeout_s, expires_s,
-            jitter_buffer_ms, transport, ca_file, insecure, register_only, timeout_s, verbose, source, interface,
-            as_json):
+            jitter_buffer_ms, transport, ca_file, insecure, register_only, timeout_s, verbose, profile_path, circuit,
+            source, interface, as_json):
+    if profile_path is not None:       # the circuit's accounts, call and numbers; the options win
+        prof = load_profile_or_exit(profile_path)
+        circ = circuit_or_exit(prof, circuit)
+        account_file = account_file or (str(prof.resolve_path(circ.sip_account)) if circ.sip_account else None)
+        answer_file = answer_file or (str(prof.resolve_path(circ.answer_account)) if circ.answer_account else None)
+        uri = uri or circ.test_call
+        ported = ported or tuple(circ.ported_numbers)
+        codec, ptime_ms = codec or prof.planned.codec, ptime_ms or prof.planned.ptime_ms
+        jitter_buffer_ms = prof.thresholds.jitter_buffer_ms if jitter_buffer_ms is None else jitter_buffer_ms
+        source, interface = source or circ.source, interface or circ.interface
+    elif circuit is not None:
+        die(EXIT_BAD_INPUT, "--circuit needs --profile PROFILE")
+    if account_file is None:
+        die(EXIT_BAD_INPUT, "missing --account FILE (or --profile PROFILE with a circuit's sip_account)")
+    codec, ptime_ms = codec or "g711", ptime_ms or 20
+    jitter_buffer_ms = 60.0 if jitter_buffer_ms is None else jitter_buffer_ms
     try:
         account = load_account(account_file)
         answer = load_account(answer_file) if answer_file else None
     except AccountError as exc:
         die(EXIT_BAD_INPUT, str(exc))
     if timeout_s <= 0 or expires_s < 0 or jitter_buffer_ms < 0:
-        die(EXIT_BAD_INPUT, "--timeout must be > 0, --expires and --jitter-buffer >= 0")
+        die(EXIT_BAD_INPUT, "--timeout must be > 0, --expires and --jitter-buffer-ms >= 0")
     cfg = call.CallConfig(account=account, uri=uri, answer_account=answer, ported=list(ported), codec=codec,
                           ptime_ms=ptime_ms, duration_s=duration_s, ring_timeout_s=ring_timeout_s,
                           expires_s=expires_s, jitter_buffer_ms=jitter_buffer_ms,
