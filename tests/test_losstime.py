@@ -136,3 +136,20 @@ def test_reached_pattern_from_the_reflectors_numbers():
     assert lt.reached_pattern([0, 1], [0, 1], 5, tail=4) == ([T, T, T, T, F], [])
     # without the tail, the packets after the last reply count as lost on the way there
     assert lt.reached_pattern([0, 1], [0, 1], 5) == ([T, T, F, F, F], [])
+
+
+def test_loaded_latency_phase_reports_loss_in_time():
+    # the bandwidth probe's RTT sampler under load: 50 probes at 20 ms, 5 in a row lost
+    from probes.loadlatency import PhaseStats
+    lost = [False] * 50
+    for k in range(20, 25):
+        lost[k] = True
+    ph = PhaseStats(sent=50, rtts_ms=[10.0] * 45, lost=lost, interval_ms=20.0)
+    s = ph.summary()
+    assert s["loss_pct"] == 10.0
+    assert s["max_gap_ms"] == 100.0                                   # 5 x 20 ms
+    assert s["worst_window"]["200ms"]["loss_pct"] == 50.0             # 5 of any 10 consecutive
+    assert s["worst_window"]["15s"]["loss_pct"] == 10.0               # 1 s phase: one window
+    # one run of 5: 44 received with a successor, 1 followed by a loss; 5 lost with one, 1 by a reply
+    assert s["burst_ratio"] == pytest.approx(1 / (1 / 44 + 1 / 5))
+    assert "max_gap_ms" not in PhaseStats(5, [10.0] * 5).summary()    # no pattern recorded
