@@ -486,7 +486,8 @@ class Engine:
                     break
                 if received and j < total and now - last_seen > silence_ns + max_rtt_ns:
                     errors.append(f"reflector stopped answering after "
-                                  f"{(last_seen - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
+                                  f"{(last_seen - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}"
+                                  + (f"; {unusable_replies(run)}" if run.foreign else ""))
                     aborted = True
                     break
                 if stop.is_set():

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes.codecs import Codec
-
-SHORT_REPLY_B = 38     # RFC 5357 reply without the trailing MBZ and Sender TTL octets (see engine)
+from probes.stamp import SHORT_REPLY_B    # RFC 5357 reply without the trailing MBZ and Sender TTL
 
 
 @dataclass
