@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from probes.codecs import Codec
-from probes.stamp import SHORT_REPLY_B    # RFC 5357 reply without the trailing MBZ and Sender TTL
 
 
 @dataclass
@@ -28,7 +27,7 @@ class EngineResult:
     payload_b: int
     offered_kbps: float
     direction_split: bool | None = None
-    packets: dict[str, int] = field(default_factory=dict)
+    packets: dict[str, int | None] = field(default_factory=dict)   # reflected: None without a split
     loss_pct: dict[str, float] = field(default_factory=dict)
     rtt_ms: dict[str, float] = field(default_factory=dict)
     jitter_ms: dict[str, float] = field(default_factory=dict)

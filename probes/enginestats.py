@@ -13,9 +13,11 @@ from __future__ import annotations
 import bisect
 import math
 from datetime import datetime, timezone
+from typing import Any
 
 from probes import emodel, losstime, stamp, stats
-from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
+from probes.enginerun import EngineResult, Run
+from probes.stamp import SHORT_REPLY_B
 
 NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
 LATE_SEND_FRACTION_LIMIT = 0.001  # > 0.1 % of sends later than one ptime: sender-limited
@@ -34,7 +36,7 @@ def analyse(res: EngineResult, run: Run) -> None:
         return
     res.measured = True
     mono0, ntp0 = run.mono0, run.ntp0
-    tx, rx, t2a, t3a, rseq = run.tx, run.rx, run.t2, run.t3, run.rseq
+    tx, rx, t2a, t3a = run.tx, run.rx, run.t2, run.t3
     buffer_ms = run.jitter_buffer_ms
 
     # ---- direction split: stateful reflector with per-session numbering
@@ -57,7 +59,6 @@ def analyse(res: EngineResult, run: Run) -> None:
     for c in range(calls):
         # this call's packets: every calls-th slot (C-speed slices of the run's arrays)
         rxs = rx[c:sent:calls]
-        n_sent_c = len(rxs)
         got = [k for k, r in enumerate(rxs) if r]          # sequence index of each received packet
         n_rx_c = len(got)
         if not got:
@@ -270,7 +271,7 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
     out = []
     for it in losstime.interruptions(rtt_lost, ptime):
         lo, hi = it.start_j, it.end_j
-        entry = {"start": utc(run, lo), "duration_ms": it.duration_ms, "calls": len(it.call_ids),
+        entry: dict[str, Any] = {"start": utc(run, lo), "duration_ms": it.duration_ms, "calls": len(it.call_ids),
                  "up_lost": None, "down_lost": None, "duration_ms_dir": {"up": None, "down": None},
                  "source_changed": None}
         if reached is not None:

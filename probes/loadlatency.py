@@ -22,6 +22,7 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from probes import addr, losstime
 from probes import stamp
@@ -80,7 +81,7 @@ class PhaseStats:
 
     def summary(self) -> dict:
         n = len(self.rtts_ms)
-        out = {"sent": self.sent, "received": n,
+        out: dict[str, Any] = {"sent": self.sent, "received": n,
                "loss_pct": (self.sent - n) * 100 / self.sent if self.sent else None,
                "p50": percentile(self.rtts_ms, 50), "p95": percentile(self.rtts_ms, 95),
                "mean": statistics.fmean(self.rtts_ms) if n else None,
@@ -90,10 +91,11 @@ class PhaseStats:
             out["max_gap_ms"] = losstime.max_gap_ms([self.lost], self.interval_ms)
             out["burst_ratio"] = losstime.burst_ratio([self.lost])
             num, den = [int(x) for x in self.lost], [1] * len(self.lost)
-            out["worst_window"] = {
-                name: {"loss_pct": 100.0 * losstime.worst_ratio(
-                    num, den, losstime.window_packets(ms, self.interval_ms, 1))}
-                for name, ms in losstime.WINDOWS_MS.items()}
+            worst: dict[str, dict[str, float | None]] = {}
+            for name, ms in losstime.WINDOWS_MS.items():
+                v = losstime.worst_ratio(num, den, losstime.window_packets(ms, self.interval_ms, 1))
+                worst[name] = {"loss_pct": None if v is None else 100.0 * v}
+            out["worst_window"] = worst
         return out
 
 
@@ -153,7 +155,7 @@ class StampSampler(_Sampler):
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         addr.bind_to_circuit(self.sock, source, interface)
         self.sock.settimeout(0.05)
-        self._sent: dict[int, tuple[float, str]] = {}
+        self._sent: dict[int, tuple[float, str, int]] = {}   # seq -> (sent at, phase, index in it)
         self._recv_stop = threading.Event()
 
     def start(self) -> None:

@@ -33,7 +33,8 @@ def summary_lines(d: dict, checks: list) -> list[str]:
                      + ("; NEW SESSION at the far end" if i.get("source_changed") else ""))
     lines.append(f"  MOS         before {f(d['mos_before'])}, during {f(d['mos_during'])}, "
                  f"after {f(d['mos_after'])}")
-    lines.append(f"  RTT         before {f(d['rtt_ms_before'], '{:.1f}')} ms, after {f(d['rtt_ms_after'], '{:.1f}')} ms;"
+    lines.append(f"  RTT         before {f(d['rtt_ms_before'], '{:.1f}')} ms, "
+                 f"after {f(d['rtt_ms_after'], '{:.1f}')} ms;"
                  f" TTL before {f(d['ttl_before'], '{}')}, after {f(d['ttl_after'], '{}')}")
     lines.append(f"  recovered   {d['recovered']}" + (f" (quality back after {d['recovery_s']:.1f} s)"
                                                       if d.get("recovery_s") is not None else ""))
