@@ -46,6 +46,7 @@ Figures (every one tested against a hand calculation in tests/test_losstime.py):
 
 from __future__ import annotations
 
+import bisect
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -205,6 +206,9 @@ def interruptions(patterns: Sequence[Sequence[bool]], ptime_ms: float,
     return out
 
 
+REORDER_SLACK = 16    # a reflector's numbers may fall this far below their running maximum by reordering
+
+
 def reached_pattern(got: Sequence[int], rseq: Sequence[int], n_sent: int,
                     tail: int | None = None) -> tuple[list[bool], list[int]] | None:
     """Which of one call's packets reached a stateful reflector, from its own
@@ -212,37 +216,68 @@ def reached_pattern(got: Sequence[int], rseq: Sequence[int], n_sent: int,
     received; ``rseq``: the reflector's number on each; ``tail``: its count of
     the session's packets, if a tail probe learnt it.
 
-    Between two replies a and b, the reflector numbered rseq_b - rseq_a - 1 of
-    the packets we miss: those were lost on the way back, the rest on the way
-    there. Their order inside the hole is unknown; the reflector is taken to
-    have seen the first ones (a path that fails loses the packets in flight on
-    the way back first). A number that goes *down* is a far-end session
-    restart (a NAT rebinding gives the reflector a new session that counts
-    from 0): the new session numbered rseq_b packets before b, and accounting
-    continues. Returns (reached per packet, indexes where a restart showed),
-    or None when the numbers cannot be per-session (more numbered than sent).
+    The reflector numbers what reaches it 0, 1, 2, ... in its arrival order, so
+    a session numbered max + 1 packets (the tail probe may know more); the
+    numbers without a reply are packets that reached it and whose replies were
+    lost on the way back, the others were lost on the way there. A missing
+    number h is placed on the first unplaced missing packet after the one
+    numbered h - 1 (below every reply's number: the last missing packets before
+    the first reply), so the count is exact and the place follows the
+    reflector's order even when the path reorders packets.
+
+    A number more than REORDER_SLACK below the running maximum is a far-end
+    session *restart* (a NAT rebinding gives the reflector a new session that
+    counts from 0, as does a restarted reflector): accounting continues in the
+    new session. Returns (reached per packet, indexes of the first reply of
+    each new session), or None when the numbers cannot be a per-session count
+    (more numbered than sent, the same number twice, or restarts all the time).
     """
     reached = [False] * n_sent
-    restarts: list[int] = []
-    prev_k, prev_rs = -1, -1
-    for k, rs in zip(got, rseq):
-        missing = k - prev_k - 1
-        if rs <= prev_rs:
-            restarts.append(k)
-            seen = min(rs, missing)
-        else:
-            seen = rs - prev_rs - 1
-            if seen > missing:
-                return None
-        for i in range(prev_k + 1, prev_k + 1 + seen):
-            reached[i] = True
+    for k in got:
         reached[k] = True
-        prev_k, prev_rs = k, rs
+    sessions: list[list[tuple[int, int]]] = []
+    restarts: list[int] = []
+    top = -1
+    for k, rs in zip(got, rseq):
+        if sessions and rs < top - REORDER_SLACK:
+            restarts.append(k)
+            sessions.append([])
+            top = -1
+        elif not sessions:
+            sessions.append([])
+        sessions[-1].append((k, rs))
+        top = max(top, rs)
     if len(restarts) > max(3, len(got) // 100):
-        return None          # numbers that keep going down are no session count
-    if tail is not None and prev_k >= 0:
-        missing = n_sent - prev_k - 1
-        seen = max(0, min(tail - prev_rs - 1, missing))
-        for i in range(prev_k + 1, prev_k + 1 + seen):
-            reached[i] = True
+        return None
+    for si, sess in enumerate(sessions):
+        lo = sessions[si - 1][-1][0] if si else -1                  # region between the neighbours'
+        hi = sessions[si + 1][0][0] if si + 1 < len(sessions) else n_sent   # replies (exclusive)
+        numbers = {rs for _k, rs in sess}
+        if len(numbers) < len(sess):
+            return None
+        free = [k for k in range(lo + 1, hi) if not reached[k]]
+        count = max(numbers) + 1
+        if tail is not None and si == len(sessions) - 1:
+            count = max(count, min(tail, len(numbers) + len(free)))
+        holes = [h for h in range(count) if h not in numbers]
+        if len(holes) > len(free):
+            return None
+        by_rs = sorted((rs, k) for k, rs in sess)
+        first_k = min(sess, key=lambda e: e[1])[0]                  # the reply numbered lowest
+        used: set[int] = set()
+        j = -1                                                       # by_rs[j]: largest rs < hole
+        for h in holes:
+            while j + 1 < len(by_rs) and by_rs[j + 1][0] < h:
+                j += 1
+            pick = None
+            if j >= 0:
+                after = by_rs[j][1]
+                pick = next((k for k in free[bisect.bisect_right(free, after):] if k not in used), None)
+            else:
+                pick = next((k for k in reversed(free[:bisect.bisect_left(free, first_k)]) if k not in used),
+                            None)
+            if pick is None:
+                pick = next(k for k in free if k not in used)
+            used.add(pick)
+            reached[pick] = True
     return reached, restarts
