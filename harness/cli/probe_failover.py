@@ -9,8 +9,8 @@ import threading
 import click
 
 from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                StopOnSignal, die, emit_json, err, interface_option, json_option,
-                                load_profile_or_exit, source_option)
+                                StopOnSignal, circuit_or_exit, die, emit_json, err, interface_option,
+                                json_option, load_profile_or_exit, out, source_option)
 
 
 def summary_lines(d: dict, checks: list) -> list[str]:
@@ -106,21 +106,14 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trig
         if profile_path:
             from harness.binding import bind
             prof = load_profile_or_exit(profile_path)
-            if circuit:
-                try:
-                    circ = prof.circuit(circuit)
-                except KeyError as exc:
-                    die(EXIT_BAD_INPUT, f"profile {profile_path}: {exc.args[0]}")
-            else:
-                news = prof.circuits_by_role("new")
-                circ = news[0] if news else prof.circuits[0]
+            circ = circuit_or_exit(prof, circuit)
             if not (target or circ.reflector):
                 die(EXIT_BAD_INPUT, f"circuit {circ.name!r} has no reflector; give HOST:PORT")
             limit = prof.cutover.failover_max_gap_ms
             cfg = bind("failover", prof, circ, **overrides)
         else:
             if circuit:
-                die(EXIT_BAD_INPUT, "--circuit needs --profile")
+                die(EXIT_BAD_INPUT, "--circuit needs --profile PROFILE")
             if not target:
                 die(EXIT_BAD_INPUT, "missing HOST:PORT (or --profile PROFILE)")
             cfg = failover.FailoverConfig(**overrides)
@@ -149,13 +142,13 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trig
         emit_json(d)
     else:
         for line in summary_lines(d, checks):
-            click.echo(line)
+            out(line)
     if verdict == "unmeasured":
         die(EXIT_UNMEASURED, "; ".join(res.errors) or "nothing measured")
     for e in res.errors:
         err(f"cutover: {e}")
     if not as_json:
-        click.echo(verdict.upper())
+        out(verdict.upper())
     raise SystemExit(EXIT_FAIL if verdict == "fail" else EXIT_OK)
 
 
