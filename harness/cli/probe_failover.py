@@ -71,6 +71,8 @@ Exit codes: 0 pass or warn (no interruption seen; a new public address),
 @click.option("--ptime", default=None, type=int, help="Packetisation interval in ms (default 20).")
 @click.option("--dscp", default="ef", show_default=True, help="DSCP: number or name, or none.")
 @click.option("--key-file", default=None, help="STAMP pre-shared key (authenticated mode).")
+@click.option("--jitter-buffer-ms", "jitter_buffer", default=None, type=float,
+              help="De-jitter buffer in ms for late packets and MOS (default 60, or the profile's).")
 @click.option("--trigger", default=None, metavar="CMD",
               help="Shell command that takes the primary down (run once, at --trigger-at).")
 @click.option("--trigger-at", default=None, type=float, metavar="S", help="Seconds into the drill to run --trigger.")
@@ -87,7 +89,7 @@ Exit codes: 0 pass or warn (no interruption seen; a new public address),
 @interface_option
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
-def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trigger_at, max_gap_ms, timeout,
+def command(target, calls, duration, codec, ptime, dscp, key_file, jitter_buffer, trigger, trigger_at, max_gap_ms, timeout,
             profile_path, circuit, db, no_store, source, interface, verbose, as_json):
     from harness.profile import Cutover
     from harness.suite import failover as judge
@@ -97,7 +99,7 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trig
     overrides = {"calls": calls, "duration_s": duration, "dscp": None if str(dscp).lower() in ("none", "off")
                  else dscp, "trigger": trigger, "trigger_at_s": trigger_at, "timeout_s": timeout}
     for k, v in (("codec", codec), ("ptime_ms", ptime), ("key_file", key_file), ("source", source),
-                 ("interface", interface), ("target", target)):
+                 ("interface", interface), ("target", target), ("jitter_buffer_ms", jitter_buffer)):
         if v is not None:
             overrides[k] = v
     limit = Cutover().failover_max_gap_ms
