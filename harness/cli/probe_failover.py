@@ -89,8 +89,8 @@ Exit codes: 0 pass or warn (no interruption seen; a new public address),
 @interface_option
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
-def command(target, calls, duration, codec, ptime, dscp, key_file, jitter_buffer, trigger, trigger_at, max_gap_ms, timeout,
-            profile_path, circuit, db, no_store, source, interface, verbose, as_json):
+def command(target, calls, duration, codec, ptime, dscp, key_file, jitter_buffer, trigger, trigger_at, max_gap_ms,
+            timeout, profile_path, circuit, db, no_store, source, interface, verbose, as_json):
     from harness.profile import Cutover
     from harness.suite import failover as judge
     from probes import failover
