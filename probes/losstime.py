@@ -47,7 +47,11 @@ Figures (every one tested against a hand calculation in tests/test_losstime.py):
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
+from collections import deque
+from itertools import accumulate, compress, repeat
+from operator import not_, sub
 from typing import Sequence
 
 GMIN = 16                        # RFC 3611 §4.7.2's recommended Gmin
@@ -55,20 +59,22 @@ INTERRUPTION_MIN_MS = 100.0      # shorter silences are concealed (see module do
 WINDOWS_MS = {"15s": 15_000.0, "200ms": 200.0}
 
 
+def for_each(it) -> None:
+    """Run an iterator for its effects at C speed."""
+    deque(it, maxlen=0)
+
+
+def _as_bytes(lost: Sequence[bool]) -> bytes:
+    """The pattern as one octet per packet (0 received, 1 lost): scanned at C speed."""
+    return bytes(map(bool, lost))
+
+
+_RUN = re.compile(b"\x01+")
+
+
 def runs(lost: Sequence[bool]) -> list[tuple[int, int]]:
     """(first index, length) of every run of consecutive True values."""
-    out: list[tuple[int, int]] = []
-    start = -1
-    for i, x in enumerate(lost):
-        if x:
-            if start < 0:
-                start = i
-        elif start >= 0:
-            out.append((start, i - start))
-            start = -1
-    if start >= 0:
-        out.append((start, len(lost) - start))
-    return out
+    return [(m.start(), m.end() - m.start()) for m in _RUN.finditer(_as_bytes(lost))]
 
 
 def max_gap_ms(patterns: Sequence[Sequence[bool]], ptime_ms: float) -> float:
@@ -86,13 +92,13 @@ class MarkovCounts:
     bad_good: int = 0      # ... of which the next was received
 
     def add(self, lost: Sequence[bool]) -> "MarkovCounts":
-        for a, b in zip(lost, lost[1:]):
-            if a:
-                self.bad += 1
-                self.bad_good += not b
-            else:
-                self.good += 1
-                self.good_bad += b
+        b = _as_bytes(lost)
+        head = b[:-1]                      # packets followed by another
+        n_bad = head.count(1)
+        self.bad += n_bad
+        self.good += len(head) - n_bad
+        self.good_bad += b.count(b"\x00\x01")     # a two-octet pattern cannot overlap itself
+        self.bad_good += b.count(b"\x01\x00")
         return self
 
 
@@ -118,7 +124,7 @@ def rfc3611(patterns: Sequence[Sequence[bool]], ptime_ms: float, gmin: int = GMI
         n = len(pat)
         if not n:
             continue
-        losses = [i for i, x in enumerate(pat) if x]
+        losses = list(compress(range(n), pat))
         # group losses: a new group starts after >= gmin received packets
         groups: list[list[int]] = []
         for i in losses:
@@ -147,26 +153,25 @@ def rfc3611(patterns: Sequence[Sequence[bool]], ptime_ms: float, gmin: int = GMI
     }
 
 
-def worst_ratio(num: Sequence[float], den: Sequence[float], window: int,
+def worst_ratio(num: Sequence[float], den: Sequence[float] | None, window: int,
                 min_den: float = 1.0) -> float | None:
     """max over every ``window`` consecutive positions of sum(num) / sum(den)
-    (windows whose den sums below ``min_den`` are skipped). One window
-    (everything) when there are fewer positions. None when no window counts."""
+    (windows whose den sums below ``min_den`` are skipped; ``den`` None: all
+    ones). One window (everything) when there are fewer positions. None when
+    no window counts."""
     n = len(num)
     if n == 0:
         return None
     window = max(1, min(window, n))
-    s_num = sum(num[:window])
-    s_den = sum(den[:window])
-    best = s_num / s_den if s_den >= min_den and s_den > 0 else None
-    for i in range(window, n):
-        s_num += num[i] - num[i - window]
-        s_den += den[i] - den[i - window]
-        if s_den >= min_den and s_den > 0:
-            v = s_num / s_den
-            if best is None or v > best:
-                best = v
-    return best
+    # window sums from prefix sums (C-speed map over the lists)
+    pn = list(accumulate(num, initial=0))
+    if den is None:
+        return max(map(sub, pn[window:], pn)) / window
+    pd = list(accumulate(den, initial=0))
+    wn = list(map(sub, pn[window:], pn))
+    wd = list(map(sub, pd[window:], pd))
+    lo = max(min_den, 1e-12)
+    return max((a / b for a, b in zip(wn, wd) if b >= lo), default=None)
 
 
 def window_packets(window_ms: float, ptime_ms: float, calls: int) -> int:
@@ -233,33 +238,35 @@ def reached_pattern(got: Sequence[int], rseq: Sequence[int], n_sent: int,
     (more numbered than sent, the same number twice, or restarts all the time).
     """
     reached = [False] * n_sent
-    for k in got:
-        reached[k] = True
+    for_each(map(reached.__setitem__, got, repeat(True)))
+    # sessions: split where a number falls more than REORDER_SLACK below the running maximum
     sessions: list[list[tuple[int, int]]] = []
     restarts: list[int] = []
-    top = -1
-    for k, rs in zip(got, rseq):
-        if sessions and rs < top - REORDER_SLACK:
-            restarts.append(k)
-            sessions.append([])
-            top = -1
-        elif not sessions:
-            sessions.append([])
-        sessions[-1].append((k, rs))
-        top = max(top, rs)
-    if len(restarts) > max(3, len(got) // 100):
-        return None
+    pairs = list(zip(got, rseq))
+    while pairs:
+        tops = list(accumulate((rs for _k, rs in pairs), max))
+        cut = next((i for i in range(1, len(pairs)) if pairs[i][1] < tops[i - 1] - REORDER_SLACK), None)
+        if cut is None:
+            sessions.append(pairs)
+            break
+        sessions.append(pairs[:cut])
+        restarts.append(pairs[cut][0])
+        pairs = pairs[cut:]
+        if len(restarts) > max(3, len(got) // 100):
+            return None          # numbers that keep falling are no session count
     for si, sess in enumerate(sessions):
         lo = sessions[si - 1][-1][0] if si else -1                  # region between the neighbours'
         hi = sessions[si + 1][0][0] if si + 1 < len(sessions) else n_sent   # replies (exclusive)
         numbers = {rs for _k, rs in sess}
         if len(numbers) < len(sess):
             return None
-        free = [k for k in range(lo + 1, hi) if not reached[k]]
+        free = list(compress(range(lo + 1, hi), map(not_, reached[lo + 1:hi])))
         count = max(numbers) + 1
         if tail is not None and si == len(sessions) - 1:
             count = max(count, min(tail, len(numbers) + len(free)))
-        holes = [h for h in range(count) if h not in numbers]
+        if count == len(numbers):
+            continue                                                 # every number has its reply
+        holes = sorted(set(range(count)) - numbers)
         if len(holes) > len(free):
             return None
         by_rs = sorted((rs, k) for k, rs in sess)
