@@ -91,6 +91,13 @@ def test_800_ms_silence_passes_and_is_stored(reflector, tmp_path):
         assert {c.id for c in stored.checks} == {"failover.gap", "failover.recovered", "failover.source"}
         assert stored.raw["failover"]["interruptions"][0]["start"] == it["start"]
         assert store.runs("lab") == [] and store.latest_run("lab") is None   # a drill is no check run
+        # the board's checklist shows the item satisfied by the drill
+        import datetime as dt
+        from harness.profile import load_profile
+        from harness.tui.loader import BoardLoader
+        board = BoardLoader(load_profile(profile), store).load(dt.datetime.now(dt.timezone.utc))
+        (row,) = [r for r in board.checklist if r.id.endswith("failover")]
+        assert row.ok and row.kind == "auto"
     finally:
         store.close()
     # the failover checklist item is satisfied by the passing drill, without a signature
