@@ -12,6 +12,9 @@ Conditions (each is a :class:`GateItem`; any ``block`` makes the decision NO-GO)
   last 24 h, and at least one run in that time (stale evidence blocks too).
 - ``capacity``: the latest capacity measurement of each new circuit in the
   window carries the planned calls. Not measured: shown, not blocking.
+- ``checklist:failover``: also satisfied, without a signature, by a passing
+  failover drill stored in the window (``cutover probe failover --profile``);
+  a drill that failed after the sign-off blocks it again.
 - ``checklist:<id>``: every manual item of ``cutover.checklist`` is signed off
   (its latest audit entry is a sign-off, not a revocation).
 
@@ -38,6 +41,7 @@ import datetime as dt
 from dataclasses import dataclass, field
 
 from harness import history
+from harness.suite import failover
 from harness.verdicts import fmt
 
 UTC = dt.timezone.utc
@@ -105,6 +109,25 @@ class GateDecision:
         }
 
 
+def _drill_item(item, rec, drills: list[dict]) -> GateItem | None:
+    """The failover checklist item decided by stored drills (harness/suite/failover.py):
+    the latest drill failed after any sign-off -> block; no sign-off and a passing
+    drill -> ok (automatic). None: the sign-off alone decides."""
+    if item.id != failover.FAILOVER_ITEM or not drills:
+        return None
+    latest = drills[-1]
+    signed = rec is not None and not rec.revoked
+    if not latest["passed"] and (not signed or latest["at"] > rec.at):
+        return GateItem(f"checklist:{item.id}", item.title, "auto", "block",
+                        failover.drill_sentence(latest), at=latest["at"])
+    if not signed:
+        good = [d for d in drills if d["passed"]]
+        if good:
+            return GateItem(f"checklist:{item.id}", item.title, "auto", "ok",
+                            failover.drill_sentence(good[-1]), at=good[-1]["at"])
+    return None
+
+
 def _when(t: dt.datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
@@ -129,7 +152,9 @@ def decide(profile, store, now: dt.datetime | None = None) -> GateDecision:
     runs = store.runs(profile.site, since=since, until=until, checks="failing",
                       circuit=new[0] if len(new) == 1 else None)
     capacity = history.load_series(store, profile.site, since, until, keys=["capacity_calls"])
-    return evaluate(profile, runs, store.signoffs(profile.site), now, series=capacity)
+    drills = failover.drill_summaries(store.runs(profile.site, since=since, until=until, kind="drill",
+                                                 checks="none"))
+    return evaluate(profile, runs, store.signoffs(profile.site), now, series=capacity, drills=drills)
 
 
 def _porting_item(name: str, runs) -> GateItem:
@@ -145,7 +170,8 @@ def _porting_item(name: str, runs) -> GateItem:
                     f"ported numbers of {name} not checked in the parallel run (the call step of cutover check)")
 
 
-def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | None = None) -> GateDecision:
+def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | None = None,
+             drills: list[dict] | None = None) -> GateDecision:
     """Pure: the decision from runs (since the parallel run started) and the
     current sign-off state per item. ``series`` as from history.load_series
     (only ``capacity_calls`` is read); without it, from the runs' raw JSON."""
@@ -238,7 +264,10 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
     # -- manual checklist
     for item in cut.checklist:
         rec = signoffs.get(item.id)
-        if rec is None:
+        drill = _drill_item(item, rec, drills or [])
+        if drill is not None:
+            items.append(drill)
+        elif rec is None:
             items.append(GateItem(f"checklist:{item.id}", item.title, "manual", "block",
                                   f"checklist item {item.id!r} ({item.title}) is not signed off"))
         elif rec.revoked:

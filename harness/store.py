@@ -472,11 +472,15 @@ class Store:
     # -- reading runs
 
     def runs(self, site: str, since: dt.datetime | None = None, until: dt.datetime | None = None,
-             circuit: str | None = None, *, kind: str | None = None,
+             circuit: str | None = None, *, kind: str | None = "check",
              checks: str = "all") -> list[RunRecord]:
         """Runs of ``site`` started in [since, until), oldest first, with their
         circuits and checks (raw JSON loads lazily). With ``circuit``, only runs
         that stored that circuit, and only that circuit in each record.
+
+        ``kind``: "check" (default: the suite's runs, what pass rates, outages
+        and trends are made of), "drill" (failover drills, `cutover probe
+        failover`), or None for every kind.
 
         ``checks``: "all", "failing" (only fail/error: what an outage log
         needs) or "none" (verdicts only). 30 days of 5-minute runs on three
@@ -535,11 +539,11 @@ class Store:
                 return r
         return None
 
-    def latest_run(self, site: str) -> RunRecord | None:
-        """The most recently started run (complete or not)."""
+    def latest_run(self, site: str, kind: str = "check") -> RunRecord | None:
+        """The most recently started run of that kind (complete or not)."""
         with self._read() as db:
-            row = db.execute("SELECT id FROM runs WHERE site = ? ORDER BY started_at DESC, id DESC LIMIT 1",
-                             (site,)).fetchone()
+            row = db.execute("SELECT id FROM runs WHERE site = ? AND kind = ? "
+                             "ORDER BY started_at DESC, id DESC LIMIT 1", (site, kind)).fetchone()
         return self.run(row[0]) if row else None
 
     def raw(self, run_id: int, circuit: str) -> dict[str, dict]:

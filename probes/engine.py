@@ -72,7 +72,7 @@ import time
 from dataclasses import dataclass
 
 from probes import mmsg, sockopts, stamp
-from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
+from probes.enginerun import EngineResult, Run
 from probes.enginestats import analyse, unusable_replies
 from probes.addr import bind_to_circuit, parse_hostport, resolve
 from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
@@ -259,7 +259,7 @@ class Engine:
               stop: threading.Event) -> tuple[list[str], bool]:
         """Send and receive; fills ``run``. Returns (errors, aborted)."""
         cfg = self.config
-        key = cfg.key
+        key = cfg.key or b""             # used only when auth (a key was given)
         auth = self.auth
         calls, per_call, total = run.calls, run.per_call, run.total
         interval_ns = run.interval_ns
@@ -285,10 +285,14 @@ class Engine:
         run.send_mode = "gso" if gso else "per-packet"
         recv, lengths = mm.recv, mm.lengths
         rbufs, ctrl, ctrl_b, slots = mm.bufs, mm.ctrl, mm.ctrl_b, mm.slots
-        usual = mmsg.CMSG_TS_TOS.unpack_from if mmsg.CMSG_TS_TOS is not None else None
-        USUAL_B = mmsg.CMSG_TS_TOS_B if usual is not None else -1
-        usual_ovfl = mmsg.CMSG_TS_OVFL_TOS.unpack_from if usual is not None else None
-        USUAL_OVFL_B = mmsg.CMSG_TS_OVFL_TOS_B if usual is not None else -1
+        ts_tos, ts_ovfl_tos = mmsg.CMSG_TS_TOS, mmsg.CMSG_TS_OVFL_TOS
+        if ts_tos is not None and ts_ovfl_tos is not None:
+            usual, USUAL_B = ts_tos.unpack_from, mmsg.CMSG_TS_TOS_B
+            usual_ovfl, USUAL_OVFL_B = ts_ovfl_tos.unpack_from, mmsg.CMSG_TS_OVFL_TOS_B
+        else:
+            # layouts unknown on this platform: no length is -1, every datagram takes the walk
+            usual = usual_ovfl = struct.Struct("").unpack_from
+            USUAL_B = USUAL_OVFL_B = -1
         LT_OVFL = mmsg.level_type(socket.SOL_SOCKET, sockopts.SO_RXQ_OVFL)
         LT_TS = mmsg.level_type(socket.SOL_SOCKET, sockopts.SO_TIMESTAMPNS)
         LT_TOS = mmsg.level_type(socket.IPPROTO_IP, socket.IP_TOS)
@@ -302,10 +306,11 @@ class Engine:
         digest = hmac.digest
         refl_unpack = stamp.REFL_AUTH_HEAD.unpack_from
         refl_head = _REFL_HEAD.unpack_from
+        short_b = stamp.SHORT_REPLY_B      # RFC 5357 reply without the trailing MBZ and Sender TTL
         refl_cos = _REFL_HEAD_COS.unpack_from
         base_b = self.base_b
-        cos_at = base_b + stamp.TLV_HEADER_B if cfg.dscp is not None else None
-        cos_end = cos_at + 2 if cos_at is not None else 1 << 30      # never, without a CoS TLV
+        cos_at = base_b + stamp.TLV_HEADER_B if cfg.dscp is not None else 0
+        cos_end = cos_at + 2 if cfg.dscp is not None else 1 << 30      # never, without a CoS TLV
         perf = time.perf_counter_ns
         # one fixed mapping monotonic -> wall (NTP) for the whole run
         mono0 = perf()
@@ -415,7 +420,7 @@ class Engine:
                         elif n >= base_b:
                             rs, t3, ssid, t2, ss = refl_head(rbuf, 0)
                             cosv = -1
-                        elif n >= SHORT_REPLY_B:
+                        elif n >= short_b:
                             # an RFC 5357 reply cut after the Sender Error Estimate (some
                             # TWAMP-Light responders): both sequence numbers and all three
                             # timestamps are there; no TTL, no TLVs
@@ -486,7 +491,8 @@ class Engine:
                     break
                 if received and j < total and now - last_seen > silence_ns + max_rtt_ns:
                     errors.append(f"reflector stopped answering after "
-                                  f"{(last_seen - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}")
+                                  f"{(last_seen - t0) / 1e9:.1f} s{' (port unreachable)' if refused else ''}"
+                                  + (f"; {unusable_replies(run)}" if run.foreign else ""))
                     aborted = True
                     break
                 if stop.is_set():

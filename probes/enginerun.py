@@ -16,8 +16,6 @@ from typing import Any
 
 from probes.codecs import Codec
 
-SHORT_REPLY_B = 38     # RFC 5357 reply without the trailing MBZ and Sender TTL octets (see engine)
-
 
 @dataclass
 class EngineResult:
@@ -29,7 +27,7 @@ class EngineResult:
     payload_b: int
     offered_kbps: float
     direction_split: bool | None = None
-    packets: dict[str, int] = field(default_factory=dict)
+    packets: dict[str, int | None] = field(default_factory=dict)   # reflected: None without a split
     loss_pct: dict[str, float] = field(default_factory=dict)
     rtt_ms: dict[str, float] = field(default_factory=dict)
     jitter_ms: dict[str, float] = field(default_factory=dict)

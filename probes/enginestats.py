@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import bisect
 import math
+import operator
+from itertools import compress, repeat
 from datetime import datetime, timezone
+from typing import Any
 
 from probes import emodel, losstime, stamp, stats
-from probes.enginerun import SHORT_REPLY_B, EngineResult, Run
+from probes.enginerun import EngineResult, Run
+from probes.stamp import SHORT_REPLY_B
 
 NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
 LATE_SEND_FRACTION_LIMIT = 0.001  # > 0.1 % of sends later than one ptime: sender-limited
@@ -34,7 +38,7 @@ def analyse(res: EngineResult, run: Run) -> None:
         return
     res.measured = True
     mono0, ntp0 = run.mono0, run.ntp0
-    tx, rx, t2a, t3a, rseq = run.tx, run.rx, run.t2, run.t3, run.rseq
+    tx, rx, t2a, t3a = run.tx, run.rx, run.t2, run.t3
     buffer_ms = run.jitter_buffer_ms
 
     # ---- direction split: stateful reflector with per-session numbering
@@ -57,7 +61,6 @@ def analyse(res: EngineResult, run: Run) -> None:
     for c in range(calls):
         # this call's packets: every calls-th slot (C-speed slices of the run's arrays)
         rxs = rx[c:sent:calls]
-        n_sent_c = len(rxs)
         got = [k for k, r in enumerate(rxs) if r]          # sequence index of each received packet
         n_rx_c = len(got)
         if not got:
@@ -74,12 +77,11 @@ def analyse(res: EngineResult, run: Run) -> None:
         ipdv_down.extend(stats.abs_ipdv_indexed(got, down_v))
         ipdv_rtt.extend(stats.abs_ipdv_indexed(got, rtt_v))
         # |D| of consecutive received packets, filed at the later one's schedule position
+        later = [k * calls + c for k in got[1:]]
         for d, vals in (("up", up_v), ("down", down_v)):
             dsum, dcnt = jitter_pos[d]
-            for i in range(1, n_rx_c):
-                jpos = got[i] * calls + c
-                dsum[jpos] = abs(vals[i] - vals[i - 1])
-                dcnt[jpos] = 1
+            losstime.for_each(map(dsum.__setitem__, later, map(abs, map(operator.sub, vals[1:], vals))))
+            losstime.for_each(map(dcnt.__setitem__, later, repeat(1)))
         # RFC 3550 jitter in arrival order: at the reflector (its receive timestamps) and here;
         # usually that is sequence order, checked at C speed before sorting by key
         t2_got = [t2s[k] for k in got]
@@ -202,30 +204,29 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
     splits loss, and round trip ("rtt") always. See probes/losstime.py."""
     calls, sent, ptime = run.calls, run.sent, run.ptime_ms
     rx = run.rx
-    rtt_lost = [[not r for r in rx[c:sent:calls]] for c in range(calls)]
+    rtt_lost = [list(map(operator.not_, rx[c:sent:calls])) for c in range(calls)]
     pats: dict[str, list[list[bool]] | None] = {"up": None, "down": None, "rtt": rtt_lost}
     if reached is not None:
-        pats["up"] = [[not x for x in r] for r in reached]
-        # the down stream holds the packets that reached the far end
-        pats["down"] = [[x and lost for x, lost in zip(r, rl)] for r, rl in zip(reached, rtt_lost)]
+        pats["up"] = [list(map(operator.not_, r)) for r in reached]
+        # lost on the way back, by schedule position (False where nothing went back)
+        pats["down"] = [list(map(operator.and_, r, rl)) for r, rl in zip(reached, rtt_lost)]
     res.max_gap_ms = {d: (losstime.max_gap_ms(p, ptime) if p is not None else None) for d, p in pats.items()}
-    res.burst_ratio = {d: (losstime.burst_ratio(p) if p is not None else None) for d, p in pats.items()}
-    # RFC 3611 over each direction's own stream (down: only the packets that reached the far end)
-    down_stream = None if reached is None else [
-        [lost for x, lost in zip(r, rl) if x] for r, rl in zip(reached, rtt_lost)]
+    # burst ratio and RFC 3611 over each direction's own stream (down: the packets that
+    # reached the far end, in order; a packet lost on the way there is not in it)
+    down_stream = None if reached is None else [list(compress(rl, r)) for r, rl in zip(reached, rtt_lost)]
     streams = {"up": pats["up"], "down": down_stream, "rtt": rtt_lost}
+    res.burst_ratio = {d: (losstime.burst_ratio(p) if p is not None else None) for d, p in streams.items()}
     res.bursts = {d: (losstime.rfc3611(p, ptime) if p is not None else None) for d, p in streams.items()}
 
     # ---- worst windows over the run's schedule (all calls)
     def by_position(patterns: list[list[bool]]) -> list[int]:
         out = [0] * sent
         for c, p in enumerate(patterns):
-            out[c:sent:calls] = [int(x) for x in p]
+            out[c:sent:calls] = list(map(int, p))
         return out
 
     num = {d: by_position(p) for d, p in pats.items() if p is not None}
-    ones = [1] * sent
-    den = {"up": ones, "rtt": ones}
+    den: dict[str, list[int] | None] = {"up": None, "rtt": None}       # None: every position counts
     if reached is not None:
         den["down"] = by_position(reached)
     worst: dict[str, dict] = {}
@@ -270,7 +271,7 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
     out = []
     for it in losstime.interruptions(rtt_lost, ptime):
         lo, hi = it.start_j, it.end_j
-        entry = {"start": utc(run, lo), "duration_ms": it.duration_ms, "calls": len(it.call_ids),
+        entry: dict[str, Any] = {"start": utc(run, lo), "duration_ms": it.duration_ms, "calls": len(it.call_ids),
                  "up_lost": None, "down_lost": None, "duration_ms_dir": {"up": None, "down": None},
                  "source_changed": None}
         if reached is not None:

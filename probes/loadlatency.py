@@ -22,8 +22,9 @@ import statistics
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
-from probes import addr
+from probes import addr, losstime
 from probes import stamp
 
 # Bufferbloat grades by the rise of RTT under load (ms), the scale the
@@ -75,14 +76,27 @@ def percentile(values: list[float], p: float) -> float | None:
 class PhaseStats:
     sent: int = 0
     rtts_ms: list[float] = field(default_factory=list)
+    lost: list[bool] = field(default_factory=list)   # per probe in send order: True until answered
+    interval_ms: float = 0.0                          # the sampler's spacing between probes
 
     def summary(self) -> dict:
         n = len(self.rtts_ms)
-        return {"sent": self.sent, "received": n,
-                "loss_pct": (self.sent - n) * 100 / self.sent if self.sent else None,
-                "p50": percentile(self.rtts_ms, 50), "p95": percentile(self.rtts_ms, 95),
-                "mean": statistics.fmean(self.rtts_ms) if n else None,
-                "min": min(self.rtts_ms) if n else None, "max": max(self.rtts_ms) if n else None}
+        out: dict[str, Any] = {"sent": self.sent, "received": n,
+               "loss_pct": (self.sent - n) * 100 / self.sent if self.sent else None,
+               "p50": percentile(self.rtts_ms, 50), "p95": percentile(self.rtts_ms, 95),
+               "mean": statistics.fmean(self.rtts_ms) if n else None,
+               "min": min(self.rtts_ms) if n else None, "max": max(self.rtts_ms) if n else None}
+        if self.lost and self.interval_ms:
+            # loss in time (probes/losstime.py), round trip: the sampler cannot split directions
+            out["max_gap_ms"] = losstime.max_gap_ms([self.lost], self.interval_ms)
+            out["burst_ratio"] = losstime.burst_ratio([self.lost])
+            num, den = [int(x) for x in self.lost], [1] * len(self.lost)
+            worst: dict[str, dict[str, float | None]] = {}
+            for name, ms in losstime.WINDOWS_MS.items():
+                v = losstime.worst_ratio(num, den, losstime.window_packets(ms, self.interval_ms, 1))
+                worst[name] = {"loss_pct": None if v is None else 100.0 * v}
+            out["worst_window"] = worst
+        return out
 
 
 class _Sampler:
@@ -101,17 +115,22 @@ class _Sampler:
     def phase(self, name: str) -> None:
         with self._lock:
             self._phase = name
-            self.phases.setdefault(name, PhaseStats())
+            self.phases.setdefault(name, PhaseStats(interval_ms=self.interval_s * 1000))
 
-    def _record_sent(self) -> str:
+    def _record_sent(self) -> tuple[str, int]:
+        """(phase, index of this probe in the phase's loss pattern)."""
         with self._lock:
             ph = self._phase
-            self.phases.setdefault(ph, PhaseStats()).sent += 1
-            return ph
+            st = self.phases.setdefault(ph, PhaseStats(interval_ms=self.interval_s * 1000))
+            st.sent += 1
+            st.lost.append(True)
+            return ph, len(st.lost) - 1
 
-    def _record_rtt(self, ph: str, rtt_ms: float) -> None:
+    def _record_rtt(self, ph: str, rtt_ms: float, index: int) -> None:
         with self._lock:
-            self.phases[ph].rtts_ms.append(rtt_ms)
+            st = self.phases[ph]
+            st.rtts_ms.append(rtt_ms)
+            st.lost[index] = False
 
     def start(self) -> None:
         raise NotImplementedError
@@ -136,7 +155,7 @@ class StampSampler(_Sampler):
         self.sock = socket.socket(family, socket.SOCK_DGRAM)
         addr.bind_to_circuit(self.sock, source, interface)
         self.sock.settimeout(0.05)
-        self._sent: dict[int, tuple[float, str]] = {}
+        self._sent: dict[int, tuple[float, str, int]] = {}   # seq -> (sent at, phase, index in it)
         self._recv_stop = threading.Event()
 
     def start(self) -> None:
@@ -150,11 +169,11 @@ class StampSampler(_Sampler):
         seq = 0
         next_t = time.monotonic()
         while not self._stop.is_set():
-            ph = self._record_sent()
+            ph, idx = self._record_sent()
             pkt = stamp.SenderPacket(seq, timestamp=stamp.ntp_from_unix(time.time()))
             data = stamp.encode_sender(pkt, self.key)
             with self._lock:
-                self._sent[seq] = (time.monotonic(), ph)
+                self._sent[seq] = (time.monotonic(), ph, idx)
             try:
                 self.sock.sendto(data, self.sockaddr)
             except OSError as exc:
@@ -184,14 +203,14 @@ class StampSampler(_Sampler):
                 sent = self._sent.pop(pkt.sender_seq, None)
             if sent is None:
                 continue
-            t_sent, ph = sent
+            t_sent, ph, idx = sent
             rtt_s = now - t_sent
             if rtt_s > self.timeout_s:
                 continue       # too late: counted as lost
             dwell_s = (pkt.timestamp - pkt.receive_timestamp) / stamp.NTP_FRAC
             if 0 <= dwell_s < rtt_s:
                 rtt_s -= dwell_s
-            self._record_rtt(ph, rtt_s * 1000)
+            self._record_rtt(ph, rtt_s * 1000, idx)
 
     def stop(self) -> dict[str, PhaseStats]:
         phases = super().stop()
@@ -224,7 +243,7 @@ class IcmpSampler(_Sampler):
         self._stop.wait(offset * self.interval_s)
         next_t = time.monotonic()
         while not self._stop.is_set():
-            ph = self._record_sent()
+            ph, idx = self._record_sent()
             try:
                 kwargs = {"timeout": self.timeout_s, "unit": "ms"}
                 if self.source:
@@ -233,7 +252,7 @@ class IcmpSampler(_Sampler):
                     kwargs["interface"] = self.interface
                 rtt = ping3.ping(self.host, **kwargs)
                 if rtt is not None and rtt is not False:
-                    self._record_rtt(ph, float(rtt))
+                    self._record_rtt(ph, float(rtt), idx)
             except ping3.errors.Timeout:
                 pass
             except (OSError, ping3.errors.PingError) as exc:

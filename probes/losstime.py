@@ -46,7 +46,12 @@ Figures (every one tested against a hand calculation in tests/test_losstime.py):
 
 from __future__ import annotations
 
+import bisect
+import re
 from dataclasses import dataclass
+from collections import deque
+from itertools import accumulate, compress, repeat
+from operator import not_, sub
 from typing import Sequence
 
 GMIN = 16                        # RFC 3611 §4.7.2's recommended Gmin
@@ -54,20 +59,22 @@ INTERRUPTION_MIN_MS = 100.0      # shorter silences are concealed (see module do
 WINDOWS_MS = {"15s": 15_000.0, "200ms": 200.0}
 
 
+def for_each(it) -> None:
+    """Run an iterator for its effects at C speed."""
+    deque(it, maxlen=0)
+
+
+def _as_bytes(lost: Sequence[bool]) -> bytes:
+    """The pattern as one octet per packet (0 received, 1 lost): scanned at C speed."""
+    return bytes(map(bool, lost))
+
+
+_RUN = re.compile(b"\x01+")
+
+
 def runs(lost: Sequence[bool]) -> list[tuple[int, int]]:
     """(first index, length) of every run of consecutive True values."""
-    out: list[tuple[int, int]] = []
-    start = -1
-    for i, x in enumerate(lost):
-        if x:
-            if start < 0:
-                start = i
-        elif start >= 0:
-            out.append((start, i - start))
-            start = -1
-    if start >= 0:
-        out.append((start, len(lost) - start))
-    return out
+    return [(m.start(), m.end() - m.start()) for m in _RUN.finditer(_as_bytes(lost))]
 
 
 def max_gap_ms(patterns: Sequence[Sequence[bool]], ptime_ms: float) -> float:
@@ -85,13 +92,13 @@ class MarkovCounts:
     bad_good: int = 0      # ... of which the next was received
 
     def add(self, lost: Sequence[bool]) -> "MarkovCounts":
-        for a, b in zip(lost, lost[1:]):
-            if a:
-                self.bad += 1
-                self.bad_good += not b
-            else:
-                self.good += 1
-                self.good_bad += b
+        b = _as_bytes(lost)
+        head = b[:-1]                      # packets followed by another
+        n_bad = head.count(1)
+        self.bad += n_bad
+        self.good += len(head) - n_bad
+        self.good_bad += b.count(b"\x00\x01")     # a two-octet pattern cannot overlap itself
+        self.bad_good += b.count(b"\x01\x00")
         return self
 
 
@@ -117,7 +124,7 @@ def rfc3611(patterns: Sequence[Sequence[bool]], ptime_ms: float, gmin: int = GMI
         n = len(pat)
         if not n:
             continue
-        losses = [i for i, x in enumerate(pat) if x]
+        losses = list(compress(range(n), pat))
         # group losses: a new group starts after >= gmin received packets
         groups: list[list[int]] = []
         for i in losses:
@@ -146,26 +153,25 @@ def rfc3611(patterns: Sequence[Sequence[bool]], ptime_ms: float, gmin: int = GMI
     }
 
 
-def worst_ratio(num: Sequence[float], den: Sequence[float], window: int,
+def worst_ratio(num: Sequence[float], den: Sequence[float] | None, window: int,
                 min_den: float = 1.0) -> float | None:
     """max over every ``window`` consecutive positions of sum(num) / sum(den)
-    (windows whose den sums below ``min_den`` are skipped). One window
-    (everything) when there are fewer positions. None when no window counts."""
+    (windows whose den sums below ``min_den`` are skipped; ``den`` None: all
+    ones). One window (everything) when there are fewer positions. None when
+    no window counts."""
     n = len(num)
     if n == 0:
         return None
     window = max(1, min(window, n))
-    s_num = sum(num[:window])
-    s_den = sum(den[:window])
-    best = s_num / s_den if s_den >= min_den and s_den > 0 else None
-    for i in range(window, n):
-        s_num += num[i] - num[i - window]
-        s_den += den[i] - den[i - window]
-        if s_den >= min_den and s_den > 0:
-            v = s_num / s_den
-            if best is None or v > best:
-                best = v
-    return best
+    # window sums from prefix sums (C-speed map over the lists)
+    pn = list(accumulate(num, initial=0))
+    if den is None:
+        return max(map(sub, pn[window:], pn)) / window
+    pd = list(accumulate(den, initial=0))
+    wn = list(map(sub, pn[window:], pn))
+    wd = list(map(sub, pd[window:], pd))
+    lo = max(min_den, 1e-12)
+    return max((a / b for a, b in zip(wn, wd) if b >= lo), default=None)
 
 
 def window_packets(window_ms: float, ptime_ms: float, calls: int) -> int:
@@ -205,6 +211,9 @@ def interruptions(patterns: Sequence[Sequence[bool]], ptime_ms: float,
     return out
 
 
+REORDER_SLACK = 16    # a reflector's numbers may fall this far below their running maximum by reordering
+
+
 def reached_pattern(got: Sequence[int], rseq: Sequence[int], n_sent: int,
                     tail: int | None = None) -> tuple[list[bool], list[int]] | None:
     """Which of one call's packets reached a stateful reflector, from its own
@@ -212,37 +221,70 @@ def reached_pattern(got: Sequence[int], rseq: Sequence[int], n_sent: int,
     received; ``rseq``: the reflector's number on each; ``tail``: its count of
     the session's packets, if a tail probe learnt it.
 
-    Between two replies a and b, the reflector numbered rseq_b - rseq_a - 1 of
-    the packets we miss: those were lost on the way back, the rest on the way
-    there. Their order inside the hole is unknown; the reflector is taken to
-    have seen the first ones (a path that fails loses the packets in flight on
-    the way back first). A number that goes *down* is a far-end session
-    restart (a NAT rebinding gives the reflector a new session that counts
-    from 0): the new session numbered rseq_b packets before b, and accounting
-    continues. Returns (reached per packet, indexes where a restart showed),
-    or None when the numbers cannot be per-session (more numbered than sent).
+    The reflector numbers what reaches it 0, 1, 2, ... in its arrival order, so
+    a session numbered max + 1 packets (the tail probe may know more); the
+    numbers without a reply are packets that reached it and whose replies were
+    lost on the way back, the others were lost on the way there. A missing
+    number h is placed on the first unplaced missing packet after the one
+    numbered h - 1 (below every reply's number: the last missing packets before
+    the first reply), so the count is exact and the place follows the
+    reflector's order even when the path reorders packets.
+
+    A number more than REORDER_SLACK below the running maximum is a far-end
+    session *restart* (a NAT rebinding gives the reflector a new session that
+    counts from 0, as does a restarted reflector): accounting continues in the
+    new session. Returns (reached per packet, indexes of the first reply of
+    each new session), or None when the numbers cannot be a per-session count
+    (more numbered than sent, the same number twice, or restarts all the time).
     """
     reached = [False] * n_sent
+    for_each(map(reached.__setitem__, got, repeat(True)))
+    # sessions: split where a number falls more than REORDER_SLACK below the running maximum
+    sessions: list[list[tuple[int, int]]] = []
     restarts: list[int] = []
-    prev_k, prev_rs = -1, -1
-    for k, rs in zip(got, rseq):
-        missing = k - prev_k - 1
-        if rs <= prev_rs:
-            restarts.append(k)
-            seen = min(rs, missing)
-        else:
-            seen = rs - prev_rs - 1
-            if seen > missing:
-                return None
-        for i in range(prev_k + 1, prev_k + 1 + seen):
-            reached[i] = True
-        reached[k] = True
-        prev_k, prev_rs = k, rs
-    if len(restarts) > max(3, len(got) // 100):
-        return None          # numbers that keep going down are no session count
-    if tail is not None and prev_k >= 0:
-        missing = n_sent - prev_k - 1
-        seen = max(0, min(tail - prev_rs - 1, missing))
-        for i in range(prev_k + 1, prev_k + 1 + seen):
-            reached[i] = True
+    pairs = list(zip(got, rseq))
+    while pairs:
+        tops = list(accumulate((rs for _k, rs in pairs), max))
+        cut = next((i for i in range(1, len(pairs)) if pairs[i][1] < tops[i - 1] - REORDER_SLACK), None)
+        if cut is None:
+            sessions.append(pairs)
+            break
+        sessions.append(pairs[:cut])
+        restarts.append(pairs[cut][0])
+        pairs = pairs[cut:]
+        if len(restarts) > max(3, len(got) // 100):
+            return None          # numbers that keep falling are no session count
+    for si, sess in enumerate(sessions):
+        lo = sessions[si - 1][-1][0] if si else -1                  # region between the neighbours'
+        hi = sessions[si + 1][0][0] if si + 1 < len(sessions) else n_sent   # replies (exclusive)
+        numbers = {rs for _k, rs in sess}
+        if len(numbers) < len(sess):
+            return None
+        free = list(compress(range(lo + 1, hi), map(not_, reached[lo + 1:hi])))
+        count = max(numbers) + 1
+        if tail is not None and si == len(sessions) - 1:
+            count = max(count, min(tail, len(numbers) + len(free)))
+        if count == len(numbers):
+            continue                                                 # every number has its reply
+        holes = sorted(set(range(count)) - numbers)
+        if len(holes) > len(free):
+            return None
+        by_rs = sorted((rs, k) for k, rs in sess)
+        first_k = min(sess, key=lambda e: e[1])[0]                  # the reply numbered lowest
+        used: set[int] = set()
+        j = -1                                                       # by_rs[j]: largest rs < hole
+        for h in holes:
+            while j + 1 < len(by_rs) and by_rs[j + 1][0] < h:
+                j += 1
+            pick = None
+            if j >= 0:
+                after = by_rs[j][1]
+                pick = next((k for k in free[bisect.bisect_right(free, after):] if k not in used), None)
+            else:
+                pick = next((k for k in reversed(free[:bisect.bisect_left(free, first_k)]) if k not in used),
+                            None)
+            if pick is None:
+                pick = next(k for k in free if k not in used)
+            used.add(pick)
+            reached[pick] = True
     return reached, restarts

@@ -137,6 +137,8 @@ AUTH_TS_EE_SSID = struct.Struct(">QHH")              # @16
 REFL_UNAUTH = struct.Struct(">IQHHQIQHHB")           # @0 .. 41
 REFL_AUTH_HEAD = struct.Struct(">I12xQHH4xQ8xI12xQH6xB15x")   # @0 .. 96
 TLV_HDR = struct.Struct(">BBH")
+SHORT_REPLY_B = 38                                   # RFC 5357 reply without MBZ + Sender TTL
+REFL_SHORT = struct.Struct(">IQHHQIQH")             # its fields, @0 .. 37
 COS_VALUE = struct.Struct(">HH")
 
 
@@ -394,10 +396,17 @@ def encode_reflector(pkt: ReflectorPacket, key: bytes | None = None) -> bytes:
 
 
 def decode_reflector(data: bytes, key: bytes | None = None) -> ReflectorPacket:
+    """A reflector's reply. Unauthenticated replies of 38-43 octets are RFC 5357
+    replies cut after the Sender Error Estimate (some TWAMP-Light responders):
+    everything but the Sender TTL (0 here) and TLVs is there, so they decode."""
     data = bytes(data)
     if key is None:
+        if SHORT_REPLY_B <= len(data) < UNAUTH_BASE_B:
+            (seq, ts, ee, ssid, rts, sseq, sts, see) = REFL_SHORT.unpack_from(data, 0)
+            return ReflectorPacket(seq, ts, ee, ssid, rts, sseq, sts, see, 0, [])
         if len(data) < UNAUTH_BASE_B:
-            raise StampDecodeError(f"{len(data)} octets: shorter than a STAMP packet (44)")
+            raise StampDecodeError(f"{len(data)} octets: shorter than a STAMP reply "
+                                   f"({SHORT_REPLY_B} at least, 44 in full)")
         (seq, ts, ee, ssid, rts, sseq, sts, see, _mbz, ttl) = REFL_UNAUTH.unpack_from(data, 0)
         return ReflectorPacket(seq, ts, ee, ssid, rts, sseq, sts, see, ttl,
                                parse_tlvs(data[UNAUTH_BASE_B:]))

@@ -57,6 +57,7 @@ def test_800_ms_silence_passes_and_is_stored(reflector, tmp_path):
     with impairment_relay((host, port), max_seconds=90) as relay:
         profile.write_text(
             "site: lab\nplanned: {calls: 3}\ndb: h.sqlite\n"
+            "cutover: {checklist: [{id: failover, title: Backup line failover tested}]}\n"
             "circuits:\n  - {name: fibre, role: new, down_mbps: 100, up_mbps: 100, "
             f"reflector: '{relay.address[0]}:{relay.address[1]}'}}\n")
         p = _drill(["--profile", str(profile), "--circuit", "fibre", "--duration", "30"])
@@ -89,8 +90,23 @@ def test_800_ms_silence_passes_and_is_stored(reflector, tmp_path):
         stored = run.circuits["fibre"]
         assert {c.id for c in stored.checks} == {"failover.gap", "failover.recovered", "failover.source"}
         assert stored.raw["failover"]["interruptions"][0]["start"] == it["start"]
+        assert store.runs("lab") == [] and store.latest_run("lab") is None   # a drill is no check run
+        # the board's checklist shows the item satisfied by the drill
+        import datetime as dt
+        from harness.profile import load_profile
+        from harness.tui.loader import BoardLoader
+        board = BoardLoader(load_profile(profile), store).load(dt.datetime.now(dt.timezone.utc))
+        (row,) = [r for r in board.checklist if r.id.endswith("failover")]
+        assert row.ok and row.kind == "auto"
     finally:
         store.close()
+    # the failover checklist item is satisfied by the passing drill, without a signature
+    from tests.conftest import run_cli
+    g = json.loads(run_cli("gate", str(profile), "--json").stdout)
+    (item,) = [i for i in g["items"] if i["id"] == "checklist:failover"]
+    assert item["status"] == "ok" and item["kind"] == "auto"
+    assert item["detail"].startswith("failover drill on fibre passed on ")
+    assert f"longest silence {d['max_gap_ms']['rtt']:.0f} ms (allowed 1000 ms)" in item["detail"]
 
 
 def test_3_s_silence_with_new_source_ports_fails_with_the_reason(reflector, tmp_path):
@@ -142,3 +158,21 @@ def test_cli_bad_input_exits_2():
     assert r.returncode == 2 and "5-3600 s" in r.stderr
     r = run_cli("probe", "failover", "--circuit", "x")
     assert r.returncode == 2 and "--circuit needs --profile" in r.stderr
+
+
+def test_drill_decides_the_failover_checklist_item():
+    import datetime as dt
+    import types
+    from harness.gate import _drill_item
+    t = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.timezone.utc)
+    item = types.SimpleNamespace(id="failover", title="failover tested")
+    good = {"at": t, "circuit": "fibre", "passed": True, "verdict": "GO", "max_gap_ms": 800.0,
+            "allowed_ms": 1000.0}
+    bad = dict(good, at=t + dt.timedelta(hours=1), passed=False, verdict="NO-GO", max_gap_ms=3000.0)
+    signed = types.SimpleNamespace(by="K. Nurse", at=t + dt.timedelta(minutes=30), revoked=False)
+    assert _drill_item(item, None, [good]).status == "ok"                  # a passing drill suffices
+    assert _drill_item(item, None, [good, bad]).status == "block"           # the latest failed
+    assert "FAILED" in _drill_item(item, signed, [good, bad]).detail        # ... after the sign-off
+    assert _drill_item(item, signed, [bad, dict(good, at=t + dt.timedelta(hours=2))]) is None  # signature
+    assert _drill_item(types.SimpleNamespace(id="vlan", title="x"), None, [good]) is None
+    assert _drill_item(item, None, []) is None

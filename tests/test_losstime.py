@@ -121,18 +121,50 @@ def test_reached_pattern_from_the_reflectors_numbers():
     # replies to 0 1 3 numbered 0 1 2: the reflector numbered nothing between 1 and 3,
     # so packet 2 never reached it (lost on the way there)
     assert lt.reached_pattern([0, 1, 3], [0, 1, 2], 4) == ([T, T, F, T], [])
-    # replies to 0 and 2 numbered 0 and 2: packet 1 was numbered 1 (reached), its reply lost
+    # replies to 0 and 2 numbered 0 and 2: number 1 has no reply: packet 1 reached it, its reply lost
     assert lt.reached_pattern([0, 2], [0, 2], 3) == ([T, T, T], [])
-    # numbers go down at packet 5: a far-end restart; the new session numbered 0 packets
-    # before packet 5, so 3 and 4 were lost on the way there
-    assert lt.reached_pattern([0, 1, 2, 5, 6], [0, 1, 2, 0, 1], 7) == ([T, T, T, F, F, T, T], [5])
-    # ... and a new session that numbered 1 packet before our next reply: the first of the hole
-    assert lt.reached_pattern([0, 1, 2, 5], [0, 1, 2, 1], 6) == ([T, T, T, T, F, T], [5])
+    # reordering on the way there: 2 arrived before 1 (numbers 0 2 1); number 3 has no reply:
+    # it reached the reflector after the packet numbered 2 (packet 1), and the first missing
+    # packet after packet 1 is 3, so 3 was lost on the way back; 4 numbered 4
+    assert lt.reached_pattern([0, 1, 2, 4], [0, 2, 1, 4], 5) == ([T, T, T, T, T], [])
     # more numbered than could have been sent: not a per-session count
     assert lt.reached_pattern([0, 1], [0, 5], 2) is None
-    # numbers that keep going down are no session count either
+    # the same number twice is no session count either
     assert lt.reached_pattern(list(range(10)), [0] * 10, 10) is None
     # tail probe: the reflector counted 4 packets, we got replies to 0 and 1 of 5 sent
     assert lt.reached_pattern([0, 1], [0, 1], 5, tail=4) == ([T, T, T, T, F], [])
     # without the tail, the packets after the last reply count as lost on the way there
     assert lt.reached_pattern([0, 1], [0, 1], 5) == ([T, T, F, F, F], [])
+
+
+def test_reached_pattern_across_a_far_end_restart():
+    T, F = True, False
+    # 30 packets numbered 0..29, silence for 30..34, then a new session: 35..39 numbered 0..4
+    # (a drop of 29 > REORDER_SLACK): 30..34 never reached the far end
+    got = list(range(30)) + list(range(35, 40))
+    rs = list(range(30)) + list(range(5))
+    reached, restarts = lt.reached_pattern(got, rs, 40)
+    assert restarts == [35] and reached == [T] * 30 + [F] * 5 + [T] * 5
+    # the new session numbered one packet before our first reply in it (35 is number 1): the
+    # last missing packet before it (34) reached it and its reply was lost
+    reached, restarts = lt.reached_pattern(got, list(range(30)) + list(range(1, 6)), 40)
+    assert restarts == [35] and reached == [T] * 30 + [F] * 4 + [T] * 6
+    # a drop within REORDER_SLACK is reordering, not a restart
+    assert lt.reached_pattern([0, 1, 2, 3], [0, 3, 1, 2], 4) == ([T] * 4, [])
+
+
+def test_loaded_latency_phase_reports_loss_in_time():
+    # the bandwidth probe's RTT sampler under load: 50 probes at 20 ms, 5 in a row lost
+    from probes.loadlatency import PhaseStats
+    lost = [False] * 50
+    for k in range(20, 25):
+        lost[k] = True
+    ph = PhaseStats(sent=50, rtts_ms=[10.0] * 45, lost=lost, interval_ms=20.0)
+    s = ph.summary()
+    assert s["loss_pct"] == 10.0
+    assert s["max_gap_ms"] == 100.0                                   # 5 x 20 ms
+    assert s["worst_window"]["200ms"]["loss_pct"] == 50.0             # 5 of any 10 consecutive
+    assert s["worst_window"]["15s"]["loss_pct"] == 10.0               # 1 s phase: one window
+    # one run of 5: 44 received with a successor, 1 followed by a loss; 5 lost with one, 1 by a reply
+    assert s["burst_ratio"] == pytest.approx(1 / (1 / 44 + 1 / 5))
+    assert "max_gap_ms" not in PhaseStats(5, [10.0] * 5).summary()    # no pattern recorded

@@ -22,6 +22,7 @@ irtt's one handshake packet). Their loss figures can then be compared tightly
 
 from __future__ import annotations
 
+import math
 import random
 import statistics
 import threading
@@ -113,8 +114,16 @@ def test_stream_through_impaired_relay_matches_theory_and_irtt():
     # MOS is the E-model applied to the measured inputs (no packet is later than the buffer)
     assert res.late_pct == 0
     one_way = res.rtt_ms["mean"] / 2
-    up = emodel.score("g711", one_way, res.loss_pct["up"], jitter_buffer_ms=60, ptime_ms=20)
-    down = emodel.score("g711", one_way, res.loss_pct["down"], jitter_buffer_ms=60, ptime_ms=20)
+    # random loss: burst ratio 1 within the Markov fit's band (tests/test_losstime.py writes it
+    # out: sd = sqrt(m(1-m)/n_good + (1-m)m/n_bad)), and the E-model is given what was measured
+    m, n = 0.02, res.packets["sent"]
+    sd = math.sqrt(m * (1 - m) / (n * (1 - m)) + (1 - m) * m / (n * m))
+    for direction in ("up", "down"):
+        assert abs(res.burst_ratio[direction] - 1.0) < 4 * sd, (direction, res.burst_ratio)
+    up = emodel.score("g711", one_way, res.loss_pct["up"], jitter_buffer_ms=60, ptime_ms=20,
+                      burst_ratio=emodel.burst_ratio_for_model(res.burst_ratio["up"]))
+    down = emodel.score("g711", one_way, res.loss_pct["down"], jitter_buffer_ms=60, ptime_ms=20,
+                        burst_ratio=emodel.burst_ratio_for_model(res.burst_ratio["down"]))
     assert res.mos == pytest.approx(min(up.mos, down.mos), abs=1e-9)
     assert res.mos == pytest.approx(4.14, abs=0.05)      # docs/contract.md §4 worked value (d = 120, 2 %)
     assert res.dscp["preserved"] is True

@@ -125,3 +125,23 @@ def test_cli_garbage_responder_exit_3_with_the_cause(responder):
     assert p.returncode == 3 and "Traceback" not in p.stderr
     d = json.loads(p.stdout)
     assert "20 octets" in d["errors"][0] and "no reply" not in d["errors"][0]
+
+
+def test_short_replies_decode_and_shorter_ones_do_not():
+    # the one-packet users (latency --method udp, the suite's reflector check, loaded latency)
+    # decode replies through stamp.decode_reflector: 38 octets are enough
+    t1 = stamp.ntp_from_ns(time.time_ns())
+    rp = stamp.decode_reflector(REPLY38.pack(7, t1 + 2, 0x1601, 0, t1 + 1, 3, t1, 0x1601))
+    assert (rp.seq, rp.sender_seq, rp.sender_timestamp, rp.receive_timestamp, rp.timestamp) == \
+        (7, 3, t1, t1 + 1, t1 + 2)
+    assert rp.sender_ttl == 0 and rp.tlvs == []
+    with pytest.raises(stamp.StampDecodeError):
+        stamp.decode_reflector(bytes(37))
+
+
+def test_latency_probe_measures_a_38_octet_responder(responder):
+    from probes import latency
+    r = responder(twamp_light_38)
+    res = latency.run(latency.LatencyConfig(target=r.target, method="udp", count=5, interval_s=0.05))
+    assert res.measured and res.method == "udp"
+    assert res.received >= 4            # seq 0..4 sent; the responder drops none of those (seq % 10)

@@ -9,8 +9,8 @@ import threading
 import click
 
 from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                StopOnSignal, die, emit_json, err, interface_option, json_option,
-                                load_profile_or_exit, source_option)
+                                StopOnSignal, circuit_or_exit, die, emit_json, err, interface_option,
+                                json_option, load_profile_or_exit, out, source_option)
 
 
 def summary_lines(d: dict, checks: list) -> list[str]:
@@ -33,7 +33,8 @@ def summary_lines(d: dict, checks: list) -> list[str]:
                      + ("; NEW SESSION at the far end" if i.get("source_changed") else ""))
     lines.append(f"  MOS         before {f(d['mos_before'])}, during {f(d['mos_during'])}, "
                  f"after {f(d['mos_after'])}")
-    lines.append(f"  RTT         before {f(d['rtt_ms_before'], '{:.1f}')} ms, after {f(d['rtt_ms_after'], '{:.1f}')} ms;"
+    lines.append(f"  RTT         before {f(d['rtt_ms_before'], '{:.1f}')} ms, "
+                 f"after {f(d['rtt_ms_after'], '{:.1f}')} ms;"
                  f" TTL before {f(d['ttl_before'], '{}')}, after {f(d['ttl_after'], '{}')}")
     lines.append(f"  recovered   {d['recovered']}" + (f" (quality back after {d['recovery_s']:.1f} s)"
                                                       if d.get("recovery_s") is not None else ""))
@@ -70,6 +71,8 @@ Exit codes: 0 pass or warn (no interruption seen; a new public address),
 @click.option("--ptime", default=None, type=int, help="Packetisation interval in ms (default 20).")
 @click.option("--dscp", default="ef", show_default=True, help="DSCP: number or name, or none.")
 @click.option("--key-file", default=None, help="STAMP pre-shared key (authenticated mode).")
+@click.option("--jitter-buffer-ms", "jitter_buffer", default=None, type=float,
+              help="De-jitter buffer in ms for late packets and MOS (default 60, or the profile's).")
 @click.option("--trigger", default=None, metavar="CMD",
               help="Shell command that takes the primary down (run once, at --trigger-at).")
 @click.option("--trigger-at", default=None, type=float, metavar="S", help="Seconds into the drill to run --trigger.")
@@ -86,8 +89,8 @@ Exit codes: 0 pass or warn (no interruption seen; a new public address),
 @interface_option
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
-def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trigger_at, max_gap_ms, timeout,
-            profile_path, circuit, db, no_store, source, interface, verbose, as_json):
+def command(target, calls, duration, codec, ptime, dscp, key_file, jitter_buffer, trigger, trigger_at, max_gap_ms,
+            timeout, profile_path, circuit, db, no_store, source, interface, verbose, as_json):
     from harness.profile import Cutover
     from harness.suite import failover as judge
     from probes import failover
@@ -96,7 +99,7 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trig
     overrides = {"calls": calls, "duration_s": duration, "dscp": None if str(dscp).lower() in ("none", "off")
                  else dscp, "trigger": trigger, "trigger_at_s": trigger_at, "timeout_s": timeout}
     for k, v in (("codec", codec), ("ptime_ms", ptime), ("key_file", key_file), ("source", source),
-                 ("interface", interface), ("target", target)):
+                 ("interface", interface), ("target", target), ("jitter_buffer_ms", jitter_buffer)):
         if v is not None:
             overrides[k] = v
     limit = Cutover().failover_max_gap_ms
@@ -105,21 +108,14 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trig
         if profile_path:
             from harness.binding import bind
             prof = load_profile_or_exit(profile_path)
-            if circuit:
-                try:
-                    circ = prof.circuit(circuit)
-                except KeyError as exc:
-                    die(EXIT_BAD_INPUT, f"profile {profile_path}: {exc.args[0]}")
-            else:
-                news = prof.circuits_by_role("new")
-                circ = news[0] if news else prof.circuits[0]
+            circ = circuit_or_exit(prof, circuit)
             if not (target or circ.reflector):
                 die(EXIT_BAD_INPUT, f"circuit {circ.name!r} has no reflector; give HOST:PORT")
             limit = prof.cutover.failover_max_gap_ms
             cfg = bind("failover", prof, circ, **overrides)
         else:
             if circuit:
-                die(EXIT_BAD_INPUT, "--circuit needs --profile")
+                die(EXIT_BAD_INPUT, "--circuit needs --profile PROFILE")
             if not target:
                 die(EXIT_BAD_INPUT, "missing HOST:PORT (or --profile PROFILE)")
             cfg = failover.FailoverConfig(**overrides)
@@ -148,13 +144,13 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, trigger, trig
         emit_json(d)
     else:
         for line in summary_lines(d, checks):
-            click.echo(line)
+            out(line)
     if verdict == "unmeasured":
         die(EXIT_UNMEASURED, "; ".join(res.errors) or "nothing measured")
     for e in res.errors:
         err(f"cutover: {e}")
     if not as_json:
-        click.echo(verdict.upper())
+        out(verdict.upper())
     raise SystemExit(EXIT_FAIL if verdict == "fail" else EXIT_OK)
 
 

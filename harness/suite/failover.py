@@ -72,3 +72,34 @@ def checks(raw: dict, max_gap_ms: float) -> list[Check]:
             why = "the calls came back from the same address and port"
         out.append(expect("failover.source", not changed, changed, False, why, bad_status="warn"))
     return out
+
+
+# ---------------------------------------------------------------- stored drills as evidence
+
+FAILOVER_ITEM = "failover"      # the checklist item a passing stored drill satisfies
+PASSING = ("GO", "WARN")
+
+
+def drill_summaries(runs) -> list[dict]:
+    """Stored drill runs (``store.runs(site, kind="drill")``) -> one dict per
+    circuit drilled, oldest first: when, circuit, passed, the longest silence
+    and the allowed gap (what a gate item or a report line says)."""
+    out = []
+    for run in runs:
+        for name, rec in run.circuits.items():
+            raw = rec.raw.get("failover") or {}
+            out.append({"at": run.started_at, "circuit": name, "passed": rec.verdict in PASSING,
+                        "verdict": rec.verdict, "max_gap_ms": (raw.get("max_gap_ms") or {}).get("rtt"),
+                        "allowed_ms": raw.get("max_gap_ms_allowed"),
+                        "interruptions": len(raw.get("interruptions") or []),
+                        "source_changed": raw.get("source_changed")})
+    return out
+
+
+def drill_sentence(d: dict) -> str:
+    gap = "n/a" if d["max_gap_ms"] is None else f"{d['max_gap_ms']:.0f} ms"
+    allowed = "" if d["allowed_ms"] is None else f" (allowed {d['allowed_ms']:.0f} ms)"
+    when = d["at"].strftime("%Y-%m-%d %H:%M UTC")
+    return (f"failover drill on {d['circuit']} {'passed' if d['passed'] else 'FAILED'} on {when}: "
+            f"longest silence {gap}{allowed}")
+

@@ -22,6 +22,7 @@ import datetime as dt
 import time
 
 from harness import gate, history
+from harness.suite import failover
 from harness.planning import plan_profile
 from harness.tui.model import BoardData, ChecklistRow, HeaderView, circuit_view, outage_rows
 
@@ -80,6 +81,7 @@ class BoardLoader:
         self.window = window            # trend window (--since); None: TREND_WINDOW
         self._runs: list = []
         self._capacity: dict | None = None
+        self._drills: list[dict] = []     # stored failover drills (the failover checklist item)
         self._last: BoardData | None = None
 
     def load(self, now: dt.datetime, version: int | None = None) -> BoardData:
@@ -104,6 +106,8 @@ class BoardLoader:
         axis = (max([trend_since] + ([min(firsts)] if firsts else [])), now)
         circuits = [circuit_view(profile, c, analysis.circuits[c.name], required, axis) for c in profile.circuits]
         self._runs, self._capacity = runs, capacity
+        self._drills = failover.drill_summaries(store.runs(site, since=gate_since, until=until, kind="drill",
+                                                           checks="none"))
         decision = self._decide(now, store.signoffs(site))
         self._last = BoardData(header=header_view(profile, decision, now), circuits=circuits,
                                checklist=checklist_rows(decision), outages=outage_rows(analysis.all_outages()),
@@ -127,7 +131,8 @@ class BoardLoader:
         return self._last
 
     def _decide(self, now: dt.datetime, signoffs: dict) -> gate.GateDecision:
-        return gate.evaluate(self.profile, self._runs, signoffs, now, series=self._capacity)
+        return gate.evaluate(self.profile, self._runs, signoffs, now, series=self._capacity,
+                             drills=self._drills)
 
 
 def placeholder(profile, now: dt.datetime) -> BoardData:
