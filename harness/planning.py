@@ -106,8 +106,8 @@ def plan(calls: int, codec: str, ptime_ms: int, *, layer: str = "ethernet", vide
                per_call_kbps=pc, packet_bytes=packet_bytes(codec, ptime_ms, layer, **adders),
                voice_mbps=voice, video_mbps=video, other_mbps=other_mbps, headroom_pct=headroom_pct,
                required_up_mbps=required, required_down_mbps=required)
-    if C.get_codec(codec).narrowband_approximation:
-        out.notes.append(f"{codec}: quality scores use a narrowband E-model approximation (G.107.1 not applied)")
+    for caveat in C.get_codec(codec).score_caveats():
+        out.notes.append(f"{codec}: quality scores (G.107.1) are provisional: {caveat}")
     for name, role, provider, down, up in circuits:
         fixed = video + other_mbps
         md = calls_fitting(down, pc, fixed, headroom_pct)
