@@ -43,6 +43,22 @@ class Planned(_Model):
     vlan: bool = Field(False, description="802.1Q tag on the voice VLAN (+4 B per packet)")
     ipv6: bool = Field(False, description="calls over IPv6 (+20 B per packet)")
     srtp: bool = Field(False, description="SRTP authentication tag (+10 B per packet)")
+    platforms: list[str] = Field(default_factory=list, max_length=8,
+                                 description="call platforms whose published network requirements "
+                                             "the circuits must meet: teams | teams-edge | zoom | webex")
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, v: list[str]) -> list[str]:
+        from harness.platforms import PLATFORMS
+        out = []
+        for name in v:
+            key = name.strip().lower()
+            if key not in PLATFORMS:
+                raise ValueError(f"unknown platform {name!r}; expected one of {', '.join(PLATFORMS)}")
+            if key not in out:
+                out.append(key)
+        return out
 
     @field_validator("codec")
     @classmethod
