@@ -78,6 +78,33 @@ class Thresholds(_Model):
     jitter_buffer_ms: float = Field(60, ge=0)
 
 
+class Contract(_Model):
+    """The circuit's support contract: availability and the response/resolution
+    hours per fault class (the class names are the user's: P1, critical, ...)."""
+    availability_pct: float | None = Field(None, gt=0, le=100, description="contracted availability")
+    response_hours: dict[str, float] = Field(default_factory=dict, max_length=16,
+                                             description="class -> hours to the first response")
+    resolve_hours: dict[str, float] = Field(default_factory=dict, max_length=16,
+                                            description="class -> hours to resolution")
+
+    @field_validator("response_hours", "resolve_hours")
+    @classmethod
+    def _hours(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, hours in v.items():
+            if not name or len(name) > 32:
+                raise ValueError(f"fault class {name!r}: use 1 to 32 characters")
+            if not hours > 0:
+                raise ValueError(f"fault class {name}: hours must be > 0, got {hours}")
+        return v
+
+    def terms(self):
+        from harness.contract import Terms
+        return Terms(self.availability_pct, dict(self.response_hours), dict(self.resolve_hours))
+
+    def classes(self) -> list[str]:
+        return list(dict.fromkeys([*self.response_hours, *self.resolve_hours]))
+
+
 class Circuit(_Model):
     name: str = Field(min_length=1)
     role: Literal["old", "new", "backup"]
@@ -90,6 +117,7 @@ class Circuit(_Model):
     source: str | None = Field(None, description="source address that leaves through this circuit")
     interface: str | None = Field(None, description="interface that leaves through this circuit")
     key_file: str | None = Field(None, description="STAMP pre-shared key (relative to the profile)")
+    contract: Contract = Field(default_factory=Contract, description="the provider's support contract")
 
     @field_validator("reflector")
     @classmethod

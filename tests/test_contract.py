@@ -113,3 +113,20 @@ def test_fmt_duration():
     assert fmt_duration(6 * 3600 + 12 * 60) == "6 h 12 min"
     assert fmt_duration(45 * 60) == "45 min"
     assert fmt_duration(51 * 3600) == "2 d 3 h"
+
+
+def test_profile_contract_validated():
+    from pydantic import ValidationError
+
+    from harness.profile import Circuit
+    c = Circuit(name="fibre", role="new", down_mbps=100, up_mbps=20,
+                contract={"availability_pct": 99.9, "response_hours": {"P1": 1, "P2": 4},
+                          "resolve_hours": {"P1": 4}})
+    assert c.contract.terms().response_hours == {"P1": 1, "P2": 4}
+    assert c.contract.classes() == ["P1", "P2"]
+    with pytest.raises(ValidationError, match="hours must be > 0"):
+        Circuit(name="x", role="new", down_mbps=1, up_mbps=1, contract={"response_hours": {"P1": 0}})
+    with pytest.raises(ValidationError):
+        Circuit(name="x", role="new", down_mbps=1, up_mbps=1, contract={"availability_pct": 120})
+    with pytest.raises(ValidationError):
+        Circuit(name="x", role="new", down_mbps=1, up_mbps=1, contract={"uptime": 99})
