@@ -61,6 +61,36 @@ class CircuitPlan:
     max_calls: int            # calls the weaker direction of the contract carries
     max_calls_down: int
     max_calls_up: int
+    why: list[str] = field(default_factory=list)   # which direction falls short, by how much, and why
+
+
+def explain(c: CircuitPlan, p: "Plan") -> list[str]:
+    """Plain sentences: which direction falls short and by how much, and why a
+    circuit carries fewer calls than planned (what is reserved before calls)."""
+    out = []
+    for label, contract, ok, margin in (("downstream", c.contract_down_mbps, c.covers_down, c.margin_down_mbps),
+                                        ("upstream", c.contract_up_mbps, c.covers_up, c.margin_up_mbps)):
+        if not ok:
+            out.append(f"{label} {contract:g} Mbit/s < {p.required_up_mbps:.3f} Mbit/s needed: "
+                       f"short by {-margin:.3f} Mbit/s")
+    if c.max_calls < p.calls:
+        weak = "upstream" if c.max_calls_up <= c.max_calls_down else "downstream"
+        contract = c.contract_up_mbps if weak == "upstream" else c.contract_down_mbps
+        usable = contract / (1 + p.headroom_pct / 100)
+        fixed = p.video_mbps + p.other_mbps
+        reserved = []
+        if p.headroom_pct:
+            reserved.append(f"{p.headroom_pct:g} % headroom leaves {usable:.3f} Mbit/s")
+        if p.video_mbps:
+            reserved.append(f"video takes {p.video_mbps:.3f}")
+        if p.other_mbps:
+            reserved.append(f"other traffic {p.other_mbps:.3f}")
+        left = max(0.0, usable - fixed)
+        head = f"carries {c.max_calls} of {p.calls} calls: {weak} {contract:g} Mbit/s"
+        if reserved:
+            head += ", of which " + ", ".join(reserved)
+        out.append(f"{head}; {left:.3f} Mbit/s remain for calls at {p.per_call_kbps:.1f} kbit/s each")
+    return out
 
 
 @dataclass
@@ -106,8 +136,8 @@ def plan(calls: int, codec: str, ptime_ms: int, *, layer: str = "ethernet", vide
                per_call_kbps=pc, packet_bytes=packet_bytes(codec, ptime_ms, layer, **adders),
                voice_mbps=voice, video_mbps=video, other_mbps=other_mbps, headroom_pct=headroom_pct,
                required_up_mbps=required, required_down_mbps=required)
-    if C.get_codec(codec).narrowband_approximation:
-        out.notes.append(f"{codec}: quality scores use a narrowband E-model approximation (G.107.1 not applied)")
+    for caveat in C.get_codec(codec).score_caveats():
+        out.notes.append(f"{codec}: quality scores (G.107.1) are provisional: {caveat}")
     for name, role, provider, down, up in circuits:
         fixed = video + other_mbps
         md = calls_fitting(down, pc, fixed, headroom_pct)
@@ -118,6 +148,8 @@ def plan(calls: int, codec: str, ptime_ms: int, *, layer: str = "ethernet", vide
             covers=down >= required - 1e-9 and up >= required - 1e-9,
             margin_down_mbps=down - required, margin_up_mbps=up - required,
             max_calls=min(md, mu), max_calls_down=md, max_calls_up=mu))
+    for c in out.circuits:
+        c.why = explain(c, out)
     return out
 
 

@@ -59,6 +59,22 @@ class Planned(_Model):
     vlan: bool = Field(False, description="802.1Q tag on the voice VLAN (+4 B per packet)")
     ipv6: bool = Field(False, description="calls over IPv6 (+20 B per packet)")
     srtp: bool = Field(False, description="SRTP authentication tag (+10 B per packet)")
+    platforms: list[str] = Field(default_factory=list, max_length=8,
+                                 description="call platforms whose published network requirements "
+                                             "the circuits must meet: teams | teams-edge | zoom | webex")
+
+    @field_validator("platforms")
+    @classmethod
+    def _platforms(cls, v: list[str]) -> list[str]:
+        from harness.platforms import PLATFORMS
+        out = []
+        for name in v:
+            key = name.strip().lower()
+            if key not in PLATFORMS:
+                raise ValueError(f"unknown platform {name!r}; expected one of {', '.join(PLATFORMS)}")
+            if key not in out:
+                out.append(key)
+        return out
 
     @field_validator("codec")
     @classmethod
@@ -77,6 +93,33 @@ class Thresholds(_Model):
     mos_min: float = Field(4.0, ge=1, le=4.5)
     jitter_buffer_ms: float = Field(60, ge=0)
     post_dial_delay_ms: float = Field(5000, gt=0, description="test call: INVITE to ringing")
+
+
+class Contract(_Model):
+    """The circuit's support contract: availability and the response/resolution
+    hours per fault class (the class names are the user's: P1, critical, ...)."""
+    availability_pct: float | None = Field(None, gt=0, le=100, description="contracted availability")
+    response_hours: dict[str, float] = Field(default_factory=dict, max_length=16,
+                                             description="class -> hours to the first response")
+    resolve_hours: dict[str, float] = Field(default_factory=dict, max_length=16,
+                                            description="class -> hours to resolution")
+
+    @field_validator("response_hours", "resolve_hours")
+    @classmethod
+    def _hours(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, hours in v.items():
+            if not name or len(name) > 32:
+                raise ValueError(f"fault class {name!r}: use 1 to 32 characters")
+            if not hours > 0:
+                raise ValueError(f"fault class {name}: hours must be > 0, got {hours}")
+        return v
+
+    def terms(self):
+        from harness.contract import Terms
+        return Terms(self.availability_pct, dict(self.response_hours), dict(self.resolve_hours))
+
+    def classes(self) -> list[str]:
+        return list(dict.fromkeys([*self.response_hours, *self.resolve_hours]))
 
 
 class Circuit(_Model):
@@ -103,6 +146,7 @@ class Circuit(_Model):
                                        description="second account cutover answers with (relative)")
     ported_numbers: list[str] = Field(default_factory=list, max_length=1000,
                                       description="numbers that must ring on answer_account")
+    contract: Contract = Field(default_factory=Contract, description="the provider's support contract")
 
     @field_validator("reflector")
     @classmethod

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
-from harness import __version__, suite
+from harness import __version__, platforms, suite
 from harness.verdicts import Check, circuit_verdict, error, overall_verdict
 from probes.events import ProbeEvent
 
@@ -46,9 +46,14 @@ class CircuitOutcome:
     skipped: dict[str, str] = field(default_factory=dict)   # step -> why it did not run
 
     def to_dict(self) -> dict:
-        """Exactly the contract keys (docs/contract.md §5, check)."""
-        return {"verdict": self.verdict,
-                "checks": [{k: v for k, v in c.to_dict().items() if k in CHECK_KEYS} for c in self.checks]}
+        """Exactly the contract keys (docs/contract.md §5, check), plus ``platforms`` when the
+        profile names call platforms: name -> {meets, score, failed}."""
+        out = {"verdict": self.verdict,
+               "checks": [{k: v for k, v in c.to_dict().items() if k in CHECK_KEYS} for c in self.checks]}
+        summaries = platforms.summarize(self.checks)
+        if summaries:
+            out["platforms"] = {n: s.to_dict() for n, s in summaries.items()}
+        return out
 
 
 @dataclass

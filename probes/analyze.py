@@ -110,6 +110,9 @@ class RtpStream:
     codec_source: str = "static-pt"      # static-pt | sdp | unknown
     other_pt_packets: int = 0            # e.g. RFC 4733 DTMF events inside the stream
     encoding: str | None = None          # RFC 3551 / SDP encoding name: PCMU, PCMA, G722, G729...
+    emodel: str = "G.107"                # the model that scored it: G.107 or G.107.1 (wideband)
+    r_scale: float = 100.0               # top of r_factor's scale
+    mos_provisional: bool = False        # a codec constant the score needed is not published
 
 
 @dataclass
@@ -309,6 +312,7 @@ class _Tracker:
             late=self.late, late_pct=late_pct, start_s=self.first_arrival,
             duration_s=self.last_arrival - self.first_arrival,
             mos=s.mos, r_factor=s.r_factor, mos_codec_assumed=assumed,
+            emodel=s.emodel, r_scale=s.r_scale, mos_provisional=s.provisional,
             codec_source=self.codec_source, other_pt_packets=self.other_pt, encoding=self.encoding,
             lost_rfc3550=expected - self.packets)
 

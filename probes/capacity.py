@@ -211,8 +211,8 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
         res.notes.append(f"{codec.name}: an emulated packet ({payload_b} B) is larger than the real "
                          f"RTP packet ({codec.rtp_bytes(config.ptime_ms)} B), so the capacity found "
                          "is a lower bound")
-    if codec.narrowband_approximation:
-        res.notes.append(f"{codec.name}: MOS uses a narrowband E-model approximation (G.107.1 not applied)")
+    for caveat in codec.score_caveats():
+        res.notes.append(f"{codec.name}: MOS (G.107.1) is provisional: {caveat}")
     t0 = time.monotonic()
     try:
         family, sockaddr = resolve(hp.host, hp.port, source=config.source)

@@ -14,7 +14,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.codecs import Codec
+from probes.codecs import Codec, get_codec
 
 
 @dataclass
@@ -41,6 +41,10 @@ class EngineResult:
     mos_up: float | None = None
     mos_down: float | None = None
     r_factor: float | None = None
+    emodel: str | None = None             # "G.107" (narrowband) or "G.107.1" (wideband)
+    r_scale: float | None = None          # top of r_factor's scale: 100 or 129
+    mos_provisional: bool = False         # a codec constant the score needed is not published
+    mos_note: str = ""
     one_way_ms: float | None = None
     sender: dict[str, Any] = field(default_factory=dict)
     # loss in time (probes/losstime.py): per direction "up", "down" and "rtt" (round trip)
@@ -66,7 +70,11 @@ class EngineResult:
             "ipdv_ms": self.ipdv_ms, "reorder_pct": self.reorder_pct,
             "duplicates": self.duplicates, "late_pct": self.late_pct, "dscp": self.dscp,
             "mos": self.mos, "r_factor": self.r_factor, "mos_up": self.mos_up,
-            "mos_down": self.mos_down, "sender": self.sender, "errors": self.errors,
+            "mos_down": self.mos_down, "emodel": self.emodel, "r_scale": self.r_scale,
+            "mos_provisional": self.mos_provisional, "mos_note": self.mos_note,
+            "narrowband_approximation": (self.emodel == "G.107" and self.codec is not None
+                                         and get_codec(self.codec).wideband is not None),
+            "sender": self.sender, "errors": self.errors,
             "partial": self.partial, "measured": self.measured,
             "payload_b": self.payload_b, "offered_kbps": self.offered_kbps,
             "late_pct_dir": self.late_pct_dir, "one_way_ms": self.one_way_ms, "notes": self.notes,

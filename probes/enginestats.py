@@ -143,6 +143,9 @@ def analyse(res: EngineResult, run: Run) -> None:
     worse = s_up if s_up.mos <= s_down.mos else s_down
     res.mos_up, res.mos_down = s_up.mos, s_down.mos
     res.mos, res.r_factor = worse.mos, worse.r_factor
+    res.emodel, res.r_scale = worse.emodel, worse.r_scale
+    res.mos_provisional = s_up.provisional or s_down.provisional
+    res.mos_note = worse.note or s_up.note or s_down.note
 
     # ---- DSCP: what the reflector saw (CoS TLV) and what came back to us
     if run.dscp is not None:

@@ -5,7 +5,7 @@
 # run as root on Debian/Ubuntu; otherwise says what is missing (tests that
 # need a missing tool skip with a reason).
 set -u
-pkgs="iperf3 irtt sip-tester kamailio kamailio-tls-modules tshark chromium tmux iproute2 iptables procps"
+pkgs="iperf3 irtt sip-tester kamailio kamailio-tls-modules tshark chromium poppler-utils tmux iproute2 iptables procps"
 missing=""
 for p in $pkgs; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -315,6 +315,9 @@ def test_static_payload_types_pcmu_pcma_g722_g729_are_all_named(tmp_path):
     got = {s["payload_type"]: (s["encoding"], s["codec"], s["codec_source"], s["mos_codec_assumed"])
            for s in json.loads(p.stdout)["streams"]}
     assert got == {pt: (enc, codec, "static-pt", None) for pt, (enc, codec) in want.items()}
+    # the same scoring as the stream probe: G.722 on the wideband scale (issue #18)
+    models = {s["payload_type"]: (s["emodel"], s["r_scale"]) for s in json.loads(p.stdout)["streams"]}
+    assert models == {0: ("G.107", 100), 8: ("G.107", 100), 9: ("G.107.1", 129), 18: ("G.107", 100)}
     text = run_cli("analyze", str(f))
     assert text.returncode == 0, text.stderr
     for k, (pt, (enc, _)) in enumerate(want.items()):

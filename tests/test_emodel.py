@@ -60,3 +60,58 @@ def test_codec_table():
     assert get_codec("g729").ie == 11
     with pytest.raises(KeyError):
         get_codec("g999")
+
+
+# ---- wideband: G.107.1 for G.722 and Opus -------------------------------------------
+# Hand calculations (G.722: Ie,WB 13, Bpl 25.1; R_WB = 129 - 1.29 Id - Ie,eff,WB;
+# MOS = G.107 formula at R_WB / 1.29):
+#   d = 80,  Ppl 0:  Id 1.92 -> 2.4768;  Ie,eff 13                   -> R 113.5232, R/1.29 88.0025, MOS 4.287
+#   d = 120, Ppl 2:  Id 2.88 -> 3.7152;  Ie,eff 13 + 116*2/27.1 = 21.5609 -> R 103.7239, MOS 4.039
+#   d = 277.3, Ppl 1: Id 0.024*277.3 + 11 = 17.6552 -> 22.7752; Ie,eff 13 + 116/26.1 = 17.4444
+#                                                                      -> R 88.7803, MOS 3.541
+#   d = 80,  Ppl 2, BurstR 2: Ie,eff 13 + 116*2/(1 + 25.1) = 21.8889  -> R 104.6343, MOS 4.065
+
+WB_CASES = [
+    # one_way_ms, ppl, burst_ratio, R_WB, MOS
+    (0.0, 0.0, 1.0, 113.5232, 4.287),
+    (40.0, 2.0, 1.0, 103.7239, 4.039),
+    (197.3, 1.0, 1.0, 88.7803, 3.541),
+    (0.0, 2.0, 2.0, 104.6343, 4.065),
+]
+
+
+@pytest.mark.parametrize("one_way,ppl,burst,r_wb,mos", WB_CASES)
+def test_g722_scored_by_g107_1(one_way, ppl, burst, r_wb, mos):
+    s = emodel.score("g722", one_way_ms=one_way, ppl_pct=ppl, jitter_buffer_ms=60, ptime_ms=20,
+                     burst_ratio=burst)
+    assert s.emodel == "G.107.1" and s.r_scale == 129
+    assert s.r_factor == pytest.approx(r_wb, abs=1e-3)
+    assert s.mos == pytest.approx(mos, abs=1e-3)
+
+
+def test_g722_provisional_only_under_loss():
+    # Ie,WB of G.722 is published (G.113 App. IV); its Bpl is not: only lossy scores lean on it
+    clean = emodel.score("g722", 10, 0)
+    lossy = emodel.score("g722", 10, 0.5)
+    assert not clean.provisional and clean.note == ""
+    assert lossy.provisional and "Bpl" in lossy.note
+
+
+def test_opus_always_provisional():
+    s = emodel.score("opus", 10, 0)
+    assert s.emodel == "G.107.1" and s.provisional and "Opus" in s.note
+
+
+def test_narrowband_stays_g107():
+    s = emodel.score("g711", 0, 0)
+    assert s.emodel == "G.107" and s.r_scale == 100 and not s.provisional
+    assert emodel.score("g729", 0, 0).emodel == "G.107"
+
+
+def test_wideband_scale_relations():
+    # a perfect wideband connection is R 129 -> 100 on the G.107 scale -> MOS 4.5
+    assert emodel.mos_from_r_wb(129) == 4.5
+    # the loss term tends to 129 - Ie,WB as Ppl grows: R stays above 0 - delay only
+    assert emodel.effective_equipment_impairment_wb(13, 25.1, 100) == pytest.approx(13 + 116 * 100 / 125.1)
+    # G.722's ceiling (d = 0): R 116, MOS at 116 / 1.29
+    assert emodel.max_mos("g722") == pytest.approx(emodel.mos_from_r(116 / 1.29))

@@ -121,8 +121,8 @@ def test_parse_formats():
     assert parse_formats("md,html") == ("md", "html")
     assert parse_formats("all") == ("md", "html", "json", "junit")
     assert parse_formats(" JSON , xml ") == ("json", "junit")
-    with pytest.raises(ValueError, match="unknown report format 'pdf'"):
-        parse_formats("md,pdf")
+    with pytest.raises(ValueError, match="unknown report format 'docx'"):
+        parse_formats("md,docx")
 
 
 # ---------------------------------------------------------------- CLI
@@ -140,7 +140,7 @@ def test_cli_report_json(tmp_path_factory, tmp_path):
 
 @pytest.mark.parametrize("args,code,msg", [
     (["--since", "7x"], 2, "--since: '7x' is not a duration"),
-    (["--format", "pdf"], 2, "--format: unknown report format 'pdf'"),
+    (["--format", "docx"], 2, "--format: unknown report format 'docx'"),
     (["--db", "/nonexistent/h.sqlite"], 3, "no history database at /nonexistent/h.sqlite"),
     (["--since", "1h", "--as-of", "2020-01-01"], 3, "no runs of site 'Harbour Street office'"),
 ])

@@ -50,5 +50,8 @@ def command(profile: str, overhead: str | None, as_json: bool) -> None:
         table.add_row(rich_text(c.name), c.role, rich_text(c.provider or ""), f"{c.contract_down_mbps:g} Mbit/s",
                       f"{c.contract_up_mbps:g} Mbit/s", ok, str(c.max_calls))
     out.print(table)
+    for c in pl.circuits:
+        for line in c.why:
+            out.print(f"{c.name}: {line}")
     for note in pl.notes:
         out.print(f"note: {rich_text(note)}")

@@ -16,7 +16,8 @@ Per circuit and metric: latest values, trends over the window, daily pass
 rates, old vs new side by side, the outage and SLA breach log with claim
 deadlines, and the termination gate. Formats: md (Markdown), html (one
 self-contained file with charts, opens offline), json, junit (one testcase
-per check of the latest run of each circuit).
+per check of the latest run of each circuit), pdf (the HTML printed by
+headless Chromium, for email attachments; asked for by name).
 
 \b
 Example:
@@ -24,8 +25,8 @@ Example:
 @click.argument("profile", metavar="PROFILE")
 @click.option("--since", default="7d", metavar="DURATION",
               help="Window: a duration back from now (15m, 24h, 7d, 2w) or an ISO date.  [default: 7d]")
-@click.option("--format", "formats", default="md,html,json,junit", metavar="md,html,json,junit",
-              help="Comma-separated formats, or 'all'.  [default: all four]")
+@click.option("--format", "formats", default="md,html,json,junit", metavar="md,html,json,junit,pdf",
+              help="Comma-separated formats; 'all' is md,html,json,junit.  [default: all]")
 @option("--report-dir", "out_dir", aliases=("--out",), default="cutover-report", metavar="DIR",
         help="Folder for the report files (created).  [default: ./cutover-report]")
 @db_option
@@ -50,10 +51,13 @@ def command(profile, since, formats, out_dir, db, as_of, as_json):
     if report.analysis.runs == 0:
         die(EXIT_UNMEASURED, f"no runs of site {prof.site!r} in {path} since {start.isoformat()}; "
                              "widen --since or run `cutover check` first")
+    from harness.reports.pdf import PdfError
     try:
         paths = write_reports(prof, store, out_dir, fmts, report=report)
     except OSError as exc:
         die(EXIT_BAD_INPUT, f"--report-dir {out_dir}: cannot write the report: {exc}")
+    except PdfError as exc:
+        die(EXIT_BAD_INPUT, f"--format pdf: {exc}")
     outages = report.analysis.all_outages()
     if as_json:
         d = report.to_dict()

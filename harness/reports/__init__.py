@@ -1,5 +1,6 @@
 """Readiness reports over the stored history: Markdown, one self-contained
-HTML file with inline SVG charts, JSON, and JUnit XML.
+HTML file with inline SVG charts, JSON, JUnit XML, and a PDF of the HTML
+(printed by headless Chromium, :mod:`harness.reports.pdf`).
 
 Measure, aggregate and present are separate (flent's lesson): the store holds
 runs, :mod:`harness.history` and :mod:`harness.gate` aggregate, and each
@@ -21,8 +22,10 @@ from harness import __version__, gate, history
 from harness.verdicts import overall_verdict
 
 UTC = dt.timezone.utc
-FORMATS = ("md", "html", "json", "junit")
-FILE_NAMES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "junit.xml"}
+FORMATS = ("md", "html", "json", "junit", "pdf")
+DEFAULT_FORMATS = ("md", "html", "json", "junit")      # pdf needs Chromium: asked for by name
+FILE_NAMES = {"md": "report.md", "html": "report.html", "json": "report.json", "junit": "junit.xml",
+              "pdf": "report.pdf"}
 DEFAULT_WINDOW = dt.timedelta(days=7)
 SHARED_READ_SLACK = dt.timedelta(days=2)
 
@@ -130,7 +133,7 @@ def parse_formats(text: str | Iterable[str]) -> tuple[str, ...]:
     out: list[str] = []
     for p in items:
         if p == "all":
-            out.extend(f for f in FORMATS if f not in out)
+            out.extend(f for f in DEFAULT_FORMATS if f not in out)
             continue
         p = {"markdown": "md", "xml": "junit"}.get(p, p)
         if p not in FORMATS:
@@ -162,7 +165,7 @@ def _atomic_write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_reports(profile, store, out_dir, formats=FORMATS, since: dt.datetime | None = None,
+def write_reports(profile, store, out_dir, formats=DEFAULT_FORMATS, since: dt.datetime | None = None,
                   now: dt.datetime | None = None, run_id: int | None = None,
                   report: Report | None = None) -> list[Path]:
     """Write the requested formats into ``out_dir`` (created if needed) and
@@ -174,6 +177,10 @@ def write_reports(profile, store, out_dir, formats=FORMATS, since: dt.datetime |
     paths = []
     for fmt in formats:
         path = out / FILE_NAMES[fmt]
-        _atomic_write(path, render(report, fmt))
+        if fmt == "pdf":
+            from harness.reports.pdf import write_pdf
+            write_pdf(render(report, "html"), path)
+        else:
+            _atomic_write(path, render(report, fmt))
         paths.append(path)
     return paths

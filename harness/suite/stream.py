@@ -13,6 +13,9 @@ Checks (thresholds from the profile):
 - ``stream.dscp``: EF marking arrived at the reflector; ``warn`` (not fail)
   when it was re-marked: calls still work on an idle link, but lose priority
   when it is busy.
+- ``stream.platform.<platform>.<requirement>``: the published requirements of
+  each call platform the profile names (``planned.platforms``), from
+  :mod:`harness.platforms`.
 - ``stream.sender``: ``warn`` when the measuring machine itself fell behind
   (send lateness p99 > 5 ms or kernel drops): the figures may blame the
   network for the sender.
@@ -20,6 +23,7 @@ Checks (thresholds from the profile):
 
 from __future__ import annotations
 
+from harness import platforms
 from harness.suite import not_measured, partial_check
 from harness.verdicts import Check, at_least, at_most, expect, fmt
 
@@ -111,4 +115,5 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
         out.append(expect("stream.sender", False, late, "sender keeps pace",
                           f"the measuring machine fell behind ({why}): the figures may blame the path "
                           "for our own load", bad_status="warn"))
+    out += platforms.evaluate(profile.planned.platforms, raw)
     return out + partial_check(NAME, raw)

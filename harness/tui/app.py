@@ -218,7 +218,7 @@ class BoardApp(App):
             self.reload_signoffs()
             self.notify(f"{'revoked' if revoke else 'signed off'}: {row.id} by {by}")
 
-        self.push_screen(SignoffScreen(row, revoke=revoke, default_by=self._last_by), done)
+        self.push_screen(SignoffScreen(row, revoke=revoke, last_by=self._last_by), done)
 
     # ------------------------------------------------------------ run now
 

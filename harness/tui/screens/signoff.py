@@ -1,5 +1,19 @@
 """Sign off (or revoke) one checklist item: who and a note, like
-``cutover signoff PROFILE ITEM --by NAME --note TEXT [--revoke]``."""
+``cutover signoff PROFILE ITEM --by NAME --note TEXT [--revoke]``.
+
+Two rules keep the audit trail honest:
+
+- **Keys land where they were typed.** Tab, Shift+Tab and Enter move between
+  the fields through *priority* bindings, which the app runs before it forwards
+  the next key, and the focus moves synchronously (``Screen.set_focus``). With
+  the default Tab handling the key bubbled up from the Name input only after the
+  following characters had been forwarded to it: typing "K. Nurse<Tab>pulled
+  fibre" quickly stored the whole line as the name. Each input processes its
+  keys in its own queue, so Enter submits only after both inputs have drained
+  theirs (``call_later`` on each), never from half-typed fields.
+- **Nobody signs under someone else's name.** The Name field opens empty and
+  focused every time; the previous signer is only a placeholder hint.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +30,17 @@ class SignoffScreen(ModalScreen[tuple[str, str] | None]):
     """Returns (by, note), or None when cancelled."""
 
     CSS_PATH = "signoff.tcss"
-    BINDINGS = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS = [Binding("escape", "cancel", "Cancel"),
+                Binding("tab", "next_field", "Next field", show=False, priority=True),
+                Binding("shift+tab", "previous_field", "Previous field", show=False, priority=True),
+                Binding("enter", "enter", "Next / submit", show=False, priority=True)]
+    FIELDS = ("#by", "#note", "#cancel", "#ok")
 
-    def __init__(self, item: ChecklistRow, revoke: bool = False, default_by: str = "") -> None:
+    def __init__(self, item: ChecklistRow, revoke: bool = False, last_by: str = "") -> None:
         super().__init__()
         self.item = item
         self.revoke = revoke
-        self.default_by = default_by
+        self.last_by = last_by
 
     def compose(self) -> ComposeResult:
         verb = "Revoke the sign-off of" if self.revoke else "Sign off"
@@ -30,9 +48,10 @@ class SignoffScreen(ModalScreen[tuple[str, str] | None]):
             dialog.border_title = f"{verb} {self.item.id}"
             yield Label(self.item.title, id="item-title")
             yield Label("Name (recorded in the audit trail)")
-            yield Input(value=self.default_by, placeholder="e.g. A. Engineer", id="by")
+            hint = f"your name (last entry: {self.last_by})" if self.last_by else "e.g. A. Engineer"
+            yield Input(placeholder=hint, id="by", select_on_focus=False)
             yield Label("Note" + (" (why it is revoked)" if self.revoke else " (evidence, ticket)"))
-            yield Input(placeholder="optional", id="note")
+            yield Input(placeholder="optional", id="note", select_on_focus=False)
             yield Label("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
@@ -40,17 +59,40 @@ class SignoffScreen(ModalScreen[tuple[str, str] | None]):
                              variant="error" if self.revoke else "success")
 
     def on_mount(self) -> None:
-        self.query_one("#by" if not self.default_by else "#note", Input).focus()
+        self.set_focus(self.query_one("#by", Input))
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        if event.input.id == "by":
-            self.query_one("#note", Input).focus()
+    def _move(self, step: int) -> None:
+        widgets = [self.query_one(sel) for sel in self.FIELDS]
+        current = widgets.index(self.focused) if self.focused in widgets else -1
+        self.set_focus(widgets[(current + step) % len(widgets)])
+
+    def action_next_field(self) -> None:
+        self._move(+1)
+
+    def action_previous_field(self) -> None:
+        self._move(-1)
+
+    def action_enter(self) -> None:
+        """Enter: Name -> Note, Note -> submit, on a button -> press it."""
+        focused = self.focused
+        if isinstance(focused, Button):
+            if focused.id == "ok":
+                self._after_typing(self._submit)
+            else:
+                self.dismiss(None)
+        elif focused is not None and focused.id == "by":
+            self.set_focus(self.query_one("#note", Input))
         else:
-            self._submit()
+            self._after_typing(self._submit)
+
+    def _after_typing(self, callback) -> None:
+        """Run ``callback`` once both inputs have processed every key queued to them."""
+        by, note = self.query_one("#by", Input), self.query_one("#note", Input)
+        by.call_later(lambda: note.call_later(callback))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "ok":
-            self._submit()
+            self._after_typing(self._submit)
         else:
             self.dismiss(None)
 
@@ -63,6 +105,6 @@ class SignoffScreen(ModalScreen[tuple[str, str] | None]):
         if not by:
             # the audit trail needs a name, as `cutover signoff --by` does
             self.query_one("#error", Label).update("A name is needed: who signs this off?")
-            self.query_one("#by", Input).focus()
+            self.set_focus(self.query_one("#by", Input))
             return
         self.dismiss((by, note))

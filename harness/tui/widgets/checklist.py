@@ -9,11 +9,15 @@ from textual.widgets import DataTable
 from harness.tui.model import ChecklistRow
 from harness.tui.widgets.styles import short_time
 
-COLUMNS = (("", "mark"), ("Item", "item"), ("Status", "status"), ("By", "by"), ("When", "when"),
+# When comes right after Status: at 120 columns the checklist shares the screen with
+# the outage log (70 columns each), and a When column after By and a long title
+# fell outside the pane (issue #15). Titles are cut to TITLE_W for the same reason.
+COLUMNS = (("", "mark"), ("Item", "item"), ("Status", "status"), ("When", "when"), ("By", "by"),
            ("Note", "note"))
 
 
 NOTE_W = 48
+TITLE_W = 34
 
 
 def _cut(text: str, width: int) -> str:
@@ -46,11 +50,11 @@ class ChecklistTable(DataTable):
             else:
                 mark = Text("✓", "bold green") if r.ok else Text("✗", "bold red")
                 status_style = "green" if r.ok else ("yellow" if r.status in ("open", "revoked") else "red")
-            title = Text(r.title, "bold" if r.kind == "manual" else "italic")
+            title = Text(_cut(r.title, TITLE_W), "bold" if r.kind == "manual" else "italic")
             # the note is cut here (the full text is on the detail line under the table): long
             # cells make DataTable re-render wide rows on every focus change
-            self.add_row(mark, title, Text(r.status, status_style), r.by or "", short_time(r.at) if r.at else "",
-                         _cut(r.note or "", NOTE_W), key=r.id)
+            self.add_row(mark, title, Text(r.status, status_style), short_time(r.at) if r.at else "",
+                         r.by or "", _cut(r.note or "", NOTE_W), key=r.id)
         if rows:
             self.move_cursor(row=min(index, len(rows) - 1), animate=False)
 
