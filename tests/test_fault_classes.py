@@ -238,18 +238,29 @@ def test_a_step_module_that_cannot_load_is_a_named_gap_never_go(tmp_path, monkey
     assert any(c["id"] == "latency.rtt" and c["status"] == "pass" for c in new["checks"])
 
 
-def test_a_bug_outside_the_steps_exits_70_with_one_line(tmp_path, monkeypatch):
+def test_a_bug_outside_the_steps_exits_70_with_one_line(tmp_path, monkeypatch, capsys):
     """An exception after the steps (here: in the far-end correlation) is also ours:
-    exit 70, one line naming the traceback file, no Python traceback on stderr."""
+    the entry point exits 70 with one line naming the traceback file, no Python
+    traceback on the terminal."""
+    from harness.cli import main
+
     def broken(*a, **kw):
         raise KeyError("far_end")
 
     monkeypatch.setattr("harness.runner.correlate_far_end", broken)
     monkeypatch.setenv("CUTOVER_CRASH_DIR", str(tmp_path / "crashes"))
+    monkeypatch.delenv("CUTOVER_DEBUG", raising=False)
     prof = ping_only_profile(tmp_path)
-    r = CliRunner().invoke(cli_group, ["check", str(prof), "--circuit", "new", "--step", "latency",
-                                       "--db", str(tmp_path / "h.sqlite"), "--quiet"])
-    assert r.exit_code == 70
-    (line,) = r.stderr.strip().splitlines()
+    monkeypatch.setattr(sys, "argv", ["cutover", "check", str(prof), "--circuit", "new", "--step", "latency",
+                                      "--db", str(tmp_path / "h.sqlite"), "--quiet"])
+    monkeypatch.setattr(sys, "stdout", sys.stdout)   # undo main()'s EPIPE guard after the test
+    monkeypatch.setattr(sys, "stderr", sys.stderr)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    err = capsys.readouterr().err
+    assert exc.value.code == 70
+    (line,) = err.strip().splitlines()
     assert "a bug in cutover" in line and "KeyError" in line and str(tmp_path / "crashes") in line
-    assert "Traceback" not in r.stderr
+    crash = Path(line.split("traceback written to ")[1].split(";")[0])
+    assert "Traceback (most recent call last)" in crash.read_text() and "correlate_far_end" not in line
+    assert "Traceback" not in err
