@@ -111,22 +111,42 @@ def test_site_check_that_raises_is_a_gap_of_that_check(tmp_path):
     assert analysis(prof, db).all_outages() == []
 
 
-def test_unreadable_key_file_is_a_gap_not_an_outage(tmp_path):
-    """The key file exists (the profile validates that) but was truncated to
-    nothing: unusable, our side's problem."""
+def test_unreadable_key_file_is_a_gap_not_an_outage(tmp_path, monkeypatch):
+    """A key file that is empty when the run begins is refused as bad input (the
+    profile check reads it): exit 2, nothing stored. One that becomes unreadable
+    after the profile was read (truncated by a key rotation while the run starts)
+    is our side's problem during the run: measurement gaps, no outage."""
     prof = demo_profile(tmp_path / "demo.yaml", closed_udp_port(), closed_udp_port())
-    (tmp_path / "site.key").write_bytes(b"")
+    key = tmp_path / "site.key"
+    key.write_bytes(b"")
+    key.chmod(0o600)
     text = prof.read_text().replace("    source: 127.0.0.3", "    source: 127.0.0.3\n    key_file: site.key")
     prof.write_text(text)
     db = tmp_path / "h.sqlite"
     r = run_cli("check", str(prof), "--circuit", "new", "--db", str(db), "--json", timeout=240)
+    assert r.returncode == 2 and "key_file" in r.stderr and "is empty" in r.stderr
+    assert not db.exists() or stored(db, "Demo site (loopback)") == []
+
+    key.write_bytes(b"a-32-byte-pre-shared-key-0123456")
+    from harness.cli import cmd_check
+    real = cmd_check.load_profile_or_exit
+
+    def load_then_truncate(path):
+        profile = real(path)
+        key.write_bytes(b"")          # the file changes under the running check
+        return profile
+
+    monkeypatch.setattr(cmd_check, "load_profile_or_exit", load_then_truncate)
+    r = CliRunner().invoke(cli_group, ["check", str(prof), "--circuit", "new", "--db", str(db), "--json",
+                                       "--quiet"])
     out = json.loads(r.stdout)
     new = out["circuits"]["new"]["checks"]
     keyed = [c for c in new if "key_file" in c["reason"]]
     assert {c["id"] for c in keyed} >= {"stream.measured", "bandwidth.measured", "capacity.measured"}
     assert all(c["status"] == "error" and c["cause"] == "measurement_gap" for c in keyed)
     assert "site.key" in keyed[0]["reason"] and "is empty" in keyed[0]["reason"]
-    assert r.returncode in (1, 3) and out["internal_error"] is False
+    assert r.exit_code in (1, 3) and out["internal_error"] is False
+    key.write_bytes(b"a-32-byte-pre-shared-key-0123456")   # so the profile loads for the analysis
     assert analysis(prof, db).all_outages() == []
 
 
