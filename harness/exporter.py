@@ -82,6 +82,19 @@ def latest_per_circuit(profile, store, now: dt.datetime | None = None) -> dict[s
     return out
 
 
+def _latest_checks(profile, store, name: str, run, rec, now: dt.datetime | None) -> list:
+    """The latest result of each check of a circuit (harness.history.latest_checks):
+    when its latest run was partial (``check --step``), the other steps' checks
+    come from the runs before it, so no check vanishes from the metrics."""
+    from harness import history
+    if history.is_full(run):
+        return list(rec.checks)
+    now = now or dt.datetime.now(UTC)
+    runs = store.runs(profile.site, since=min(now, run.started_at) - LOOKBACK,
+                      until=run.started_at + dt.timedelta(microseconds=1), circuit=name)
+    return history.latest_checks([(r, r.circuits[name]) for r in runs if name in r.circuits])
+
+
 def families(profile, store, now: dt.datetime | None = None, gate_decision=None) -> list[GaugeMetricFamily]:
     """The metric families for the latest results of every circuit."""
     site = profile.site
@@ -136,7 +149,7 @@ def families(profile, store, now: dt.datetime | None = None, gate_decision=None)
         v = _num(raw.get("capacity"), "max_calls")
         if v is not None:
             cap.add_metric(lab + ["capacity"], v)
-        for c in rec.checks:
+        for c in _latest_checks(profile, store, name, run, rec, now):
             status.add_metric(lab + [c.id.split(".", 1)[0], c.id], float(STATUS_VALUE.get(c.status, 3)))
         verdict.add_metric(lab, float(VERDICT_VALUE.get(rec.verdict, 2)))
         last.add_metric(lab, run.started_at.timestamp())

@@ -3,11 +3,19 @@ the notice go out?
 
 Conditions (each is a :class:`GateItem`; any ``block`` makes the decision NO-GO):
 
-- ``parallel-run``: the parallel run started (``cutover.parallel_run_start``)
-  at least ``min_parallel_days`` ago.
-- ``pass-rate``: each new circuit passed at least ``pass_rate_pct`` of its runs
-  since the parallel run started (GO and WARN pass; see harness.history). No
-  runs at all is no evidence, which blocks.
+- ``parallel-run``: each new circuit has at least ``min_parallel_days``
+  *covered* days since the parallel run started (``cutover.parallel_run_start``):
+  a UTC day counts only when at least ``coverage_min_hours_per_day`` (default
+  18) of its 24 hours hold a full run that measured it (harness.history
+  ``Coverage``). Calendar days without evidence do not count: thin evidence
+  blocks ("measured 1 of 14 required days").
+- ``pass-rate``: each new circuit passed in at least ``pass_rate_pct`` of its
+  *measured* hours (an hour with a failing run fails, one where the circuit
+  did not answer is an outage; GO and WARN pass); the uncovered share is shown
+  beside it. No measured hour at all is no evidence, which blocks.
+- ``coverage:<circuit>`` (info): the coverage figure and the holes by start
+  and end ("no measurements 2026-11-12 02:00 to 2026-11-14 09:00 UTC"). A hole
+  blocks only through the two items above (fewer covered days, stale evidence).
 - ``no-failure-24h``: no failing or unreachable run of a new circuit in the
   last 24 h, and at least one run in that time (stale evidence blocks too).
 - ``capacity``: the latest capacity measurement of each new circuit in the
@@ -20,10 +28,12 @@ Conditions (each is a :class:`GateItem`; any ``block`` makes the decision NO-GO)
 
 Dates (all calendar days, UTC):
 
-- ``proven_on``: the day the new service counts as proven. The parallel run is
-  complete on ``parallel_run_start + min_parallel_days``; with a GO that is
-  ``proven_on``. With a NO-GO the earliest it can be is today (it is not proven
-  yet), so ``proven_on = max(parallel complete, today)``.
+- ``proven_on``: the day the new service counts as proven, dated from the
+  evidence: the parallel run is complete the day after its
+  ``min_parallel_days``-th covered day (of the new circuit with the fewest);
+  not reached yet, it is projected as today + the covered days still missing.
+  With a GO that is ``proven_on``. With a NO-GO the earliest it can be is
+  today, so ``proven_on = max(parallel complete, today)``.
 - ``disconnect_on``: the earliest day the old service may be disconnected:
   it must stay ``overlap_days`` after the new one is proven, and the notice
   takes ``termination_notice_days``, counted from today at the earliest:
@@ -42,7 +52,7 @@ from dataclasses import dataclass, field
 
 from harness import history
 from harness.suite import failover
-from harness.verdicts import fmt
+from harness.verdicts import NETWORK, cause_of, fmt
 
 UTC = dt.timezone.utc
 RECENT_FAILURE_WINDOW = dt.timedelta(hours=24)
@@ -83,6 +93,8 @@ class GateDecision:
     termination_notice_days: int
     pass_rates: dict[str, dict] = field(default_factory=dict)
     evaluated_at: dt.datetime | None = None
+    coverage: dict[str, "history.Coverage"] = field(default_factory=dict)
+    covered_days: int | None = None      # of the new circuit with the fewest
 
     @property
     def days_to_notice(self) -> int:
@@ -106,6 +118,8 @@ class GateDecision:
             "days_to_notice": self.days_to_notice, "days_to_disconnect": self.days_to_disconnect,
             "pass_rates": self.pass_rates, "items": [i.to_dict() for i in self.items],
             "evaluated_at": history.iso(self.evaluated_at),
+            "covered_days": self.covered_days,
+            "coverage": {n: c.to_dict() for n, c in self.coverage.items()},
         }
 
 
@@ -180,44 +194,70 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
     items: list[GateItem] = []
     new_circuits = [c.name for c in profile.circuits_by_role("new")]
 
-    # -- parallel run duration
+    # -- parallel run duration, counted in covered days (module doc)
     start = cut.parallel_run_start
-    complete_on = start + dt.timedelta(days=cut.min_parallel_days) if start else None
     days = (today - start).days if start else None
+    min_hours = history.min_hours_per_day(profile)
+    cov = {name: history.coverage(runs, name, window_start(profile, now), now, min_hours)
+           for name in new_circuits}
+    covered = min((c.covered_days for c in cov.values()), default=None)
+    title = f"Parallel run measured {cut.min_parallel_days} days"
+    rule = f"a day counts when at least {min_hours} of its 24 hours hold a full run"
+    nth = [c.covered_day(cut.min_parallel_days) for c in cov.values()] if cut.min_parallel_days else []
+    complete_on = None
+    if start is not None and cut.min_parallel_days == 0:
+        complete_on = start
+    elif start is not None and nth and all(nth):
+        complete_on = max(nth) + dt.timedelta(days=1)
     if start is None:
-        items.append(GateItem("parallel-run", f"Parallel run lasted {cut.min_parallel_days} days", "auto",
+        items.append(GateItem("parallel-run", title, "auto",
                               "block", "cutover.parallel_run_start is not set in the profile"))
-    elif days < cut.min_parallel_days:
-        items.append(GateItem("parallel-run", f"Parallel run lasted {cut.min_parallel_days} days", "auto",
-                              "block", f"parallel run is at day {max(days, 0)} of {cut.min_parallel_days} "
-                              f"(complete on {complete_on.isoformat()})"))
+    elif covered is None:   # no new circuit: the calendar is all there is
+        complete_on = start + dt.timedelta(days=cut.min_parallel_days)
+        items.append(GateItem("parallel-run", title, "auto", "block" if days < cut.min_parallel_days else "ok",
+                              f"parallel run is at day {max(days, 0)} of {cut.min_parallel_days} "
+                              "(no new circuit in the profile)"))
+    elif covered < cut.min_parallel_days:
+        worst = min(cov, key=lambda n: cov[n].covered_days)
+        items.append(GateItem("parallel-run", title, "auto", "block",
+                              f"measured {covered} of {cut.min_parallel_days} required days on {worst} "
+                              f"(parallel run at day {max(days, 0)}; {rule})"))
     else:
-        items.append(GateItem("parallel-run", f"Parallel run lasted {cut.min_parallel_days} days", "auto",
-                              "ok", f"day {days} of {cut.min_parallel_days} (complete since "
-                              f"{complete_on.isoformat()})"))
+        items.append(GateItem("parallel-run", title, "auto", "ok",
+                              f"measured {covered} days of {cut.min_parallel_days} required "
+                              f"(complete since {complete_on.isoformat()}; {rule})"))
 
-    # -- pass rate of each new circuit over the parallel run
+    # -- pass rate of each new circuit over its measured hours
     pass_rates: dict[str, dict] = {}
     for name in new_circuits:
-        passed, total = history.pass_rate(runs, name)
-        pct = 100.0 * passed / total if total else None
-        pass_rates[name] = {"passed": passed, "runs": total, "pass_pct": pct}
-        title = f"New circuit {name} passed >= {fmt(cut.pass_rate_pct)} % of runs"
-        if total == 0:
+        c = cov[name]
+        passed, measured, pct = c.count("passed"), c.measured, c.pass_pct
+        runs_passed, runs_measured = history.pass_rate(runs, name)
+        pass_rates[name] = {"passed": runs_passed, "runs": runs_measured,
+                            "pass_pct": pct, "passed_hours": passed, "measured_hours": measured,
+                            "uncovered_pct": c.uncovered_pct}
+        title = f"New circuit {name} passed >= {fmt(cut.pass_rate_pct)} % of measured hours"
+        uncovered = f"; {fmt(c.uncovered_pct or 0.0)} % of {len(c.slots)} hours had no evidence"
+        if measured == 0:
             items.append(GateItem(f"pass-rate:{name}", title, "auto", "block",
-                                  f"no runs of circuit {name} since the parallel run started"))
+                                  f"no measured hour of circuit {name} since the parallel run started"))
         elif pct < cut.pass_rate_pct:
             items.append(GateItem(f"pass-rate:{name}", title, "auto", "block",
-                                  f"circuit {name} passed {fmt(pct)} % of runs ({passed} of {total}) "
-                                  f"< {fmt(cut.pass_rate_pct)} % required"))
+                                  f"circuit {name} passed {fmt(pct)} % of measured hours ({passed} of "
+                                  f"{measured}) < {fmt(cut.pass_rate_pct)} % required{uncovered}"))
         else:
             items.append(GateItem(f"pass-rate:{name}", title, "auto", "ok",
-                                  f"circuit {name} passed {fmt(pct)} % of runs ({passed} of {total})"))
+                                  f"circuit {name} passed {fmt(pct)} % of measured hours ({passed} of "
+                                  f"{measured}){uncovered}"))
+        items.append(GateItem(f"coverage:{name}", f"Evidence coverage of {name}", "auto", "info",
+                              c.summary()))
 
     # -- no failing run in the last 24 h
     recent_from = now - RECENT_FAILURE_WINDOW
     for name in new_circuits:
-        recent = [(r, rec) for r, rec in history.circuit_runs(runs, name) if recent_from <= r.started_at <= now]
+        # runs where our side could not measure (gaps) are not evidence either way
+        recent = [(r, rec) for r, rec in history.circuit_runs(runs, name)
+                  if recent_from <= r.started_at <= now and history.outcome(rec) != "gap"]
         bad = [(r, rec) for r, rec in recent if history.outcome(rec) != "pass"]
         title = f"No failing run of {name} in the last 24 h"
         if not recent:
@@ -225,7 +265,8 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
                                   f"no run of circuit {name} in the last 24 h (evidence is stale)"))
         elif bad:
             r, rec = bad[-1]
-            worst = next((c for c in rec.checks if c.status in ("fail", "error")), None)
+            worst = next((c for c in rec.checks if c.status in ("fail", "error")
+                          and cause_of(c) == NETWORK), None)
             why = f": {worst.id}: {worst.reason}" if worst else ""
             items.append(GateItem(f"no-failure-24h:{name}", title, "auto", "block",
                                   f"{len(bad)} failing run(s) of {name} in the last 24 h, latest "
@@ -248,7 +289,16 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
                                   f"capacity of {name} not measured in the parallel run"))
             continue
         at, calls = cap[-1]
-        if calls < planned:
+        # the stored capacity.calls check of that run decides (one judgement: a ramp
+        # stopped by our own sender is a gap, not a short circuit); runs carry their
+        # failing checks only, so no such check there means it passed or warned;
+        # a history without the check at all falls back to the same comparison
+        stored = next((c for r, rec in history.circuit_runs(runs, name, full_only=False) if r.started_at == at
+                       for c in rec.checks if c.id == "capacity.calls"), None)
+        if stored is not None and stored.status == "error":
+            items.append(GateItem(f"capacity:{name}", title, "auto", "info",
+                                  f"capacity of {name} not measured in its latest run ({stored.reason})", at=at))
+        elif (stored.status == "fail") if stored is not None else calls < planned:
             items.append(GateItem(f"capacity:{name}", title, "auto", "block",
                                   f"circuit {name} carried {fmt(calls)} calls < {planned} planned "
                                   f"(measured {_when(at)})", at=at))
@@ -284,7 +334,8 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
 
     # -- dates (module doc)
     if complete_on is None:
-        complete_for_dates = today + dt.timedelta(days=cut.min_parallel_days)
+        missing = cut.min_parallel_days - (covered or 0) if start is not None else cut.min_parallel_days
+        complete_for_dates = today + dt.timedelta(days=max(missing, 0))
     else:
         complete_for_dates = complete_on
     proven_on = complete_for_dates if decision == GO else max(complete_for_dates, today)
@@ -297,4 +348,5 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
         parallel_run_start=start, parallel_days=days, min_parallel_days=cut.min_parallel_days,
         parallel_complete_on=complete_on, proven_on=proven_on, notice_by=notice_by,
         disconnect_on=disconnect_on, overlap_days=(disconnect_on - proven_on).days,
-        termination_notice_days=cut.termination_notice_days, pass_rates=pass_rates, evaluated_at=now)
+        termination_notice_days=cut.termination_notice_days, pass_rates=pass_rates, evaluated_at=now,
+        coverage=cov, covered_days=covered)

@@ -9,10 +9,18 @@ Definitions (also in docs/reports.md):
 
 - A circuit's run **passes** when its verdict is GO or WARN (WARN means "within
   the thresholds but close": the circuit carried voice). NO-GO is a failing
-  run; a NO-GO whose only problems are ``error`` checks (nothing could be
-  measured: reflector down, no route) is an **unreachable** run.
+  run; a NO-GO whose only network problems are ``error`` checks (the far end
+  did not answer while our side was sound) is an **unreachable** run.
+- A NO-GO whose problems are all measurement gaps or internal errors (cause
+  classes, harness.verdicts) is a **gap**: our side could not measure. A gap
+  neither passes nor fails, never opens or ends an outage, and counts as no
+  evidence in the coverage.
+- A **partial** run (``cutover check --step``, run kind ``partial``) is
+  evidence for its own checks only: it updates "latest" per check, but is
+  not a run of the circuit in pass rates, outages or coverage.
 - An **outage** is a maximal sequence of consecutive failing/unreachable runs
-  of one circuit. ``start`` is the start of its first failing run, ``end`` the
+  of one circuit; it records the run and the network checks that opened it
+  (``opened_by``). ``start`` is the start of its first failing run, ``end`` the
   start of the first passing run after it (the first time the harness saw the
   circuit healthy again). A single failing run between two passes is an outage
   of one run (start = that run, end = the next pass): SLA claims are about what
@@ -36,7 +44,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
+from harness.verdicts import NETWORK, cause_of
+
 PASS_VERDICTS = ("GO", "WARN")
+PARTIAL_KIND = "partial"    # runs of some steps only (cutover check --step)
+
+
+def is_full(run) -> bool:
+    """A run of the whole suite (not ``--step``): evidence for the circuit as a whole."""
+    return getattr(run, "kind", "check") != PARTIAL_KIND
 
 
 # ---------------------------------------------------------------- metrics
@@ -87,18 +103,21 @@ def metric_value(raw: dict[str, Any] | None, metric: Metric) -> float | None:
 # ---------------------------------------------------------------- run outcome
 
 def outcome(circuit_record) -> str:
-    """``pass``, ``fail`` or ``unreachable`` for one circuit in one run."""
+    """``pass``, ``fail``, ``unreachable`` or ``gap`` for one circuit in one run
+    (module doc). Only the network's problems make ``fail``/``unreachable``."""
     if circuit_record.verdict in PASS_VERDICTS:
         return "pass"
-    statuses = {c.status for c in circuit_record.checks if c.status != "pass"}
-    if statuses and statuses <= {"error", "warn"} and "error" in statuses:
-        return "unreachable"
-    return "fail"
+    network = [c for c in circuit_record.checks
+               if c.status in ("fail", "error") and cause_of(c) == NETWORK]
+    if not network:
+        return "gap"
+    return "fail" if any(c.status == "fail" for c in network) else "unreachable"
 
 
-def circuit_runs(runs: Iterable, circuit: str) -> list[tuple[Any, Any]]:
-    """(run, circuit_record) for the runs that measured ``circuit``, oldest first."""
-    out = [(r, r.circuits[circuit]) for r in runs if circuit in r.circuits]
+def circuit_runs(runs: Iterable, circuit: str, *, full_only: bool = True) -> list[tuple[Any, Any]]:
+    """(run, circuit_record) for the runs that measured ``circuit``, oldest
+    first; partial runs (``--step``) only with ``full_only=False``."""
+    out = [(r, r.circuits[circuit]) for r in runs if circuit in r.circuits and (not full_only or is_full(r))]
     # store.runs returns oldest first; sort only what is not (a cheap pairwise check)
     if any(a[0].started_at > b[0].started_at for a, b in zip(out, out[1:])):
         out.sort(key=lambda rc: rc[0].started_at)
@@ -128,6 +147,8 @@ class Outage:
     claim_by: dt.datetime | None         # end + sla_claim_hours
     last_failing_at: dt.datetime
     starts_before_window: bool = False   # the first run analysed already failed
+    opened_by_run: int | None = None     # the run whose network checks opened it
+    evidence: list[str] = field(default_factory=list)   # "check id: reason" of that run
 
     @property
     def summary(self) -> str:
@@ -141,6 +162,7 @@ class Outage:
                 "kind": self.kind, "claim_by": iso(self.claim_by),
                 "last_failing_at": iso(self.last_failing_at),
                 "starts_before_window": self.starts_before_window,
+                "opened_by": {"run_id": self.opened_by_run, "checks": list(self.evidence)},
                 "failed": [{"id": f.id, "status": f.status, "reason": f.reason, "runs": f.runs}
                            for f in self.failed]}
 
@@ -162,7 +184,7 @@ def _outages(seq: list, circuit: str, sla_claim_hours: float, now: dt.datetime) 
         failed: "OrderedDict[str, FailedCheck]" = OrderedDict()
         for _, rec, _k in current:
             for c in rec.checks:
-                if c.status not in ("fail", "error"):
+                if c.status not in ("fail", "error") or cause_of(c) != NETWORK:
                     continue
                 fc = failed.get(c.id)
                 if fc is None:
@@ -180,11 +202,16 @@ def _outages(seq: list, circuit: str, sla_claim_hours: float, now: dt.datetime) 
             failed=list(failed.values()),
             claim_by=end + dt.timedelta(hours=sla_claim_hours) if end else None,
             last_failing_at=current[-1][0].started_at,
-            starts_before_window=first_run is seq[0][0]))
+            starts_before_window=first_run is seq[0][0],
+            opened_by_run=getattr(first_run, "id", None),
+            evidence=[f"{c.id}: {c.reason}" for c in current[0][1].checks
+                      if c.status in ("fail", "error") and cause_of(c) == NETWORK]))
         current.clear()
 
     for run, rec in seq:
         k = outcome(rec)
+        if k == "gap":          # our side could not measure: no evidence either way
+            continue
         if k == "pass":
             if current:
                 close(run.started_at)
@@ -199,6 +226,142 @@ def by_urgency(items: Iterable[Outage]) -> list[Outage]:
     """Most urgent first: ongoing outages, then the nearest claim deadline."""
     far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
     return sorted(items, key=lambda o: (not o.ongoing, o.claim_by or far, o.start))
+
+
+# ---------------------------------------------------------------- evidence coverage
+
+SLOT = dt.timedelta(hours=1)
+SLOT_STATES = ("passed", "failed", "outage", "none")   # none: no evidence in that hour
+
+
+@dataclass
+class Hole:
+    start: dt.datetime
+    end: dt.datetime                     # exclusive; ``now`` for a hole still open
+
+    @property
+    def hours(self) -> float:
+        return (self.end - self.start).total_seconds() / 3600
+
+    def describe(self) -> str:
+        f = "%Y-%m-%d %H:%M"
+        return f"no measurements {self.start.strftime(f)} to {self.end.strftime(f)} UTC"
+
+    def to_dict(self) -> dict:
+        return {"start": iso(self.start), "end": iso(self.end), "hours": round(self.hours, 2)}
+
+
+@dataclass
+class Coverage:
+    """How much of a window was measured, hour by hour (docs/judgement.md).
+
+    Each hour ("slot") of the window is ``passed`` (every full run measured
+    in it passed), ``failed`` (a run failed a threshold), ``outage`` (the
+    circuit did not answer) or ``none`` (no evidence: no full run, or only
+    gaps). A UTC day is **covered** when at least ``min_hours_per_day`` of
+    its hours hold evidence. The pass rate is over measured hours."""
+    start: dt.datetime
+    end: dt.datetime
+    min_hours_per_day: int
+    slots: list[tuple[dt.datetime, str]]
+    days: list[tuple[dt.date, int, bool]]           # (day, measured hours, covered)
+    holes: list[Hole]
+
+    def count(self, state: str) -> int:
+        return sum(1 for _, s in self.slots if s == state)
+
+    @property
+    def measured(self) -> int:
+        return len(self.slots) - self.count("none")
+
+    @property
+    def covered_days(self) -> int:
+        return sum(1 for _, _, ok in self.days if ok)
+
+    @property
+    def pass_pct(self) -> float | None:
+        return 100.0 * self.count("passed") / self.measured if self.measured else None
+
+    @property
+    def uncovered_pct(self) -> float | None:
+        return 100.0 * self.count("none") / len(self.slots) if self.slots else None
+
+    def covered_day(self, n: int) -> dt.date | None:
+        """The n-th covered day (1-based), or None when fewer are covered."""
+        seen = 0
+        for day, _, ok in self.days:
+            seen += ok
+            if ok and seen == n:
+                return day
+        return None
+
+    def summary(self) -> str:
+        """One line: 'coverage 82 % of 480 h measured, 17 of 20 days covered; holes: ...'."""
+        from harness.verdicts import fmt
+        if not self.slots:
+            return "coverage: no hours in the window yet"
+        line = (f"coverage {fmt(100.0 - (self.uncovered_pct or 0.0))} % of {len(self.slots)} h measured, "
+                f"{self.covered_days} of {len(self.days)} days covered")
+        if self.holes:
+            shown = "; ".join(h.describe() for h in self.holes[:3])
+            more = f" (+{len(self.holes) - 3} more)" if len(self.holes) > 3 else ""
+            line += f"; holes: {shown}{more}"
+        return line
+
+    def to_dict(self) -> dict:
+        return {"start": iso(self.start), "end": iso(self.end), "min_hours_per_day": self.min_hours_per_day,
+                "hours": len(self.slots), "measured_hours": self.measured,
+                **{f"{s}_hours": self.count(s) for s in SLOT_STATES},
+                "pass_pct": self.pass_pct, "uncovered_pct": self.uncovered_pct,
+                "covered_days": self.covered_days, "days": len(self.days),
+                "holes": [h.to_dict() for h in self.holes]}
+
+
+def min_hours_per_day(profile) -> int:
+    """The profile's ``cutover.coverage_min_hours_per_day`` (its default for
+    profile-like objects without it)."""
+    from harness.profile import Cutover
+    return getattr(profile.cutover, "coverage_min_hours_per_day",
+                   Cutover.model_fields["coverage_min_hours_per_day"].default)
+
+
+_SLOT_RANK = {"none": 0, "passed": 1, "failed": 2, "outage": 3}
+_SLOT_OF = {"pass": "passed", "fail": "failed", "unreachable": "outage"}
+
+
+def coverage(runs: Iterable, circuit: str, start: dt.datetime, end: dt.datetime,
+             min_hours_per_day: int = 18) -> Coverage:
+    """The evidence coverage of ``circuit`` from ``start`` to ``end`` (see
+    :class:`Coverage`). The hour in progress counts only once it holds evidence."""
+    start = start.astimezone(dt.timezone.utc)
+    end = end.astimezone(dt.timezone.utc)
+    base = start.replace(minute=0, second=0, microsecond=0)
+    n = max(0, math.ceil((end - base) / SLOT))
+    states = ["none"] * n
+    for run, rec in circuit_runs(runs, circuit):
+        i = int((run.started_at - base) // SLOT)
+        if not 0 <= i < n:
+            continue
+        s = _SLOT_OF.get(outcome(rec))
+        if s and _SLOT_RANK[s] > _SLOT_RANK[states[i]]:
+            states[i] = s
+    slots = [(base + i * SLOT, s) for i, s in enumerate(states)
+             if base + (i + 1) * SLOT <= end or s != "none"]
+    days: "OrderedDict[dt.date, int]" = OrderedDict()
+    for t, s in slots:
+        days[t.date()] = days.get(t.date(), 0) + (s != "none")
+    holes: list[Hole] = []
+    hole_from = None
+    for t, s in slots:
+        if s == "none" and hole_from is None:
+            hole_from = t
+        elif s != "none" and hole_from is not None:
+            holes.append(Hole(hole_from, t))
+            hole_from = None
+    if hole_from is not None:
+        holes.append(Hole(hole_from, end))
+    return Coverage(start, end, min_hours_per_day, slots,
+                    [(d, h, h >= min_hours_per_day) for d, h in days.items()], holes)
 
 
 # ---------------------------------------------------------------- pass rates and trends
@@ -224,15 +387,19 @@ def _daily(seq: list) -> list[DailyRate]:
     for run, rec in seq:
         day = run.started_at.astimezone(dt.timezone.utc).date()
         d = days.setdefault(day, DailyRate(day, 0, 0))
+        k = outcome(rec)
+        if k == "gap":
+            continue
         d.runs += 1
-        d.passed += outcome(rec) == "pass"
+        d.passed += k == "pass"
     return list(days.values())
 
 
 def pass_rate(runs: Iterable, circuit: str) -> tuple[int, int]:
-    """(passed, total) runs of ``circuit``."""
-    seq = circuit_runs(runs, circuit)
-    return sum(outcome(rec) == "pass" for _, rec in seq), len(seq)
+    """(passed, measured) full runs of ``circuit``; gaps are not measured."""
+    seq = [outcome(rec) for _, rec in circuit_runs(runs, circuit)]
+    measured = [k for k in seq if k != "gap"]
+    return sum(k == "pass" for k in measured), len(measured)
 
 
 @dataclass
@@ -298,6 +465,23 @@ def metric_series(runs: Iterable, circuit: str, metric: Metric) -> list[tuple[dt
 
 # ---------------------------------------------------------------- the whole analysis
 
+def latest_checks(seq: Sequence[tuple[Any, Any]]) -> list:
+    """The latest result of each check: each step's checks come from the
+    latest run that ran that step, so a partial run (``--step latency``)
+    replaces the latency checks and leaves MOS, bandwidth and capacity as the
+    latest full run measured them. ``seq`` is (run, circuit record) oldest
+    first, partial runs included; only the latest full run and the runs after
+    it are read."""
+    last_full = max((i for i, (run, _) in enumerate(seq) if is_full(run)), default=0)
+    by_step: "OrderedDict[str, list]" = OrderedDict()
+    for _, rec in seq[last_full:]:
+        steps: "OrderedDict[str, list]" = OrderedDict()
+        for c in rec.checks:
+            steps.setdefault(c.step, []).append(c)
+        by_step.update(steps)
+    return [c for checks in by_step.values() for c in checks]
+
+
 @dataclass
 class CircuitHistory:
     name: str
@@ -312,6 +496,8 @@ class CircuitHistory:
     series: dict[str, list[tuple[dt.datetime, float]]] = field(default_factory=dict)
     daily: list[DailyRate] = field(default_factory=list)
     outages: list[Outage] = field(default_factory=list)
+    gaps: int = 0                        # full runs in which our side could not measure
+    coverage: Coverage | None = None
 
     @property
     def pass_pct(self) -> float | None:
@@ -325,7 +511,8 @@ class CircuitHistory:
              "metrics": {k: m.to_dict() for k, m in self.metrics.items()},
              "daily": [{"date": d.date.isoformat(), "runs": d.runs, "passed": d.passed,
                         "pass_pct": d.pass_pct} for d in self.daily],
-             "outages": [o.to_dict() for o in self.outages]}
+             "outages": [o.to_dict() for o in self.outages], "gaps": self.gaps,
+             "coverage": self.coverage.to_dict() if self.coverage else None}
         if with_series:
             d["series"] = {k: [[iso(t), v] for t, v in s] for k, s in self.series.items()}
         return d
@@ -391,8 +578,12 @@ def analyze(runs: Sequence, profile, since: dt.datetime | None = None,
         except KeyError:
             role, provider = "unknown", ""
         seq = circuit_runs(runs, name)
-        passed = sum(outcome(rec) == "pass" for _, rec in seq)
+        kinds = [outcome(rec) for _, rec in seq]
+        passed = kinds.count("pass")
         latest_run, latest_rec = seq[-1] if seq else (None, None)
+        every = circuit_runs(runs, name, full_only=False)
+        if every and (latest_run is None or every[-1][0].started_at > latest_run.started_at):
+            latest_run, latest_rec = every[-1]
         if series is not None:
             cseries = {m.key: list(series.get(name, {}).get(m.key, [])) for m in METRICS}
         else:
@@ -403,10 +594,13 @@ def analyze(runs: Sequence, profile, since: dt.datetime | None = None,
                     if v is not None:
                         cseries[m.key].append((run.started_at, v))
         ch = CircuitHistory(
-            name=name, role=role, provider=provider, runs=len(seq), passed=passed,
+            name=name, role=role, provider=provider, runs=len(seq) - kinds.count("gap"), passed=passed,
+            gaps=kinds.count("gap"),
             latest_verdict=latest_rec.verdict if latest_rec else None,
             latest_at=latest_run.started_at if latest_run else None,
-            latest_checks=list(latest_rec.checks) if latest_rec else [],
+            latest_checks=latest_checks(every),
+            coverage=coverage(runs, name, since or (every[0][0].started_at if every else now), now,
+                              min_hours_per_day(profile)),
             metrics={m.key: summarize(m, cseries[m.key]) for m in METRICS},
             series=cseries, daily=_daily(seq),
             outages=_outages(seq, name, hours, now) if outage_runs is None else
@@ -421,21 +615,27 @@ def analyze(runs: Sequence, profile, since: dt.datetime | None = None,
 def load_runs(store, site: str, since: dt.datetime | None = None,
               until: dt.datetime | None = None) -> list:
     """Runs for analysis, cheaply: only the failing checks (all the outage log
-    needs), except the latest run of each circuit, which gets all its checks
-    (the report's "latest checks" table and the JUnit file)."""
+    needs), except the latest full run of each circuit and the partial runs
+    after it, which get all their checks (the report's "latest checks" table
+    and the JUnit file: :func:`latest_checks`)."""
     runs = store.runs(site, since=since, until=until, checks="failing")
     latest: dict[str, int] = {}
     for i, run in enumerate(runs):
         for name in run.circuits:
-            latest[name] = i
+            if is_full(run):
+                latest[name] = i
+            else:
+                latest.setdefault(name, i)
     full: dict[int, Any] = {}
-    for name, i in latest.items():
-        run = runs[i]
-        if run.id not in full:
-            full[run.id] = store.run(run.id)
-        rec = full[run.id].circuits.get(name) if full[run.id] else None
-        if rec is not None:
-            run.circuits[name].checks = list(rec.checks)
+    for name, first in latest.items():
+        for run in runs[first:]:
+            if name not in run.circuits:
+                continue
+            if run.id not in full:
+                full[run.id] = store.run(run.id)
+            rec = full[run.id].circuits.get(name) if full[run.id] else None
+            if rec is not None:
+                run.circuits[name].checks = list(rec.checks)
     return runs
 
 

@@ -25,9 +25,8 @@ Readings we had to choose
   a strict "< 10 %" would fail on any single loss and make the 15 s figure
   pointless. So a 200 ms window passes with at most ``limit`` % of its packets
   lost: one of ten for Teams, none for the customer-edge 1 %.
-- One-way latency is RTT p95 / 2 (the same definition as the stream check,
-  :func:`one_way_ms`): the paths are symmetric enough on access circuits, and
-  the 95th percentile is what a call's jitter buffer has to live with.
+- One-way latency is RTT p95 / 2, the one definition of harness.judgement
+  (docs/judgement.md) that the stream check uses too.
 - Zoom and Webex state "latency" without a direction; we read it as one-way,
   as ITU-T G.114's 150 ms, which their figure matches.
 
@@ -49,6 +48,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from harness import judgement
 from harness.verdicts import Check, at_most, error, fmt
 
 STEP = "stream"              # platform checks are judged from the stream step's figures
@@ -70,14 +70,13 @@ def _worse(d: Any) -> float | None:
 
 
 def one_way_ms(raw: dict) -> float | None:
-    """One-way delay: RTT p95 / 2."""
-    p95 = _num((raw.get("rtt_ms") or {}).get("p95"))
-    return None if p95 is None else p95 / 2
+    """One-way delay, the one definition (harness.judgement): RTT p95 / 2."""
+    return judgement.one_way_delay_ms(raw.get("rtt_ms"))
 
 
 def rtt_ms(raw: dict) -> float | None:
-    """Round-trip time: RTT p95."""
-    return _num((raw.get("rtt_ms") or {}).get("p95"))
+    """Round-trip time at the same statistic as the one-way delay (p95)."""
+    return _num((raw.get("rtt_ms") or {}).get(judgement.ONE_WAY_DELAY_RTT_STAT))
 
 
 def _window(raw: dict, window: str, metric: str) -> float | None:

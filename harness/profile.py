@@ -200,6 +200,9 @@ class Cutover(_Model):
     overlap_days: int = Field(30, ge=0)
     pass_rate_pct: float = Field(95, ge=0, le=100)
     sla_claim_hours: float = Field(24, gt=0)
+    # a day counts toward min_parallel_days when at least this many of its hours
+    # hold a full measurement (docs/judgement.md, "Evidence coverage")
+    coverage_min_hours_per_day: int = Field(18, ge=1, le=24)
     checklist: list[ChecklistItem] = Field(default_factory=list)
     # longest silence a failover drill may cause (docs/failover.md: at 1 s a lost word is talked
     # over; from ~2 s callers ask "are you there?" and hang up)

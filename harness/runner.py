@@ -11,27 +11,49 @@ measure each other.
 
 Nothing a probe does can crash the run: an exception in ``measure`` or
 ``evaluate``, ``measured: false`` or a dead reflector all become ``error``
-checks carrying the cause, so that circuit is NO-GO and the others are still
-measured.
+checks carrying the reason, so that circuit is NO-GO and the others are still
+measured. Each such check carries a cause class (harness.verdicts):
+
+- a :class:`probes.result.ProbeError` (bad key file, no permission, missing
+  tool) or an ``OSError`` while setting up (our socket, our interface) is a
+  ``measurement_gap``;
+- any other exception in a step is a bug of ours: ``internal_error``, its
+  traceback written to a file (:func:`write_traceback`); `cutover check` then
+  exits 70;
+- a reflector that does not answer is the ``network``, unless every circuit
+  of the run that uses the same far end lost it at once: then it is the far
+  end, not the carriers (one far-end gap, :func:`correlate_far_end`);
+- a step module that cannot be loaded is a ``measurement_gap`` named in the
+  verdict, so a build missing a step is never GO.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import os
 import socket
+import tempfile
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 from harness import __version__, platforms, suite
-from harness.verdicts import Check, circuit_verdict, error, overall_verdict
+from harness.verdicts import (GAP, INTERNAL, NETWORK, Check, cause_of, circuit_verdict, error,
+                              overall_verdict, with_cause)
 from probes.events import ProbeEvent
+from probes.result import ProbeError
 
 UTC = dt.timezone.utc
 
-# `cutover check --json`, per check (docs/contract.md §5); the unit is part of the reason
-CHECK_KEYS = ("id", "status", "measured", "required", "margin", "reason")
+# `cutover check --json`, per check (docs/contract.md §5, plus ``cause``); the unit is part of the reason
+CHECK_KEYS = ("id", "status", "measured", "required", "margin", "reason", "cause")
+
+# Where tracebacks of our own bugs go (one file each): $CUTOVER_CRASH_DIR, else
+# ~/.local/state/cutover/crashes, else the temp folder.
+CRASH_DIR_ENV = "CUTOVER_CRASH_DIR"
 
 # progress(circuit, step, fraction or None, message)
 RunProgress = Callable[[str, str, "float | None", str], None]
@@ -44,10 +66,17 @@ class CircuitOutcome:
     checks: list[Check]
     raw: dict[str, dict] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)   # step -> why it did not run
+    far_end: str | None = None          # the reflector "host:port" the reflector steps talk to
+    far_end_down: bool = False          # the preflight found it not answering (network cause)
+    tracebacks: dict[str, str] = field(default_factory=dict)   # step -> traceback file (our bugs)
+
+    @property
+    def internal_error(self) -> bool:
+        return any(c.cause == INTERNAL for c in self.checks)
 
     def to_dict(self) -> dict:
-        """Exactly the contract keys (docs/contract.md §5, check), plus ``platforms`` when the
-        profile names call platforms: name -> {meets, score, failed}."""
+        """The contract keys (docs/contract.md §5, check), plus ``cause``, and
+        ``platforms`` when the profile names call platforms: name -> {meets, score, failed}."""
         out = {"verdict": self.verdict,
                "checks": [{k: v for k, v in c.to_dict().items() if k in CHECK_KEYS} for c in self.checks]}
         summaries = platforms.summarize(self.checks)
@@ -67,6 +96,7 @@ class RunOutcome:
     # the store refused a write (disk full, read-only, locked): the StoreWriteError; the
     # results are all here, the caller keeps them elsewhere (cutover check: a fallback file)
     store_error: Exception | None = None
+    far_end_gaps: list[dict] = field(default_factory=list)   # [{far_end, circuits, reason}]
 
     @property
     def nothing_measured(self) -> bool:
@@ -74,11 +104,57 @@ class RunOutcome:
         checks = [c for co in self.circuits.values() for c in co.checks]
         return all(c.status == "error" for c in checks)
 
+    @property
+    def internal_error(self) -> bool:
+        """A bug of ours interrupted a step (exit 70)."""
+        return any(co.internal_error for co in self.circuits.values())
+
     def to_dict(self) -> dict:
-        """The `cutover check --json` object: exactly the contract keys."""
+        """The `cutover check --json` object: the contract keys, plus
+        ``internal_error`` and ``far_end_gaps``."""
         return {"verdict": self.verdict,
                 "circuits": {n: co.to_dict() for n, co in self.circuits.items()},
-                "run_id": self.run_id}
+                "run_id": self.run_id, "internal_error": self.internal_error,
+                "far_end_gaps": list(self.far_end_gaps)}
+
+
+# ---------------------------------------------------------------- cause classes of exceptions
+
+def crash_dir() -> Path:
+    if os.environ.get(CRASH_DIR_ENV):
+        return Path(os.environ[CRASH_DIR_ENV])
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "cutover" / "crashes"
+
+
+def write_traceback(exc: BaseException, context: str) -> str:
+    """Write the traceback of one of our bugs to its own file; return the path.
+    Falls back to the temp folder when the crash folder is not writable."""
+    text = (f"cutover {__version__}: internal error in {context}\n"
+            + "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)))
+    stamp = dt.datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+    for folder in (crash_dir(), Path(tempfile.gettempdir()) / "cutover-crashes"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fd, path = tempfile.mkstemp(prefix=f"crash-{stamp}-", suffix=".txt", dir=folder)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            return path
+        except OSError:
+            continue
+    return "(nowhere: no writable folder)"
+
+
+def exception_check(check_id: str, step: str, exc: BaseException, context: str) -> tuple[Check, str | None]:
+    """The check for an exception raised by a step, and the traceback file
+    when it is a bug of ours. ProbeError and OSError: our side could not
+    measure (a gap). Anything else: internal error."""
+    if isinstance(exc, ProbeError):
+        return error(check_id, f"{step} could not measure: {exc}", cause=GAP), None
+    if isinstance(exc, OSError):
+        return error(check_id, f"{step} could not measure on this machine: {exc.strerror or exc}", cause=GAP), None
+    path = write_traceback(exc, context)
+    return error(check_id, f"internal error in cutover ({step}): {type(exc).__name__}: {exc}; this is a bug "
+                           f"in cutover, not a network fault; traceback in {path}", cause=INTERNAL), path
 
 
 # ---------------------------------------------------------------- reflector preflight
@@ -133,10 +209,8 @@ def reflector_problem(circuit, key: bytes | None, *, tries: int = 3, timeout_s: 
 # ---------------------------------------------------------------- the run
 
 def _key(profile, circuit) -> bytes | None:
-    if not circuit.key_file:
-        return None
-    from probes.stamp import load_key
-    return load_key(profile.resolve_path(circuit.key_file))
+    from harness.binding import circuit_key
+    return circuit_key(profile, circuit)
 
 
 def measure_circuit(profile, circuit, *, quick: bool = False, progress: RunProgress | None = None,
@@ -144,18 +218,28 @@ def measure_circuit(profile, circuit, *, quick: bool = False, progress: RunProgr
     """All applicable steps on one circuit. Never raises for probe trouble."""
     progress = progress or (lambda *a: None)
     skipped = {}
-    if steps is None:   # the full suite: say which steps this build lacks
+    checks: list[Check] = []
+    if steps is None:   # the full suite: a step this build cannot load is a gap in the evidence
         steps = suite.steps()
         skipped = dict(suite.unavailable())
-    checks: list[Check] = []
+        for name, why in skipped.items():
+            checks.append(error(f"{name}.available", f"step {name} {why}: no evidence for it in this run",
+                                cause=GAP))
     raw: dict[str, dict] = {}
+    tracebacks: dict[str, str] = {}
     reflector_down: str | None = None
+    down_cause = NETWORK
+    far_end_down = False
     if circuit.reflector and any(s.NAME in suite.NEEDS_REFLECTOR and s.applies(profile, circuit) for s in steps):
         progress(circuit.name, "preflight", None, f"is reflector {circuit.reflector} answering?")
         try:
             reflector_down = reflector_problem(circuit, _key(profile, circuit))
-        except Exception as exc:   # noqa: BLE001 - a broken key file etc. is a result, not a crash
-            reflector_down = f"reflector {circuit.reflector}: {type(exc).__name__}: {exc}"
+            # replies that fail authentication: our key, not their circuit
+            if reflector_down and "fail authentication" in reflector_down:
+                down_cause = GAP
+            far_end_down = reflector_down is not None and down_cause == NETWORK
+        except (ProbeError, OSError) as exc:   # a broken key file, our socket: a gap, not a crash
+            reflector_down, down_cause = f"reflector {circuit.reflector}: {exc}", GAP
         if reflector_down:
             progress(circuit.name, "preflight", None, reflector_down)
     for step in steps:
@@ -164,10 +248,10 @@ def measure_circuit(profile, circuit, *, quick: bool = False, progress: RunProgr
             skipped[name] = "does not apply to this circuit (no target configured)"
             continue
         if stop is not None and stop.is_set():
-            checks.append(error(f"{name}.measured", f"{name}: run stopped before this step"))
+            checks.append(error(f"{name}.measured", f"{name}: run stopped before this step", cause=GAP))
             continue
         if reflector_down and name in suite.NEEDS_REFLECTOR:
-            checks.append(error(f"{name}.measured", f"{name}: {reflector_down}"))
+            checks.append(error(f"{name}.measured", f"{name}: {reflector_down}", cause=down_cause))
             continue
         progress(circuit.name, name, 0.0, "starting")
 
@@ -178,23 +262,73 @@ def measure_circuit(profile, circuit, *, quick: bool = False, progress: RunProgr
 
         try:
             result = step.measure(profile, circuit, quick=quick, progress=on_event, stop=stop)
-        except Exception as exc:   # noqa: BLE001 - probe failure is a result
-            checks.append(error(f"{name}.measured", f"{name} could not run: {type(exc).__name__}: {exc}"))
+        except Exception as exc:   # noqa: BLE001 - classified: gap (ProbeError/OSError) or our bug (exit 70)
+            check, path = exception_check(f"{name}.measured", name, exc, f"step {name} of circuit {circuit.name}")
+            checks.append(check)
+            if path:
+                tracebacks[name] = path
             progress(circuit.name, name, 1.0, "error")
             continue
         raw[name] = result
         try:
             got = step.evaluate(profile, circuit, result)
-        except Exception as exc:   # noqa: BLE001
-            got = [error(f"{name}.evaluate", f"{name}: could not evaluate the result: "
-                                             f"{type(exc).__name__}: {exc}")]
+        except Exception as exc:   # noqa: BLE001 - evaluate is pure: any exception is our bug
+            path = write_traceback(exc, f"evaluating step {name} of circuit {circuit.name}")
+            tracebacks[name] = path
+            got = [error(f"{name}.evaluate", f"internal error in cutover ({name}): could not evaluate the "
+                                             f"result: {type(exc).__name__}: {exc}; this is a bug in cutover, "
+                                             f"not a network fault; traceback in {path}", cause=INTERNAL)]
         checks.extend(got)
         worst = circuit_verdict(got)
         progress(circuit.name, name, 1.0, f"done ({worst if got else 'no checks'})")
     if not checks:
         checks.append(error("suite.measured", "no step could measure this circuit: configure a reflector "
                                               "(or ping/sip) for it"))
-    return CircuitOutcome(circuit.name, circuit_verdict(checks), checks, raw, skipped)
+    hp = circuit.reflector_hostport
+    return CircuitOutcome(circuit.name, circuit_verdict(checks), checks, raw, skipped,
+                          far_end=str(hp) if hp else None, far_end_down=far_end_down, tracebacks=tracebacks)
+
+
+def _far_end_steps(profile, co: CircuitOutcome) -> set[str]:
+    """Steps whose target is the far end: the reflector's steps, and latency
+    and path when they aim at the reflector's host (no ``ping:`` of their own)."""
+    out = set(suite.NEEDS_REFLECTOR)
+    try:
+        circuit = profile.circuit(co.name)
+    except KeyError:
+        return out
+    if not circuit.ping:
+        out |= {"latency", "path"}
+    return out
+
+
+def correlate_far_end(profile, outcomes: dict[str, CircuitOutcome]) -> list[dict]:
+    """When every circuit of the run that talks to one far end found it not
+    answering (two circuits or more), the far end is down, not the carriers:
+    their network-caused problems with that far end become one far-end
+    measurement gap. Changes the outcomes in place; returns the gaps.
+
+    With a single circuit on a far end nothing can be told apart: its
+    unreachable far end stays the network's (and may open an outage)."""
+    groups: dict[str, list[CircuitOutcome]] = {}
+    for co in outcomes.values():
+        if co.far_end:
+            groups.setdefault(co.far_end, []).append(co)
+    gaps = []
+    for far_end, cos in groups.items():
+        if len(cos) < 2 or not all(co.far_end_down for co in cos):
+            continue
+        names = [co.name for co in cos]
+        why = (f"far end {far_end} did not answer on any circuit ({', '.join(names)}) in this run: "
+               "a gap in the evidence, not a carrier outage")
+        short = f"far end down on every circuit ({', '.join(names)}), not the carrier"
+        for co in cos:
+            steps = _far_end_steps(profile, co)
+            co.checks = [with_cause(c, GAP, f"{short}: {c.reason}")
+                         if cause_of(c) == NETWORK and c.step in steps else c for c in co.checks]
+            co.verdict = circuit_verdict(co.checks)
+        gaps.append({"far_end": far_end, "circuits": names, "reason": why})
+    return gaps
 
 
 def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: bool = False,
@@ -220,15 +354,26 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
         if on_begin is not None and run_id is not None:
             on_begin(run_id)    # the scheduler learns which run to close if this process hangs
     outcomes: dict[str, CircuitOutcome] = {}
+    held: list[CircuitOutcome] = []     # far end down: stored once the other circuits are known
     for circuit in selected:
         co = measure_circuit(profile, circuit, quick=quick, progress=progress, stop=stop, steps=steps)
         co.skipped.update(skipped or {})
         outcomes[circuit.name] = co
-        if store is not None:
+        if co.far_end_down:
+            held.append(co)
+        elif store is not None:
             try:
                 store.add_circuit_result(run_id, co.name, co.verdict, co.checks, co.raw)
             except StoreWriteError as exc:
                 store, store_error = None, exc
+    far_end_gaps = correlate_far_end(profile, outcomes)
+    for co in held:
+        if store is None:
+            break
+        try:
+            store.add_circuit_result(run_id, co.name, co.verdict, co.checks, co.raw)
+        except StoreWriteError as exc:
+            store, store_error = None, exc
     verdict = overall_verdict(co.verdict for co in outcomes.values())
     finished = dt.datetime.now(UTC)
     if store is not None:
@@ -236,4 +381,4 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
             store.finish_run(run_id, verdict, finished_at=finished)
         except StoreWriteError as exc:
             store_error = exc
-    return RunOutcome(profile.site, run_id, verdict, outcomes, started, finished, store_error)
+    return RunOutcome(profile.site, run_id, verdict, outcomes, started, finished, store_error, far_end_gaps)

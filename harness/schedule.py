@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from harness.verdicts import error
+from harness.verdicts import GAP, INTERNAL, error
 
 UTC = dt.timezone.utc
 DEFAULT_TIMEOUT = dt.timedelta(minutes=15)
@@ -225,7 +225,9 @@ class Scheduler:
         if killed:
             why = ("killed after the stop grace period" if killed == "stopped"
                    else f"killed at the {self.timeout.total_seconds():g} s timeout: a probe hung")
-            self._record_failure(run_id, "schedule.timeout", f"run {why}", started)
+            # a probe that hangs past every bound is our bug; a run cut short by a stop is a gap
+            self._record_failure(run_id, "schedule.timeout", f"run {why}", started,
+                                 cause=INTERNAL if killed == "timeout" else GAP)
             return RunReport(number, started, seconds, None, run_id, "NO-GO", "timeout" if killed == "timeout"
                              else "stopped", why)
         if code == 2:
@@ -233,7 +235,7 @@ class Scheduler:
                              "cutover check refused its input (see above); the schedule continues")
         if verdict is None:
             why = f"cutover check exited with status {code} without a result"
-            self._record_failure(run_id, "schedule.crashed", why, started)
+            self._record_failure(run_id, "schedule.crashed", why, started, cause=INTERNAL)
             return RunReport(number, started, seconds, code, run_id, "NO-GO", "crashed", why)
         if not_stored:       # exit 74: measured, the database refused it, results kept in a file
             return RunReport(number, started, seconds, code, run_id, verdict, "not-stored",
@@ -263,7 +265,8 @@ class Scheduler:
                 child.wait(10)
                 return "stopped" if stop_deadline and time.monotonic() >= stop_deadline else "timeout"
 
-    def _record_failure(self, run_id: int | None, check_id: str, reason: str, started: dt.datetime) -> None:
+    def _record_failure(self, run_id: int | None, check_id: str, reason: str, started: dt.datetime,
+                        cause: str = GAP) -> None:
         """Close the child's run (or store a new one) as NO-GO with the cause,
         so the history shows the failure instead of a silent gap."""
         from harness import __version__
@@ -283,7 +286,7 @@ class Scheduler:
             done = set(rec.circuits) if rec else set()
             for c in self._circuits():
                 if c not in done:
-                    store.add_circuit_result(run_id, c, "NO-GO", [error(check_id, reason)], {})
+                    store.add_circuit_result(run_id, c, "NO-GO", [error(check_id, reason, cause=cause)], {})
             store.finish_run(run_id, "NO-GO")
         except (StoreError, sqlite3.Error, KeyError) as exc:   # e.g. locked beyond busy_timeout, disk full
             self.log(f"cutover schedule: cannot record the failed run: {exc}")

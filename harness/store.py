@@ -109,6 +109,10 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX signoffs_site_item ON signoffs(site, item, at);
     """,
+    # 3: the cause class of a check that did not pass (network | measurement_gap | internal_error)
+    """
+    ALTER TABLE checks ADD COLUMN cause TEXT;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -454,10 +458,10 @@ class Store:
                 m, mt = _split(c.measured)
                 r, rt = _split(c.required)
                 rows.append((run_id, circuit, seq, c.id, c.status, m, mt, r, rt, c.unit or "",
-                             None if c.margin is None else float(c.margin), c.reason or ""))
+                             None if c.margin is None else float(c.margin), c.reason or "", c.cause))
             db.executemany("INSERT INTO checks (run_id, circuit, seq, check_id, status, measured, "
-                           "measured_text, required, required_text, unit, margin, reason) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                           "measured_text, required, required_text, unit, margin, reason, cause) "
+                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.executemany("INSERT INTO raw_results (run_id, circuit, probe, json) VALUES (?, ?, ?, ?)",
                            [(run_id, circuit, probe, json.dumps(data, default=str))
                             for probe, data in raw.items()])
@@ -515,14 +519,14 @@ class Store:
             sfilter = "AND c.status IN ('fail', 'error')" if checks == "failing" else ""
             rows = () if checks == "none" else db.execute(
                 f"SELECT c.run_id, c.circuit, c.check_id, c.status, c.measured, c.measured_text, "
-                f"c.required, c.required_text, c.unit, c.margin, c.reason FROM checks c "
+                f"c.required, c.required_text, c.unit, c.margin, c.reason, c.cause FROM checks c "
                 f"WHERE c.run_id IN ({sub}) {cfilter} {sfilter} ORDER BY c.run_id, c.circuit, c.seq",
                 args + cargs)
-            for (rid, name, cid, status, m, mt, r, rt, unit, margin, reason) in rows:
+            for (rid, name, cid, status, m, mt, r, rt, unit, margin, reason, cause) in rows:
                 rec = runs[rid].circuits.get(name)
                 if rec is not None:
                     rec.checks.append(Check(cid, status, m if mt is None else _join(m, mt),
-                                            r if rt is None else _join(r, rt), unit, margin, reason))
+                                            r if rt is None else _join(r, rt), unit, margin, reason, cause))
         out = list(runs.values())
         if circuit:
             out = [r for r in out if circuit in r.circuits]

@@ -19,6 +19,21 @@ is a warn, ``NO-GO`` when any check failed or could not be measured (error),
 and ``NO-GO`` when it has no checks at all (no evidence is not a GO). The
 overall verdict is the worst of the circuits'.
 
+Cause classes: every check that does not pass says *whose* problem it is
+(``cause``), because only the carrier's problems may become outages and SLA
+claims (docs/judgement.md):
+
+- ``network``: the circuit failed to deliver (loss, delay, jitter, too little
+  throughput, unreachable while our side was sound).
+- ``measurement_gap``: our side could not measure (no permission, bad or
+  missing key file, missing tool, the measuring machine fell behind, the far
+  end down on every circuit at once). A gap is never a pass and never an outage.
+- ``internal_error``: an exception that is a bug in cutover (`cutover check`
+  exits 70).
+
+Checks stored before cause classes existed have ``cause = None``;
+:func:`cause_of` reads them as ``network`` (what they were treated as then).
+
 Pure: no I/O.
 """
 
@@ -37,6 +52,9 @@ _VRANK = {v: i for i, v in enumerate(VERDICTS)}
 
 WARN_BAND_PCT = 10.0
 
+NETWORK, GAP, INTERNAL = "network", "measurement_gap", "internal_error"
+CAUSES = (NETWORK, GAP, INTERNAL)
+
 Value = float | int | str | bool | None
 
 
@@ -49,10 +67,13 @@ class Check:
     unit: str = ""            # "ms", "%", "Mbit/s", "" (MOS)
     margin: float | None = None  # measured minus required, signed so positive is good
     reason: str = ""
+    cause: str | None = None  # network | measurement_gap | internal_error (None when it passed)
 
     def __post_init__(self) -> None:
         if self.status not in _RANK:
             raise ValueError(f"unknown check status {self.status!r}; expected one of {', '.join(STATUSES)}")
+        if self.cause is not None and self.cause not in CAUSES:
+            raise ValueError(f"unknown check cause {self.cause!r}; expected one of {', '.join(CAUSES)}")
 
     @property
     def step(self) -> str:
@@ -61,13 +82,27 @@ class Check:
     def to_dict(self) -> dict[str, Any]:
         return {"id": self.id, "status": self.status, "measured": _jsonable(self.measured),
                 "required": _jsonable(self.required), "unit": self.unit,
-                "margin": _jsonable(self.margin), "reason": self.reason}
+                "margin": _jsonable(self.margin), "reason": self.reason, "cause": self.cause}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Check":
         return cls(id=d["id"], status=d["status"], measured=d.get("measured"),
                    required=d.get("required"), unit=d.get("unit", ""), margin=d.get("margin"),
-                   reason=d.get("reason", ""))
+                   reason=d.get("reason", ""), cause=d.get("cause"))
+
+
+def cause_of(check: Check) -> str | None:
+    """The cause class of a check: None when it passed; checks stored before
+    cause classes existed (cause None) count as ``network``."""
+    if check.status == "pass":
+        return None
+    return check.cause or NETWORK
+
+
+def with_cause(check: Check, cause: str, reason: str | None = None) -> Check:
+    """The same check, attributed to ``cause`` (and optionally re-worded)."""
+    return Check(check.id, check.status, check.measured, check.required, check.unit, check.margin,
+                 check.reason if reason is None else reason, cause)
 
 
 def _jsonable(v: Value) -> Value:
@@ -137,7 +172,7 @@ def at_least(id: str, label: str, measured: float | None, required: float, unit:
     else:
         status = "pass"
         reason = f"{label} {_q(measured, unit)} >= {_q(required, unit)}{_tail(context)}"
-    return Check(id, status, measured, required, unit, margin, reason)
+    return Check(id, status, measured, required, unit, margin, reason, None if status == "pass" else NETWORK)
 
 
 def at_most(id: str, label: str, measured: float | None, limit: float, unit: str = "", *,
@@ -165,18 +200,21 @@ def at_most(id: str, label: str, measured: float | None, limit: float, unit: str
     else:
         status = "pass"
         reason = f"{label} {_q(measured, unit)} <= {_q(limit, unit)}{_tail(context)}"
-    return Check(id, status, measured, limit, unit, margin, reason)
+    return Check(id, status, measured, limit, unit, margin, reason, None if status == "pass" else NETWORK)
 
 
 def expect(id: str, ok: bool, measured: Value, required: Value, reason: str, *,
-           bad_status: str = "fail") -> Check:
+           bad_status: str = "fail", cause: str = NETWORK) -> Check:
     """A yes/no check (DSCP preserved, direction split available)."""
-    return Check(id, "pass" if ok else bad_status, measured, required, "", None, reason)
+    return Check(id, "pass" if ok else bad_status, measured, required, "", None, reason,
+                 None if ok else cause)
 
 
-def error(id: str, cause: str, *, required: Value = None, unit: str = "") -> Check:
-    """Could not measure: the cause is the reason."""
-    return Check(id, "error", None, required, unit, None, cause)
+def error(id: str, reason: str, *, required: Value = None, unit: str = "", cause: str = GAP) -> Check:
+    """Could not measure: ``reason`` says why. By default our side could not
+    measure (a measurement gap); pass ``cause=NETWORK`` when the circuit did
+    not deliver (far end unreachable while our side was sound)."""
+    return Check(id, "error", None, required, unit, None, reason, cause)
 
 
 # ---------------------------------------------------------------- verdicts

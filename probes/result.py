@@ -13,7 +13,56 @@ from typing import Any
 
 
 class ProbeError(Exception):
-    """Raised only for bad arguments detected before measuring (exit 2)."""
+    """Base of every error a probe raises on purpose. ``run`` never raises for
+    network trouble (that is a result); it raises these for problems on our
+    side, found before or while measuring::
+
+        ProbeError                      a probe could not be set up or could not measure
+        |-- BadInput (ValueError)       a config value is wrong (exit 2)       field: "ptime_ms"
+        |   |-- AddressError            "host:port" does not parse             field: "target"
+        |   `-- KeyFileError            key file missing, unreadable or empty  field: "key_file"
+        |-- ResolveError                a host name does not resolve (exit 2)  field: "target"
+        |-- DecodeError                 bytes that are not what we expect      (capture, reply)
+        `-- MeasurementError            our side cannot measure: no permission, missing
+                                        tool, local interface down (exit 3)
+
+    ``field`` names the config field (``StreamConfig.ptime_ms``), never a CLI
+    flag: the CLI maps fields to its own flags (harness/binding.py
+    ``FLAG_OF_FIELD``), so users of the suite and the pytest plugin are not
+    told about flags they never passed. In ``cutover check`` every
+    ProbeError is a *measurement gap* (docs/judgement.md): our side could not
+    measure, which is never the carrier's outage. Any other exception in a
+    step is a bug of ours (exit 70).
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class BadInput(ProbeError, ValueError):
+    """A config value is wrong; a ValueError so older callers still catch it."""
+
+
+class AddressError(BadInput):
+    """A target or source address does not parse."""
+
+
+class KeyFileError(BadInput):
+    """The STAMP key file is missing, unreadable or empty."""
+
+
+class ResolveError(ProbeError):
+    """A host name does not resolve."""
+
+
+class DecodeError(ProbeError):
+    """Bytes that are not what the probe expects (a capture, a reply)."""
+
+
+class MeasurementError(ProbeError):
+    """Our side cannot measure: no permission, a missing tool, a local
+    interface down. Never the circuit's fault."""
 
 
 def clean(value: Any) -> Any:

@@ -14,7 +14,7 @@ from harness.cli import cli as cli_group
 from tests.conftest import ROOT, run_cli
 from tests.harness_procs import ReflectorProc, closed_udp_port, demo_profile
 
-CONTRACT_CHECK_KEYS = {"id", "status", "measured", "required", "margin", "reason"}
+CONTRACT_CHECK_KEYS = {"id", "status", "measured", "required", "margin", "reason", "cause"}
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,8 @@ def test_check_go_json_contract_reports_and_history(reflector, tmp_path):
                 "--report-dir", str(tmp_path / "rep"), "--prom-file", str(prom), "--json", timeout=120)
     assert r.returncode == 0, r.stderr
     out = json.loads(r.stdout)                      # exactly one JSON object on stdout
-    assert set(out) == {"verdict", "circuits", "run_id"}
+    assert set(out) == {"verdict", "circuits", "run_id", "internal_error", "far_end_gaps"}
+    assert out["internal_error"] is False and out["far_end_gaps"] == []
     assert set(out["circuits"]) == {"old", "new"}
     for c in out["circuits"].values():
         assert set(c) == {"verdict", "checks"}

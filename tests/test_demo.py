@@ -44,7 +44,8 @@ def test_demo_end_to_end_without_privileges(tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     assert "port 8620 is busy" in r.stderr
     out = json.loads(r.stdout)
-    assert set(out) == {"verdict", "circuits", "run_id"}
+    assert set(out) == {"verdict", "circuits", "run_id", "internal_error", "far_end_gaps"}
+    assert out["internal_error"] is False and out["far_end_gaps"] == []
     assert set(out["circuits"]) == {"old", "new"}
     for name, c in out["circuits"].items():
         ids = {ck["id"] for ck in c["checks"]}

@@ -3,7 +3,9 @@ all satisfied gives GO with hand-computed notice and disconnect dates.
 
 Histories: 16 days of hourly runs (384) for old/new/backup, written through
 the real store, ending 2026-11-20 12:00 UTC; first run 2026-11-04 13:00, so
-the parallel run starts 2026-11-04 and (14 days) is complete on 2026-11-18.
+the parallel run starts 2026-11-04. Coverage (a day counts with >= 18 of its
+24 hours measured): 11-04 holds 11 hours (13:00-23:00) and does not count, so
+the 14th covered day is 11-18 and the parallel run is complete on 11-19.
 """
 
 from __future__ import annotations
@@ -52,12 +54,17 @@ def test_all_satisfied_is_go_with_hand_computed_dates(tmp_path):
     assert d.decision == "GO" and d.blocking == []
     assert {i.id: i.status for i in d.items} == {
         "parallel-run": "ok", "pass-rate:new": "ok", "no-failure-24h:new": "ok", "capacity:new": "ok",
+        "coverage:new": "info",
         "checklist:voice-vlan": "ok", "checklist:failover": "ok", "checklist:porting": "ok"}
-    # proven on 11-04 + 14 = 11-18; disconnect = max(11-18 + 30 overlap, today 11-20 + 30 notice) = 12-20;
-    # notice_by = 12-20 - 30 = 11-20 (today); the overlap that leaves = 12-20 - 11-18 = 32 days
-    assert (d.parallel_days, d.parallel_complete_on, d.proven_on) == (16, D(2026, 11, 18), D(2026, 11, 18))
-    assert (d.disconnect_on, d.notice_by, d.overlap_days) == (D(2026, 12, 20), D(2026, 11, 20), 32)
-    assert d.pass_rates["new"] == {"passed": 384, "runs": 384, "pass_pct": 100.0}
+    # covered days 11-05 .. 11-19 (15); the 14th is 11-18, so proven on 11-19 (from the evidence, not
+    # the calendar's 11-18); disconnect = max(11-19 + 30 overlap, today 11-20 + 30 notice) = 12-20;
+    # notice_by = 12-20 - 30 = 11-20 (today); the overlap that leaves = 12-20 - 11-19 = 31 days
+    assert (d.parallel_days, d.parallel_complete_on, d.proven_on) == (16, D(2026, 11, 19), D(2026, 11, 19))
+    assert d.covered_days == 15
+    assert (d.disconnect_on, d.notice_by, d.overlap_days) == (D(2026, 12, 20), D(2026, 11, 20), 31)
+    # hours 11-04 00:00 .. 11-20 12:00 = 397, of which 13 (11-04 00:00-12:59) without evidence
+    assert d.pass_rates["new"] == {"passed": 384, "runs": 384, "pass_pct": 100.0, "passed_hours": 384,
+                                   "measured_hours": 384, "uncovered_pct": pytest.approx(100 * 13 / 397)}
     porting = next(i for i in d.items if i.id == "checklist:porting")
     assert (porting.by, porting.note) == ("A. Engineer", "porting done")
 
@@ -65,18 +72,19 @@ def test_all_satisfied_is_go_with_hand_computed_dates(tmp_path):
 def test_long_overlap_moves_the_notice_date(tmp_path):
     fx, profile = make(tmp_path, overlap_days=60)
     d = decide(fx, profile)
-    # disconnect = max(11-18 + 60 = 2027-01-17, 11-20 + 30 = 12-20); notice_by = 01-17 - 30 = 12-18
+    # disconnect = max(11-19 + 60 = 2027-01-18, 11-20 + 30 = 12-20); notice_by = 01-18 - 30 = 12-19
     assert d.decision == "GO"
-    assert (d.disconnect_on, d.notice_by, d.overlap_days) == (D(2027, 1, 17), D(2026, 12, 18), 60)
-    assert d.days_to_notice == 28
+    assert (d.disconnect_on, d.notice_by, d.overlap_days) == (D(2027, 1, 18), D(2026, 12, 19), 60)
+    assert d.days_to_notice == 29
 
 
 def test_parallel_run_too_short_alone_blocks(tmp_path):
     fx, profile = make(tmp_path, parallel_run_start=D(2026, 11, 15))
     d = decide(fx, profile)
     assert d.decision == "NO-GO"
-    assert d.blocking == ["parallel run is at day 5 of 14 (complete on 2026-11-29)"]
-    # not proven yet: proven = max(11-29, today) = 11-29; disconnect = max(12-29, 12-20) = 12-29
+    assert d.blocking == ["measured 5 of 14 required days on new (parallel run at day 5; a day counts "
+                          "when at least 18 of its 24 hours hold a full run)"]
+    # covered 11-15 .. 11-19; 9 days missing: proven = today + 9 = 11-29; disconnect = max(12-29, 12-20)
     assert (d.proven_on, d.disconnect_on, d.notice_by) == (D(2026, 11, 29), D(2026, 12, 29), D(2026, 11, 29))
 
 
@@ -84,7 +92,8 @@ def test_pass_rate_alone_blocks(tmp_path):
     # 30 failing runs of 384 (ending 10 days before NOW): 354/384 = 92.19 % < 95 %
     fx, profile = make(tmp_path, outages=(Planted("new", 100, 30, "fail"),))
     d = decide(fx, profile)
-    assert d.blocking == ["circuit new passed 92.2 % of runs (354 of 384) < 95 % required"]
+    assert d.blocking == ["circuit new passed 92.2 % of measured hours (354 of 384) < 95 % required; "
+                          "3.27 % of 397 hours had no evidence"]
     assert d.pass_rates["new"]["passed"] == 354
 
 
@@ -146,7 +155,8 @@ def test_revoked_item_blocks(tmp_path):
 def test_no_runs_blocks(tmp_path):
     fx, profile = make(tmp_path)
     d = gate.evaluate(profile, [], {}, NOW)
-    assert "no runs of circuit new since the parallel run started" in d.blocking
+    assert "no measured hour of circuit new since the parallel run started" in d.blocking
+    assert d.blocking[0].startswith("measured 0 of 14 required days on new")
     assert d.decision == "NO-GO"
 
 
@@ -159,7 +169,7 @@ def test_cli_gate_go_json(tmp_path):
     d = json.loads(r.stdout)
     assert (d["decision"], d["blocking"], d["notice_by"], d["disconnect_on"]) == ("GO", [], "2026-11-20",
                                                                                    "2026-12-20")
-    assert d["overlap_days"] == 32 and len(d["items"]) == 7
+    assert d["overlap_days"] == 31 and len(d["items"]) == 8 and d["covered_days"] == 15
 
 
 def test_cli_gate_no_go_table(tmp_path):
@@ -178,7 +188,8 @@ def test_cli_gate_without_history(tmp_path):
                 "--as-of", "2026-11-20")
     assert r.returncode == 1
     d = json.loads(r.stdout)
-    assert d["decision"] == "NO-GO" and "no runs of circuit new since the parallel run started" in d["blocking"]
+    assert d["decision"] == "NO-GO"
+    assert "no measured hour of circuit new since the parallel run started" in d["blocking"]
     assert not (tmp_path / "none.sqlite").exists()          # a read-only command creates nothing
 
 

@@ -135,6 +135,7 @@ def test_hanging_run_killed_at_timeout_recorded_and_schedule_continues(tmp_path)
     for c in hung.circuits.values():     # the paused write was rolled back; the scheduler recorded why
         (ck,) = c.checks
         assert ck.id == "schedule.timeout" and ck.status == "error" and "3 s timeout" in ck.reason
+        assert ck.cause == "internal_error"  # a probe hung past every bound: our bug, never an outage
     assert runs[2].circuits["old"].checks[0].id == "stream.measured"    # the schedule went on
     assert "killed at the 3 s timeout" in err
 

@@ -41,7 +41,7 @@ def _store_run(st, at, verdict="GO", circuits=("old", "new"), site="Harbour"):
 def test_fresh_database_is_wal_and_current(tmp_path):
     path = tmp_path / "sub" / "h.sqlite"
     st = Store(path)
-    assert st.schema_version() == S.SCHEMA_VERSION == 2
+    assert st.schema_version() == S.SCHEMA_VERSION == 3
     st.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -129,12 +129,15 @@ def test_migration_from_previous_version(tmp_path):
     raw.close()
 
     st = Store(path)
-    assert st.schema_version() == 2
+    assert st.schema_version() == 3
     (r,) = st.runs("Harbour")
     assert r.id == 7 and r.verdict == "NO-GO" and r.tool_version == "0.0.9"
     c = r.circuits["new"].checks[0]
     assert (c.id, c.status, c.measured, c.margin, c.reason) == ("latency.loss", "fail", 5, -4.0,
                                                                 "loss 5 % > 1 % limit")
+    # a check stored before cause classes: no cause stored, read as the network's (as it was then)
+    from harness.verdicts import cause_of
+    assert c.cause is None and cause_of(c) == "network"
     st.signoff("Harbour", "porting", "Ana")
     assert st.signoffs("Harbour")["porting"].by == "Ana"
 
@@ -286,3 +289,19 @@ def test_default_path(tmp_path, monkeypatch):
                              "  - {name: n, role: new, down_mbps: 1, up_mbps: 1}\n",
                              path=tmp_path / "p" / "site.yaml")
     assert S.default_path(prof) == tmp_path / "p" / "hist/site.sqlite"
+
+
+def test_cause_class_round_trips(tmp_path):
+    from harness.verdicts import Check
+    st = Store(tmp_path / "h.sqlite")
+    rid = st.begin_run("Harbour", {}, "t")
+    checks = [Check("stream.mos", "pass", 4.3, 4.0, "", 0.3, "ok"),
+              Check("stream.measured", "error", None, None, "", None, "key file missing", "measurement_gap"),
+              Check("latency.loss", "fail", 5.0, 1.0, "%", -4.0, "loss", "network"),
+              Check("bandwidth.measured", "error", None, None, "", None, "bug", "internal_error")]
+    st.add_circuit_result(rid, "new", "NO-GO", checks)
+    st.finish_run(rid, "NO-GO")
+    (r,) = st.runs("Harbour")
+    assert [c.cause for c in r.circuits["new"].checks] == [None, "measurement_gap", "network", "internal_error"]
+    (r,) = st.runs("Harbour", checks="failing")
+    assert [c.cause for c in r.circuits["new"].checks] == ["measurement_gap", "network", "internal_error"]

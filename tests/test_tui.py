@@ -64,10 +64,12 @@ async def test_board_shows_the_fixture_history(history):
         await pilot.pause()
         h = app.data.header
         assert h.decision == "NO-GO"
-        # the only blockers are the three unsigned manual items, in profile order
-        assert h.blocking[0] == "checklist item 'voice-vlan' (Voice VLAN configured and tagged) is not signed off"
-        assert len(h.blocking) == 3
-        assert h.days_in == 20 and h.min_days == 14
+        # two days of runs in a parallel run begun 20 days ago: thin evidence blocks first (one whole
+        # day measured: the gate counts covered days), then the three unsigned manual items
+        assert h.blocking[0].startswith("measured 1 of 14 required days on new (parallel run at day 20;")
+        assert h.blocking[1] == "checklist item 'voice-vlan' (Voice VLAN configured and tagged) is not signed off"
+        assert len(h.blocking) == 4
+        assert h.days_in == 1 and h.min_days == 14
         # every run of every circuit is in the window; backup's last 3 runs failed, old's 3 planted ones
         new, old, backup = _circuit(app, "new"), _circuit(app, "old"), _circuit(app, "backup")
         assert (new.runs, new.passed) == (RUNS, RUNS)
@@ -150,7 +152,7 @@ async def test_signoff_with_name_and_note_persists_and_the_gate_sees_it(history)
         assert not isinstance(app.screen, SignoffScreen)
         row = next(r for r in app.data.checklist if r.id == "voice-vlan")
         assert (row.status, row.by, row.note) == ("signed off", "Ann Engineer", "VLAN 20 tagged on all access ports")
-        assert len(app.data.header.blocking) == 2
+        assert len(app.data.header.blocking) == 3   # + thin evidence (measured 1 of 14 days)
         # the signed item moved to the done group; the next open item is under the cursor
         assert app.screen.current_item().id == "failover"
         board_blocking = list(app.data.header.blocking)
@@ -225,7 +227,8 @@ WRITER = textwrap.dedent("""
     with Store(db) as s:
         run = s.begin_run("Harbour Street office", {}, "test-writer", started_at=at)
         s.add_circuit_result(run, "new", "NO-GO",
-                             [error("stream.reachable", "reflector 127.0.0.1:8620 did not answer (writer)")],
+                             [error("stream.reachable", "reflector 127.0.0.1:8620 did not answer (writer)",
+                                    cause="network")],
                              {"stream": {"measured": False, "errors": ["down"]}})
         s.finish_run(run, "NO-GO", finished_at=at)
 """)
@@ -290,7 +293,8 @@ async def test_background_open_paints_first_then_fills_in(history):
         await pilot.pause()
         assert app.data.header.decision == "NO-GO" and _circuit(app, "new").runs == RUNS
         assert "100.0% pass" in str(app.screen.panel("new").render())
-        assert app.screen.current_item().id == "voice-vlan"
+        # the first blocking item: two days of runs are thin evidence for a 14-day parallel run
+        assert app.screen.current_item().id == "parallel-run"
 
 
 async def test_empty_history_and_no_parallel_run_start(tmp_path):

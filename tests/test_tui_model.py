@@ -40,26 +40,36 @@ def test_sparkline_buckets_are_means_and_gaps_are_spaces():
     assert sparkline([], 5) == "" and sparkline([1, 2], 0) == ""
 
 
-def test_metric_colours_follow_profile_thresholds_with_10pct_warn_band():
+def test_metric_colours_are_the_stored_checks_never_rejudged():
+    """The board shows the status a run stored (harness.judgement decided it),
+    even where the figure it draws would look fine or bad on its own."""
+    from harness.verdicts import Check
     p = _profile()
     c = p.circuits[0]
-    # required for 20 G.711 calls + 5 Mbit/s other, 20 % headroom: (20*0.0872 + 5) * 1.2 = 8.0928
-    latest = {"rtt_ms": 280.0,       # one way 140 > 135 (90 % of 150): warn
-              "jitter_ms": 31.0,     # > 30: fail
-              "loss_pct": 0.5,       # <= 0.9: pass
-              "mos": 4.08,           # MOS band is 2.5 % as in the stream step: 4.0..4.1 warns
-              "down_mbps": 8.0,      # < 8.0928 needed: fail
-              "up_mbps": 8.5,        # below 8.09 * 1.1 = 8.90: warn
-              "max_calls": 20.0}     # = planned: pass (no warn band for a count)
-    views = {m.key: m for m in metric_views(p, c, latest, {}, (8.0928, 8.0928))}
+    latest = {"rtt_ms": 280.0, "jitter_ms": 31.0, "loss_pct": 0.5, "mos": 4.08, "down_mbps": 8.0,
+              "up_mbps": 8.5, "max_calls": 20.0}
+    checks = [Check("stream.delay", "warn", 140.0, 150.0, "ms", 10.0, "one-way delay 140 ms is within 10 %"),
+              Check("stream.jitter_up", "pass", 5.0, 30.0, "ms", 25.0, "ok"),
+              Check("stream.jitter_down", "fail", 31.0, 30.0, "ms", -1.0, "downstream jitter 31 ms > 30 ms",
+                    "network"),
+              Check("stream.loss_up", "pass", 0.5, 1.0, "%", 0.5, "ok"),
+              Check("stream.mos", "warn", 4.08, 4.0, "", 0.08, "MOS 4.08 is within 2.5 % of 4.0"),
+              Check("bandwidth.down", "fail", 8.0, 8.09, "Mbit/s", -0.09, "downstream short", "network"),
+              Check("bandwidth.up", "warn", 8.5, 8.09, "Mbit/s", 0.41, "upstream close"),
+              Check("capacity.calls", "pass", 20, 20, "calls", 0, "capacity at least 20 calls")]
+    views = {m.key: m for m in metric_views(p, c, latest, {}, (8.0928, 8.0928), checks)}
     assert {k: v.status for k, v in views.items()} == {
         "rtt_ms": "warn", "jitter_ms": "fail", "loss_pct": "pass", "mos": "warn",
         "down_mbps": "fail", "up_mbps": "warn", "max_calls": "pass"}
+    assert views["jitter_ms"].reason == "downstream jitter 31 ms > 30 ms"
     assert views["down_mbps"].text == "8/100 Mbit/s"
     assert views["max_calls"].text == "20/20"
-    assert next(m for m in metric_views(p, c, {**latest, "mos": 4.39}, {}, (8.0928, 8.0928))
-                if m.key == "mos").status == "pass"
-    none = metric_views(p, c, {k: None for k in latest}, {}, (8.0928, 8.0928))
+    # a step that could not measure colours each of its figures as an error
+    gap = [Check("stream.measured", "error", None, None, "", None, "stream: key file empty", "measurement_gap")]
+    views = {m.key: m for m in metric_views(p, c, latest, {}, (8.0928, 8.0928), gap)}
+    assert views["mos"].status == "error" and views["down_mbps"].status == "none"
+    # no stored check: nothing to colour, whatever the figure
+    none = metric_views(p, c, latest, {}, (8.0928, 8.0928))
     assert all(m.status == "none" for m in none)
 
 

@@ -82,6 +82,6 @@ def test_fmt():
 def test_check_dict_round_trip():
     c = V.at_most("latency.rtt", "RTT p95", 12.3456, 300, "ms")
     d = c.to_dict()
-    assert set(d) == {"id", "status", "measured", "required", "unit", "margin", "reason"}
+    assert set(d) == {"id", "status", "measured", "required", "unit", "margin", "reason", "cause"}
     assert d["measured"] == 12.346
     assert Check.from_dict(d).status == "pass"

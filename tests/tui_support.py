@@ -64,7 +64,8 @@ def _result(profile, name: str, i: int):
     th = profile.thresholds
     if name == "backup" and i in BACKUP_DOWN:
         cause = "reflector 127.0.0.1:8620 did not answer: 0 of 250 packets came back"
-        return V.NO_GO, [V.error("stream.reachable", cause)], {"stream": {"measured": False, "errors": [cause]}}
+        return (V.NO_GO, [V.error("stream.reachable", cause, cause=V.NETWORK)],
+                {"stream": {"measured": False, "errors": [cause]}})
     rtt0, jit0, loss0, down0, up0, cap = BASE[name]
     wave = math.sin(i / 7.0)                         # a slow daily-ish swing
     rtt = round(rtt0 * (1 + 0.2 * wave), 2)

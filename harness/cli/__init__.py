@@ -92,7 +92,8 @@ def probe() -> None:
 
 def main() -> None:
     """Entry point: one error style (``cutover: ...``, docs/cli.md), the
-    documented exit codes, and no traceback unless CUTOVER_DEBUG=1."""
+    documented exit codes, and no traceback on the terminal unless
+    CUTOVER_DEBUG=1 (a bug's traceback goes to a file, harness.runner.write_traceback)."""
     guard_broken_pipes()
     try:
         rv = cli.main(standalone_mode=False, prog_name="cutover")
@@ -113,8 +114,10 @@ def main() -> None:
             sys.exit(EXIT_NOT_STORED)
         if os.environ.get("CUTOVER_DEBUG"):
             raise
-        err(f"cutover: internal error: {type(exc).__name__}: {exc} "
-            "(set CUTOVER_DEBUG=1 for a traceback and report it)")
+        from harness.runner import write_traceback
+        path = write_traceback(exc, " ".join(sys.argv[1:3]) or "cutover")
+        err(f"cutover: internal error: {type(exc).__name__}: {exc} (a bug in cutover, not a network fault; "
+            f"traceback written to {path}; please report it)")
         sys.exit(EXIT_INTERNAL)
     sys.exit(rv if isinstance(rv, int) else 0)
 

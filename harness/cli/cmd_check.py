@@ -3,7 +3,9 @@ print the verdict (and write reports / Prometheus file on request).
 
 Exit codes: 0 GO or WARN (a warning is worth reading, not a reason to stop a
 script), 1 NO-GO, 2 bad input, 3 nothing could be measured at all (every
-check of every circuit is an error: no network, every reflector down).
+check of every circuit is an error: no network, every reflector down), 70 a
+bug in cutover interrupted a step (the run is stored with the step's check
+as an ``internal_error``; stderr says where the traceback was written).
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_NOT_STORED, EXIT_OK, EXIT_UNMEASURED,
-                                circuit_or_exit, die, emit_json, err,
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_INTERNAL, EXIT_NOT_STORED, EXIT_OK,
+                                EXIT_UNMEASURED, circuit_or_exit, die, emit_json, err,
                                 json_option, load_profile_or_exit, out)
 from harness.escape import rich_text
 from probes.names import unknown_name
@@ -26,6 +28,7 @@ def _suite_order() -> tuple[str, ...]:
 
 
 STATUS_STYLE = {"pass": "green", "warn": "yellow", "fail": "red", "error": "red bold"}
+CAUSE_LABEL = {"network": "network", "measurement_gap": "gap", "internal_error": "bug"}
 VERDICT_STYLE = {"GO": "bold green", "WARN": "bold yellow", "NO-GO": "bold red"}
 
 
@@ -82,8 +85,10 @@ def print_table(outcome) -> None:
         table.add_column(col, overflow="fold")
     for name, co in outcome.circuits.items():
         for c in co.checks:
-            table.add_row(rich_text(name), rich_text(c.id), f"[{STATUS_STYLE[c.status]}]{c.status}[/]",
-                          rich_text(c.reason))
+            status = f"[{STATUS_STYLE[c.status]}]{c.status}[/]"
+            if c.status != "pass" and c.cause and c.cause != "network":
+                status += f" [dim]({CAUSE_LABEL[c.cause]})[/]"
+            table.add_row(rich_text(name), rich_text(c.id), status, rich_text(c.reason))
     console.print(table)
     for name, co in outcome.circuits.items():
         line = f"  {rich_text(name)}: [{VERDICT_STYLE[co.verdict]}]{co.verdict}[/]"
@@ -97,10 +102,14 @@ def print_table(outcome) -> None:
                if not why.startswith("does not apply")}
     for s, why in skipped.items():
         console.print(f"  [dim]step {s}: {rich_text(why)}[/]", highlight=False)
+    for gap in outcome.far_end_gaps:
+        console.print(f"  far-end gap: {rich_text(gap['reason'])}", highlight=False)
     console.print(f"Verdict: [{VERDICT_STYLE[outcome.verdict]}]{outcome.verdict}[/]", highlight=False)
 
 
 def exit_code(outcome) -> int:
+    if outcome.internal_error:
+        return EXIT_INTERNAL
     if outcome.store_error is not None and not outcome.nothing_measured:
         return EXIT_NOT_STORED
     if outcome.nothing_measured:
@@ -214,8 +223,10 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
     # the probes stop at once; storing what they measured takes well under the 5 s deadline
     with StopOnSignal(stop, "stopping the probes, storing what was measured", deadline_s=5.0), \
             CheckProgress(enabled=not quiet) as progress:
+        # a run of some steps only is evidence for those steps only (harness.history: PARTIAL_KIND)
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
                             progress=progress, stop=stop, steps=steps, skipped=skipped,
+                            kind="partial" if only_steps else "check",
                             on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)
     if open_error is not None:
         outcome.store_error = open_error
@@ -253,6 +264,13 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         out(f"history: run {outcome.run_id} in {store.path}")
         for p in paths:
             out(f"report: {p}")
+    bugs = [(name, step, path) for name, co in outcome.circuits.items() for step, path in co.tracebacks.items()]
+    if bugs:   # one line, whatever the output format
+        name, step, path = bugs[0]
+        more = f" (and {len(bugs) - 1} more step(s), each with its own file)" if len(bugs) > 1 else ""
+        stored = f"; run {outcome.run_id} is stored" if outcome.store_error is None else ""
+        err(f"cutover: internal error: a bug in cutover (not a network fault) in step {step} of circuit "
+            f"{name}{more}; traceback written to {path}{stored}")
     return exit_code(outcome), outcome, paths
 
 
@@ -270,6 +288,7 @@ History: stored in --db, else the profile's db:, else $CUTOVER_DB, else
 
 \b
 Exit codes: 0 GO or WARN, 1 NO-GO, 2 bad input, 3 nothing could be measured,
+70 internal error (a bug in cutover; the traceback file is named on stderr),
 74 measured but the history database refused the run (disk full, read-only,
 locked): the cause is on stderr and the results are in a fallback file whose
 path is printed (beside the database, else --report-dir, the current folder
@@ -295,6 +314,7 @@ Example:
 @json_option
 def command(profile, circuits, report_dir, quick, db, prom_file, only_steps, quiet, run_id_file, as_json):
     prof = load_profile_or_exit(profile)
+    # a bug of ours outside the steps: the entry point (harness.cli.main) exits 70 with its traceback file
     code, _outcome, _paths = execute(prof, circuits=circuits, quick=quick, db=db, report_dir=report_dir,
                                      prom_file=prom_file, as_json=as_json, quiet=quiet,
                                      only_steps=only_steps, run_id_file=run_id_file)

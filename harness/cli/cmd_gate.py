@@ -51,8 +51,11 @@ def _print(d, path) -> None:
     echo = out     # names and notes from people: escape sequences shown, not sent
     echo(f"Termination gate for {d.site}: {d.decision}")
     if d.parallel_run_start:
-        echo(f"  parallel run   day {max(d.parallel_days, 0)} of {d.min_parallel_days} "
-             f"(started {d.parallel_run_start}, complete on {d.parallel_complete_on})")
+        # days that count are covered days (measured), not calendar days (docs/judgement.md)
+        measured = f"measured {d.covered_days} of {d.min_parallel_days} days, " if d.covered_days is not None else ""
+        complete = (f"complete on {d.parallel_complete_on}" if d.parallel_complete_on
+                    else f"complete on {d.proven_on} at the earliest")
+        echo(f"  parallel run   {measured}day {max(d.parallel_days, 0)} since {d.parallel_run_start} ({complete})")
     echo(f"  notice by      {d.notice_by}  ({_days(d.days_to_notice)}; "
          f"{d.termination_notice_days} days' notice)")
     echo(f"  disconnect on  {d.disconnect_on}  ({_days(d.days_to_disconnect)}; "

@@ -125,12 +125,11 @@ def load_profile_or_exit(path: str) -> Profile:
 
 
 def circuit_or_exit(profile: Profile, name: str | None):
-    """The named circuit, else the first with role new; exit 2 naming the circuits."""
-    if name is None:
-        news = profile.circuits_by_role("new")
-        return news[0] if news else profile.circuits[0]
+    """The named circuit, else the first with role new (harness.binding.select_circuit,
+    the one rule); exit 2 naming the circuits."""
+    from harness.binding import select_circuit
     try:
-        return profile.circuit(name)
+        return select_circuit(profile, name)
     except KeyError as exc:
         die(EXIT_BAD_INPUT, f"{profile.path or 'profile'}: {exc.args[0]}")
 

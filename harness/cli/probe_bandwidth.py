@@ -6,7 +6,7 @@ import threading
 
 import click
 
-from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 die, emit_json, err, interface_option, json_option,
                                 circuit_or_exit, load_key_or_exit, load_profile_or_exit, source_option)
 
@@ -106,17 +106,19 @@ def command(reflector, speedtest, server, mini, duration, streams, direction, co
     except (ProbeError, AddressError, ValueError) as exc:
         die(EXIT_BAD_INPUT, str(exc))
     data = result.to_dict()
-    comparison = None
+    checks = None
     if profile is not None and circ is not None:
+        from harness import judgement
         from harness.bwcompare import compare
-        comparison = compare(data, profile, circ.name)
-        data["comparison"] = comparison
+        data["comparison"] = compare(data, profile, circ.name)
+        # the verdict is the one `cutover check` stores for this result (harness.judgement)
+        checks = judgement.evaluate("bandwidth", profile, circ, data)
+        data["checks"] = [c.to_dict() for c in checks]
 
     if not result.measured or result.partial:
         code = EXIT_UNMEASURED
-    elif comparison and any(d["covers_required"] is False for d in comparison["directions"].values()
-                            if d["measured_mbps"] is not None):
-        code = EXIT_FAIL
+    elif checks is not None:
+        code = judgement.exit_code(checks)
     else:
         code = EXIT_OK
     data["exit_code"] = code

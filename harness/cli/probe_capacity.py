@@ -11,17 +11,21 @@ from harness.cli.common import (load_key_or_exit, EXIT_BAD_INPUT, EXIT_FAIL, EXI
                                 StopOnSignal,
                                 die, emit_json, err, interface_option, json_option,
                                 circuit_or_exit, load_profile_or_exit, source_option)
+from harness import judgement
 from harness.verdicts import fmt
 from probes.addr import dscp_value
 from probes.result import ProbeError
-from probes.ramp import Thresholds
+from probes.ramp import PRESETS, Thresholds
+
+_GROWTH = (f"x{PRESETS['default'].growth:g} (--quick x{PRESETS['quick'].growth:g}, "
+           f"--thorough x{PRESETS['thorough'].growth:g})")
 
 
-@click.command("capacity", help="""Largest number of concurrent emulated calls the path carries within thresholds.
+@click.command("capacity", help=f"""Largest number of concurrent emulated calls the path carries within thresholds.
 
 N calls are emulated as N two-way STAMP streams at the codec's packet size and
 rate through a reflector. The ramp starts at the planned calls (or 10), grows
-x1.5 while steps pass, then bisects to one call. It stops at the first of:
+{_GROWTH} while steps pass (capped at the ceiling), then bisects to one call. It stops at the first of:
 MOS < mos_min, loss > loss_pct, jitter > jitter_ms (worse direction), the
 ceiling (--max-calls, else what the contract could carry, else 500), or the
 measuring machine falling behind (limit "sender": the path carries at least
@@ -94,7 +98,8 @@ def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset,
         cfg.dscp = dscp_value(dscp)
         capacity.validate(cfg)
     except (ProbeError, ValueError, OSError) as exc:   # ValueError: AddressError, StampKeyError
-        die(EXIT_BAD_INPUT, str(exc))
+        from harness.binding import cli_message
+        die(EXIT_BAD_INPUT, cli_message(exc))
 
     stop = threading.Event()
     # Ctrl-C / SIGTERM end the ramp cleanly: the steps measured so far are printed (partial).
@@ -130,11 +135,15 @@ def exit_code(out: dict) -> int:
     planned = out.get("planned_calls")
     if not planned:
         return EXIT_OK if not out.get("partial") else EXIT_UNMEASURED
-    if out["max_calls"] >= planned:
-        return EXIT_OK
-    if out.get("limit") == "sender" or out.get("partial"):
-        return EXIT_UNMEASURED
-    return EXIT_FAIL
+    return judgement.exit_code(capacity_checks(out))
+
+
+def capacity_checks(out: dict) -> list:
+    """The `capacity.calls` check `cutover check` would store for this result
+    (harness.judgement: one evaluator)."""
+    from types import SimpleNamespace
+    profile = SimpleNamespace(planned=SimpleNamespace(calls=out["planned_calls"], codec=out.get("codec") or "g711"))
+    return judgement.evaluate("capacity", profile, None, out)
 
 
 def summary(out: dict) -> str:

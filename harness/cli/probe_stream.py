@@ -11,24 +11,16 @@ from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK
                                 circuit_or_exit, load_profile_or_exit, option, source_option)
 
 
-def judge(result: dict, th) -> list[str]:
-    """Threshold violations (one line each) of a measured stream result."""
-    bad = []
-    if result.get("mos") is not None and result["mos"] < th.mos_min:
-        bad.append(f"MOS {result['mos']:.2f} < {th.mos_min:g}")
-    loss = result.get("loss_pct") or {}
-    worst_loss = max((v for k, v in loss.items() if k in ("up", "down") and v is not None),
-                     default=loss.get("total"))
-    if worst_loss is not None and worst_loss > th.loss_pct:
-        bad.append(f"loss {worst_loss:.2f} % > {th.loss_pct:g} %")
-    jit = result.get("jitter_ms") or {}
-    worst_jit = max((jit.get("up") or 0.0, jit.get("down") or 0.0))
-    if worst_jit > th.jitter_ms:
-        bad.append(f"jitter {worst_jit:.1f} ms > {th.jitter_ms:g} ms")
-    one_way = result.get("one_way_ms")
-    if one_way is not None and one_way > th.one_way_delay_ms:
-        bad.append(f"one-way delay {one_way:.1f} ms > {th.one_way_delay_ms:g} ms")
-    return bad
+def judge(result: dict, th, ptime_ms: float = 20) -> tuple[list[str], list]:
+    """(reasons of the failing checks, all checks) of a measured stream result,
+    through the one evaluator (harness.judgement: the same checks `cutover
+    check` stores, e.g. one-way delay = RTT p95 / 2)."""
+    from types import SimpleNamespace
+
+    from harness import judgement
+    profile = SimpleNamespace(thresholds=th, planned=SimpleNamespace(ptime_ms=ptime_ms))
+    checks = judgement.evaluate("stream", profile, None, result)
+    return [c.reason for c in checks if c.status == "fail"], checks
 
 
 def _sender_may_explain(d: dict, bad: list[str]) -> bool:
@@ -36,7 +28,7 @@ def _sender_may_explain(d: dict, bad: list[str]) -> bool:
     (bursty sends, replies dropped on our socket), and MOS when loss or late packets
     feed it; delay, and MOS on a loss-free run, no."""
     lossy = (d.get("loss_pct") or {}).get("total") or d.get("late_pct")
-    return any(v.startswith(("loss", "jitter")) or (v.startswith("MOS") and lossy) for v in bad)
+    return any(("loss" in v or "jitter" in v) or (v.startswith("MOS") and lossy) for v in bad)
 
 
 def summary_lines(d: dict) -> list[str]:
@@ -172,10 +164,11 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
             for line in summary_lines(d):
                 click.echo(line)
         die(EXIT_UNMEASURED, "partial measurement: " + "; ".join(res.errors))
-    bad = judge(d, thresholds)
+    bad, checks = judge(d, thresholds, cfg.ptime_ms)
     limited = bool(d["sender"].get("limited"))
     d["verdict"] = "fail" if bad else "pass"
     d["violations"] = bad
+    d["checks"] = [c.to_dict() for c in checks]
     if as_json:
         emit_json(d)
     else:

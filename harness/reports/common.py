@@ -75,3 +75,19 @@ def daily_rows(a) -> list[list[str]]:
             row.append(f"{fmt(d.pass_pct)} % ({d.passed}/{d.runs})" if d else "-")
         rows.append(row)
     return rows
+
+
+CAUSE_TEXT = {"measurement_gap": "measurement gap", "internal_error": "internal error (a bug in cutover)"}
+
+
+def status_cause(c) -> str:
+    """'' for the network's problems and passes; ' (measurement gap)' or
+    ' (internal error ...)' otherwise: whose problem a check is (harness.verdicts)."""
+    label = CAUSE_TEXT.get(getattr(c, "cause", None) or "") if c.status != "pass" else None
+    return f" ({label})" if label else ""
+
+
+def coverage_line(ch) -> str:
+    """One line: how much of the window was measured, and its holes by start and end."""
+    cov = getattr(ch, "coverage", None)
+    return f"{ch.name}: {cov.summary()}" if cov is not None else f"{ch.name}: coverage not computed"

@@ -12,8 +12,8 @@ from html import escape
 
 from harness.history import METRIC_BY_KEY
 from harness.reports.charts import Series, line_chart
-from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct,
-                                    trend_text, what_failed, when)
+from harness.reports.common import (LATEST_COLUMNS, claim_text, coverage_line, daily_rows, dur, latest_cell,
+                                    outage_end, pct, status_cause, trend_text, what_failed, when)
 from harness.verdicts import fmt
 
 CSS = """
@@ -122,6 +122,8 @@ def render(report) -> str:
                     + [e(latest_cell(ch, keys)) for _, keys in LATEST_COLUMNS])
     out.append(_table(["Circuit", "Role", "Latest", "At", "Pass rate", "Outages"] + [c for c, _ in LATEST_COLUMNS],
                       rows, num_cols=tuple(range(5, 6 + len(LATEST_COLUMNS)))))
+    out.append('<p class="meta" id="coverage">Evidence coverage (pass rates count measured runs; a gap is '
+               'not a pass):<br>' + "<br>".join(e(coverage_line(ch)) for ch in a.circuits.values()) + "</p>")
 
     out.append('<h2 id="charts">Over time</h2><p class="meta">Each point is the worst value in its time '
                "bucket; dashed lines are the profile's limits; red bands are outages.</p>")
@@ -173,7 +175,7 @@ def render(report) -> str:
     for circuit, checks in report.junit_checks.items():
         out.append(f"<h3>{e(circuit)} <span class=\"meta\">{e(when(report.junit_run_at.get(circuit)))}</span></h3>")
         out.append(_table(["Check", "Status", "Measured", "Required", "Margin", "Reason"],
-                          [[e(c.id), _badge(c.status), e(f"{fmt(c.measured)} {c.unit}".strip()),
+                          [[e(c.id), _badge(c.status) + e(status_cause(c)), e(f"{fmt(c.measured)} {c.unit}".strip()),
                             e(f"{fmt(c.required)} {c.unit}".strip()), e(fmt(c.margin)), e(c.reason)]
                            for c in checks], num_cols=(2, 3, 4)))
     out.append("</body></html>\n")

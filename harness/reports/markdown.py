@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from harness.escape import markdown_text
 from harness.history import METRIC_BY_KEY
-from harness.reports.common import (LATEST_COLUMNS, claim_text, daily_rows, dur, latest_cell, outage_end, pct,
-                                    trend_text, what_failed, when)
+from harness.reports.common import (LATEST_COLUMNS, claim_text, coverage_line, daily_rows, dur, latest_cell,
+                                    outage_end, pct, status_cause, trend_text, what_failed, when)
 from harness.verdicts import fmt
 
 
@@ -53,6 +53,8 @@ def render(report) -> str:
                      f"{pct(ch.pass_pct)} ({ch.passed}/{ch.runs})", len(ch.outages)]
                     + [latest_cell(ch, keys) for _, keys in LATEST_COLUMNS])
     L += _table(head, rows) + [""]
+    L += ["Evidence coverage (pass rates count measured runs; a gap is not a pass):", ""]
+    L += [f"- {md(coverage_line(ch))}" for ch in a.circuits.values()] + [""]
 
     comparison = a.comparison()
     if comparison and len(a.circuits) > 1:
@@ -99,6 +101,6 @@ def render(report) -> str:
     for circuit, checks in report.junit_checks.items():
         L += [f"### {md(circuit)} ({when(report.junit_run_at.get(circuit))})", ""]
         L += _table(["Check", "Status", "Measured", "Required", "Margin", "Reason"],
-                    [[c.id, c.status.upper(), f"{fmt(c.measured)} {c.unit}".strip(),
+                    [[c.id, c.status.upper() + status_cause(c), f"{fmt(c.measured)} {c.unit}".strip(),
                       f"{fmt(c.required)} {c.unit}".strip(), fmt(c.margin), c.reason] for c in checks]) + [""]
     return "\n".join(L).rstrip() + "\n"

@@ -6,7 +6,9 @@ and the pure ``evaluate(profile, circuit, raw) -> list[Check]``.
 
 Steps are imported by name, defensively: a step whose module (or the probe it
 drives) is not part of this build is listed in :func:`unavailable` with the
-reason, and the suite runs without it. Helpers drop new step modules in here
+reason, and the suite runs without it, but never silently: the runner records
+a ``<step>.available`` error check with cause ``measurement_gap`` naming the
+step, so such a circuit cannot be GO. Helpers drop new step modules in here
 without touching this file as long as their name is in :data:`ORDER`.
 """
 
@@ -16,7 +18,7 @@ import importlib
 import importlib.util
 from types import ModuleType
 
-from harness.verdicts import Check, error
+from harness.verdicts import GAP, NETWORK, Check, error
 
 ORDER = ("latency", "stream", "bandwidth", "capacity", "sip", "call", "path", "site")
 
@@ -90,12 +92,30 @@ def unavailable() -> dict[str, str]:
 
 # ---------------------------------------------------------------- shared by the steps
 
+# Words in a probe's error text that mean *our* side could not measure. A
+# probe returns (does not raise) "no permission" results (docs/internals.md
+# §1), so this is the one place their text is read for the cause class.
+_LOCAL_CAUSES = ("permission", "not permitted", "needs root", "cap_net_raw", "not installed",
+                 "no such device", "cannot assign requested address", "network is down",
+                 "fell behind", "stopped by the user", "run stopped")
+
+
+def probe_cause(raw: dict) -> str:
+    """Cause class of a probe that could not (fully) measure: a measurement
+    gap when its errors name a local cause (permission, missing tool, our
+    interface down or without the source address), else the network (the far
+    end did not answer while we could send)."""
+    text = " ".join(str(e) for e in raw.get("errors") or []).lower()
+    return GAP if any(w in text for w in _LOCAL_CAUSES) else NETWORK
+
+
 def not_measured(step: str, raw: dict) -> list[Check] | None:
     """One error check when the probe measured nothing usable, else None.
-    The cause is the probe's own error text."""
+    The reason is the probe's own error text; the cause class from
+    :func:`probe_cause`."""
     if raw.get("measured", True) is False:
         cause = "; ".join(str(e) for e in raw.get("errors") or []) or "nothing measured"
-        return [error(f"{step}.measured", f"{step}: {cause}")]
+        return [error(f"{step}.measured", f"{step}: {cause}", cause=probe_cause(raw))]
     return None
 
 
@@ -104,7 +124,7 @@ def partial_check(step: str, raw: dict) -> list[Check]:
     is evidence of trouble: an error check beside the figures it did get."""
     if raw.get("partial"):
         cause = "; ".join(str(e) for e in raw.get("errors") or []) or "stopped early"
-        return [error(f"{step}.complete", f"{step} stopped early: {cause}")]
+        return [error(f"{step}.complete", f"{step} stopped early: {cause}", cause=probe_cause(raw))]
     return []
 
 

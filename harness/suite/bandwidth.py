@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 from harness.planning import plan_profile
 from harness.suite import codec_label, not_measured, partial_check
-from harness.verdicts import Check, at_least, at_most, fmt
+from harness.verdicts import NETWORK, Check, at_least, at_most, fmt
 
 if TYPE_CHECKING:
     import threading
@@ -46,13 +46,9 @@ def applies(profile: Profile, circuit: Circuit) -> bool:
 
 def measure(profile: Profile, circuit: Circuit, *, quick: bool, progress: ProgressCallback | None = None,
             stop: threading.Event | None = None) -> dict:
+    from harness.binding import bind
     from probes import bandwidth
-    knobs = QUICK if quick else FULL
-    key_file = str(profile.resolve_path(circuit.key_file)) if circuit.key_file else None
-    cfg = bandwidth.BandwidthConfig(backend="reflector", target=circuit.reflector,
-                                    duration_s=knobs["duration_s"], streams=knobs["streams"],
-                                    omit_s=knobs["omit_s"], idle_s=knobs["idle_s"], key_file=key_file,
-                                    source=circuit.source, interface=circuit.interface)
+    cfg = bind("bandwidth", profile, circuit, backend="reflector", **(QUICK if quick else FULL))
     return bandwidth.run(cfg, progress, stop).to_dict()
 
 
@@ -83,7 +79,7 @@ def _contract(id_: str, label: str, measured: float | None, contract_mbps: float
         return Check(id_, "pass", measured, floor, "Mbit/s", measured - floor,
                      f"{label} {fmt(measured)} Mbit/s >= {pct} of the {fmt(contract_mbps)} Mbit/s contract")
     return Check(id_, "warn", measured, floor, "Mbit/s", measured - floor,
-                 f"{label} {fmt(measured)} Mbit/s < {pct} of the {fmt(contract_mbps)} Mbit/s contract")
+                 f"{label} {fmt(measured)} Mbit/s < {pct} of the {fmt(contract_mbps)} Mbit/s contract", NETWORK)
 
 
 def evaluate(profile: Profile, circuit: Circuit, raw: dict) -> list[Check]:

@@ -14,7 +14,8 @@ measures voice only), but never below the planned calls, so the question
 from __future__ import annotations
 
 from harness.planning import calls_fitting, per_call_kbps
-from harness.verdicts import Check, at_least, error
+from harness.suite import not_measured
+from harness.verdicts import NETWORK, Check, at_least, error
 from probes.capacity import CapacityConfig
 from probes.ramp import Thresholds
 
@@ -36,10 +37,8 @@ def contract_calls(profile, circuit) -> int:
 
 
 def load_circuit_key(profile, circuit) -> bytes | None:
-    if not circuit.key_file:
-        return None
-    from probes.stamp import load_key   # imported late: only keyed circuits need it
-    return load_key(profile.resolve_path(circuit.key_file))
+    from harness.binding import circuit_key
+    return circuit_key(profile, circuit)
 
 
 def config_for(profile, circuit, *, quick: bool = False, preset: str | None = None,
@@ -76,8 +75,10 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
     codec = str(raw.get("codec") or profile.planned.codec).upper().replace("G", "G.", 1)
     cid = "capacity.calls"
     if not raw.get("measured"):
+        bad = not_measured(NAME, raw)
+        why = bad[0].cause if bad else NETWORK
         cause = "; ".join(raw.get("errors") or []) or "capacity not measured"
-        return [error(cid, cause, required=planned, unit="calls")]
+        return [error(cid, cause, required=planned, unit="calls", cause=why)]
     got = int(raw.get("max_calls") or 0)
     limit = raw.get("limit")
     first_fail = raw.get("first_fail_calls")
@@ -88,7 +89,14 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
     if got < planned and raw.get("partial"):
         cause = "; ".join(raw.get("errors") or []) or "ramp did not finish"
         return [error(cid, f"capacity run did not finish below the planned {planned} calls: {cause}",
-                      required=planned, unit="calls")]
+                      required=planned, unit="calls", cause=NETWORK)]
+    if limit == "max_calls" and got >= planned:
+        # The ramp reached its ceiling without a failing step: the capacity is
+        # at least `got`, not "got, close to the plan". A warn band here would
+        # warn on every run of a small circuit whose ceiling is the plan itself.
+        return [Check(cid, "pass", got, planned, "calls", got - planned,
+                      f"capacity at least {got} calls >= {planned} planned ({codec}; the ramp stopped "
+                      "at its ceiling with every step passing)")]
     if limit == "max_calls":
         context = f"planned ({codec}; the ramp stopped at its ceiling, so at least {got})"
     elif limit and first_fail:

@@ -41,15 +41,11 @@ def applies(profile: Profile, circuit: Circuit) -> bool:
 
 def measure(profile: Profile, circuit: Circuit, *, quick: bool, progress: ProgressCallback | None = None,
             stop: threading.Event | None = None) -> dict:
+    from harness.binding import bind
     from probes import latency   # late: a build without the probe still loads the suite
     knobs = QUICK if quick else FULL
-    port = key = None
-    if not circuit.ping and circuit.reflector:
-        # where ICMP is not permitted, the UDP fallback speaks STAMP to the reflector itself
-        from harness.suite.stream import load_key
-        port, key = circuit.reflector_hostport.port, load_key(profile, circuit)
-    cfg = latency.LatencyConfig(target=target(circuit), count=knobs["count"], interval_s=knobs["interval_s"],
-                                source=circuit.source, interface=circuit.interface, port=port, key=key)
+    # where ICMP is not permitted, the UDP fallback speaks STAMP to the reflector itself (port, key)
+    cfg = bind("latency", profile, circuit, count=knobs["count"], interval_s=knobs["interval_s"])
     return latency.run(cfg, progress, stop).to_dict()
 
 

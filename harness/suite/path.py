@@ -19,7 +19,7 @@ so a non-root run is not NO-GO for a measurement it could not attempt.
 from __future__ import annotations
 
 from harness.suite import not_measured, partial_check
-from harness.verdicts import Check, at_least, expect
+from harness.verdicts import GAP, Check, at_least, expect
 
 NAME = "path"
 PROBE = "probes.path"
@@ -47,7 +47,7 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
     errors = " ".join(str(e) for e in raw.get("errors") or [])
     if raw.get("measured") is False and "needs root" in errors:
         return [Check("path.trace", "warn", None, "root", "", None,
-                      "path not traced: needs root (raw sockets); run cutover check as root")]
+                      "path not traced: needs root (raw sockets); run cutover check as root", GAP)]
     bad = not_measured(NAME, raw)
     if bad:
         return bad

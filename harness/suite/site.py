@@ -6,8 +6,10 @@ outcomes come back through pytest's JUnit XML and become checks
 ``site.<test name>`` in the verdict, the store and every report.
 
 Outcome mapping: passed -> pass; a failed assertion -> fail (with the
-assertion's message as the reason); any other exception in the test or in a
-fixture -> error; skipped tests are left out (a skip is not evidence).
+assertion's message as the reason, cause ``network``); any other exception in
+the test or in a fixture -> error with cause ``measurement_gap`` (the check
+could not reach its assertion: no outage); skipped tests are left out (a skip
+is not evidence).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from harness.verdicts import Check
+from harness.verdicts import GAP, NETWORK, Check
 from probes.events import Emitter
 
 NAME = "site"
@@ -124,10 +126,11 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
             checks.append(Check(cid, "pass", "passed", "pass", reason=f"site check {name} passed"))
         elif t["outcome"] == "failed":
             msg = t["message"].removeprefix("AssertionError:").strip() or "assertion failed"
-            checks.append(Check(cid, "fail", "failed", "pass", reason=_first_line(msg)))
+            checks.append(Check(cid, "fail", "failed", "pass", reason=_first_line(msg), cause=NETWORK))
         elif t["outcome"] == "error":
+            # the site's own check could not run to its assertion: not the carrier's outage
             checks.append(Check(cid, "error", "error", "pass",
-                                reason=f"site check raised {_first_line(t['message']) or 'an error'}"))
+                                reason=f"site check raised {_first_line(t['message']) or 'an error'}", cause=GAP))
     for e in raw.get("errors", []):
-        checks.append(Check("site.run", "error", None, "pass", reason=e))
+        checks.append(Check("site.run", "error", None, "pass", reason=e, cause=GAP))
     return checks

@@ -17,15 +17,15 @@ Checks (thresholds from the profile):
   each call platform the profile names (``planned.platforms``), from
   :mod:`harness.platforms`.
 - ``stream.sender``: ``warn`` when the measuring machine itself fell behind
-  (send lateness p99 > 5 ms or kernel drops): the figures may blame the
-  network for the sender.
+  (send lateness p99 > max(1 ms, ptime / calls), harness.judgement, or
+  kernel drops): the figures may blame the network for the sender.
 """
 
 from __future__ import annotations
 
-from harness import platforms
+from harness import judgement, platforms
 from harness.suite import not_measured, partial_check
-from harness.verdicts import Check, at_least, at_most, expect, fmt
+from harness.verdicts import GAP, Check, at_least, at_most, expect, fmt
 
 NAME = "stream"
 PROBE = "probes.stream"
@@ -33,29 +33,18 @@ PROBE = "probes.stream"
 QUICK_DURATION_S = 4.0
 FULL_DURATION_S = 20.0
 DSCP_EF = 46
-MOS_WARN_BAND_PCT = 2.5
-SENDER_LATENESS_P99_MAX_MS = 5.0
+MOS_WARN_BAND_PCT = judgement.MOS_WARN_BAND_PCT
 
 
 def applies(profile, circuit) -> bool:
     return bool(circuit.reflector)
 
 
-def load_key(profile, circuit) -> bytes | None:
-    if not circuit.key_file:
-        return None
-    from probes.stamp import load_key as _load
-    return _load(profile.resolve_path(circuit.key_file))
-
-
 def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
+    from harness.binding import bind
     from probes import stream
-    pl, th = profile.planned, profile.thresholds
-    cfg = stream.StreamConfig(target=circuit.reflector, codec=pl.codec, ptime_ms=pl.ptime_ms,
-                              duration_s=QUICK_DURATION_S if quick else FULL_DURATION_S,
-                              calls=1, dscp=DSCP_EF, key=load_key(profile, circuit),
-                              jitter_buffer_ms=th.jitter_buffer_ms,
-                              source=circuit.source, interface=circuit.interface)
+    cfg = bind("stream", profile, circuit, duration_s=QUICK_DURATION_S if quick else FULL_DURATION_S,
+               calls=1, dscp=DSCP_EF)
     return stream.run(cfg, progress, stop).to_dict()
 
 
@@ -90,9 +79,8 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
                            j, th.jitter_ms, "ms"))
         out.append(at_most("stream.loss", "round-trip loss (reflector cannot split directions)",
                            _dir(loss, "total"), th.loss_pct, "%"))
-    rtt = raw.get("rtt_ms") or {}
-    p95 = _dir(rtt, "p95")
-    out.append(at_most("stream.delay", "one-way delay (RTT p95 / 2)", None if p95 is None else p95 / 2,
+    out.append(at_most("stream.delay", f"one-way delay (RTT {judgement.ONE_WAY_DELAY_RTT_STAT} / 2)",
+                       judgement.one_way_delay_ms(raw.get("rtt_ms")),
                        th.one_way_delay_ms, "ms", context="limit (ITU-T G.114)"))
     dscp = raw.get("dscp")
     if isinstance(dscp, dict) and dscp.get("preserved") is not None:
@@ -107,13 +95,15 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
     late = _dir(sender.get("lateness_ms") or {}, "p99")
     dropped = _num(sender.get("rx_dropped")) or 0
     limited = sender.get("limited")
-    if limited is None:   # a probe that does not judge itself: our own rule
-        limited = (late is not None and late > SENDER_LATENESS_P99_MAX_MS) or dropped > 0
+    if limited is None:   # a probe that does not judge itself: the same rule as the engine's
+        limit = judgement.sender_lateness_limit_ms(_num(raw.get("ptime_ms")) or profile.planned.ptime_ms,
+                                                   int(_num(raw.get("calls")) or 1))
+        limited = (late is not None and late > limit) or dropped > 0
     if limited:
         why = sender.get("reason") or (f"send lateness p99 {fmt(late)} ms, {int(dropped)} replies "
                                        "dropped by our kernel")
         out.append(expect("stream.sender", False, late, "sender keeps pace",
                           f"the measuring machine fell behind ({why}): the figures may blame the path "
-                          "for our own load", bad_status="warn"))
+                          "for our own load", bad_status="warn", cause=GAP))
     out += platforms.evaluate(profile.planned.platforms, raw)
     return out + partial_check(NAME, raw)

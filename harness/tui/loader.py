@@ -68,7 +68,10 @@ def checklist_rows(decision: gate.GateDecision) -> list[ChecklistRow]:
 
 
 def header_view(profile, decision: gate.GateDecision, now: dt.datetime) -> HeaderView:
-    return HeaderView(site=profile.site, now=now, days_in=decision.parallel_days,
+    # days that count are covered days (measured), not calendar days
+    days_in = decision.covered_days if decision.parallel_run_start and decision.covered_days is not None \
+        else decision.parallel_days
+    return HeaderView(site=profile.site, now=now, days_in=days_in,
                       min_days=decision.min_parallel_days, notice_by=decision.notice_by,
                       disconnect_on=decision.disconnect_on, decision=decision.decision,
                       blocking=list(decision.blocking))

@@ -5,9 +5,9 @@ Why a separate module: the widgets only format these dataclasses, so a key
 press never touches the database or re-aggregates 26k runs (the board must
 redraw in < 100 ms), and everything here is unit-testable without a terminal.
 
-Colours follow the harness's own check builders (harness.verdicts.at_most /
-at_least with the profile's thresholds and the same 10 % warn band), so a
-value shown red on the board is a value `cutover check` would fail.
+Colours are the stored checks' statuses (the latest result of each check,
+harness.history.latest_checks): the board never re-judges a figure, so a
+value shown red on the board is one `cutover check` failed (harness.judgement).
 """
 
 from __future__ import annotations
@@ -19,9 +19,17 @@ from typing import Any, Iterable, Sequence
 
 from harness import verdicts as V
 
-# The stream step's MOS warn band (harness/suite/stream.py): the MOS scale is short, the
-# generic 10 % band would colour nearly every G.711 call yellow.
-MOS_WARN_BAND_PCT = 2.5
+# Which stored checks colour which figure of a circuit's panel; a step's
+# "<step>.measured" / ".complete" error colours every figure of that step.
+METRIC_CHECKS: dict[str, tuple[str, ...]] = {
+    "rtt_ms": ("stream.delay", "latency.rtt"),
+    "jitter_ms": ("stream.jitter_up", "stream.jitter_down", "stream.jitter"),
+    "loss_pct": ("stream.loss_up", "stream.loss_down", "stream.loss", "latency.loss"),
+    "mos": ("stream.mos",),
+    "down_mbps": ("bandwidth.down",),
+    "up_mbps": ("bandwidth.up",),
+    "max_calls": ("capacity.calls",),
+}
 
 # Eight levels, as Textual's Sparkline and spark(1) use; a gap (no run in a bucket) is a space.
 SPARK_BLOCKS = "▁▂▃▄▅▆▇█"
@@ -55,6 +63,8 @@ class CircuitView:
     loading: bool = False               # placeholder while the first read runs
     trend_start: dt.datetime | None = None   # the sparklines' time axis
     trend_end: dt.datetime | None = None
+    measured_pct: float | None = None   # share of the window's hours with evidence (harness.history.Coverage)
+    holes: list[str] = field(default_factory=list)   # "no measurements <start> to <end> UTC", latest first
 
     @property
     def pass_rate_pct(self) -> float | None:
@@ -89,7 +99,7 @@ class OutageRow:
 class HeaderView:
     site: str
     now: dt.datetime
-    days_in: int | None                 # days since parallel_run_start
+    days_in: int | None                 # covered days since parallel_run_start (harness.gate)
     min_days: int
     notice_by: dt.date | None
     disconnect_on: dt.date | None
@@ -203,41 +213,40 @@ def _f(x: float | None, unit: str = "") -> str:
     return f"{s} {unit}" if unit else s
 
 
-def metric_views(profile, circuit, latest: dict[str, float | None],
-                 series: dict[str, list[tuple[dt.datetime, float]]], required_mbps: tuple[float, float]
-                 ) -> list[MetricView]:
-    """Latest figures of one circuit with their status against the profile."""
-    th = profile.thresholds
-    planned_calls = profile.planned.calls
-    req_down, req_up = required_mbps
+def metric_status(key: str, checks: Sequence[V.Check]) -> tuple[str, str]:
+    """(status, reason) of a panel figure from the stored checks: the worst of
+    the checks that judge it (:data:`METRIC_CHECKS`); ``none`` when no stored
+    check judges it."""
+    ids = METRIC_CHECKS.get(key, ())
+    steps = {i.split(".", 1)[0] for i in ids}
+    mine = [c for c in checks if c.id in ids or (c.step in steps and c.id.endswith((".measured", ".complete")))]
+    worst = V.worst_status(c.status for c in mine)
+    if worst is None:
+        return "none", ""
+    return worst, next(c.reason for c in mine if c.status == worst)
 
-    def view(key: str, label: str, text: str, check: V.Check | None) -> MetricView:
-        status = "none" if check is None else check.status
-        return MetricView(key, label, text, status, series.get(key, []), check.reason if check else "")
+
+def metric_views(profile, circuit, latest: dict[str, float | None],
+                 series: dict[str, list[tuple[dt.datetime, float]]], required_mbps: tuple[float, float],
+                 checks: Sequence[V.Check] = ()) -> list[MetricView]:
+    """Latest figures of one circuit, coloured by the stored ``checks`` (never re-judged)."""
+    planned_calls = profile.planned.calls
+
+    def view(key: str, label: str, text: str) -> MetricView:
+        status, reason = metric_status(key, checks)
+        return MetricView(key, label, text, status, series.get(key, []), reason)
 
     rtt, jit, loss, mos = (latest.get(k) for k in ("rtt_ms", "jitter_ms", "loss_pct", "mos"))
     down, up, calls = (latest.get(k) for k in ("down_mbps", "up_mbps", "max_calls"))
-    out = [
-        # one-way delay taken as RTT/2 without synchronised clocks (docs/contract.md §4)
-        view("rtt_ms", "RTT", _f(rtt, "ms"), None if rtt is None else
-             V.at_most("rtt", "one-way delay", rtt / 2, th.one_way_delay_ms, "ms")),
-        view("jitter_ms", "Jitter", _f(jit, "ms"), None if jit is None else
-             V.at_most("jitter", "jitter", jit, th.jitter_ms, "ms")),
-        view("loss_pct", "Loss", _f(loss, "%"), None if loss is None else
-             V.at_most("loss", "loss", loss, th.loss_pct, "%")),
-        view("mos", "MOS", _f(mos), None if mos is None else
-             V.at_least("mos", "MOS", mos, th.mos_min, context="minimum", warn_band_pct=MOS_WARN_BAND_PCT)),
-        view("down_mbps", "Down", f"{_f(down)}/{V.fmt(circuit.down_mbps)} Mbit/s",
-             None if down is None else V.at_least("down", "downstream", down, req_down, "Mbit/s",
-                                                  context="needed for the planned usage")),
-        view("up_mbps", "Up", f"{_f(up)}/{V.fmt(circuit.up_mbps)} Mbit/s",
-             None if up is None else V.at_least("up", "upstream", up, req_up, "Mbit/s",
-                                                context="needed for the planned usage")),
-        view("max_calls", "Calls", f"{_f(calls)}/{planned_calls}",
-             None if calls is None else V.at_least("calls", "capacity", calls, planned_calls, "calls",
-                                                   context="planned", warn_band_pct=0)),
+    return [
+        view("rtt_ms", "RTT", _f(rtt, "ms")),
+        view("jitter_ms", "Jitter", _f(jit, "ms")),
+        view("loss_pct", "Loss", _f(loss, "%")),
+        view("mos", "MOS", _f(mos)),
+        view("down_mbps", "Down", f"{_f(down)}/{V.fmt(circuit.down_mbps)} Mbit/s"),
+        view("up_mbps", "Up", f"{_f(up)}/{V.fmt(circuit.up_mbps)} Mbit/s"),
+        view("max_calls", "Calls", f"{_f(calls)}/{planned_calls}"),
     ]
-    return out
 
 
 def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float],
@@ -257,12 +266,16 @@ def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float],
     # latest measured value of each figure (bandwidth and capacity may run less often than stream)
     latest = {k: (v[-1][1] if v else None) for k, v in merged.items()}
     problems = [c.reason or c.id for c in V.blocking(ch.latest_checks)]
+    cov = getattr(ch, "coverage", None)
+    measured_pct = None if cov is None or cov.uncovered_pct is None else 100.0 - cov.uncovered_pct
+    holes = [h.describe() for h in reversed(cov.holes)] if cov is not None else []
     return CircuitView(
         name=circuit.name, role=circuit.role, provider=circuit.provider,
         verdict=ch.latest_verdict, latest_at=ch.latest_at, runs=ch.runs, passed=ch.passed,
-        metrics=metric_views(profile, circuit, latest, merged, required_mbps), problems=problems,
+        metrics=metric_views(profile, circuit, latest, merged, required_mbps, ch.latest_checks),
+        problems=problems,
         daily_pass_pct=[d.pass_pct for d in ch.daily], pass_target_pct=profile.cutover.pass_rate_pct,
-        trend_start=trend[0], trend_end=trend[1])
+        trend_start=trend[0], trend_end=trend[1], measured_pct=measured_pct, holes=holes)
 
 
 # ---------------------------------------------------------------- outages, checklist, header

@@ -83,7 +83,9 @@ class CircuitPanel(Widget, can_focus=True):
         head.append(badge, style)
         rate = v.pass_rate_pct
         head.append(f" {rate:.1f}% pass" if rate is not None else " no runs yet", "bold")
-        extras = (f" of {v.runs} runs", f" · last {short_time(v.latest_at)}") if v.runs else ("  r runs it now",)
+        measured = f" · {v.measured_pct:.0f}% measured" if v.measured_pct is not None and v.runs else ""
+        extras = ((f" of {v.runs} runs", f" · last {short_time(v.latest_at)}", measured) if v.runs
+                  else ("  r runs it now",))
         for extra in extras:
             if extra and len(head.plain) + len(extra) <= width:
                 head.append(extra, "dim")
@@ -117,12 +119,13 @@ class CircuitPanel(Widget, can_focus=True):
             lines.append(line)
         if self.running:
             lines.append(Text(f"▶ {self.running}", "bold cyan"))
-        elif v.problems:
-            shown = v.problems[:self.max_problems]
+        elif v.problems or v.holes:
+            problems = v.problems + v.holes   # holes in the evidence are named like problems
+            shown = problems[:self.max_problems]
             for problem in shown:
                 lines.append(Text(f"✗ {problem}", "red"))
-            if len(v.problems) > len(shown):
-                lines[-1] = Text(f"✗ (+{len(v.problems) - len(shown)}) ", "red") + lines[-1][2:]
+            if len(problems) > len(shown):
+                lines[-1] = Text(f"✗ (+{len(problems) - len(shown)}) ", "red") + lines[-1][2:]
         for line in lines:
             # cut, never wrap: a long reason must not push the panels out of the screen
             line.truncate(width, overflow="ellipsis")

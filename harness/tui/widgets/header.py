@@ -34,9 +34,9 @@ class GateHeader(Widget):
         if h.days_in is None:
             run.append("parallel run not started")
         else:
-            run.append("day ")
+            run.append("measured ")
             run.append(str(h.days_in), "green" if h.days_in >= h.min_days else "yellow")
-            run.append(f" of ≥{h.min_days}")
+            run.append(f" of ≥{h.min_days} days")
         dates = Text("notice by ")
         dates.append(h.notice_by.isoformat() if h.notice_by else "–", "bold")
         dates.append("  disconnect ")
