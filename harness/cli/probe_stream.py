@@ -11,14 +11,17 @@ from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK
                                 circuit_or_exit, load_profile_or_exit, option, source_option)
 
 
-def judge(result: dict, th, ptime_ms: float = 20) -> tuple[list[str], list]:
+def judge(result: dict, th, ptime_ms: float = 20, platforms: list[str] | tuple[str, ...] = ()
+          ) -> tuple[list[str], list]:
     """(reasons of the failing checks, all checks) of a measured stream result,
     through the one evaluator (harness.judgement: the same checks `cutover
-    check` stores, e.g. one-way delay = RTT p95 / 2)."""
+    check` stores, e.g. one-way delay = RTT p95 / 2, and the requirements of
+    the profile's call platforms)."""
     from types import SimpleNamespace
 
     from harness import judgement
-    profile = SimpleNamespace(thresholds=th, planned=SimpleNamespace(ptime_ms=ptime_ms))
+    profile = SimpleNamespace(thresholds=th, planned=SimpleNamespace(ptime_ms=ptime_ms,
+                                                                     platforms=list(platforms)))
     checks = judgement.evaluate("stream", profile, None, result)
     return [c.reason for c in checks if c.status == "fail"], checks
 
@@ -115,9 +118,11 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
     from probes.addr import AddressError
 
     thresholds = Thresholds()
+    platforms: list[str] = []
     if profile_path:
         prof = load_profile_or_exit(profile_path)
         thresholds = prof.thresholds
+        platforms = prof.planned.platforms
         circ = circuit_or_exit(prof, circuit)
         target = target or circ.reflector
         if not target:
@@ -164,7 +169,7 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
             for line in summary_lines(d):
                 click.echo(line)
         die(EXIT_UNMEASURED, "partial measurement: " + "; ".join(res.errors))
-    bad, checks = judge(d, thresholds, cfg.ptime_ms)
+    bad, checks = judge(d, thresholds, cfg.ptime_ms, platforms)
     limited = bool(d["sender"].get("limited"))
     d["verdict"] = "fail" if bad else "pass"
     d["violations"] = bad
