@@ -238,7 +238,7 @@ class ExporterServer(ThreadingHTTPServer):
         self.render_metrics = render_metrics
 
 
-def make_server(profile, db_path: Path, host: str, port: int) -> ExporterServer:
+def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
     """An HTTP server whose /metrics reads the store at each scrape. The store
     is opened on the first scrape after the database exists (the exporter may
     start before the first `cutover check`)."""
@@ -249,7 +249,7 @@ def make_server(profile, db_path: Path, host: str, port: int) -> ExporterServer:
     def render_metrics() -> str:
         with lock:
             if state["store"] is None:
-                if not Path(db_path).exists():
+                if db_path.kind == "sqlite" and not Path(db_path.target).exists():
                     return render_empty(profile)
                 state["store"] = Store(db_path)
             return render(profile, state["store"])

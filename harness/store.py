@@ -1,6 +1,11 @@
-"""Run history in an embedded SQLite database.
+"""Run history: an embedded SQLite file (one site) or a central PostgreSQL
+database (the fleet), behind one API. This module is the only one that
+speaks SQL; :mod:`harness.store_backends` holds what differs between the two
+engines (placeholders, a few DDL types, locking, bulk insert).
 
-Why it survives crashes and concurrent readers:
+Why it survives crashes and concurrent readers (SQLite; PostgreSQL gives the
+same guarantees through MVCC: readers take a snapshot and never block
+writers, a killed writer's open transaction is rolled back by the server):
 
 - WAL journal mode: readers (the TUI, ``cutover report``) never block the
   writer (the scheduler) and see a consistent snapshot; a process killed
@@ -22,8 +27,10 @@ Times are timezone-aware UTC ``datetime`` in the API and fixed-width ISO 8601
 text (``2026-11-22T05:03:18.000000Z``) in the file, so text order is time
 order and people can read the file with ``sqlite3``.
 
-Default path: the profile's ``db:`` if set, else ``$CUTOVER_DB``, else
-``~/.local/share/cutover/history.sqlite``; ``--db`` overrides all.
+Default location: the profile's ``db:`` if set, else ``$CUTOVER_DB``, else
+``~/.local/share/cutover/history.sqlite``; ``--db`` overrides all. Each is a
+path or a ``postgresql://user@host/db?sslmode=...`` URL (never a path: see
+:func:`harness.store_backends.parse_location`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from harness import store_backends
+from harness.store_backends import ConnectError, Location, LocationError, parse_location
 from harness.verdicts import Check
 
 UTC = dt.timezone.utc
@@ -113,7 +122,7 @@ MIGRATIONS: list[str] = [
 SCHEMA_VERSION = len(MIGRATIONS)
 
 class StoreError(Exception):
-    """The database cannot be opened or is newer than this tool."""
+    """The database cannot be opened or is newer than this tool (bad input: exit 2)."""
 
 
 class StoreWriteError(StoreError):
@@ -127,6 +136,16 @@ class StoreWriteError(StoreError):
         super().__init__(f"{path}: cannot write the history database: {cause} ({detail})")
 
 
+class StoreUnavailable(StoreWriteError):
+    """The database server cannot be reached or refuses the credentials: a
+    reader could not measure (exit 3); `cutover check` measures anyway and
+    keeps the run in a fallback file, as for any write that cannot land."""
+
+    def __init__(self, location, message: str) -> None:
+        StoreError.__init__(self, message)
+        self.path, self.cause, self.detail = location, "database server unreachable", message
+
+
 # SQLite primary result codes (the low byte of extended codes) -> the cause in words
 _SQLITE_WRITE_CAUSES = {
     13: "disk full",                                         # SQLITE_FULL (ENOSPC on write)
@@ -138,10 +157,15 @@ _SQLITE_WRITE_CAUSES = {
 }
 
 
-def _write_error(path, exc: sqlite3.Error) -> StoreWriteError | None:
+def _write_error(location: Location, exc: Exception) -> StoreWriteError | None:
     """The StoreWriteError for a resource fault, None for other errors (bugs stay bugs).
     SQLite reports a full disk as a plain I/O error when it cannot grow its shared-memory
-    or WAL file: the file system's own state (no free blocks, mounted read-only) decides."""
+    or WAL file: the file system's own state (no free blocks, mounted read-only) decides.
+    PostgreSQL's faults are named by their SQLSTATE (store_backends.pg_write_cause)."""
+    if not isinstance(exc, sqlite3.Error):
+        pg_cause = store_backends.pg_write_cause(exc)
+        return StoreWriteError(location, pg_cause, str(exc).strip()) if pg_cause else None
+    path = location.target
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if code is not None else None
     cause = _SQLITE_WRITE_CAUSES.get(primary) if primary is not None else None
@@ -154,7 +178,7 @@ def _write_error(path, exc: sqlite3.Error) -> StoreWriteError | None:
             cause = _SQLITE_WRITE_CAUSES[8]
         elif st is not None and (st.f_bavail == 0 or st.f_favail == 0):
             cause = "disk full"
-    return StoreWriteError(path, cause, str(exc)) if cause else None
+    return StoreWriteError(location, cause, str(exc)) if cause else None
 
 
 # ---------------------------------------------------------------- records
@@ -215,17 +239,35 @@ def from_ts(s: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(s)   # 3.11+ reads the trailing Z as UTC; C-fast
 
 
-def default_path(profile=None, override: str | os.PathLike | None = None) -> Path:
-    """--db, else the profile's db:, else $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite."""
-    if override:
-        return Path(override).expanduser()
-    if profile is not None and getattr(profile, "db", None):
-        return profile.resolve_path(profile.db)
-    env = os.environ.get("CUTOVER_DB")
-    if env:
-        return Path(env).expanduser()
+def default_path(profile=None, override: str | os.PathLike | None = None) -> Location:
+    """--db, else the profile's db:, else $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite.
+    A relative path in the profile is relative to the profile; a URL is kept as
+    is. Raises :class:`StoreError` for a URL that is not a PostgreSQL one."""
+    try:
+        if override:
+            return parse_location(override)
+        if profile is not None and getattr(profile, "db", None):
+            if store_backends.is_url(profile.db):
+                return parse_location(profile.db)
+            return parse_location(profile.resolve_path(profile.db))
+        env = os.environ.get("CUTOVER_DB")
+        if env:
+            return parse_location(env)
+    except LocationError as exc:
+        raise StoreError(str(exc)) from None
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "cutover" / "history.sqlite"
+    return parse_location(Path(base) / "cutover" / "history.sqlite")
+
+
+def _window(time_col: str, since: dt.datetime | None, until: dt.datetime | None,
+            where: list[str], args: list[Any]) -> None:
+    """The one [since, until) filter on a run's start time (appended to where/args)."""
+    if since is not None:
+        where.append(f"{time_col} >= ?")
+        args.append(to_ts(since))
+    if until is not None:
+        where.append(f"{time_col} < ?")
+        args.append(to_ts(until))
 
 
 def _split(v: Any) -> tuple[float | None, str | None]:
@@ -279,32 +321,38 @@ class _LazyRaw(Mapping):
 
 class Store:
     """One connection to the history database; safe to share between threads
-    (every operation holds a lock) and across processes (SQLite WAL locking)."""
+    (every operation holds a lock) and across processes (SQLite WAL locking,
+    PostgreSQL MVCC)."""
 
-    def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 30.0) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | os.PathLike | Location, *, busy_timeout_s: float = 30.0) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s,
-                                       isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open the history database: {exc}") from None
+            self.location = parse_location(location)
+        except LocationError as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            self._db = store_backends.connect(self.location, busy_timeout_s)
+        except ConnectError as exc:
+            if self.location.kind == "postgresql":
+                raise StoreUnavailable(self.location, str(exc)) from None
+            raise StoreError(str(exc)) from None
+        except store_backends.SqliteBackend.Error as exc:
+            mapped = _write_error(self.location, exc)    # a full or read-only disk, not a bad file
+            if mapped is not None:
+                raise mapped from None
+            raise StoreError(f"{self.location}: not a usable cutover history database: {exc}") from None
+        self.kind = self._db.kind
+        self.path: Path | None = self._db.path       # None for a server database
+        self.Error = self._db.Error                  # the engine's error base class
         self._lock = threading.RLock()
         self._own_writes = 0
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except self._db.Error as exc:
             self._db.close()
-            mapped = _write_error(self.path, exc)    # a full or read-only disk, not a bad file
+            mapped = _write_error(self.location, exc)    # a full or read-only disk, not a bad file
             if mapped is not None:
                 raise mapped from None
-            raise StoreError(f"{self.path}: not a usable cutover history database: {exc}") from None
+            raise StoreError(f"{self.location}: not a usable cutover history database: {exc}") from None
 
     # -- plumbing
 
@@ -319,18 +367,20 @@ class Store:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction. BEGIN IMMEDIATE takes the write lock up front
-        so two writers queue on busy_timeout instead of deadlocking on upgrade."""
+    def _write(self) -> Iterator[store_backends.Backend]:
+        """One write transaction. On SQLite BEGIN IMMEDIATE takes the write
+        lock up front so two writers queue on busy_timeout instead of
+        deadlocking on upgrade; on PostgreSQL writers of different runs never
+        wait for each other."""
         with self._lock:
             if self._db.in_transaction:          # inside batch(): join it
                 yield self._db
                 return
             with self._write_faults():
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin_write()
                 try:
                     yield self._db
-                    self._db.execute("COMMIT")
+                    self._db.commit()
                 except BaseException:
                     self._rollback()
                     raise
@@ -338,11 +388,12 @@ class Store:
 
     @contextmanager
     def _write_faults(self) -> Iterator[None]:
-        """sqlite3 resource faults (disk full, read-only, locked) as StoreWriteError."""
+        """The engine's resource faults (disk full, read-only, locked, server
+        gone) as StoreWriteError."""
         try:
             yield
-        except sqlite3.Error as exc:
-            mapped = _write_error(self.path, exc)
+        except self._db.Error as exc:
+            mapped = _write_error(self.location, exc)
             if mapped is None:
                 raise
             raise mapped from exc
@@ -351,30 +402,30 @@ class Store:
         """Roll back if a transaction is still open: SQLite itself ends it on some errors
         (SQLITE_FULL), and a second ROLLBACK would hide the real cause."""
         if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
+            self._db.rollback()
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[store_backends.Backend]:
         """A read transaction: all queries inside see one snapshot."""
         with self._lock:
             if self._db.in_transaction:
                 yield self._db
                 return
-            self._db.execute("BEGIN")
+            self._db.begin_read()
             try:
                 yield self._db
             finally:
-                self._db.execute("COMMIT")
+                self._db.commit()
 
     @contextmanager
     def batch(self) -> Iterator["Store"]:
         """Group many writes into one transaction (fixtures, imports). Normal
         runs do not use this: each of their writes commits on its own."""
         with self._lock, self._write_faults():
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin_write()
             try:
                 yield self
-                self._db.execute("COMMIT")
+                self._db.commit()
             except BaseException:
                 self._rollback()
                 raise
@@ -382,9 +433,7 @@ class Store:
 
     def schema_version(self) -> int:
         with self._lock:
-            row = self._db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
-            if row is None:
+            if not self._db.table_exists("schema_version"):
                 return 0
             row = self._db.execute("SELECT version FROM schema_version").fetchone()
             return int(row[0]) if row else 0
@@ -396,11 +445,11 @@ class Store:
             # while the scheduler is mid-write must not wait for it.
             current = self.schema_version()
             if current > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: database schema version {current} is newer than this "
+                raise StoreError(f"{self.location}: database schema version {current} is newer than this "
                                  f"cutover (knows up to {SCHEMA_VERSION}); upgrade cutover")
             if current >= target:
                 return
-            self._db.execute("BEGIN IMMEDIATE")   # one migrator at a time across processes
+            self._db.begin_migration()   # one migrator at a time across processes
             try:
                 self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 row = self._db.execute("SELECT version FROM schema_version").fetchone()
@@ -410,24 +459,23 @@ class Store:
                 else:
                     current = int(row[0])
                 if current > SCHEMA_VERSION:
-                    raise StoreError(f"{self.path}: database schema version {current} is newer than this "
+                    raise StoreError(f"{self.location}: database schema version {current} is newer than this "
                                      f"cutover (knows up to {SCHEMA_VERSION}); upgrade cutover")
                 for version in range(current, target):
                     for statement in _statements(MIGRATIONS[version]):
                         self._db.execute(statement)
                     self._db.execute("UPDATE schema_version SET version = ?", (version + 1,))
-                self._db.execute("COMMIT")
+                self._db.commit()
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.rollback()
                 raise
 
     def data_version(self) -> int:
         """Changes whenever any process (this one included) commits a write.
-        PRAGMA data_version moves on other connections' commits only, so our
-        own write count is added."""
+        The engine's counter may move on other connections' commits only, so
+        our own write count is added."""
         with self._lock:
-            other = self._db.execute("PRAGMA data_version").fetchone()[0]
-            return int(other) + self._own_writes
+            return self._db.data_version() + self._own_writes
 
     # -- writing a run
 
@@ -436,12 +484,11 @@ class Store:
         text = json.dumps(profile_snapshot, sort_keys=True, default=str)
         digest = hashlib.sha256(text.encode()).hexdigest()
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO profiles (hash, json) VALUES (?, ?)", (digest, text))
-            cur = db.execute(
-                "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash) VALUES (?, ?, ?, ?, ?)",
-                (site, kind, to_ts(started_at), tool_version, digest))
-            assert cur.lastrowid is not None          # set by every INSERT
-            return cur.lastrowid
+            db.execute("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", (digest, text))
+            row = db.execute(
+                "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id", (site, kind, to_ts(started_at), tool_version, digest)).fetchall()
+            return int(row[0][0])
 
     def add_circuit_result(self, run_id: int, circuit: str, verdict: str, checks: list[Check],
                            raw: dict[str, dict] | None = None, *, stored_at: dt.datetime | None = None) -> None:
@@ -485,12 +532,7 @@ class Store:
         if checks not in ("all", "failing", "none"):
             raise ValueError(f"checks must be 'all', 'failing' or 'none', not {checks!r}")
         where, args = ["site = ?"], [site]
-        if since is not None:
-            where.append("started_at >= ?")
-            args.append(to_ts(since))
-        if until is not None:
-            where.append("started_at < ?")
-            args.append(to_ts(until))
+        _window("started_at", since, until, where, args)
         if kind is not None:
             where.append("kind = ?")
             args.append(kind)
@@ -562,17 +604,34 @@ class Store:
         """(started_at, circuit, measured, status) of one check over time, oldest
         first: a fast path for charts that need no full RunRecords."""
         where, args = ["r.site = ?", "c.check_id = ?"], [site, check_id]
-        if since is not None:
-            where.append("r.started_at >= ?")
-            args.append(to_ts(since))
-        if until is not None:
-            where.append("r.started_at < ?")
-            args.append(to_ts(until))
+        _window("r.started_at", since, until, where, args)
         with self._read() as db:
             return [(from_ts(st), circ, _join(m, mt), status) for st, circ, m, mt, status in db.execute(
                 "SELECT r.started_at, c.circuit, c.measured, c.measured_text, c.status FROM checks c "
                 f"JOIN runs r ON r.id = c.run_id WHERE {' AND '.join(where)} ORDER BY r.started_at, r.id",
                 args)]
+
+    def json_numbers(self, site: str, probe: str, paths: list[tuple[str, ...]],
+                     since: dt.datetime | None = None, until: dt.datetime | None = None
+                     ) -> list[tuple[str, str, tuple[Any, ...]]] | None:
+        """(started_at text, circuit, (value at each path...)) of one probe's raw
+        JSON over time, oldest first, extracted by the engine in one pass (26k
+        blobs in ~0.3 s instead of loading each). Values are what the JSON
+        holds at the path (numbers, text, None). None when the engine cannot
+        read a stored document (a non-standard NaN in old JSON): the caller
+        then falls back to the per-run raw JSON."""
+        where, args = ["r.site = ?", "x.probe = ?"], [site, probe]
+        _window("r.started_at", since, until, where, args)
+        cols = ", ".join(f"{self._db.json_at('j', p)}" for p in paths)
+        # MATERIALIZED: parse each document once, whatever number of paths is read
+        sql = (f"WITH q AS MATERIALIZED (SELECT r.started_at AS st, r.id AS rid, x.circuit AS circuit, "
+               f"{self._db.json_doc('x.json')} AS j FROM raw_results x JOIN runs r ON r.id = x.run_id "
+               f"WHERE {' AND '.join(where)}) SELECT st, circuit, {cols} FROM q ORDER BY st, rid")
+        try:
+            with self._read() as db:
+                return [(row[0], row[1], tuple(row[2:])) for row in db.execute(sql, args)]
+        except self._db.DataError:
+            return None
 
     # -- sign-offs
 

@@ -51,8 +51,8 @@ def test_fresh_database_is_wal_and_current(tmp_path):
     assert "site, started_at" in idx
 
 
-def test_round_trip(tmp_path):
-    st = Store(tmp_path / "h.sqlite")
+def test_round_trip(db_location):
+    st = Store(db_location)
     rid = _store_run(st, T0)
     runs = st.runs("Harbour")
     assert [r.id for r in runs] == [rid]
@@ -70,16 +70,16 @@ def test_round_trip(tmp_path):
     assert st.latest_run("elsewhere") is None
 
 
-def test_identical_profile_snapshots_stored_once(tmp_path):
-    st = Store(tmp_path / "h.sqlite")
+def test_identical_profile_snapshots_stored_once(db_location):
+    st = Store(db_location)
     for i in range(3):
         _store_run(st, T0 + dt.timedelta(minutes=5 * i))
     n = st._db.execute("SELECT count(*) FROM profiles").fetchone()[0]
     assert n == 1
 
 
-def test_filters(tmp_path):
-    st = Store(tmp_path / "h.sqlite")
+def test_filters(db_location):
+    st = Store(db_location)
     ids = [_store_run(st, T0 + dt.timedelta(hours=h)) for h in range(5)]
     other = _store_run(st, T0, circuits=("old",))
     _store_run(st, T0, site="Other")
@@ -94,8 +94,8 @@ def test_filters(tmp_path):
                                                           (T0 + dt.timedelta(hours=4), "old", 4.5)]
 
 
-def test_unfinished_run_stays_visible_as_incomplete(tmp_path):
-    st = Store(tmp_path / "h.sqlite")
+def test_unfinished_run_stays_visible_as_incomplete(db_location):
+    st = Store(db_location)
     done = _store_run(st, T0)
     rid = st.begin_run("Harbour", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5))
     st.add_circuit_result(rid, "old", "NO-GO", _checks(), {})
@@ -104,8 +104,8 @@ def test_unfinished_run_stays_visible_as_incomplete(tmp_path):
     assert st.runs("Harbour")[0].id == done and st.runs("Harbour")[0].complete
 
 
-def test_naive_datetime_refused(tmp_path):
-    st = Store(tmp_path / "h.sqlite")
+def test_naive_datetime_refused(db_location):
+    st = Store(db_location)
     with pytest.raises(ValueError, match="naive"):
         st.begin_run("x", {}, "0", started_at=dt.datetime(2026, 1, 1))
 
@@ -162,8 +162,8 @@ def test_not_a_database(tmp_path):
         Store(path)
 
 
-def test_signoffs_audit_trail(tmp_path):
-    st = Store(tmp_path / "h.sqlite")
+def test_signoffs_audit_trail(db_location):
+    st = Store(db_location)
     st.signoff("Harbour", "porting", "Ana", "ported 12 numbers", at=T0)
     st.signoff("Harbour", "porting", "Ben", "numbers 14-16 still on old", revoke=True,
                at=T0 + dt.timedelta(hours=1))
@@ -179,10 +179,10 @@ def test_signoffs_audit_trail(tmp_path):
         st.signoff("Harbour", "x", " ")
 
 
-def test_reader_not_blocked_by_writer_mid_transaction(tmp_path):
+def test_reader_not_blocked_by_writer_mid_transaction(db_location):
     """A second connection reads (and even opens the database) while a writer
     holds an open write transaction; it sees the last committed state."""
-    path = tmp_path / "h.sqlite"
+    path = db_location
     writer = Store(path)
     first = _store_run(writer, T0)
     reader = Store(path, busy_timeout_s=1.0)
@@ -233,11 +233,11 @@ for i in range(3):
 """
 
 
-def test_kill_9_mid_write_keeps_earlier_runs(tmp_path):
+def test_kill_9_mid_write_keeps_earlier_runs(tmp_path, db_location):
     """kill -9 while a transaction is open (the hook pauses inside it, after
     the rows were inserted): the database opens clean, runs 1-2 are complete,
     run 3 is visible as incomplete with only what was committed before."""
-    path = tmp_path / "h.sqlite"
+    path = db_location
     marker = tmp_path / "paused"
     env = dict(os.environ, **pause_in_write.env(3, marker))
     proc = subprocess.Popen([sys.executable, "-c", _CRASH_CHILD, str(path)], env=env, cwd=ROOT)
@@ -247,8 +247,8 @@ def test_kill_9_mid_write_keeps_earlier_runs(tmp_path):
             time.sleep(0.05)
         assert marker.exists(), "child never reached the pause inside the write"
         assert int(marker.read_text()) == proc.pid
-        # the uncommitted rows really are in the WAL file right now
-        assert (tmp_path / "h.sqlite-wal").stat().st_size > 0
+        if not path.startswith("postgresql:"):   # the uncommitted rows really are in the WAL file right now
+            assert (tmp_path / "h.sqlite-wal").stat().st_size > 0
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -256,9 +256,10 @@ def test_kill_9_mid_write_keeps_earlier_runs(tmp_path):
             proc.kill()
             proc.wait(10)
     assert proc.returncode == -signal.SIGKILL
-    raw = sqlite3.connect(path)
-    assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    raw.close()
+    if not path.startswith("postgresql:"):
+        raw = sqlite3.connect(path)
+        assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        raw.close()
     st = Store(path)
     runs = st.runs("Harbour")
     assert [r.id for r in runs] == [1, 2, 3]
@@ -277,12 +278,23 @@ def test_default_path(tmp_path, monkeypatch):
     monkeypatch.delenv("CUTOVER_DB", raising=False)
     monkeypatch.delenv("XDG_DATA_HOME", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))
-    assert S.default_path() == tmp_path / ".local/share/cutover/history.sqlite"
+    assert S.default_path().target == str(tmp_path / ".local/share/cutover/history.sqlite")
     monkeypatch.setenv("CUTOVER_DB", str(tmp_path / "env.sqlite"))
-    assert S.default_path() == tmp_path / "env.sqlite"
-    assert S.default_path(override=str(tmp_path / "cli.sqlite")) == tmp_path / "cli.sqlite"
+    assert S.default_path().target == str(tmp_path / "env.sqlite")
+    assert S.default_path(override=str(tmp_path / "cli.sqlite")).target == str(tmp_path / "cli.sqlite")
+    url = "postgresql://probe:pw@db.example:5433/cutover?sslmode=require"
+    monkeypatch.setenv("CUTOVER_DB", url)
+    loc = S.default_path()
+    assert (loc.kind, loc.target) == ("postgresql", url)
+    assert str(loc) == "postgresql://probe:***@db.example:5433/cutover?sslmode=require"
+    with pytest.raises(StoreError, match="unsupported database URL scheme 'mysql'"):
+        S.default_path(override="mysql://x@h/db")
+    with pytest.raises(StoreError, match="names no database"):
+        S.default_path(override="postgresql://x@h")
     from harness.profile import load_profile_text
     prof = load_profile_text("site: s\nplanned: {calls: 1}\ndb: hist/site.sqlite\ncircuits:\n"
                              "  - {name: n, role: new, down_mbps: 1, up_mbps: 1}\n",
                              path=tmp_path / "p" / "site.yaml")
-    assert S.default_path(prof) == tmp_path / "p" / "hist/site.sqlite"
+    assert S.default_path(prof).target == str(tmp_path / "p" / "hist/site.sqlite")
+    prof.db = url
+    assert S.default_path(prof).target == url       # a URL in db: is not relative to the profile

@@ -42,7 +42,7 @@ def command(profile, item, by, note, revoke, db, as_json):
     if as_json:
         emit_json({"site": prof.site, "item": rec.item, "title": title, "by": rec.by, "note": rec.note,
                    "at": rec.at.isoformat().replace("+00:00", "Z"), "revoked": rec.revoked,
-                   "db": str(store.path)})
+                   "db": str(store.location)})
     else:
         what = "revoked" if rec.revoked else "signed off"
         out(f"{item} ({title}): {what} by {rec.by} at {rec.at:%Y-%m-%d %H:%M} UTC"
