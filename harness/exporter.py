@@ -249,7 +249,7 @@ def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
     def render_metrics() -> str:
         with lock:
             if state["store"] is None:
-                if db_path.kind == "sqlite" and not Path(db_path.target).exists():
+                if not db_path.exists():
                     return render_empty(profile)
                 state["store"] = Store(db_path)
             return render(profile, state["store"])

@@ -135,11 +135,9 @@ def probe(site, circuit):
 @pytest.fixture(scope="session")
 def history(request, site):
     """Read access to the stored runs of this site."""
-    from pathlib import Path
-
     from harness.store import Store, default_path
     path = default_path(site, request.config.getoption("--cutover-db"))
-    if path.kind == "sqlite" and not Path(path.target).exists():
+    if not path.exists():
         pytest.skip(f"no history database at {path}")
     store = Store(path)
     yield store

@@ -66,6 +66,10 @@ class Location:
     def __str__(self) -> str:      # never shows a password
         return self.display
 
+    def exists(self) -> bool:
+        """An SQLite file exists; a server database is asked when opened."""
+        return self.kind == "postgresql" or Path(self.target).exists()
+
     def split_password(self) -> tuple[str, str | None]:
         """(the location without a password in it, the password or None): a
         child process gets the first as ``--db`` and the second as
