@@ -217,6 +217,21 @@ class SignoffRecord:
     revoked: bool
 
 
+@dataclass
+class ImportStats:
+    sites: list[str] = field(default_factory=list)
+    runs_added: int = 0
+    runs_completed: int = 0          # incomplete in the target, finished in the source
+    circuits_added: int = 0
+    checks_added: int = 0
+    signoffs_added: int = 0
+
+    def to_dict(self) -> dict:
+        return {"sites": self.sites, "runs_added": self.runs_added, "runs_completed": self.runs_completed,
+                "circuits_added": self.circuits_added, "checks_added": self.checks_added,
+                "signoffs_added": self.signoffs_added}
+
+
 # ---------------------------------------------------------------- time helpers
 
 def to_ts(t: dt.datetime | None) -> str:
@@ -632,6 +647,81 @@ class Store:
                 return [(row[0], row[1], tuple(row[2:])) for row in db.execute(sql, args)]
         except self._db.DataError:
             return None
+
+    # -- moving a history between databases
+
+    def import_from(self, source: "Store", *, site_map: Mapping[str, str] | None = None) -> "ImportStats":
+        """Copy every run, circuit result, check, raw result, profile snapshot
+        and sign-off of ``source`` (a site's SQLite file) into this database
+        (the central one). Idempotent: a run is the same run when its site,
+        kind and start time (to the microsecond) are; what is already there
+        is skipped, circuits a run lacks are added, an incomplete run that
+        finished since is closed. A rerun therefore adds nothing. One
+        transaction per site: an interrupted import leaves whole sites.
+        ``site_map`` renames sites on the way (``{"old": "new"}``)."""
+        stats = ImportStats()
+        for site in source.sites_with_history():
+            dest_site = (site_map or {}).get(site, site)
+            with source._read() as src:
+                runs = src.execute("SELECT id, kind, started_at, finished_at, verdict, tool_version, profile_hash "
+                                   "FROM runs WHERE site = ? ORDER BY started_at, id", (site,)).fetchall()
+                circuits = src.execute("SELECT c.run_id, c.circuit, c.verdict, c.stored_at FROM circuit_results c "
+                                       "JOIN runs r ON r.id = c.run_id WHERE r.site = ?", (site,)).fetchall()
+                profiles = src.execute("SELECT hash, json FROM profiles WHERE hash IN "
+                                       "(SELECT profile_hash FROM runs WHERE site = ?)", (site,)).fetchall()
+                signoffs = src.execute("SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ? "
+                                       "ORDER BY at, id", (site,)).fetchall()
+                checks = src.execute("SELECT c.run_id, c.circuit, c.seq, c.check_id, c.status, c.measured, "
+                                     "c.measured_text, c.required, c.required_text, c.unit, c.margin, c.reason "
+                                     "FROM checks c JOIN runs r ON r.id = c.run_id WHERE r.site = ?",
+                                     (site,)).fetchall()
+                raws = src.execute("SELECT x.run_id, x.circuit, x.probe, x.json FROM raw_results x "
+                                   "JOIN runs r ON r.id = x.run_id WHERE r.site = ?", (site,)).fetchall()
+            with self._write() as db:
+                have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
+                    "SELECT id, started_at, kind, finished_at FROM runs WHERE site = ?", (dest_site,))}
+                have_circuits = set(db.execute(
+                    "SELECT c.run_id, c.circuit FROM circuit_results c JOIN runs r ON r.id = c.run_id "
+                    "WHERE r.site = ?", (dest_site,)).fetchall())
+                have_signoffs = set(db.execute(
+                    "SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ?", (dest_site,)).fetchall())
+                db.executemany("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", profiles)
+                idmap: dict[int, int] = {}
+                for rid, kind, st, fin, verdict, tv, ph in runs:
+                    have = have_runs.get((st, kind))
+                    if have is None:
+                        new = db.execute("INSERT INTO runs (site, kind, started_at, finished_at, verdict, "
+                                         "tool_version, profile_hash) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                                         (dest_site, kind, st, fin, verdict, tv, ph)).fetchall()[0][0]
+                        stats.runs_added += 1
+                        idmap[rid] = int(new)
+                    else:
+                        idmap[rid] = have[0]
+                        if have[1] is None and fin is not None:
+                            db.execute("UPDATE runs SET finished_at = ?, verdict = ? WHERE id = ?",
+                                       (fin, verdict, have[0]))
+                            stats.runs_completed += 1
+                todo = {(rid, c) for rid, c, _, _ in circuits if (idmap[rid], c) not in have_circuits}
+                db.copy_rows("circuit_results", ("run_id", "circuit", "verdict", "stored_at"),
+                             [(idmap[rid], c, v, at) for rid, c, v, at in circuits if (rid, c) in todo])
+                db.copy_rows("checks", ("run_id", "circuit", "seq", "check_id", "status", "measured",
+                                        "measured_text", "required", "required_text", "unit", "margin", "reason"),
+                             [(idmap[r[0]], *r[1:]) for r in checks if (r[0], r[1]) in todo])
+                db.copy_rows("raw_results", ("run_id", "circuit", "probe", "json"),
+                             [(idmap[r[0]], *r[1:]) for r in raws if (r[0], r[1]) in todo])
+                new_signoffs = [so for so in signoffs if tuple(so) not in have_signoffs]
+                db.executemany("INSERT INTO signoffs (site, item, by_name, note, at, revoked) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *so) for so in new_signoffs])
+                stats.circuits_added += len(todo)
+                stats.checks_added += sum((r[0], r[1]) in todo for r in checks)
+                stats.signoffs_added += len(new_signoffs)
+                stats.sites.append(dest_site)
+        return stats
+
+    def sites_with_history(self) -> list[str]:
+        """Sites with runs or sign-offs."""
+        with self._read() as db:
+            return [r[0] for r in db.execute("SELECT site FROM runs UNION SELECT site FROM signoffs ORDER BY 1")]
 
     # -- sign-offs
 
