@@ -611,8 +611,24 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def sites(self) -> list[str]:
+        """Every site with a run. A skip scan over the (site, started_at)
+        index: one probe per site, not a pass over every run (200 sites with
+        1.7 million runs: milliseconds instead of a scan)."""
         with self._read() as db:
-            return [r[0] for r in db.execute("SELECT DISTINCT site FROM runs ORDER BY site")]
+            return [r[0] for r in db.execute(
+                "WITH RECURSIVE s(site) AS (SELECT min(site) FROM runs UNION ALL "
+                "SELECT (SELECT min(r.site) FROM runs r WHERE r.site > s.site) FROM s WHERE s.site IS NOT NULL) "
+                "SELECT site FROM s WHERE site IS NOT NULL")]
+
+    def latest_runs(self, site: str, limit: int = 1) -> list[RunRecord]:
+        """The ``limit`` most recently started runs of ``site`` (newest first),
+        without their circuits: what a fleet overview needs (is the probe
+        still writing, and how often)."""
+        with self._read() as db:
+            return [RunRecord(rid, site, from_ts(st), from_ts(fin), v, k, {}, tv, ph)
+                    for rid, st, fin, v, k, tv, ph in db.execute(
+                        "SELECT id, started_at, finished_at, verdict, kind, tool_version, profile_hash FROM runs "
+                        "WHERE site = ? ORDER BY started_at DESC, id DESC LIMIT ?", (site, limit))]
 
     def series(self, site: str, check_id: str, since: dt.datetime | None = None,
                until: dt.datetime | None = None) -> list[tuple[dt.datetime, str, Any, str]]:

@@ -248,7 +248,8 @@ class PostgresBackend:
         try:
             self.conn = psycopg.connect(location.target, autocommit=True,
                                         connect_timeout=max(1, int(min(busy_timeout_s, 10))),
-                                        application_name="cutover")
+                                        # the DBA sees which probe process holds what (pg_stat_activity)
+                                        application_name=f"cutover[{os.getpid()}]")
         except psycopg.Error as exc:
             # libpq's message names host/port/user, never the password.
             raise ConnectError(f"{location.display}: cannot connect to PostgreSQL: "
