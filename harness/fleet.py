@@ -147,10 +147,27 @@ def sort_key(st: SiteStatus, now: dt.datetime) -> tuple:
 
 # ---------------------------------------------------------------- reading the store
 
-def site_status(store, site: str, now: dt.datetime, quiet_after: dt.timedelta | None = None) -> SiteStatus:
-    from harness.profile import Profile
+def site_profile(store, site: str, run_id: int | None = None):
+    """(the profile stored with the site's latest run (or ``run_id``), None) or
+    (None, why not): a central database holds no profile files."""
     from pydantic import ValidationError
 
+    from harness.profile import Profile
+    if run_id is None:
+        latest = store.latest_runs(site, 1)
+        if not latest:
+            return None, "no runs"
+        run_id = latest[0].id
+    snapshot = store.profile_snapshot(run_id)
+    if not snapshot:
+        return None, "no profile snapshot stored with the latest run"
+    try:
+        return Profile.model_validate(snapshot), None
+    except ValidationError as exc:
+        return None, f"stored profile snapshot is not valid for this cutover: {exc.errors()[0]['msg']}"
+
+
+def site_status(store, site: str, now: dt.datetime, quiet_after: dt.timedelta | None = None) -> SiteStatus:
     recent = store.latest_runs(site, RECENT_RUNS)
     last = recent[0] if recent else None
     threshold = quiet_threshold([r.started_at for r in recent], quiet_after)
@@ -158,13 +175,7 @@ def site_status(store, site: str, now: dt.datetime, quiet_after: dt.timedelta | 
     quiet = age is not None and age > threshold.total_seconds()
     base = dict(site=site, last_run_at=last.started_at if last else None, last_run_age_s=age, quiet=quiet,
                 quiet_after_s=threshold.total_seconds())
-    snapshot = store.profile_snapshot(last.id) if last else None
-    try:
-        profile = Profile.model_validate(snapshot) if snapshot else None
-    except ValidationError as exc:
-        profile, why = None, f"stored profile snapshot is not valid for this cutover: {exc.errors()[0]['msg']}"
-    else:
-        why = "no profile snapshot stored with the latest run"
+    profile, why = site_profile(store, site, last.id) if last else (None, "no runs")
     if profile is None:
         st = SiteStatus(phase="unknown", phase_detail=why, decision=None, first_blocking=None, blocking=0,
                         notice_by=None, disconnect_on=None, open_outages=[], nearest_claim_by=None,
