@@ -666,7 +666,8 @@ class Store:
 
     # -- moving a history between databases
 
-    def import_from(self, source: "Store", *, site_map: Mapping[str, str] | None = None) -> "ImportStats":
+    def import_from(self, source: "Store", *, site_map: Mapping[str, str | list[str]] | None = None
+                    ) -> "ImportStats":
         """Copy every run, circuit result, check, raw result, profile snapshot
         and sign-off of ``source`` (a site's SQLite file) into this database
         (the central one). Idempotent: a run is the same run when its site,
@@ -674,10 +675,11 @@ class Store:
         is skipped, circuits a run lacks are added, an incomplete run that
         finished since is closed. A rerun therefore adds nothing. One
         transaction per site: an interrupted import leaves whole sites.
-        ``site_map`` renames sites on the way (``{"old": "new"}``)."""
+        ``site_map`` renames sites on the way (``{"old": "new"}``), or copies
+        one into several (``{"demo": ["a", "b"]}``: benchmarks, demo fleets)."""
         stats = ImportStats()
         for site in source.sites_with_history():
-            dest_site = (site_map or {}).get(site, site)
+            dest = (site_map or {}).get(site, site)
             with source._read() as src:
                 runs = src.execute("SELECT id, kind, started_at, finished_at, verdict, tool_version, profile_hash "
                                    "FROM runs WHERE site = ? ORDER BY started_at, id", (site,)).fetchall()
@@ -693,46 +695,53 @@ class Store:
                                      (site,)).fetchall()
                 raws = src.execute("SELECT x.run_id, x.circuit, x.probe, x.json FROM raw_results x "
                                    "JOIN runs r ON r.id = x.run_id WHERE r.site = ?", (site,)).fetchall()
-            with self._write() as db:
+            for dest_site in [dest] if isinstance(dest, str) else dest:
+                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, checks, raws)
+        self._db.optimize()
+        return stats
+
+    def _import_site(self, dest_site: str, stats: "ImportStats", runs, circuits, profiles, signoffs,
+                     checks, raws) -> None:
+        """One site's rows (as read by :meth:`import_from`) into this database, one transaction."""
+        with self._write() as db:
+            have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
+                "SELECT id, started_at, kind, finished_at FROM runs WHERE site = ?", (dest_site,))}
+            have_circuits = set(db.execute(
+                "SELECT c.run_id, c.circuit FROM circuit_results c JOIN runs r ON r.id = c.run_id "
+                "WHERE r.site = ?", (dest_site,)).fetchall())
+            have_signoffs = set(db.execute(
+                "SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ?", (dest_site,)).fetchall())
+            db.executemany("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", profiles)
+            fresh = [(dest_site, kind, st, fin, verdict, tv, ph)
+                     for _rid, kind, st, fin, verdict, tv, ph in runs if (st, kind) not in have_runs]
+            db.copy_rows("runs", ("site", "kind", "started_at", "finished_at", "verdict", "tool_version",
+                                  "profile_hash"), fresh)
+            stats.runs_added += len(fresh)
+            if fresh:       # the new rows' ids, by their key
                 have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
                     "SELECT id, started_at, kind, finished_at FROM runs WHERE site = ?", (dest_site,))}
-                have_circuits = set(db.execute(
-                    "SELECT c.run_id, c.circuit FROM circuit_results c JOIN runs r ON r.id = c.run_id "
-                    "WHERE r.site = ?", (dest_site,)).fetchall())
-                have_signoffs = set(db.execute(
-                    "SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ?", (dest_site,)).fetchall())
-                db.executemany("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", profiles)
-                idmap: dict[int, int] = {}
-                for rid, kind, st, fin, verdict, tv, ph in runs:
-                    have = have_runs.get((st, kind))
-                    if have is None:
-                        new = db.execute("INSERT INTO runs (site, kind, started_at, finished_at, verdict, "
-                                         "tool_version, profile_hash) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                                         (dest_site, kind, st, fin, verdict, tv, ph)).fetchall()[0][0]
-                        stats.runs_added += 1
-                        idmap[rid] = int(new)
-                    else:
-                        idmap[rid] = have[0]
-                        if have[1] is None and fin is not None:
-                            db.execute("UPDATE runs SET finished_at = ?, verdict = ? WHERE id = ?",
-                                       (fin, verdict, have[0]))
-                            stats.runs_completed += 1
-                todo = {(rid, c) for rid, c, _, _ in circuits if (idmap[rid], c) not in have_circuits}
-                db.copy_rows("circuit_results", ("run_id", "circuit", "verdict", "stored_at"),
-                             [(idmap[rid], c, v, at) for rid, c, v, at in circuits if (rid, c) in todo])
-                db.copy_rows("checks", ("run_id", "circuit", "seq", "check_id", "status", "measured",
-                                        "measured_text", "required", "required_text", "unit", "margin", "reason"),
-                             [(idmap[r[0]], *r[1:]) for r in checks if (r[0], r[1]) in todo])
-                db.copy_rows("raw_results", ("run_id", "circuit", "probe", "json"),
-                             [(idmap[r[0]], *r[1:]) for r in raws if (r[0], r[1]) in todo])
-                new_signoffs = [so for so in signoffs if tuple(so) not in have_signoffs]
-                db.executemany("INSERT INTO signoffs (site, item, by_name, note, at, revoked) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *so) for so in new_signoffs])
-                stats.circuits_added += len(todo)
-                stats.checks_added += sum((r[0], r[1]) in todo for r in checks)
-                stats.signoffs_added += len(new_signoffs)
-                stats.sites.append(dest_site)
-        return stats
+            idmap: dict[int, int] = {}
+            for rid, kind, st, fin, verdict, _tv, _ph in runs:
+                have = have_runs[(st, kind)]
+                idmap[rid] = have[0]
+                if have[1] is None and fin is not None:
+                    db.execute("UPDATE runs SET finished_at = ?, verdict = ? WHERE id = ?", (fin, verdict, have[0]))
+                    stats.runs_completed += 1
+            todo = {(rid, c) for rid, c, _, _ in circuits if (idmap[rid], c) not in have_circuits}
+            db.copy_rows("circuit_results", ("run_id", "circuit", "verdict", "stored_at"),
+                         [(idmap[rid], c, v, at) for rid, c, v, at in circuits if (rid, c) in todo])
+            db.copy_rows("checks", ("run_id", "circuit", "seq", "check_id", "status", "measured",
+                                    "measured_text", "required", "required_text", "unit", "margin", "reason"),
+                         [(idmap[r[0]], *r[1:]) for r in checks if (r[0], r[1]) in todo])
+            db.copy_rows("raw_results", ("run_id", "circuit", "probe", "json"),
+                         [(idmap[r[0]], *r[1:]) for r in raws if (r[0], r[1]) in todo])
+            new_signoffs = [so for so in signoffs if tuple(so) not in have_signoffs]
+            db.executemany("INSERT INTO signoffs (site, item, by_name, note, at, revoked) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *so) for so in new_signoffs])
+            stats.circuits_added += len(todo)
+            stats.checks_added += sum((r[0], r[1]) in todo for r in checks)
+            stats.signoffs_added += len(new_signoffs)
+            stats.sites.append(dest_site)
 
     def sites_with_history(self) -> list[str]:
         """Sites with runs or sign-offs."""

@@ -190,6 +190,10 @@ class SqliteBackend:
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
                                  (name,)).fetchone() is not None
 
+    def optimize(self) -> None:
+        """Refresh the planner's statistics (after a bulk import)."""
+        self.conn.execute("PRAGMA optimize")
+
     def data_version(self) -> int:
         """Moves on other connections' commits only (the store adds its own)."""
         return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
@@ -308,6 +312,11 @@ class PostgresBackend:
 
     def table_exists(self, name: str) -> bool:
         return self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+
+    def optimize(self) -> None:
+        """Refresh the planner's statistics (after a bulk import: without them
+        the first queries may plan for empty tables)."""
+        self.conn.execute("ANALYZE")
 
     def data_version(self) -> int:
         """The cluster's next transaction id: moves whenever anyone commits a
