@@ -298,3 +298,57 @@ def test_default_path(tmp_path, monkeypatch):
     assert S.default_path(prof).target == str(tmp_path / "p" / "hist/site.sqlite")
     prof.db = url
     assert S.default_path(prof).target == url       # a URL in db: is not relative to the profile
+
+
+def test_sites_and_latest_runs(db_location):
+    st = Store(db_location)
+    assert st.sites() == []
+    for i, site in enumerate(["b", "a", "c", "a"]):
+        _store_run(st, T0 + dt.timedelta(minutes=5 * i), site=site, circuits=("new",))
+    assert st.sites() == ["a", "b", "c"]
+    latest = st.latest_runs("a", 5)
+    assert [r.started_at for r in latest] == [T0 + dt.timedelta(minutes=15), T0 + dt.timedelta(minutes=5)]
+    assert latest[0].complete and latest[0].circuits == {}
+    assert st.latest_runs("nowhere") == []
+
+
+def test_json_numbers_reads_paths_in_the_raw_json(db_location):
+    """The database's own JSON functions, same answers on both engines:
+    numbers as numbers, text as text, a missing path as None."""
+    st = Store(db_location)
+    for i, (p50, note) in enumerate([(12.5, "ok"), (14, None)]):
+        rid = st.begin_run("Harbour", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5 * i))
+        raw = {"rtt_ms": {"p50": p50}, "note": note} if note else {"rtt_ms": {"p50": p50}}
+        st.add_circuit_result(rid, "new", "GO", [], {"stream": raw, "latency": {"rtt_ms": {"p50": 99}}})
+        st.finish_run(rid, "GO")
+    rows = st.json_numbers("Harbour", "stream", [("rtt_ms", "p50"), ("note",), ("absent", "x")],
+                           since=T0, until=T0 + dt.timedelta(hours=1))
+    assert [(c, v) for _, c, v in rows] == [("new", (12.5, "ok", None)), ("new", (14, None, None))]
+    assert [st_ for st_, _, _ in rows] == [S.to_ts(T0), S.to_ts(T0 + dt.timedelta(minutes=5))]
+    assert st.json_numbers("Harbour", "stream", [("rtt_ms", "p50")], since=T0 + dt.timedelta(minutes=1)) == \
+        [(S.to_ts(T0 + dt.timedelta(minutes=5)), "new", (14,))]
+
+
+def test_import_between_engines_is_idempotent(tmp_path, db_location):
+    src = Store(tmp_path / "site.sqlite")
+    ids = [_store_run(src, T0 + dt.timedelta(minutes=5 * i)) for i in range(3)]
+    src.signoff("Harbour", "porting", "Ana", "ok", at=T0)
+    dst = Store(db_location)
+    first = dst.import_from(src)
+    assert (first.runs_added, first.circuits_added, first.checks_added, first.signoffs_added) == (3, 6, 30, 1)
+    again = dst.import_from(src)
+    assert (again.runs_added, again.circuits_added, again.checks_added, again.signoffs_added) == (0, 0, 0, 0)
+    got = dst.runs("Harbour")
+    want = src.runs("Harbour")
+    assert len(got) == len(ids) == 3
+    for g, w in zip(got, want):
+        assert (g.started_at, g.finished_at, g.verdict, g.profile_hash) == (w.started_at, w.finished_at,
+                                                                           w.verdict, w.profile_hash)
+        for name in ("old", "new"):
+            assert [c.to_dict() for c in g.circuits[name].checks] == [c.to_dict() for c in w.circuits[name].checks]
+            assert dict(g.circuits[name].raw) == dict(w.circuits[name].raw)
+    assert dst.profile_snapshot(got[0].id) == PROFILE
+    assert dst.signoffs("Harbour")["porting"].note == "ok"
+    # copied into two more site names: independent copies
+    dst.import_from(src, site_map={"Harbour": ["H2", "H3"]})
+    assert dst.sites() == ["H2", "H3", "Harbour"] and len(dst.runs("H3")) == 3
