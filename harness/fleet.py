@@ -162,7 +162,8 @@ def site_profile(store, site: str, run_id: int | None = None):
     if not snapshot:
         return None, "no profile snapshot stored with the latest run"
     try:
-        return Profile.model_validate(snapshot), None
+        # judged under the site's name in the database (an import may have renamed it)
+        return Profile.model_validate({**snapshot, "site": site}), None
     except ValidationError as exc:
         return None, f"stored profile snapshot is not valid for this cutover: {exc.errors()[0]['msg']}"
 

@@ -460,16 +460,14 @@ def load_series(store, site: str, since: dt.datetime | None = None,
             by_probe.setdefault(p[0], []).append((m.key, prio, p[1:]))
     # (circuit, metric key, path priority) -> [(started_at text, value)], time order
     found: dict[tuple[str, str, int], list[tuple[str, float]]] = {}
-    for probe, wanted in by_probe.items():
-        rows = store.json_numbers(site, probe, [path for _, _, path in wanted], since, until)
-        if rows is None:
-            return None
-        # A JSON true/false would read as 1/0 on SQLite, but these paths hold
-        # numbers or null by contract; text values are dropped here.
-        for st, circuit, values in rows:
-            for (key, prio, _), value in zip(wanted, values):
-                if value.__class__ in (float, int) and math.isfinite(value):
-                    found.setdefault((circuit, key, prio), []).append((st, float(value)))
+    rows = store.json_numbers(site, {probe: [path for _, _, path in wanted] for probe, wanted in by_probe.items()},
+                              since, until)
+    if rows is None:
+        return None
+    for st, circuit, probe, values in rows:
+        for (key, prio, _), value in zip(by_probe[probe], values):
+            if value is not None and math.isfinite(value):
+                found.setdefault((circuit, key, prio), []).append((st, float(value)))
     merged: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for (circuit, key, prio) in sorted(found, key=lambda k: k[2]):
         pts = found[(circuit, key, prio)]

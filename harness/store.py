@@ -642,27 +642,41 @@ class Store:
                 f"JOIN runs r ON r.id = c.run_id WHERE {' AND '.join(where)} ORDER BY r.started_at, r.id",
                 args)]
 
-    def json_numbers(self, site: str, probe: str, paths: list[tuple[str, ...]],
+    def json_numbers(self, site: str, paths: Mapping[str, list[tuple[str, ...]]],
                      since: dt.datetime | None = None, until: dt.datetime | None = None
-                     ) -> list[tuple[str, str, tuple[Any, ...]]] | None:
-        """(started_at text, circuit, (value at each path...)) of one probe's raw
-        JSON over time, oldest first, extracted by the engine in one pass (26k
-        blobs in ~0.3 s instead of loading each). Values are what the JSON
-        holds at the path (numbers, text, None). None when the engine cannot
-        read a stored document (a non-standard NaN in old JSON): the caller
-        then falls back to the per-run raw JSON."""
-        where, args = ["r.site = ?", "x.probe = ?"], [site, probe]
+                     ) -> list[tuple[str, str, str, tuple[float | None, ...]]] | None:
+        """(started_at text, circuit, probe, (number at each of that probe's
+        paths, or None)) from the raw probe JSON over time, oldest first,
+        extracted by the engine in one pass over the window (30 days of one
+        site: 26k documents). ``paths``: probe -> JSON paths. Only numbers are
+        returned (text, booleans and missing paths are None). None when the
+        engine cannot read a stored document (a non-standard NaN in old
+        JSON): the caller then falls back to the per-run raw JSON."""
+        probes = list(paths)
+        if not probes:
+            return []
+        where, args = ["r.site = ?", f"x.probe IN ({', '.join('?' * len(probes))})"], [site, *probes]
         _window("r.started_at", since, until, where, args)
-        cols = ", ".join(f"{self._db.json_at('j', p)}" for p in paths)
-        # MATERIALIZED: parse each document once, whatever number of paths is read
+        cols, col_args = [], []
+        for probe in probes:
+            for p in paths[probe]:
+                cols.append(f"CASE WHEN probe = ? THEN {self._db.json_number('j', p)} END")
+                col_args.append(probe)
+        # MATERIALIZED: each document parsed once, whatever number of paths is read
         sql = (f"WITH q AS MATERIALIZED (SELECT r.started_at AS st, r.id AS rid, x.circuit AS circuit, "
-               f"{self._db.json_doc('x.json')} AS j FROM raw_results x JOIN runs r ON r.id = x.run_id "
-               f"WHERE {' AND '.join(where)}) SELECT st, circuit, {cols} FROM q ORDER BY st, rid")
+               f"x.probe AS probe, {self._db.json_doc('x.json')} AS j FROM raw_results x "
+               f"JOIN runs r ON r.id = x.run_id WHERE {' AND '.join(where)}) "
+               f"SELECT st, circuit, probe, {', '.join(cols)} FROM q ORDER BY st, rid")
+        offset, spans = 0, {}
+        for probe in probes:
+            spans[probe] = (offset, offset + len(paths[probe]))
+            offset += len(paths[probe])
         try:
             with self._read() as db:
-                return [(row[0], row[1], tuple(row[2:])) for row in db.execute(sql, args)]
+                rows = db.execute(sql, [*args, *col_args]).fetchall()
         except self._db.DataError:
             return None
+        return [(row[0], row[1], row[2], tuple(row[3 + spans[row[2]][0]:3 + spans[row[2]][1]])) for row in rows]
 
     # -- moving a history between databases
 

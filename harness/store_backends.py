@@ -15,7 +15,7 @@ placeholders           ``?``                           ``%s`` (translated, cache
 write transaction      ``BEGIN IMMEDIATE`` (file lock) ``BEGIN`` (row-level MVCC)
 read snapshot          ``BEGIN`` (WAL snapshot)        ``REPEATABLE READ READ ONLY``
 migration lock         ``BEGIN IMMEDIATE``             ``pg_advisory_xact_lock``
-JSON number at a path  ``json_extract(col, '$.a.b')``  ``(col::jsonb) #> '{a,b}'``
+JSON number at a path  ``json_extract(col, '$.a.b')``  ``(col::jsonb #> '{a,b}')::float8``
 bulk insert            ``executemany``                 ``COPY ... FROM STDIN``
 =====================  ==============================  =============================
 
@@ -203,8 +203,9 @@ class SqliteBackend:
         return column
 
     @staticmethod
-    def json_at(doc: str, path: Sequence[str]) -> str:
-        return f"json_extract({doc}, '$.{'.'.join(path)}')"
+    def json_number(doc: str, path: Sequence[str]) -> str:
+        p = f"'$.{'.'.join(path)}'"
+        return f"(CASE WHEN json_type({doc}, {p}) IN ('integer', 'real') THEN json_extract({doc}, {p}) END)"
 
     def close(self) -> None:
         self.conn.close()
@@ -329,8 +330,9 @@ class PostgresBackend:
         return f"({column})::jsonb"
 
     @staticmethod
-    def json_at(doc: str, path: Sequence[str]) -> str:
-        return f"({doc} #> '{{{','.join(path)}}}')"
+    def json_number(doc: str, path: Sequence[str]) -> str:
+        p = f"'{{{','.join(path)}}}'"
+        return f"(CASE WHEN jsonb_typeof({doc} #> {p}) = 'number' THEN ({doc} #> {p})::float8 END)"
 
     def close(self) -> None:
         self.conn.close()

@@ -314,19 +314,22 @@ def test_sites_and_latest_runs(db_location):
 
 def test_json_numbers_reads_paths_in_the_raw_json(db_location):
     """The database's own JSON functions, same answers on both engines:
-    numbers as numbers, text as text, a missing path as None."""
+    numbers as numbers; text, booleans and missing paths as None."""
     st = Store(db_location)
-    for i, (p50, note) in enumerate([(12.5, "ok"), (14, None)]):
+    for i, (p50, note) in enumerate([(12.5, "ok"), (14, True)]):
         rid = st.begin_run("Harbour", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5 * i))
-        raw = {"rtt_ms": {"p50": p50}, "note": note} if note else {"rtt_ms": {"p50": p50}}
-        st.add_circuit_result(rid, "new", "GO", [], {"stream": raw, "latency": {"rtt_ms": {"p50": 99}}})
+        st.add_circuit_result(rid, "new", "GO", [], {"stream": {"rtt_ms": {"p50": p50}, "note": note},
+                                                     "latency": {"rtt_ms": {"p50": 99}}, "sip": {"x": 1}})
         st.finish_run(rid, "GO")
-    rows = st.json_numbers("Harbour", "stream", [("rtt_ms", "p50"), ("note",), ("absent", "x")],
+    rows = st.json_numbers("Harbour", {"stream": [("rtt_ms", "p50"), ("note",), ("absent", "x")],
+                                       "latency": [("rtt_ms", "p50")]},
                            since=T0, until=T0 + dt.timedelta(hours=1))
-    assert [(c, v) for _, c, v in rows] == [("new", (12.5, "ok", None)), ("new", (14, None, None))]
-    assert [st_ for st_, _, _ in rows] == [S.to_ts(T0), S.to_ts(T0 + dt.timedelta(minutes=5))]
-    assert st.json_numbers("Harbour", "stream", [("rtt_ms", "p50")], since=T0 + dt.timedelta(minutes=1)) == \
-        [(S.to_ts(T0 + dt.timedelta(minutes=5)), "new", (14,))]
+    assert sorted((st_, c, p, v) for st_, c, p, v in rows) == [
+        (S.to_ts(T0), "new", "latency", (99,)), (S.to_ts(T0), "new", "stream", (12.5, None, None)),
+        (S.to_ts(T0 + dt.timedelta(minutes=5)), "new", "latency", (99,)),
+        (S.to_ts(T0 + dt.timedelta(minutes=5)), "new", "stream", (14, None, None))]
+    assert st.json_numbers("Harbour", {"stream": [("rtt_ms", "p50")]}, since=T0 + dt.timedelta(minutes=1)) == \
+        [(S.to_ts(T0 + dt.timedelta(minutes=5)), "new", "stream", (14,))]
 
 
 def test_import_between_engines_is_idempotent(tmp_path, db_location):

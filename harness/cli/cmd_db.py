@@ -36,7 +36,11 @@ def command() -> None:
 
 Every command migrates on open as well; this does it ahead of time (for
 example before the sites' probes start writing to a new central database),
-and says which version the database is at.""")
+and says which version the database is at.
+
+\b
+Example:
+  cutover db migrate --db postgresql://cutover@db.example/cutover""")
 @click.option("--db", default=None, metavar="PATH|URL",
               help="Database (default: $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite).")
 @json_option
