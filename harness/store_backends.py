@@ -277,7 +277,7 @@ class PostgresBackend:
         return status in (ts.INTRANS, ts.INERROR, ts.ACTIVE)
 
     def execute(self, sql: str, args: Sequence[Any] = ()):
-        return self.conn.execute(self._q(sql), tuple(args) if args else None, prepare=False)
+        return _Result(self.conn.execute(self._q(sql), tuple(args) if args else None, prepare=False))
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = list(rows)
@@ -367,6 +367,30 @@ def pg_write_cause(exc: Exception) -> str | None:
     if state is None and isinstance(exc, psycopg.OperationalError):   # the socket closed under us
         return "connection to the database server lost"
     return None
+
+
+class _Result:
+    """A psycopg cursor whose iteration fetches every row at once: iterating
+    the cursor itself costs a call per row (30 days of one site: 26k rows,
+    ~0.2 s of the fleet's time per site)."""
+
+    __slots__ = ("_cur",)
+
+    def __init__(self, cur) -> None:
+        self._cur = cur
+
+    def __iter__(self):
+        return iter(self._cur.fetchall() if self._cur.description is not None else ())
+
+    def fetchone(self):
+        return self._cur.fetchone()
+
+    def fetchall(self):
+        return self._cur.fetchall()
+
+    @property
+    def rowcount(self) -> int:
+        return self._cur.rowcount
 
 
 def connect(location: Location, busy_timeout_s: float):
