@@ -203,7 +203,8 @@ def test_reader_not_blocked_by_writer_mid_transaction(db_location):
         assert [r.id for r in reader.runs("Harbour")] == [first]
         late = Store(path, busy_timeout_s=1.0)       # opening must not need the write lock
         assert [r.id for r in late.runs("Harbour")] == [first]
-        assert time.monotonic() - t0 < 0.9          # i.e. nobody waited on busy_timeout
+        if not path.startswith("postgresql:"):     # (PostgreSQL: a wait would raise at lock_timeout = 1 s)
+            assert time.monotonic() - t0 < 0.9      # i.e. nobody waited on busy_timeout
         assert reader.data_version() == v0
     finally:
         release.set()
