@@ -118,6 +118,15 @@ MIGRATIONS: list[str] = [
     );
     CREATE INDEX signoffs_site_item ON signoffs(site, item, at);
     """,
+    # 3: the fleet's view of each site as of its latest run or sign-off (harness.fleet):
+    # derived, rewritten after every run, so `cutover fleet` reads one row per site
+    """
+    CREATE TABLE site_status (
+        site TEXT PRIMARY KEY,
+        evaluated_at TEXT NOT NULL,
+        json TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -677,6 +686,24 @@ class Store:
         except self._db.DataError:
             return None
         return [(row[0], row[1], row[2], tuple(row[3 + spans[row[2]][0]:3 + spans[row[2]][1]])) for row in rows]
+
+    # -- the fleet's per-site summary (derived; see harness.fleet)
+
+    def put_site_status(self, site: str, evaluated_at: dt.datetime, doc: dict) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO site_status (site, evaluated_at, json) VALUES (?, ?, ?) "
+                       "ON CONFLICT (site) DO UPDATE SET evaluated_at = excluded.evaluated_at, json = excluded.json",
+                       (site, to_ts(evaluated_at), json.dumps(doc, default=str)))
+
+    def site_statuses(self) -> dict[str, tuple[dt.datetime, dict]]:
+        with self._read() as db:
+            return {site: (from_ts(at), json.loads(doc))
+                    for site, at, doc in db.execute("SELECT site, evaluated_at, json FROM site_status")}
+
+    def last_signoff_at(self, site: str) -> dt.datetime | None:
+        with self._read() as db:
+            row = db.execute("SELECT max(at) FROM signoffs WHERE site = ?", (site,)).fetchone()
+        return from_ts(row[0]) if row and row[0] else None
 
     # -- moving a history between databases
 

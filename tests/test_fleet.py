@@ -266,3 +266,36 @@ def test_three_schedulers_one_server_one_killed_mid_write(tmp_path, pg_server):
         assert s["decision"] == "NO-GO" and not s["quiet"]
         # both reflectors are down: every site has open outages on both circuits
         assert sorted(o["circuit"] for o in s["open_outages"]) == ["new", "old"]
+
+
+def test_fleet_reads_the_summary_each_run_keeps(tmp_path_factory, pg_url):
+    """`cutover check` (here: fleet.refresh after the import) keeps each site's
+    judgement; the fleet reads it while it is newer than the site's latest run
+    and sign-off, and judges the site again once it is not."""
+    from harness import fleet as F
+    fx = cached_history(tmp_path_factory)
+    st = Store(pg_url)
+    st.import_from(Store(fx.db_path))
+    site = "Harbour Street office"
+    at = FIXED_END + dt.timedelta(minutes=1)
+    judged = F.refresh(st, site, at)
+    later = at + dt.timedelta(minutes=10)
+    (cached,) = F.fleet(st, now=later)
+    (live,) = F.fleet(st, now=later, live=True)
+    assert cached.to_dict() == live.to_dict()                       # the same judgement either way
+    assert cached.last_run_age_s == 11 * 60 == live.last_run_age_s  # the clock-dependent part brought to now
+    # it really is the summary that is read: a doctored one shows, --live ignores it
+    doctored = dict(judged.to_dict(), phase_detail="from the summary")
+    st.put_site_status(site, at, doctored)
+    assert F.fleet(st, now=later)[0].phase_detail == "from the summary"
+    assert F.fleet(st, now=later, live=True)[0].phase_detail == live.phase_detail
+    # a run newer than the summary: judged again (and the summary rewritten)
+    rid = st.begin_run(site, st.profile_snapshot(st.latest_runs(site)[0].id), "0.1", started_at=later)
+    st.finish_run(rid, "NO-GO", finished_at=later)
+    (again,) = F.fleet(st, now=later + dt.timedelta(minutes=1))
+    assert again.phase_detail == live.phase_detail and again.last_run_age_s == 60
+    assert st.site_statuses()[site][0] == later + dt.timedelta(minutes=1)
+    # and a sign-off newer than the summary too
+    st.signoff(site, "voice-vlan", "Ana", at=later + dt.timedelta(minutes=2))
+    st.put_site_status(site, later + dt.timedelta(minutes=1), doctored)
+    assert F.fleet(st, now=later + dt.timedelta(minutes=3))[0].phase_detail == live.phase_detail

@@ -41,7 +41,7 @@ def _store_run(st, at, verdict="GO", circuits=("old", "new"), site="Harbour"):
 def test_fresh_database_is_wal_and_current(tmp_path):
     path = tmp_path / "sub" / "h.sqlite"
     st = Store(path)
-    assert st.schema_version() == S.SCHEMA_VERSION == 2
+    assert st.schema_version() == S.SCHEMA_VERSION == 3
     st.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -129,7 +129,7 @@ def test_migration_from_previous_version(tmp_path):
     raw.close()
 
     st = Store(path)
-    assert st.schema_version() == 2
+    assert st.schema_version() == S.SCHEMA_VERSION
     (r,) = st.runs("Harbour")
     assert r.id == 7 and r.verdict == "NO-GO" and r.tool_version == "0.0.9"
     c = r.circuits["new"].checks[0]

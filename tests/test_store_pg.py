@@ -60,7 +60,7 @@ def test_migration_from_version_1_on_postgresql(pg_url):
                      "VALUES (7, 'Harbour', 'check', '2026-11-01T08:00:00.000000Z', "
                      "'2026-11-01T08:00:30.000000Z', 'NO-GO', '0.0.9')")
     st = Store(pg_url)
-    assert st.schema_version() == 2
+    assert st.schema_version() == S.SCHEMA_VERSION
     assert [r.id for r in st.runs("Harbour")] == [7]
     st.signoff("Harbour", "porting", "Ana")
     assert st.signoffs("Harbour")["porting"].by == "Ana"

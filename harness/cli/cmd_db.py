@@ -87,6 +87,10 @@ def import_(file, into, as_json):
     target = open_store(dst_loc)
     try:
         stats = target.import_from(source)
+        from harness import fleet
+        for site in stats.sites:             # the fleet's summaries of the sites moved in
+            if target.latest_runs(site, 1):
+                fleet.refresh(target, site)
     finally:
         source.close()
         target.close()

@@ -21,8 +21,10 @@ claim due within 24 h, quiet probe, notice due within 7 days, NO-GO, ready,
 before the parallel run, terminated.
 
 \b
-Each site is judged from the profile stored with its latest run. Mark a
-terminated service with
+Each site is judged from the profile stored with its latest run. Every
+`cutover check` (and `cutover signoff`) keeps the site's judgement in the
+database; the fleet reads it and brings the age of the last run to now
+(--live judges every site again). Mark a terminated service with
   cutover signoff site.yaml old-service-terminated --by NAME
 
 \b
@@ -36,9 +38,12 @@ Exit codes: 0 listed, 2 bad --db/--quiet-after, 3 the server cannot be reached."
 @click.option("--quiet-after", "quiet_after", default=None, metavar="DURATION",
               help="Flag a probe whose last run is older than this (e.g. 2h). Default: 3x the site's "
                    "usual interval between runs, at least 30m.")
+@click.option("--live", is_flag=True,
+              help="Judge every site now from its runs instead of reading the summary each run keeps "
+                   "(slower: about 0.2 s per site with 30 days of 5-minute runs).")
 @as_of_option
 @json_option
-def command(db, quiet_after, as_of, as_json):
+def command(db, quiet_after, live, as_of, as_json):
     from harness import fleet
     from harness.durations import format_duration, parse_duration
     import datetime as dt
@@ -53,7 +58,8 @@ def command(db, quiet_after, as_of, as_json):
     if not loc.exists():
         die(EXIT_BAD_INPUT, f"no history database at {loc}")
     store = open_store(loc)
-    sites = fleet.fleet(store, now=now, quiet_after=threshold)
+    # a past --as-of cannot use summaries judged later: fleet() judges those sites again
+    sites = fleet.fleet(store, now=now, quiet_after=threshold, live=live)
     store.close()
     if as_json:
         emit_json({"db": str(loc), "evaluated_at": now.isoformat().replace("+00:00", "Z"),
@@ -76,7 +82,7 @@ def command(db, quiet_after, as_of, as_json):
         t.add_row(str(s.attention_rank), s.site, s.phase_detail if s.phase != "parallel" else
                   f"parallel {s.phase_detail}", s.decision or "?", s.first_blocking or s.error or "",
                   s.notice_by.isoformat() if s.notice_by else "", s.disconnect_on.isoformat() if s.disconnect_on else "",
-                  ", ".join(f"{o.circuit} open" for o in s.open_outages) or "",
+                  ", ".join(f"{o['circuit']} open" for o in s.open_outages) or "",
                   f"{s.nearest_claim_by:%Y-%m-%d %H:%M}" if s.nearest_claim_by else "", last)
     Console(width=200).print(t)
     raise SystemExit(EXIT_OK)

@@ -42,6 +42,9 @@ def command(profile, item, by, note, revoke, db, as_json):
         die(EXIT_BAD_INPUT, "--by NAME is required: who signs off (or revokes)")
     store = open_store(db_path(prof, db))
     rec = store.signoff(prof.site, item, by.strip(), note=note, revoke=revoke)
+    from harness import fleet
+    if store.latest_runs(prof.site, 1):        # the fleet's summary of the site follows the sign-off
+        fleet.refresh(store, prof.site, rec.at)
     title = titles[item]
     if as_json:
         emit_json({"site": prof.site, "item": rec.item, "title": title, "by": rec.by, "note": rec.note,
