@@ -245,16 +245,18 @@ def render_sites(store, now: dt.datetime | None = None, with_gate: bool = True) 
     """The exposition text for every site of the database (a central one):
     each site's figures as :func:`render` gives them for its profile (the one
     stored with its latest run), under one HELP/TYPE per metric, told apart
-    by the ``site`` label. A site without a usable stored profile is left out."""
-    from harness.fleet import site_profile
-    from harness.gate import decide
+    by the ``site`` label. A site without a usable stored profile is left out.
+    The gate decision is the fleet's (harness.fleet: the summary each run
+    keeps, judged again where it is older than the site's latest run), so a
+    scrape of 200 sites does not judge 200 gates over weeks of runs."""
+    from harness import fleet
     merged: dict[str, GaugeMetricFamily] = {}
+    statuses = {st.site: st for st in fleet.fleet(store, now)} if with_gate else {}
     for site in store.sites():
-        profile, _why = site_profile(store, site)
+        profile, _why = fleet.site_profile(store, site)
         if profile is None:
             continue
-        decision = decide(profile, store, now=now) if with_gate else None
-        for fam in families(profile, store, now, decision):
+        for fam in families(profile, store, now, statuses.get(site)):
             have = merged.get(fam.name)
             if have is None:
                 merged[fam.name] = fam

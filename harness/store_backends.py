@@ -350,6 +350,7 @@ _PG_WRITE_CAUSES = {
     "57P03": "the database server is not accepting connections",
     "40001": "conflict with another writer",
     "40P01": "deadlock with another writer",
+    "42501": "permission denied (a read-only account?)",
 }
 
 
