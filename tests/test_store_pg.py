@@ -3,6 +3,7 @@ errors a user can act on (exit codes), and concurrent writers. The contract
 shared with SQLite is in test_store.py (parametrized over both engines)."""
 
 import datetime as dt
+import json
 import threading
 
 import psycopg
@@ -173,3 +174,23 @@ def test_writers_do_not_wait_for_each_other(pg_url):
         release.set()
         t.join(10)
     assert reader.sites() == ["A", "B"]
+
+
+def test_check_with_the_server_down_keeps_the_run_in_a_file(tmp_path):
+    """The central database unreachable mid-parallel-run: `cutover check`
+    measures anyway and keeps the run in a fallback file (as for a full
+    disk), the password appears nowhere."""
+    from harness.profile import DEMO_PROFILE
+    from tests.harness_procs import closed_udp_port, demo_profile
+    prof = demo_profile(tmp_path / "site.yaml", closed_udp_port(), closed_udp_port())
+    assert DEMO_PROFILE.exists()
+    url = "postgresql://probe:topsecret@127.0.0.1:1/cutover?connect_timeout=2"
+    r = run_cli("check", str(prof), "--db", url, "--step", "stream", "--quiet", "--json", cwd=tmp_path)
+    assert r.returncode == 3, r.stderr          # both reflectors down: nothing measured
+    assert "cannot connect to PostgreSQL" in r.stderr and "the run's results are saved in" in r.stderr
+    (saved,) = tmp_path.glob("cutover-central-db.unstored-run-*.json")
+    doc = json.loads(saved.read_text())
+    assert doc["site"] == "Demo site (loopback)" and set(doc["raw"]) == {"old", "new"}
+    assert doc["database"] == "postgresql://probe:***@127.0.0.1:1/cutover?connect_timeout=2"
+    assert "topsecret" not in r.stdout + r.stderr + saved.read_text()
+    assert json.loads(r.stdout)["not_stored"]["cause"] == "database server unreachable"
