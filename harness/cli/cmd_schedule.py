@@ -103,7 +103,8 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
                                                        user=user)
                 if user == "cutover" and not unit_user:
                     click.echo("# runs as the system user 'cutover': useradd --system --create-home cutover,\n"
-                               f"# and let it read {profile_path} and write {db_path.parent}")
+                               f"# and let it read {profile_path}"
+                               + (f" and write {Path(db_path.target).parent}" if db_path.kind == "sqlite" else ""))
                 click.echo(f"# /etc/systemd/system/{name}.service\n{service}\n"
                            f"# /etc/systemd/system/{name}.timer\n{timer}\n"
                            f"# then: systemctl daemon-reload && systemctl enable --now {name}.timer")
