@@ -194,3 +194,28 @@ def test_check_with_the_server_down_keeps_the_run_in_a_file(tmp_path):
     assert doc["database"] == "postgresql://probe:***@127.0.0.1:1/cutover?connect_timeout=2"
     assert "topsecret" not in r.stdout + r.stderr + saved.read_text()
     assert json.loads(r.stdout)["not_stored"]["cause"] == "database server unreachable"
+
+
+def test_schedule_hands_the_password_to_its_children_by_environment(tmp_path, pg_server):
+    """A URL with a password: the `cutover check` children get it in
+    $PGPASSWORD, not on their command line (visible in ps); a systemd unit or
+    crontab line that would store it is refused (exit 2)."""
+    from harness import schedule as S
+    from harness.profile import load_profile
+    from harness.store_backends import parse_location
+    from tests.harness_procs import closed_udp_port, demo_profile
+    prof_path = demo_profile(tmp_path / "site.yaml", closed_udp_port(), closed_udp_port())
+    db = pg_server.new_database(owner=PASSWORD_USER)
+    url = pg_server.tcp_url(db)
+    sched = S.Scheduler(load_profile(prof_path), prof_path, S.Every(dt.timedelta(seconds=1)), parse_location(url))
+    cmd = sched.command(tmp_path / "rid")
+    assert PASSWORD not in " ".join(cmd) and sched.child_env["PGPASSWORD"] == PASSWORD
+    assert cmd[cmd.index("--db") + 1] == url.replace(f":{PASSWORD}@", "@")
+    r = run_cli("schedule", str(prof_path), "--every", "0.2s", "--max-runs", "1", "--db", url, "--step", "stream",
+                env={"PGPASSWORD": ""}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert PASSWORD not in r.stderr + r.stdout
+    (run,) = Store(url).runs("Demo site (loopback)")     # the child authenticated and stored its run
+    assert run.complete and set(run.circuits) == {"old", "new"}
+    r = run_cli("schedule", str(prof_path), "--every", "15m", "--db", url, "--print-systemd", cwd=tmp_path)
+    assert r.returncode == 2 and "~/.pgpass" in r.stderr and PASSWORD not in r.stdout + r.stderr
