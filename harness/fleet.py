@@ -109,7 +109,8 @@ def phase_of(decision: gate.GateDecision, terminated: bool) -> tuple[str, str]:
     if terminated:
         return "terminated", "old service terminated"
     if decision.decision == gate.GO:
-        return "ready", f"GO: notice by {decision.notice_by.isoformat()}, disconnect {decision.disconnect_on.isoformat()}"
+        return "ready", (f"GO: notice by {decision.notice_by.isoformat()}, "
+                         f"disconnect {decision.disconnect_on.isoformat()}")
     start, days = decision.parallel_run_start, decision.parallel_days
     if start is None or days is None or days < 0:
         return "before", (f"parallel run starts {start.isoformat()}" if start else "parallel run not scheduled")

@@ -89,7 +89,7 @@ def is_url(text: str | os.PathLike) -> bool:
     return isinstance(text, str) and bool(_URL_RE.match(text.strip()))
 
 
-def parse_location(value: str | os.PathLike) -> Location:
+def parse_location(value: "str | os.PathLike | Location") -> Location:
     """A path or a ``postgresql://`` URL. Other URL schemes are refused."""
     if isinstance(value, Location):
         return value
@@ -104,7 +104,7 @@ def parse_location(value: str | os.PathLike) -> Location:
             raise LocationError(f"{mask_url(text)}: the URL names no database "
                                 "(postgresql://user@host[:port]/DATABASE[?sslmode=...])")
         try:
-            parts.port
+            _ = parts.port           # parsing it raises on a bad port
         except ValueError as exc:
             raise LocationError(f"{mask_url(text)}: {exc}") from None
         return Location("postgresql", text)
@@ -167,7 +167,7 @@ class SqliteBackend:
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
 
-    def copy_rows(self, table: str, columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         marks = ", ".join("?" * len(columns))
         self.conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
 
@@ -285,7 +285,7 @@ class PostgresBackend:
             with self.conn.cursor() as cur:
                 cur.executemany(self._q(sql), rows)
 
-    def copy_rows(self, table: str, columns: Sequence[str], rows: list[Sequence[Any]]) -> None:
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """COPY: ~10x executemany for the bulk paths (import, benchmark fixtures)."""
         if not rows:
             return
@@ -312,7 +312,8 @@ class PostgresBackend:
             self.conn.execute("ROLLBACK")
 
     def table_exists(self, name: str) -> bool:
-        return self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()[0]
+        row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
+        return bool(row and row[0])
 
     def optimize(self) -> None:
         """Refresh the planner's statistics (after a bulk import: without them
@@ -322,8 +323,9 @@ class PostgresBackend:
     def data_version(self) -> int:
         """The cluster's next transaction id: moves whenever anyone commits a
         write (over-approximates, which only costs the board a refresh)."""
-        return int(self.conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint"
-                                     ).fetchone()[0])
+        row = self.conn.execute("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint").fetchone()
+        assert row is not None                   # one row, always
+        return int(row[0])
 
     @staticmethod
     def json_doc(column: str) -> str:

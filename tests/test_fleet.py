@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import psycopg
-import pytest
 
 from harness import fleet, gate
 from harness.profile import load_profile

@@ -104,7 +104,8 @@ def test_password_from_url_tcp_and_masked(pg_server):
     assert PASSWORD not in repr(st.location.display)
     # the password is not in anything stored
     with psycopg.connect(url) as conn:
-        dump = str(conn.execute("SELECT * FROM runs").fetchall()) + str(conn.execute("SELECT * FROM profiles").fetchall())
+        dump = str(conn.execute("SELECT * FROM runs").fetchall())
+        dump += str(conn.execute("SELECT * FROM profiles").fetchall())
     assert PASSWORD not in dump
 
 

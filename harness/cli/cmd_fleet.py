@@ -81,7 +81,8 @@ def command(db, quiet_after, live, as_of, as_json):
             last = f"[bold red]QUIET {last}[/]"
         t.add_row(str(s.attention_rank), s.site, s.phase_detail if s.phase != "parallel" else
                   f"parallel {s.phase_detail}", s.decision or "?", s.first_blocking or s.error or "",
-                  s.notice_by.isoformat() if s.notice_by else "", s.disconnect_on.isoformat() if s.disconnect_on else "",
+                  s.notice_by.isoformat() if s.notice_by else "",
+                  s.disconnect_on.isoformat() if s.disconnect_on else "",
                   ", ".join(f"{o['circuit']} open" for o in s.open_outages) or "",
                   f"{s.nearest_claim_by:%Y-%m-%d %H:%M}" if s.nearest_claim_by else "", last)
     Console(width=200).print(t)
