@@ -494,12 +494,22 @@ class Store:
                 self._db.rollback()
                 raise
 
-    def data_version(self) -> int:
+    def data_version(self, site: str | None = None) -> int:
         """Changes whenever any process (this one included) commits a write.
         The engine's counter may move on other connections' commits only, so
-        our own write count is added."""
+        our own write count is added. With ``site``, on a server database:
+        changes when that site's latest runs or sign-offs do (a central
+        database takes writes from every site every few seconds; the board of
+        one site must not reload for each of them)."""
         with self._lock:
-            return self._db.data_version() + self._own_writes
+            if site is None or self.kind == "sqlite":
+                return self._db.data_version() + self._own_writes
+            with self._read() as db:
+                runs = db.execute("SELECT r.id, r.finished_at, (SELECT count(*) FROM circuit_results c "
+                                  "WHERE c.run_id = r.id) FROM runs r WHERE r.site = ? "
+                                  "ORDER BY r.started_at DESC, r.id DESC LIMIT 2", (site,)).fetchall()
+                signed = db.execute("SELECT max(id) FROM signoffs WHERE site = ?", (site,)).fetchone()
+            return hash((tuple(map(tuple, runs)), tuple(signed or ()), self._own_writes)) & (2**62 - 1)
 
     # -- writing a run
 

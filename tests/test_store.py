@@ -356,3 +356,24 @@ def test_import_between_engines_is_idempotent(tmp_path, db_location):
     # copied into two more site names: independent copies
     dst.import_from(src, site_map={"Harbour": ["H2", "H3"]})
     assert dst.sites() == ["H2", "H3", "Harbour"] and len(dst.runs("H3")) == 3
+
+
+def test_data_version_of_one_site(db_location):
+    """The board polls data_version(site): any write of that site (another
+    process's run, circuit, finish or sign-off) moves it; on a server database
+    another site's writes do not (a central database takes them every second)."""
+    st, other = Store(db_location), Store(db_location)
+    _store_run(st, T0, site="A")
+    v = st.data_version("A")
+    _store_run(other, T0, site="B")
+    if db_location.startswith("postgresql:"):
+        assert st.data_version("A") == v
+    rid = other.begin_run("A", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5))
+    versions = [v, st.data_version("A")]
+    other.add_circuit_result(rid, "new", "GO", _checks(), {})
+    versions.append(st.data_version("A"))
+    other.finish_run(rid, "GO")
+    versions.append(st.data_version("A"))
+    other.signoff("A", "porting", "Ana")
+    versions.append(st.data_version("A"))
+    assert len(set(versions)) == 5
