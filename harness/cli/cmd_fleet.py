@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, emit_json, json_option
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, emit_json, json_option
 from harness.cli.history_common import as_of_option, db_path, open_store, resolve_now
 
 
@@ -32,7 +32,8 @@ Examples:
   cutover fleet --db postgresql://cutover@db.example/cutover
   cutover fleet --json | jq '.sites[] | select(.quiet)'
 
-Exit codes: 0 listed, 2 bad --db/--quiet-after, 3 the server cannot be reached.""")
+Exit codes: 0 listed, 2 bad --db/--quiet-after, 3 no database there or the
+server cannot be reached.""")
 @click.option("--db", default=None, metavar="PATH|URL",
               help="History database (default: $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite).")
 @click.option("--quiet-after", "quiet_after", default=None, metavar="DURATION",
@@ -56,7 +57,7 @@ def command(db, quiet_after, live, as_of, as_json):
     now = resolve_now(as_of)
     loc = db_path(None, db)
     if not loc.exists():
-        die(EXIT_BAD_INPUT, f"no history database at {loc}")
+        die(EXIT_UNMEASURED, f"no history database at {loc}; pass --db or set $CUTOVER_DB")
     store = open_store(loc)
     # a past --as-of cannot use summaries judged later: fleet() judges those sites again
     sites = fleet.fleet(store, now=now, quiet_after=threshold, live=live)
