@@ -729,6 +729,10 @@ class Store:
         ``site_map`` renames sites on the way (``{"old": "new"}``), or copies
         one into several (``{"demo": ["a", "b"]}``: benchmarks, demo fleets)."""
         stats = ImportStats()
+        # every column of checks both schemas have (a column a later migration adds travels too)
+        with source._read() as src_db, self._read() as dst_db:
+            theirs, ours = src_db.columns("checks"), dst_db.columns("checks")
+        check_cols = ["run_id", "circuit"] + [c for c in theirs if c in ours and c not in ("run_id", "circuit")]
         for site in source.sites_with_history():
             dest = (site_map or {}).get(site, site)
             with source._read() as src:
@@ -740,19 +744,18 @@ class Store:
                                        "(SELECT profile_hash FROM runs WHERE site = ?)", (site,)).fetchall()
                 signoffs = src.execute("SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ? "
                                        "ORDER BY at, id", (site,)).fetchall()
-                checks = src.execute("SELECT c.run_id, c.circuit, c.seq, c.check_id, c.status, c.measured, "
-                                     "c.measured_text, c.required, c.required_text, c.unit, c.margin, c.reason "
+                checks = src.execute(f"SELECT {', '.join('c.' + c for c in check_cols)} "
                                      "FROM checks c JOIN runs r ON r.id = c.run_id WHERE r.site = ?",
                                      (site,)).fetchall()
                 raws = src.execute("SELECT x.run_id, x.circuit, x.probe, x.json FROM raw_results x "
                                    "JOIN runs r ON r.id = x.run_id WHERE r.site = ?", (site,)).fetchall()
             for dest_site in [dest] if isinstance(dest, str) else dest:
-                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, checks, raws)
+                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, check_cols, checks, raws)
         self._db.optimize()
         return stats
 
     def _import_site(self, dest_site: str, stats: "ImportStats", runs, circuits, profiles, signoffs,
-                     checks, raws) -> None:
+                     check_cols, checks, raws) -> None:
         """One site's rows (as read by :meth:`import_from`) into this database, one transaction."""
         with self._write() as db:
             have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
@@ -781,9 +784,7 @@ class Store:
             todo = {(rid, c) for rid, c, _, _ in circuits if (idmap[rid], c) not in have_circuits}
             db.copy_rows("circuit_results", ("run_id", "circuit", "verdict", "stored_at"),
                          [(idmap[rid], c, v, at) for rid, c, v, at in circuits if (rid, c) in todo])
-            db.copy_rows("checks", ("run_id", "circuit", "seq", "check_id", "status", "measured",
-                                    "measured_text", "required", "required_text", "unit", "margin", "reason"),
-                         [(idmap[r[0]], *r[1:]) for r in checks if (r[0], r[1]) in todo])
+            db.copy_rows("checks", check_cols, [(idmap[r[0]], *r[1:]) for r in checks if (r[0], r[1]) in todo])
             db.copy_rows("raw_results", ("run_id", "circuit", "probe", "json"),
                          [(idmap[r[0]], *r[1:]) for r in raws if (r[0], r[1]) in todo])
             new_signoffs = [so for so in signoffs if tuple(so) not in have_signoffs]

@@ -190,6 +190,9 @@ class SqliteBackend:
         return self.conn.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?",
                                  (name,)).fetchone() is not None
 
+    def columns(self, table: str) -> list[str]:
+        return [r[1] for r in self.conn.execute(f"PRAGMA table_info({table})")]
+
     def optimize(self) -> None:
         """Refresh the planner's statistics (after a bulk import)."""
         self.conn.execute("PRAGMA optimize")
@@ -314,6 +317,11 @@ class PostgresBackend:
     def table_exists(self, name: str) -> bool:
         row = self.conn.execute("SELECT to_regclass(%s) IS NOT NULL", (name,)).fetchone()
         return bool(row and row[0])
+
+    def columns(self, table: str) -> list[str]:
+        return [r[0] for r in self.conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+            "AND table_schema = current_schema() ORDER BY ordinal_position", (table,)).fetchall()]
 
     def optimize(self) -> None:
         """Refresh the planner's statistics (after a bulk import: without them

@@ -377,3 +377,16 @@ def test_data_version_of_one_site(db_location):
     other.signoff("A", "porting", "Ana")
     versions.append(st.data_version("A"))
     assert len(set(versions)) == 5
+
+
+def test_import_carries_a_column_a_later_migration_adds(tmp_path, db_location):
+    """Import copies every column of checks both databases have, so a column
+    a later migration adds (a check's cause, say) is not dropped on the way."""
+    src = Store(tmp_path / "site.sqlite")
+    _store_run(src, T0)
+    src._db.execute("ALTER TABLE checks ADD COLUMN extra_tag TEXT")
+    src._db.execute("UPDATE checks SET extra_tag = 'network' WHERE status = 'error'")
+    dst = Store(db_location)
+    dst._db.execute("ALTER TABLE checks ADD COLUMN extra_tag TEXT")
+    assert dst.import_from(src).checks_added == 10
+    assert dst._db.execute("SELECT count(*) FROM checks WHERE extra_tag = 'network'").fetchone()[0] == 2
