@@ -3,7 +3,10 @@
 Many sites roll up into one Prometheus/Grafana view: each site either writes
 a ``.prom`` file for node_exporter's textfile collector
 (``cutover check --prom-file``, via :func:`write_prom_file`) or runs
-``cutover exporter --listen ADDR`` (:func:`serve`). Prometheus aggregates.
+``cutover exporter --listen ADDR`` (:func:`serve`), and Prometheus
+aggregates; or the sites write to one central database and a single
+``cutover exporter --db postgresql://...`` (no profile) serves every site
+(:func:`render_sites`); docs/grafana/fleet.json charts it.
 
 Metric names carry base units (seconds, ratio, bits per second), as the
 Prometheus naming guidelines ask; every sample has ``site`` and ``circuit``
@@ -251,10 +254,37 @@ class ExporterServer(ThreadingHTTPServer):
         self.render_metrics = render_metrics
 
 
-def make_server(profile, db_path: Path, host: str, port: int) -> ExporterServer:
+def render_sites(store, now: dt.datetime | None = None, with_gate: bool = True) -> str:
+    """The exposition text for every site of the database (a central one):
+    each site's figures as :func:`render` gives them for its profile (the one
+    stored with its latest run), under one HELP/TYPE per metric, told apart
+    by the ``site`` label. A site without a usable stored profile is left out.
+    The gate decision is the fleet's (harness.fleet: the summary each run
+    keeps, judged again where it is older than the site's latest run), so a
+    scrape of 200 sites does not judge 200 gates over weeks of runs."""
+    from harness import fleet
+    merged: dict[str, GaugeMetricFamily] = {}
+    statuses = {st.site: st for st in fleet.fleet(store, now)} if with_gate else {}
+    for site in store.sites():
+        profile, _why = fleet.site_profile(store, site)
+        if profile is None:
+            continue
+        for fam in families(profile, store, now, statuses.get(site)):
+            have = merged.get(fam.name)
+            if have is None:
+                merged[fam.name] = fam
+            else:
+                have.samples.extend(fam.samples)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(lambda: list(merged.values())))
+    return generate_latest(registry).decode("utf-8")
+
+
+def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
     """An HTTP server whose /metrics reads the store at each scrape. The store
     is opened on the first scrape after the database exists (the exporter may
-    start before the first `cutover check`)."""
+    start before the first `cutover check`). ``profile`` None: every site of
+    the database (:func:`render_sites`)."""
     from harness.store import Store
     lock = threading.Lock()
     state: dict[str, Any] = {"store": None}
@@ -262,9 +292,11 @@ def make_server(profile, db_path: Path, host: str, port: int) -> ExporterServer:
     def render_metrics() -> str:
         with lock:
             if state["store"] is None:
-                if not Path(db_path).exists():
-                    return render_empty(profile)
+                if not db_path.exists():
+                    return render_empty(profile) if profile is not None else ""
                 state["store"] = Store(db_path)
+            if profile is None:
+                return render_sites(state["store"])
             return render(profile, state["store"])
 
     server = ExporterServer((host, port), render_metrics)

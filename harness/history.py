@@ -38,7 +38,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 import operator
-import sqlite3
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -643,58 +642,32 @@ def load_series(store, site: str, since: dt.datetime | None = None,
                 until: dt.datetime | None = None,
                 keys: Iterable[str] | None = None) -> dict[str, dict[str, list[tuple[dt.datetime, float]]]] | None:
     """circuit -> metric key -> [(started_at, value)], oldest first, for every
-    metric of :data:`METRICS`, read in one pass with SQLite's json_extract.
+    metric of :data:`METRICS`, read in one pass per probe by the database's
+    own JSON functions (:meth:`harness.store.Store.json_numbers`).
 
     Why not ``run.circuits[c].raw``: that loads one JSON blob per run and
-    circuit (26k queries over 30 days x 3 circuits, ~2 s). This reads the
-    store's ``raw_results`` table directly through a second, read-only
-    connection; if the schema is not what it expects it returns None and the
-    caller falls back to the per-run raw JSON (same values, slower; a test
-    checks both paths agree)."""
-    from harness.store import from_ts, to_ts
-    path = getattr(store, "path", None)
-    if path is None:
-        return None
-    by_probe: dict[str, list[tuple[str, int, str]]] = {}
+    circuit (26k queries over 30 days x 3 circuits, ~2 s). If the store
+    cannot extract (a stored document it cannot parse) this returns None and
+    the caller falls back to the per-run raw JSON (same values, slower; a
+    test checks both paths agree)."""
+    from harness.store import from_ts
+    by_probe: dict[str, list[tuple[str, int, tuple[str, ...]]]] = {}
     wanted_keys = set(keys) if keys is not None else None
     for m in METRICS:
         if wanted_keys is not None and m.key not in wanted_keys:
             continue
         for prio, p in enumerate(m.paths):
-            by_probe.setdefault(p[0], []).append((m.key, prio, "$." + ".".join(p[1:])))
-    where, args = ["r.site = ?"], [site]
-    if since is not None:
-        where.append("r.started_at >= ?")
-        args.append(to_ts(since))
-    if until is not None:
-        where.append("r.started_at < ?")
-        args.append(to_ts(until))
+            by_probe.setdefault(p[0], []).append((m.key, prio, p[1:]))
     # (circuit, metric key, path priority) -> [(started_at text, value)], time order
     found: dict[tuple[str, str, int], list[tuple[str, float]]] = {}
-    try:
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
-    except sqlite3.Error:
+    rows = store.json_numbers(site, {probe: [path for _, _, path in wanted] for probe, wanted in by_probe.items()},
+                              since, until)
+    if rows is None:
         return None
-    try:
-        db.execute("BEGIN")                      # one snapshot for every probe's query
-        # Plain json_extract per path (SQLite caches the parsed document across
-        # the calls of one row); text values are dropped below. A JSON true/false
-        # would read as 1/0, but these paths hold numbers or null by contract.
-        for probe, wanted in by_probe.items():
-            cols = ", ".join(f"json_extract(x.json, '{jp}')" for _, _, jp in wanted)
-            sql = (f"SELECT r.started_at, x.circuit, {cols} FROM raw_results x JOIN runs r ON r.id = x.run_id "
-                   f"WHERE {' AND '.join(where)} AND x.probe = ? ORDER BY r.started_at, r.id")
-            keys = [(key, prio) for key, prio, _ in wanted]
-            for row in db.execute(sql, args + [probe]):
-                st, circuit = row[0], row[1]
-                for (key, prio), value in zip(keys, row[2:]):
-                    if value.__class__ in (float, int) and math.isfinite(value):
-                        found.setdefault((circuit, key, prio), []).append((st, float(value)))
-        db.execute("COMMIT")
-    except sqlite3.Error:
-        return None
-    finally:
-        db.close()
+    for st, circuit, probe, values in rows:
+        for (key, prio, _), value in zip(by_probe[probe], values):
+            if value is not None and math.isfinite(value):
+                found.setdefault((circuit, key, prio), []).append((st, float(value)))
     merged: dict[tuple[str, str], list[tuple[str, float]]] = {}
     for (circuit, key, prio) in sorted(found, key=lambda k: k[2]):
         pts = found[(circuit, key, prio)]

@@ -215,7 +215,9 @@ class Profile(_Model):
     thresholds: Thresholds = Field(default_factory=Thresholds)
     circuits: list[Circuit] = Field(min_length=1)
     cutover: Cutover = Field(default_factory=Cutover)
-    db: str | None = Field(None, max_length=PATH_LEN, description="SQLite history path (relative to the profile)")
+    db: str | None = Field(None, max_length=PATH_LEN,
+                           description="history database: an SQLite path (relative to the profile) or a "
+                                       "postgresql://user@host/db URL (docs/fleet.md)")
     checks: str | None = Field(None, max_length=PATH_LEN,
                                description="folder of pytest site checks (relative to the profile)")
 

@@ -381,4 +381,10 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
             store.finish_run(run_id, verdict, finished_at=finished)
         except StoreWriteError as exc:
             store_error = exc
+    if store is not None and store_error is None:
+        from harness import fleet
+        try:      # the site's summary for `cutover fleet` (derived: kept best-effort)
+            fleet.refresh(store, profile.site, finished)
+        except StoreWriteError:
+            pass  # the next run, or `cutover fleet` itself, judges the site again
     return RunOutcome(profile.site, run_id, verdict, outcomes, started, finished, store_error, far_end_gaps)

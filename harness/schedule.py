@@ -31,7 +31,6 @@ import math
 import os
 import shlex
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,9 +38,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from harness.verdicts import GAP, INTERNAL, error
+
+if TYPE_CHECKING:
+    from harness.store_backends import Location
 
 UTC = dt.timezone.utc
 DEFAULT_TIMEOUT = dt.timedelta(minutes=15)
@@ -116,7 +118,7 @@ class Scheduler:
     profile: object                   # harness.profile.Profile
     profile_path: Path
     when: object                      # Every | Cron
-    db_path: Path
+    db_path: "Path | Location"       # an SQLite path or a PostgreSQL location
     check_args: list[str] = field(default_factory=list)   # extra `cutover check` options
     timeout: dt.timedelta = DEFAULT_TIMEOUT
     grace_s: float = DEFAULT_GRACE_S
@@ -129,9 +131,12 @@ class Scheduler:
 
     def __post_init__(self) -> None:
         self.child_env = dict(os.environ)
+        self._db_arg, password = db_argument(self.db_path)
+        if password is not None:      # the child reads it from its environment, not its command line
+            self.child_env["PGPASSWORD"] = password
 
     def command(self, run_id_file: Path) -> list[str]:
-        return [sys.executable, "-m", "harness", "check", str(self.profile_path), "--db", str(self.db_path),
+        return [sys.executable, "-m", "harness", "check", str(self.profile_path), "--db", self._db_arg,
                 "--json", "--quiet", "--run-id-file", str(run_id_file), *self.check_args]
 
     # -- signals
@@ -273,7 +278,7 @@ class Scheduler:
         from harness.store import Store, StoreError
         try:
             store = Store(self.db_path)
-        except (StoreError, sqlite3.Error) as exc:
+        except StoreError as exc:
             self.log(f"cutover schedule: cannot record the failed run: {exc}")
             return
         try:
@@ -288,7 +293,7 @@ class Scheduler:
                 if c not in done:
                     store.add_circuit_result(run_id, c, "NO-GO", [error(check_id, reason, cause=cause)], {})
             store.finish_run(run_id, "NO-GO")
-        except (StoreError, sqlite3.Error, KeyError) as exc:   # e.g. locked beyond busy_timeout, disk full
+        except (StoreError, store.Error, KeyError) as exc:   # e.g. locked beyond busy_timeout, disk full
             self.log(f"cutover schedule: cannot record the failed run: {exc}")
         finally:
             store.close()
@@ -300,11 +305,27 @@ class Scheduler:
 
 # ---------------------------------------------------------------- OS scheduler units
 
-def check_command_line(profile_path: Path, db_path: Path, check_args: list[str]) -> list[str]:
-    """The `cutover check` invocation an OS scheduler runs (absolute paths)."""
+def db_argument(db) -> tuple[str, str | None]:
+    """(the ``--db`` argument for a child ``cutover check``, the password to
+    hand it through ``$PGPASSWORD`` or None). Paths are made absolute."""
+    from harness.store_backends import parse_location
+    loc = parse_location(db)
+    if loc.kind == "sqlite":
+        return str(Path(loc.target).resolve()), None
+    return loc.split_password()
+
+
+def check_command_line(profile_path: Path, db_path, check_args: list[str]) -> list[str]:
+    """The `cutover check` invocation an OS scheduler runs (absolute paths).
+    A password in a database URL is refused: a unit file or crontab would
+    store it; use ~/.pgpass or a password file (``?passfile=``) instead."""
     exe = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "cutover" else None
     base = [str(exe)] if exe and exe.exists() else [sys.executable, "-m", "harness"]
-    return [*base, "check", str(profile_path.resolve()), "--db", str(db_path.resolve()), "--quiet", *check_args]
+    db_arg, password = db_argument(db_path)
+    if password is not None:
+        raise ValueError("the database URL carries a password, which a unit file or crontab would store: "
+                         "put it in ~/.pgpass or a password file (postgresql://user@host/db?passfile=PATH)")
+    return [*base, "check", str(profile_path.resolve()), "--db", db_arg, "--quiet", *check_args]
 
 
 _DOW = {"0": "Sun", "1": "Mon", "2": "Tue", "3": "Wed", "4": "Thu", "5": "Fri", "6": "Sat", "7": "Sun"}

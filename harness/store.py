@@ -1,6 +1,11 @@
-"""Run history in an embedded SQLite database.
+"""Run history: an embedded SQLite file (one site) or a central PostgreSQL
+database (the fleet), behind one API. This module is the only one that
+speaks SQL; :mod:`harness.store_backends` holds what differs between the two
+engines (placeholders, a few DDL types, locking, bulk insert).
 
-Why it survives crashes and concurrent readers:
+Why it survives crashes and concurrent readers (SQLite; PostgreSQL gives the
+same guarantees through MVCC: readers take a snapshot and never block
+writers, a killed writer's open transaction is rolled back by the server):
 
 - WAL journal mode: readers (the TUI, ``cutover report``) never block the
   writer (the scheduler) and see a consistent snapshot; a process killed
@@ -22,8 +27,10 @@ Times are timezone-aware UTC ``datetime`` in the API and fixed-width ISO 8601
 text (``2026-11-22T05:03:18.000000Z``) in the file, so text order is time
 order and people can read the file with ``sqlite3``.
 
-Default path: the profile's ``db:`` if set, else ``$CUTOVER_DB``, else
-``~/.local/share/cutover/history.sqlite``; ``--db`` overrides all.
+Default location: the profile's ``db:`` if set, else ``$CUTOVER_DB``, else
+``~/.local/share/cutover/history.sqlite``; ``--db`` overrides all. Each is a
+path or a ``postgresql://user@host/db?sslmode=...`` URL (never a path: see
+:func:`harness.store_backends.parse_location`).
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
 
+from harness import store_backends
+from harness.store_backends import ConnectError, Location, LocationError, parse_location
 from harness.verdicts import Check
 
 UTC = dt.timezone.utc
@@ -113,11 +122,24 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE checks ADD COLUMN cause TEXT;
     """,
+    # 4: the fleet's view of each site as of its latest run or sign-off (harness.fleet):
+    # derived, rewritten after every run, so `cutover fleet` reads one row per site
+    """
+    CREATE TABLE site_status (
+        site TEXT PRIMARY KEY,
+        evaluated_at TEXT NOT NULL,
+        json TEXT NOT NULL
+    );
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
+# The run kinds `Store.runs` returns by default: the readiness suite's full runs
+# and its runs of some steps only (`cutover check --step`); drills are asked for.
+SUITE_KINDS = ("check", "partial")
+
 class StoreError(Exception):
-    """The database cannot be opened or is newer than this tool."""
+    """The database cannot be opened or is newer than this tool (bad input: exit 2)."""
 
 
 class StoreWriteError(StoreError):
@@ -131,6 +153,16 @@ class StoreWriteError(StoreError):
         super().__init__(f"{path}: cannot write the history database: {cause} ({detail})")
 
 
+class StoreUnavailable(StoreWriteError):
+    """The database server cannot be reached or refuses the credentials: a
+    reader could not measure (exit 3); `cutover check` measures anyway and
+    keeps the run in a fallback file, as for any write that cannot land."""
+
+    def __init__(self, location, message: str) -> None:
+        StoreError.__init__(self, message)
+        self.path, self.cause, self.detail = location, "database server unreachable", message
+
+
 # SQLite primary result codes (the low byte of extended codes) -> the cause in words
 _SQLITE_WRITE_CAUSES = {
     13: "disk full",                                         # SQLITE_FULL (ENOSPC on write)
@@ -142,10 +174,15 @@ _SQLITE_WRITE_CAUSES = {
 }
 
 
-def _write_error(path, exc: sqlite3.Error) -> StoreWriteError | None:
+def _write_error(location: Location, exc: Exception) -> StoreWriteError | None:
     """The StoreWriteError for a resource fault, None for other errors (bugs stay bugs).
     SQLite reports a full disk as a plain I/O error when it cannot grow its shared-memory
-    or WAL file: the file system's own state (no free blocks, mounted read-only) decides."""
+    or WAL file: the file system's own state (no free blocks, mounted read-only) decides.
+    PostgreSQL's faults are named by their SQLSTATE (store_backends.pg_write_cause)."""
+    if not isinstance(exc, sqlite3.Error):
+        pg_cause = store_backends.pg_write_cause(exc)
+        return StoreWriteError(location, pg_cause, str(exc).strip()) if pg_cause else None
+    path = location.target
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if code is not None else None
     cause = _SQLITE_WRITE_CAUSES.get(primary) if primary is not None else None
@@ -158,7 +195,7 @@ def _write_error(path, exc: sqlite3.Error) -> StoreWriteError | None:
             cause = _SQLITE_WRITE_CAUSES[8]
         elif st is not None and (st.f_bavail == 0 or st.f_favail == 0):
             cause = "disk full"
-    return StoreWriteError(path, cause, str(exc)) if cause else None
+    return StoreWriteError(location, cause, str(exc)) if cause else None
 
 
 # ---------------------------------------------------------------- records
@@ -197,6 +234,21 @@ class SignoffRecord:
     revoked: bool
 
 
+@dataclass
+class ImportStats:
+    sites: list[str] = field(default_factory=list)
+    runs_added: int = 0
+    runs_completed: int = 0          # incomplete in the target, finished in the source
+    circuits_added: int = 0
+    checks_added: int = 0
+    signoffs_added: int = 0
+
+    def to_dict(self) -> dict:
+        return {"sites": self.sites, "runs_added": self.runs_added, "runs_completed": self.runs_completed,
+                "circuits_added": self.circuits_added, "checks_added": self.checks_added,
+                "signoffs_added": self.signoffs_added}
+
+
 # ---------------------------------------------------------------- time helpers
 
 def to_ts(t: dt.datetime | None) -> str:
@@ -219,17 +271,35 @@ def from_ts(s: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(s)   # 3.11+ reads the trailing Z as UTC; C-fast
 
 
-def default_path(profile=None, override: str | os.PathLike | None = None) -> Path:
-    """--db, else the profile's db:, else $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite."""
-    if override:
-        return Path(override).expanduser()
-    if profile is not None and getattr(profile, "db", None):
-        return profile.resolve_path(profile.db)
-    env = os.environ.get("CUTOVER_DB")
-    if env:
-        return Path(env).expanduser()
+def default_path(profile=None, override: str | os.PathLike | None = None) -> Location:
+    """--db, else the profile's db:, else $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite.
+    A relative path in the profile is relative to the profile; a URL is kept as
+    is. Raises :class:`StoreError` for a URL that is not a PostgreSQL one."""
+    try:
+        if override:
+            return parse_location(override)
+        if profile is not None and getattr(profile, "db", None):
+            if store_backends.is_url(profile.db):
+                return parse_location(profile.db)
+            return parse_location(profile.resolve_path(profile.db))
+        env = os.environ.get("CUTOVER_DB")
+        if env:
+            return parse_location(env)
+    except LocationError as exc:
+        raise StoreError(str(exc)) from None
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "cutover" / "history.sqlite"
+    return parse_location(Path(base) / "cutover" / "history.sqlite")
+
+
+def _window(time_col: str, since: dt.datetime | None, until: dt.datetime | None,
+            where: list[str], args: list[Any]) -> None:
+    """The one [since, until) filter on a run's start time (appended to where/args)."""
+    if since is not None:
+        where.append(f"{time_col} >= ?")
+        args.append(to_ts(since))
+    if until is not None:
+        where.append(f"{time_col} < ?")
+        args.append(to_ts(until))
 
 
 def _split(v: Any) -> tuple[float | None, str | None]:
@@ -283,32 +353,38 @@ class _LazyRaw(Mapping):
 
 class Store:
     """One connection to the history database; safe to share between threads
-    (every operation holds a lock) and across processes (SQLite WAL locking)."""
+    (every operation holds a lock) and across processes (SQLite WAL locking,
+    PostgreSQL MVCC)."""
 
-    def __init__(self, path: str | os.PathLike, *, busy_timeout_s: float = 30.0) -> None:
-        self.path = Path(path)
+    def __init__(self, location: str | os.PathLike | Location, *, busy_timeout_s: float = 30.0) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=busy_timeout_s,
-                                       isolation_level=None, check_same_thread=False)
-        except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"{self.path}: cannot open the history database: {exc}") from None
+            self.location = parse_location(location)
+        except LocationError as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            self._db = store_backends.connect(self.location, busy_timeout_s)
+        except ConnectError as exc:
+            if self.location.kind == "postgresql":
+                raise StoreUnavailable(self.location, str(exc)) from None
+            raise StoreError(str(exc)) from None
+        except store_backends.SqliteBackend.Error as exc:
+            mapped = _write_error(self.location, exc)    # a full or read-only disk, not a bad file
+            if mapped is not None:
+                raise mapped from None
+            raise StoreError(f"{self.location}: not a usable cutover history database: {exc}") from None
+        self.kind = self._db.kind
+        self.path: Path | None = self._db.path       # None for a server database
+        self.Error = self._db.Error                  # the engine's error base class
         self._lock = threading.RLock()
         self._own_writes = 0
         try:
-            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
-            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"{self.path}: cannot switch to WAL mode (got {mode})")
-            self._db.execute("PRAGMA synchronous = NORMAL")
-            self._db.execute("PRAGMA foreign_keys = ON")
             self._migrate()
-        except sqlite3.DatabaseError as exc:
+        except self._db.Error as exc:
             self._db.close()
-            mapped = _write_error(self.path, exc)    # a full or read-only disk, not a bad file
+            mapped = _write_error(self.location, exc)    # a full or read-only disk, not a bad file
             if mapped is not None:
                 raise mapped from None
-            raise StoreError(f"{self.path}: not a usable cutover history database: {exc}") from None
+            raise StoreError(f"{self.location}: not a usable cutover history database: {exc}") from None
 
     # -- plumbing
 
@@ -323,18 +399,20 @@ class Store:
         self.close()
 
     @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction. BEGIN IMMEDIATE takes the write lock up front
-        so two writers queue on busy_timeout instead of deadlocking on upgrade."""
+    def _write(self) -> Iterator[store_backends.Backend]:
+        """One write transaction. On SQLite BEGIN IMMEDIATE takes the write
+        lock up front so two writers queue on busy_timeout instead of
+        deadlocking on upgrade; on PostgreSQL writers of different runs never
+        wait for each other."""
         with self._lock:
             if self._db.in_transaction:          # inside batch(): join it
                 yield self._db
                 return
             with self._write_faults():
-                self._db.execute("BEGIN IMMEDIATE")
+                self._db.begin_write()
                 try:
                     yield self._db
-                    self._db.execute("COMMIT")
+                    self._db.commit()
                 except BaseException:
                     self._rollback()
                     raise
@@ -342,11 +420,12 @@ class Store:
 
     @contextmanager
     def _write_faults(self) -> Iterator[None]:
-        """sqlite3 resource faults (disk full, read-only, locked) as StoreWriteError."""
+        """The engine's resource faults (disk full, read-only, locked, server
+        gone) as StoreWriteError."""
         try:
             yield
-        except sqlite3.Error as exc:
-            mapped = _write_error(self.path, exc)
+        except self._db.Error as exc:
+            mapped = _write_error(self.location, exc)
             if mapped is None:
                 raise
             raise mapped from exc
@@ -355,30 +434,30 @@ class Store:
         """Roll back if a transaction is still open: SQLite itself ends it on some errors
         (SQLITE_FULL), and a second ROLLBACK would hide the real cause."""
         if self._db.in_transaction:
-            self._db.execute("ROLLBACK")
+            self._db.rollback()
 
     @contextmanager
-    def _read(self) -> Iterator[sqlite3.Connection]:
+    def _read(self) -> Iterator[store_backends.Backend]:
         """A read transaction: all queries inside see one snapshot."""
         with self._lock:
             if self._db.in_transaction:
                 yield self._db
                 return
-            self._db.execute("BEGIN")
+            self._db.begin_read()
             try:
                 yield self._db
             finally:
-                self._db.execute("COMMIT")
+                self._db.commit()
 
     @contextmanager
     def batch(self) -> Iterator["Store"]:
         """Group many writes into one transaction (fixtures, imports). Normal
         runs do not use this: each of their writes commits on its own."""
         with self._lock, self._write_faults():
-            self._db.execute("BEGIN IMMEDIATE")
+            self._db.begin_write()
             try:
                 yield self
-                self._db.execute("COMMIT")
+                self._db.commit()
             except BaseException:
                 self._rollback()
                 raise
@@ -386,9 +465,7 @@ class Store:
 
     def schema_version(self) -> int:
         with self._lock:
-            row = self._db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name='schema_version'").fetchone()
-            if row is None:
+            if not self._db.table_exists("schema_version"):
                 return 0
             row = self._db.execute("SELECT version FROM schema_version").fetchone()
             return int(row[0]) if row else 0
@@ -400,11 +477,11 @@ class Store:
             # while the scheduler is mid-write must not wait for it.
             current = self.schema_version()
             if current > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: database schema version {current} is newer than this "
+                raise StoreError(f"{self.location}: database schema version {current} is newer than this "
                                  f"cutover (knows up to {SCHEMA_VERSION}); upgrade cutover")
             if current >= target:
                 return
-            self._db.execute("BEGIN IMMEDIATE")   # one migrator at a time across processes
+            self._db.begin_migration()   # one migrator at a time across processes
             try:
                 self._db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
                 row = self._db.execute("SELECT version FROM schema_version").fetchone()
@@ -414,24 +491,33 @@ class Store:
                 else:
                     current = int(row[0])
                 if current > SCHEMA_VERSION:
-                    raise StoreError(f"{self.path}: database schema version {current} is newer than this "
+                    raise StoreError(f"{self.location}: database schema version {current} is newer than this "
                                      f"cutover (knows up to {SCHEMA_VERSION}); upgrade cutover")
                 for version in range(current, target):
                     for statement in _statements(MIGRATIONS[version]):
                         self._db.execute(statement)
                     self._db.execute("UPDATE schema_version SET version = ?", (version + 1,))
-                self._db.execute("COMMIT")
+                self._db.commit()
             except BaseException:
-                self._db.execute("ROLLBACK")
+                self._db.rollback()
                 raise
 
-    def data_version(self) -> int:
+    def data_version(self, site: str | None = None) -> int:
         """Changes whenever any process (this one included) commits a write.
-        PRAGMA data_version moves on other connections' commits only, so our
-        own write count is added."""
+        The engine's counter may move on other connections' commits only, so
+        our own write count is added. With ``site``, on a server database:
+        changes when that site's latest runs or sign-offs do (a central
+        database takes writes from every site every few seconds; the board of
+        one site must not reload for each of them)."""
         with self._lock:
-            other = self._db.execute("PRAGMA data_version").fetchone()[0]
-            return int(other) + self._own_writes
+            if site is None or self.kind == "sqlite":
+                return self._db.data_version() + self._own_writes
+            with self._read() as db:
+                runs = db.execute("SELECT r.id, r.finished_at, (SELECT count(*) FROM circuit_results c "
+                                  "WHERE c.run_id = r.id) FROM runs r WHERE r.site = ? "
+                                  "ORDER BY r.started_at DESC, r.id DESC LIMIT 2", (site,)).fetchall()
+                signed = db.execute("SELECT max(id) FROM signoffs WHERE site = ?", (site,)).fetchone()
+            return hash((tuple(map(tuple, runs)), tuple(signed or ()), self._own_writes)) & (2**62 - 1)
 
     # -- writing a run
 
@@ -440,12 +526,11 @@ class Store:
         text = json.dumps(profile_snapshot, sort_keys=True, default=str)
         digest = hashlib.sha256(text.encode()).hexdigest()
         with self._write() as db:
-            db.execute("INSERT OR IGNORE INTO profiles (hash, json) VALUES (?, ?)", (digest, text))
-            cur = db.execute(
-                "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash) VALUES (?, ?, ?, ?, ?)",
-                (site, kind, to_ts(started_at), tool_version, digest))
-            assert cur.lastrowid is not None          # set by every INSERT
-            return cur.lastrowid
+            db.execute("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", (digest, text))
+            row = db.execute(
+                "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash) VALUES (?, ?, ?, ?, ?) "
+                "RETURNING id", (site, kind, to_ts(started_at), tool_version, digest)).fetchall()
+            return int(row[0][0])
 
     def add_circuit_result(self, run_id: int, circuit: str, verdict: str, checks: list[Check],
                            raw: dict[str, dict] | None = None, *, stored_at: dt.datetime | None = None) -> None:
@@ -476,15 +561,18 @@ class Store:
     # -- reading runs
 
     def runs(self, site: str, since: dt.datetime | None = None, until: dt.datetime | None = None,
-             circuit: str | None = None, *, kind: str | None = "check",
+             circuit: str | None = None, *, kind: str | tuple[str, ...] | None = SUITE_KINDS,
              checks: str = "all") -> list[RunRecord]:
         """Runs of ``site`` started in [since, until), oldest first, with their
         circuits and checks (raw JSON loads lazily). With ``circuit``, only runs
         that stored that circuit, and only that circuit in each record.
 
-        ``kind``: "check" (default: the suite's runs, what pass rates, outages
-        and trends are made of), "drill" (failover drills, `cutover probe
-        failover`), or None for every kind.
+        ``kind``: one kind or several. Default :data:`SUITE_KINDS`: the suite's
+        runs, full ("check") and of some steps only ("partial", `check --step`),
+        which harness.history tells apart (only full runs make pass rates,
+        outages and coverage; partial ones update their own checks' latest
+        result). "drill" (failover drills, `cutover probe failover`) only when
+        asked for, or None for every kind.
 
         ``checks``: "all", "failing" (only fail/error: what an outage log
         needs) or "none" (verdicts only). 30 days of 5-minute runs on three
@@ -493,15 +581,11 @@ class Store:
         if checks not in ("all", "failing", "none"):
             raise ValueError(f"checks must be 'all', 'failing' or 'none', not {checks!r}")
         where, args = ["site = ?"], [site]
-        if since is not None:
-            where.append("started_at >= ?")
-            args.append(to_ts(since))
-        if until is not None:
-            where.append("started_at < ?")
-            args.append(to_ts(until))
+        _window("started_at", since, until, where, args)
         if kind is not None:
-            where.append("kind = ?")
-            args.append(kind)
+            kinds = (kind,) if isinstance(kind, str) else tuple(kind)
+            where.append(f"kind IN ({', '.join('?' * len(kinds))})")
+            args.extend(kinds)
         run_sql = ("SELECT id, site, started_at, finished_at, verdict, kind, tool_version, profile_hash "
                    f"FROM runs WHERE {' AND '.join(where)}")
         cfilter, cargs = ("AND c.circuit = ?", [circuit]) if circuit else ("", [])
@@ -562,25 +646,175 @@ class Store:
         return json.loads(row[0]) if row else None
 
     def sites(self) -> list[str]:
+        """Every site with a run. A skip scan over the (site, started_at)
+        index: one probe per site, not a pass over every run (200 sites with
+        1.7 million runs: milliseconds instead of a scan)."""
         with self._read() as db:
-            return [r[0] for r in db.execute("SELECT DISTINCT site FROM runs ORDER BY site")]
+            return [r[0] for r in db.execute(
+                "WITH RECURSIVE s(site) AS (SELECT min(site) FROM runs UNION ALL "
+                "SELECT (SELECT min(r.site) FROM runs r WHERE r.site > s.site) FROM s WHERE s.site IS NOT NULL) "
+                "SELECT site FROM s WHERE site IS NOT NULL")]
+
+    def latest_runs(self, site: str, limit: int = 1) -> list[RunRecord]:
+        """The ``limit`` most recently started runs of ``site`` (newest first),
+        without their circuits: what a fleet overview needs (is the probe
+        still writing, and how often)."""
+        with self._read() as db:
+            return [RunRecord(rid, site, from_ts(st), from_ts(fin), v, k, {}, tv, ph)
+                    for rid, st, fin, v, k, tv, ph in db.execute(
+                        "SELECT id, started_at, finished_at, verdict, kind, tool_version, profile_hash FROM runs "
+                        "WHERE site = ? ORDER BY started_at DESC, id DESC LIMIT ?", (site, limit))]
 
     def series(self, site: str, check_id: str, since: dt.datetime | None = None,
                until: dt.datetime | None = None) -> list[tuple[dt.datetime, str, Any, str]]:
         """(started_at, circuit, measured, status) of one check over time, oldest
         first: a fast path for charts that need no full RunRecords."""
         where, args = ["r.site = ?", "c.check_id = ?"], [site, check_id]
-        if since is not None:
-            where.append("r.started_at >= ?")
-            args.append(to_ts(since))
-        if until is not None:
-            where.append("r.started_at < ?")
-            args.append(to_ts(until))
+        _window("r.started_at", since, until, where, args)
         with self._read() as db:
             return [(from_ts(st), circ, _join(m, mt), status) for st, circ, m, mt, status in db.execute(
                 "SELECT r.started_at, c.circuit, c.measured, c.measured_text, c.status FROM checks c "
                 f"JOIN runs r ON r.id = c.run_id WHERE {' AND '.join(where)} ORDER BY r.started_at, r.id",
                 args)]
+
+    def json_numbers(self, site: str, paths: Mapping[str, list[tuple[str, ...]]],
+                     since: dt.datetime | None = None, until: dt.datetime | None = None
+                     ) -> list[tuple[str, str, str, tuple[float | None, ...]]] | None:
+        """(started_at text, circuit, probe, (number at each of that probe's
+        paths, or None)) from the raw probe JSON over time, oldest first,
+        extracted by the engine in one pass over the window (30 days of one
+        site: 26k documents). ``paths``: probe -> JSON paths. Only numbers are
+        returned (text, booleans and missing paths are None). None when the
+        engine cannot read a stored document (a non-standard NaN in old
+        JSON): the caller then falls back to the per-run raw JSON."""
+        probes = list(paths)
+        if not probes:
+            return []
+        where, args = ["r.site = ?", f"x.probe IN ({', '.join('?' * len(probes))})"], [site, *probes]
+        _window("r.started_at", since, until, where, args)
+        cols, col_args = [], []
+        for probe in probes:
+            for p in paths[probe]:
+                cols.append(f"CASE WHEN probe = ? THEN {self._db.json_number('j', p)} END")
+                col_args.append(probe)
+        # MATERIALIZED: each document parsed once, whatever number of paths is read
+        sql = (f"WITH q AS MATERIALIZED (SELECT r.started_at AS st, r.id AS rid, x.circuit AS circuit, "
+               f"x.probe AS probe, {self._db.json_doc('x.json')} AS j FROM raw_results x "
+               f"JOIN runs r ON r.id = x.run_id WHERE {' AND '.join(where)}) "
+               f"SELECT st, circuit, probe, {', '.join(cols)} FROM q ORDER BY st, rid")
+        offset, spans = 0, {}
+        for probe in probes:
+            spans[probe] = (offset, offset + len(paths[probe]))
+            offset += len(paths[probe])
+        try:
+            with self._read() as db:
+                rows = db.execute(sql, [*args, *col_args]).fetchall()
+        except self._db.DataError:
+            return None
+        return [(row[0], row[1], row[2], tuple(row[3 + spans[row[2]][0]:3 + spans[row[2]][1]])) for row in rows]
+
+    # -- the fleet's per-site summary (derived; see harness.fleet)
+
+    def put_site_status(self, site: str, evaluated_at: dt.datetime, doc: dict) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO site_status (site, evaluated_at, json) VALUES (?, ?, ?) "
+                       "ON CONFLICT (site) DO UPDATE SET evaluated_at = excluded.evaluated_at, json = excluded.json",
+                       (site, to_ts(evaluated_at), json.dumps(doc, default=str)))
+
+    def site_statuses(self) -> dict[str, tuple[dt.datetime, dict]]:
+        with self._read() as db:
+            return {site: (from_ts(at), json.loads(doc))
+                    for site, at, doc in db.execute("SELECT site, evaluated_at, json FROM site_status")}
+
+    def last_signoff_at(self, site: str) -> dt.datetime | None:
+        with self._read() as db:
+            row = db.execute("SELECT max(at) FROM signoffs WHERE site = ?", (site,)).fetchone()
+        return from_ts(row[0]) if row and row[0] else None
+
+    # -- moving a history between databases
+
+    def import_from(self, source: "Store", *, site_map: Mapping[str, str | list[str]] | None = None
+                    ) -> "ImportStats":
+        """Copy every run, circuit result, check, raw result, profile snapshot
+        and sign-off of ``source`` (a site's SQLite file) into this database
+        (the central one). Idempotent: a run is the same run when its site,
+        kind and start time (to the microsecond) are; what is already there
+        is skipped, circuits a run lacks are added, an incomplete run that
+        finished since is closed. A rerun therefore adds nothing. One
+        transaction per site: an interrupted import leaves whole sites.
+        ``site_map`` renames sites on the way (``{"old": "new"}``), or copies
+        one into several (``{"demo": ["a", "b"]}``: benchmarks, demo fleets)."""
+        stats = ImportStats()
+        # every column of checks both schemas have (a column a later migration adds travels too)
+        with source._read() as src_db, self._read() as dst_db:
+            theirs, ours = src_db.columns("checks"), dst_db.columns("checks")
+        check_cols = ["run_id", "circuit"] + [c for c in theirs if c in ours and c not in ("run_id", "circuit")]
+        for site in source.sites_with_history():
+            dest = (site_map or {}).get(site, site)
+            with source._read() as src:
+                runs = src.execute("SELECT id, kind, started_at, finished_at, verdict, tool_version, profile_hash "
+                                   "FROM runs WHERE site = ? ORDER BY started_at, id", (site,)).fetchall()
+                circuits = src.execute("SELECT c.run_id, c.circuit, c.verdict, c.stored_at FROM circuit_results c "
+                                       "JOIN runs r ON r.id = c.run_id WHERE r.site = ?", (site,)).fetchall()
+                profiles = src.execute("SELECT hash, json FROM profiles WHERE hash IN "
+                                       "(SELECT profile_hash FROM runs WHERE site = ?)", (site,)).fetchall()
+                signoffs = src.execute("SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ? "
+                                       "ORDER BY at, id", (site,)).fetchall()
+                checks = src.execute(f"SELECT {', '.join('c.' + c for c in check_cols)} "
+                                     "FROM checks c JOIN runs r ON r.id = c.run_id WHERE r.site = ?",
+                                     (site,)).fetchall()
+                raws = src.execute("SELECT x.run_id, x.circuit, x.probe, x.json FROM raw_results x "
+                                   "JOIN runs r ON r.id = x.run_id WHERE r.site = ?", (site,)).fetchall()
+            for dest_site in [dest] if isinstance(dest, str) else dest:
+                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, check_cols, checks, raws)
+        self._db.optimize()
+        return stats
+
+    def _import_site(self, dest_site: str, stats: "ImportStats", runs, circuits, profiles, signoffs,
+                     check_cols, checks, raws) -> None:
+        """One site's rows (as read by :meth:`import_from`) into this database, one transaction."""
+        with self._write() as db:
+            have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
+                "SELECT id, started_at, kind, finished_at FROM runs WHERE site = ?", (dest_site,))}
+            have_circuits = set(db.execute(
+                "SELECT c.run_id, c.circuit FROM circuit_results c JOIN runs r ON r.id = c.run_id "
+                "WHERE r.site = ?", (dest_site,)).fetchall())
+            have_signoffs = set(db.execute(
+                "SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ?", (dest_site,)).fetchall())
+            db.executemany("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", profiles)
+            fresh = [(dest_site, kind, st, fin, verdict, tv, ph)
+                     for _rid, kind, st, fin, verdict, tv, ph in runs if (st, kind) not in have_runs]
+            db.copy_rows("runs", ("site", "kind", "started_at", "finished_at", "verdict", "tool_version",
+                                  "profile_hash"), fresh)
+            stats.runs_added += len(fresh)
+            if fresh:       # the new rows' ids, by their key
+                have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
+                    "SELECT id, started_at, kind, finished_at FROM runs WHERE site = ?", (dest_site,))}
+            idmap: dict[int, int] = {}
+            for rid, kind, st, fin, verdict, _tv, _ph in runs:
+                have = have_runs[(st, kind)]
+                idmap[rid] = have[0]
+                if have[1] is None and fin is not None:
+                    db.execute("UPDATE runs SET finished_at = ?, verdict = ? WHERE id = ?", (fin, verdict, have[0]))
+                    stats.runs_completed += 1
+            todo = {(rid, c) for rid, c, _, _ in circuits if (idmap[rid], c) not in have_circuits}
+            db.copy_rows("circuit_results", ("run_id", "circuit", "verdict", "stored_at"),
+                         [(idmap[rid], c, v, at) for rid, c, v, at in circuits if (rid, c) in todo])
+            db.copy_rows("checks", check_cols, [(idmap[r[0]], *r[1:]) for r in checks if (r[0], r[1]) in todo])
+            db.copy_rows("raw_results", ("run_id", "circuit", "probe", "json"),
+                         [(idmap[r[0]], *r[1:]) for r in raws if (r[0], r[1]) in todo])
+            new_signoffs = [so for so in signoffs if tuple(so) not in have_signoffs]
+            db.executemany("INSERT INTO signoffs (site, item, by_name, note, at, revoked) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *so) for so in new_signoffs])
+            stats.circuits_added += len(todo)
+            stats.checks_added += sum((r[0], r[1]) in todo for r in checks)
+            stats.signoffs_added += len(new_signoffs)
+            stats.sites.append(dest_site)
+
+    def sites_with_history(self) -> list[str]:
+        """Sites with runs or sign-offs."""
+        with self._read() as db:
+            return [r[0] for r in db.execute("SELECT site FROM runs UNION SELECT site FROM signoffs ORDER BY 1")]
 
     # -- sign-offs
 

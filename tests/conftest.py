@@ -47,3 +47,33 @@ def admin_tool_reason(tool: str) -> str | None:
     if shutil.which(tool, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin") is None:
         return f"{tool} not installed (scripts/sysdeps.sh)"
     return None
+
+
+# ---------------------------------------------------------------- the store on both engines
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL server for the session (tests/pgserver.py); skips
+    with the reason where PostgreSQL cannot be run."""
+    from tests import pgserver
+    srv, reason = pgserver.start_or_reason()
+    if srv is None:
+        pytest.skip(reason)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A fresh, empty PostgreSQL database (URL over the server's private socket)."""
+    return pg_server.url(pg_server.new_database())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_location(request, tmp_path):
+    """The same store contract on both engines: an SQLite path or a fresh PostgreSQL URL."""
+    if request.param == "sqlite":
+        return str(tmp_path / "h.sqlite")
+    return request.getfixturevalue("pg_url")

@@ -11,6 +11,7 @@ COMMANDS = [
     ["probe", "sip"], ["probe", "path"], ["probe", "call"], ["analyze"], ["plan"], ["profile", "validate"],
     ["profile", "schema"],
     ["check"], ["schedule"], ["report"], ["gate"], ["board"], ["signoff"], ["exporter"], ["demo"],
+    ["fleet"], ["db", "migrate"], ["db", "import"],
 ]
 
 
@@ -22,7 +23,7 @@ def test_help_has_an_example(argv):
 
 
 @pytest.mark.parametrize("argv", [c for c in COMMANDS if c[0] in ("probe", "analyze", "plan", "check",
-                                                                  "report", "gate")],
+                                                                  "report", "gate", "fleet")],
                          ids=lambda a: " ".join(a))
 def test_measuring_and_deciding_commands_take_json(argv):
     r = CliRunner().invoke(cli, [*argv, "--help"])

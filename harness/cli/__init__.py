@@ -26,6 +26,7 @@ Typical flow for a site moving providers:
   cutover report site.yaml --since 7d    readiness report with outages
   cutover gate site.yaml                 may the old service be terminated?
   cutover board site.yaml                the cutover board (terminal UI)
+  cutover fleet --db postgresql://...    every site of a central database
 
 Exit codes: 0 pass/GO, 1 measured and failed/NO-GO, 2 bad input, 3 could not measure,
 70 internal error (a bug: please report it), 130 interrupted.
@@ -62,6 +63,7 @@ COMMANDS = {
     "reflector": "cmd_reflector", "analyze": "cmd_analyze", "plan": "cmd_plan", "profile": "cmd_profile",
     "check": "cmd_check", "schedule": "cmd_schedule", "report": "cmd_report", "gate": "cmd_gate",
     "signoff": "cmd_signoff", "exporter": "cmd_exporter", "board": "cmd_board", "demo": "cmd_demo",
+    "db": "cmd_db", "fleet": "cmd_fleet",
 }
 PROBES = {
     "latency": "probe_latency", "stream": "probe_stream", "bandwidth": "probe_bandwidth",

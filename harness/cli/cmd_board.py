@@ -7,7 +7,7 @@ import sys
 import click
 
 from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, die, load_profile_or_exit
-from harness.cli.history_common import as_of_option, db_option, db_path, parse_time
+from harness.cli.history_common import as_of_option, db_option, db_path, open_store, parse_time
 
 
 @click.command("board", help="""The cutover board: a terminal UI that tracks the parallel run.
@@ -42,12 +42,8 @@ def command(profile, db, since, as_of, quick, poll_s):
         except ValueError as exc:
             die(EXIT_BAD_INPUT, f"--since: {exc}")
     fixed_now = parse_time(as_of) if as_of else None     # a frozen clock: demos, reproducing a day
-    from harness.store import Store, StoreError
     path = db_path(prof, db)
-    try:
-        Store(path).close()       # open/migrate once here so a bad file is a one-line error, not a crash
-    except StoreError as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    open_store(path).close()      # open/migrate once here so a bad file is a one-line error, not a crash
     if not sys.stdout.isatty():
         die(EXIT_BAD_INPUT, "the board needs a terminal (use `cutover gate` or `cutover report` in scripts)")
     from harness.tui.app import BoardApp   # Textual loads only for this command

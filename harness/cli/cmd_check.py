@@ -120,10 +120,12 @@ def exit_code(outcome) -> int:
 # ---------------------------------------------------------------- the command body (shared with demo)
 
 def open_store(profile, db: str | None):
-    """The history database; a resource fault (disk full, read-only) is raised as
-    StoreWriteError for the caller to measure anyway, other problems exit 2."""
-    from harness.store import Store, StoreError, StoreWriteError, default_path
-    path = default_path(profile, db)
+    """The history database; a resource fault (disk full, read-only, server
+    unreachable) is raised as StoreWriteError for the caller to measure anyway,
+    other problems (a broken file, a bad URL) exit 2."""
+    from harness.cli.history_common import db_path
+    from harness.store import Store, StoreError, StoreWriteError
+    path = db_path(profile, db)
     try:
         return Store(path)
     except StoreWriteError:
@@ -159,15 +161,17 @@ def unstored_document(outcome, db_path) -> dict:
             "raw": {n: co.raw for n, co in outcome.circuits.items()}}
 
 
-def save_unstored(outcome, db_path: Path, report_dir: str | None) -> Path | None:
+def save_unstored(outcome, db_path, report_dir: str | None) -> Path | None:
     """Write the run to the first folder that takes it: beside the database, the report
     folder, the current folder, the temporary folder. A full disk often still leaves one."""
     import json
     import os
     import tempfile
     text = json.dumps(unstored_document(outcome, db_path), indent=2, default=str)
-    name = f"{Path(db_path).name}.unstored-run-{outcome.started_at:%Y%m%dT%H%M%SZ}-{os.getpid()}.json"
-    folders = [Path(db_path).parent] + ([Path(report_dir)] if report_dir else []) + \
+    local = db_path.kind == "sqlite"        # a server database has no folder to write beside
+    base = Path(db_path.target).name if local else "cutover-central-db"
+    name = f"{base}.unstored-run-{outcome.started_at:%Y%m%dT%H%M%SZ}-{os.getpid()}.json"
+    folders = ([Path(db_path.target).parent] if local else []) + ([Path(report_dir)] if report_dir else []) + \
         [Path.cwd(), Path(tempfile.gettempdir())]
     for folder in dict.fromkeys(f.resolve() for f in folders):
         target = folder / name
@@ -218,7 +222,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
             store = open_store(profile, db)
         except StoreWriteError as exc:      # measure anyway; the results go to a fallback file
             open_error = exc
-    db_file = store.path if store is not None else default_path(profile, db)
+    db_file = store.location if store is not None else default_path(profile, db)
     stop = threading.Event()
     # the probes stop at once; storing what they measured takes well under the 5 s deadline
     with StopOnSignal(stop, "stopping the probes, storing what was measured", deadline_s=5.0), \
@@ -247,7 +251,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
             write_prom(profile, store, prom_file)
     if as_json:   # stdout: exactly the contract object; where things went is on stderr
         if not quiet and outcome.store_error is None:
-            err(f"stored as run {outcome.run_id} in {store.path}")
+            err(f"stored as run {outcome.run_id} in {store.location}")
             for p in paths:
                 err(f"report: {p}")
         d = outcome.to_dict()
@@ -261,7 +265,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
             emit_json(unstored_document(outcome, db_file))
     else:
         print_table(outcome)
-        out(f"history: run {outcome.run_id} in {store.path}")
+        out(f"history: run {outcome.run_id} in {store.location}")
         for p in paths:
             out(f"report: {p}")
     bugs = [(name, step, path) for name, co in outcome.circuits.items() for step, path in co.tracebacks.items()]

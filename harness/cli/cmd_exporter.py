@@ -21,16 +21,22 @@ labels: see docs/reports.md). For node_exporter's textfile collector use
 shuts down cleanly (exit 0). Port 0 picks a free port (printed on stderr).
 
 \b
-Example:
-  cutover exporter site.yaml --listen 0.0.0.0:9862""")
-@click.argument("profile", metavar="PROFILE")
+Without PROFILE, every site of the database is served (a central
+PostgreSQL one that many sites' probes write to), each with its `site`
+label and judged by the profile stored with its latest run.
+
+\b
+Examples:
+  cutover exporter site.yaml --listen 0.0.0.0:9862
+  cutover exporter --db postgresql://cutover@db.example/cutover --listen 0.0.0.0:9862""")
+@click.argument("profile", metavar="[PROFILE]", required=False)
 @click.option("--listen", default="127.0.0.1:9862", metavar="HOST:PORT", show_default=True)
 @click.option("--max-seconds", type=click.FloatRange(min=0), default=None, metavar="S",
               help="Stop after S seconds (tests, one-off scrapes). Default: run until stopped.")
 @db_option
 def command(profile: str, listen: str, max_seconds: float | None, db: str | None) -> None:
     from harness.exporter import make_server
-    prof = load_profile_or_exit(profile)
+    prof = load_profile_or_exit(profile) if profile else None
     text = listen.strip()
     ephemeral = text.endswith(":0")          # port 0: the kernel picks a free port (tests, ad-hoc use)
     try:
@@ -44,7 +50,8 @@ def command(profile: str, listen: str, max_seconds: float | None, db: str | None
         die(EXIT_BAD_INPUT, f"--listen {listen}: cannot listen: {exc.strerror or exc}")
     host, port = server.server_address[:2]
     shown = f"[{host}]" if ":" in host else host
-    err(f"cutover exporter: serving http://{shown}:{port}/metrics for site {prof.site!r} from {path}")
+    what = f"site {prof.site!r}" if prof else "every site"
+    err(f"cutover exporter: serving http://{shown}:{port}/metrics for {what} from {path}")
     stop = threading.Event()
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True)
     thread.start()

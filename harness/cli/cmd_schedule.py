@@ -56,7 +56,7 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
     from harness import schedule as S
     from harness import suite
     from harness.durations import parse_duration
-    from harness.store import Store, StoreError, default_path
+    from harness.cli import history_common
 
     prof = load_profile_or_exit(profile)
     if bool(every) == bool(cron):
@@ -92,7 +92,7 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
         check_args += ["--report-dir", str(Path(report_dir).resolve())]
     if prom_file:
         check_args += ["--prom-file", str(Path(prom_file).resolve())]
-    db_path = default_path(prof, db).resolve()
+    db_path = history_common.db_path(prof, db)
     profile_path = Path(profile).resolve()
 
     if print_systemd or print_cron:
@@ -103,7 +103,8 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
                                                        user=user)
                 if user == "cutover" and not unit_user:
                     click.echo("# runs as the system user 'cutover': useradd --system --create-home cutover,\n"
-                               f"# and let it read {profile_path} and write {db_path.parent}")
+                               f"# and let it read {profile_path}"
+                               + (f" and write {Path(db_path.target).parent}" if db_path.kind == "sqlite" else ""))
                 click.echo(f"# /etc/systemd/system/{name}.service\n{service}\n"
                            f"# /etc/systemd/system/{name}.timer\n{timer}\n"
                            f"# then: systemctl daemon-reload && systemctl enable --now {name}.timer")
@@ -113,10 +114,8 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
             die(EXIT_BAD_INPUT, str(exc))
         sys.exit(EXIT_OK)
 
-    try:   # create/migrate the database once here, so a bad --db fails now, not in every run
-        Store(db_path).close()
-    except StoreError as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    # create/migrate the database once here, so a bad --db fails now, not in every run
+    history_common.open_store(db_path).close()
     sched = S.Scheduler(prof, profile_path, when, db_path, check_args, timeout=timeout, grace_s=grace_s,
                         max_runs=max_runs, log=err)
     sched.install_signal_handlers()

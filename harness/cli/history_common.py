@@ -4,33 +4,43 @@
 from __future__ import annotations
 
 import datetime as dt
-from pathlib import Path
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, die
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_UNMEASURED, die
 from harness.durations import parse_duration
 
 UTC = dt.timezone.utc
 
-db_option = click.option("--db", default=None, metavar="PATH",
-                         help="History database (default: the profile's db:, else $CUTOVER_DB, "
-                              "else ~/.local/share/cutover/history.sqlite).")
+db_option = click.option("--db", default=None, metavar="PATH|URL",
+                         help="History database: an SQLite file or postgresql://user@host/db?sslmode=... "
+                              "(default: the profile's db:, else $CUTOVER_DB, else "
+                              "~/.local/share/cutover/history.sqlite). A server that cannot be reached "
+                              "exits 3; a bad path or URL exits 2.")
 as_of_option = click.option("--as-of", "as_of", default=None, metavar="TIME",
                             help="Evaluate as of this UTC date/time (ISO 8601), e.g. to reproduce a past "
                                  "decision. Default: now.")
 
 
-def db_path(profile, db: str | None) -> Path:
-    from harness.store import default_path
-    return default_path(profile, db)
+def db_path(profile, db: str | None):
+    """The database location (a path or a PostgreSQL URL); a URL of another
+    scheme is bad input (exit 2)."""
+    from harness.store import StoreError, default_path
+    try:
+        return default_path(profile, db)
+    except StoreError as exc:
+        die(EXIT_BAD_INPUT, str(exc))
 
 
-def open_store(path: Path):
-    """Open (creating if needed) the store; a broken file is bad input (exit 2)."""
-    from harness.store import Store, StoreError
+def open_store(path):
+    """Open (creating/migrating if needed) the store. A broken file or URL is
+    bad input (exit 2); a database server that cannot be reached or refuses
+    the credentials could not be measured against (exit 3)."""
+    from harness.store import Store, StoreError, StoreUnavailable
     try:
         return Store(path)
+    except StoreUnavailable as exc:
+        die(EXIT_UNMEASURED, str(exc))
     except StoreError as exc:
         die(EXIT_BAD_INPUT, str(exc))
 

@@ -66,7 +66,7 @@ class BoardApp(App):
         # background_open (the CLI): first frame at once with the circuits' names, the
         # figures a moment later; else (tests, snapshots) the data is there before mount
         self.data: BoardData = (placeholder(profile, self._clock()) if background_open else
-                                self.loader.load(self._clock(), version=self.store.data_version()))
+                                self.loader.load(self._clock(), version=self.store.data_version(self.profile.site)))
         self._loaded_at = self._clock()
         self._last_by = os.environ.get("CUTOVER_SIGNOFF_BY", "")
         self._run_stop: threading.Event | None = None
@@ -110,7 +110,7 @@ class BoardApp(App):
         if self._loading:
             return
         try:
-            version = self.store.data_version()
+            version = self.store.data_version(self.profile.site)
         except Exception:            # a locked or vanished file must not kill the board
             return
         if version != self.data.data_version or self.now() - self._loaded_at >= STALE_AFTER:
@@ -122,7 +122,7 @@ class BoardApp(App):
         self._loading = True
         # the version is read on this connection before the data: a write in between
         # shows up as a new version at the next poll and is read then
-        self._load_worker(self.store.data_version())
+        self._load_worker(self.store.data_version(self.profile.site))
 
     @work(thread=True, exclusive=True, group="load")
     def _load_worker(self, version: int) -> None:
@@ -140,7 +140,7 @@ class BoardApp(App):
     def reload_signoffs(self) -> None:
         """After our own sign-off: only the gate is evaluated again (milliseconds)."""
         self._apply(self.loader.refresh_signoffs(self.now(), self.store.signoffs(self.profile.site),
-                                                 version=self.store.data_version()))
+                                                 version=self.store.data_version(self.profile.site)))
 
     def _apply(self, data: BoardData) -> None:
         self._loading = False

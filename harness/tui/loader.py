@@ -94,7 +94,7 @@ class BoardLoader:
         t0 = time.perf_counter()
         profile, store, site = self.profile, self.store, self.profile.site
         if version is None:
-            version = store.data_version()   # read first: a write during the read triggers another refresh
+            version = store.data_version(site)   # read first: a write during the read triggers another refresh
         gate_since = gate_window_start(profile, now)
         trend_since = trend_start(now, self.window)
         until = now + dt.timedelta(microseconds=1)

@@ -1,0 +1,90 @@
+"""`cutover fleet`: every site of a (central) history database, most urgent first."""
+
+from __future__ import annotations
+
+import click
+
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, emit_json, json_option
+from harness.cli.history_common import as_of_option, db_path, open_store, resolve_now
+
+
+@click.command("fleet", help="""Every site in the database: phase, gate, dates, outages, quiet probes.
+
+\b
+For each site with runs in the database (usually the central PostgreSQL one
+all probes write to): its phase (before the parallel run, day N of it,
+ready, old service terminated), the gate decision and the first thing that
+blocks it, the notice-by and disconnect dates, open outages and the nearest
+SLA claim deadline, and how long ago its last run started (a probe that
+went quiet is flagged). Sorted by what needs attention first: open outage,
+claim due within 24 h, quiet probe, notice due within 7 days, NO-GO, ready,
+before the parallel run, terminated.
+
+\b
+Each site is judged from the profile stored with its latest run. Every
+`cutover check` (and `cutover signoff`) keeps the site's judgement in the
+database; the fleet reads it and brings the age of the last run to now
+(--live judges every site again). Mark a terminated service with
+  cutover signoff site.yaml old-service-terminated --by NAME
+
+\b
+Examples:
+  cutover fleet --db postgresql://cutover@db.example/cutover
+  cutover fleet --json | jq '.sites[] | select(.quiet)'
+
+Exit codes: 0 listed, 2 bad --db/--quiet-after, 3 no database there or the
+server cannot be reached.""")
+@click.option("--db", default=None, metavar="PATH|URL",
+              help="History database (default: $CUTOVER_DB, else ~/.local/share/cutover/history.sqlite).")
+@click.option("--quiet-after", "quiet_after", default=None, metavar="DURATION",
+              help="Flag a probe whose last run is older than this (e.g. 2h). Default: 3x the site's "
+                   "usual interval between runs, at least 30m.")
+@click.option("--live", is_flag=True,
+              help="Judge every site now from its runs instead of reading the summary each run keeps "
+                   "(slower: about 0.2 s per site with 30 days of 5-minute runs).")
+@as_of_option
+@json_option
+def command(db, quiet_after, live, as_of, as_json):
+    from harness import fleet
+    from harness.durations import format_duration, parse_duration
+    import datetime as dt
+    threshold = None
+    if quiet_after:
+        try:
+            threshold = parse_duration(quiet_after)
+        except ValueError as exc:
+            die(EXIT_BAD_INPUT, f"--quiet-after: {exc}")
+    now = resolve_now(as_of)
+    loc = db_path(None, db)
+    if not loc.exists():
+        die(EXIT_UNMEASURED, f"no history database at {loc}; pass --db or set $CUTOVER_DB")
+    store = open_store(loc)
+    # a past --as-of cannot use summaries judged later: fleet() judges those sites again
+    sites = fleet.fleet(store, now=now, quiet_after=threshold, live=live)
+    store.close()
+    if as_json:
+        emit_json({"db": str(loc), "evaluated_at": now.isoformat().replace("+00:00", "Z"),
+                   "sites": [s.to_dict() for s in sites]})
+        raise SystemExit(EXIT_OK)
+    if not sites:
+        click.echo(f"{loc}: no sites yet")
+        raise SystemExit(EXIT_OK)
+    from rich.console import Console
+    from rich.table import Table
+    t = Table(title=f"cutover fleet: {len(sites)} site(s) in {loc}, {now:%Y-%m-%d %H:%M} UTC")
+    for col in ("#", "site", "phase", "gate", "first blocking reason", "notice by", "disconnect",
+                "outages", "next claim by", "last run"):
+        t.add_column(col)
+    for s in sites:
+        last = "never" if s.last_run_age_s is None else \
+            format_duration(dt.timedelta(seconds=int(s.last_run_age_s))) + " ago"
+        if s.quiet:
+            last = f"[bold red]QUIET {last}[/]"
+        t.add_row(str(s.attention_rank), s.site, s.phase_detail if s.phase != "parallel" else
+                  f"parallel {s.phase_detail}", s.decision or "?", s.first_blocking or s.error or "",
+                  s.notice_by.isoformat() if s.notice_by else "",
+                  s.disconnect_on.isoformat() if s.disconnect_on else "",
+                  ", ".join(f"{o['circuit']} open" for o in s.open_outages) or "",
+                  f"{s.nearest_claim_by:%Y-%m-%d %H:%M}" if s.nearest_claim_by else "", last)
+    Console(width=200).print(t)
+    raise SystemExit(EXIT_OK)

@@ -1,0 +1,222 @@
+"""The PostgreSQL side of the store: migrations on a server, credentials,
+errors a user can act on (exit codes), and concurrent writers. The contract
+shared with SQLite is in test_store.py (parametrized over both engines)."""
+
+import datetime as dt
+import json
+import threading
+
+import psycopg
+import pytest
+
+from harness import store as S
+from harness.store import Store, StoreError, StoreUnavailable
+from harness.verdicts import Check
+from tests.conftest import run_cli
+from tests.pgserver import PASSWORD, PASSWORD_USER
+
+UTC = dt.timezone.utc
+T0 = dt.datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+PROFILE_YAML = """site: Harbour
+planned: {calls: 4}
+circuits:
+  - {name: new, role: new, down_mbps: 10, up_mbps: 10}
+cutover:
+  checklist:
+    - {id: porting, title: Numbers ported}
+"""
+
+
+def _run(st, at, site="Harbour", verdict="GO"):
+    rid = st.begin_run(site, {"site": site}, "0.1.0", started_at=at)
+    st.add_circuit_result(rid, "new", verdict, [Check("latency.rtt", "pass", 12.5, 150, "ms", 137.5, "ok")],
+                          {"latency": {"rtt_ms": {"p50": 12.5}}})
+    st.finish_run(rid, verdict, finished_at=at + dt.timedelta(seconds=30))
+    return rid
+
+
+def test_schema_on_postgresql(pg_url):
+    st = Store(pg_url)
+    assert st.kind == "postgresql" and st.path is None
+    assert st.schema_version() == S.SCHEMA_VERSION
+    with psycopg.connect(pg_url) as conn:
+        cols = dict(conn.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                 "WHERE table_name = 'checks'").fetchall())
+        ident = conn.execute("SELECT is_identity FROM information_schema.columns "
+                             "WHERE table_name = 'runs' AND column_name = 'id'").fetchone()[0]
+        idx = {r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'checks'")}
+    assert cols["measured"] == "double precision" and cols["run_id"] == "bigint" and cols["reason"] == "text"
+    assert ident == "YES"
+    assert {"checks_id", "checks_failing"} <= idx
+
+
+def test_migration_from_version_1_on_postgresql(pg_url):
+    """A server database at version 1 (before sign-offs) is upgraded in place."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        conn.execute("INSERT INTO schema_version VALUES (1)")
+        for stmt in S._statements(S.MIGRATIONS[0]):
+            conn.execute(S.store_backends.pg_sql(stmt))
+        conn.execute("INSERT INTO runs (id, site, kind, started_at, finished_at, verdict, tool_version) "
+                     "VALUES (7, 'Harbour', 'check', '2026-11-01T08:00:00.000000Z', "
+                     "'2026-11-01T08:00:30.000000Z', 'NO-GO', '0.0.9')")
+    st = Store(pg_url)
+    assert st.schema_version() == S.SCHEMA_VERSION
+    assert [r.id for r in st.runs("Harbour")] == [7]
+    st.signoff("Harbour", "porting", "Ana")
+    assert st.signoffs("Harbour")["porting"].by == "Ana"
+
+
+def test_newer_schema_refused_on_postgresql(pg_url):
+    Store(pg_url).close()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="newer"):
+        Store(pg_url)
+
+
+def test_concurrent_first_open_migrates_once(pg_url):
+    """Eight processes' worth of first opens at once: the advisory lock lets
+    one migrate; nobody fails on 'relation already exists'."""
+    errors: list[BaseException] = []
+
+    def open_it():
+        try:
+            Store(pg_url).close()
+        except BaseException as exc:      # collected and asserted below
+            errors.append(exc)
+    threads = [threading.Thread(target=open_it) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert errors == []
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*), max(version) FROM schema_version").fetchone() == (1, S.SCHEMA_VERSION)
+
+
+def test_password_from_url_tcp_and_masked(pg_server):
+    db = pg_server.new_database(owner=PASSWORD_USER)
+    url = pg_server.tcp_url(db)
+    st = Store(url)
+    _run(st, T0)
+    assert str(st.location) == f"postgresql://{PASSWORD_USER}:***@127.0.0.1:{pg_server.port}/{db}?sslmode=disable"
+    assert PASSWORD not in repr(st.location.display)
+    # the password is not in anything stored
+    with psycopg.connect(url) as conn:
+        dump = str(conn.execute("SELECT * FROM runs").fetchall())
+        dump += str(conn.execute("SELECT * FROM profiles").fetchall())
+    assert PASSWORD not in dump
+
+
+def test_password_from_pgpass_file(pg_server, tmp_path, monkeypatch):
+    db = pg_server.new_database(owner=PASSWORD_USER)
+    passfile = tmp_path / "pgpass"
+    passfile.write_text(f"127.0.0.1:{pg_server.port}:{db}:{PASSWORD_USER}:{PASSWORD}\n")
+    passfile.chmod(0o600)
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(passfile))
+    url = pg_server.tcp_url(db, password=None)
+    _run(Store(url), T0)
+    assert len(Store(url).runs("Harbour")) == 1
+    # and ?passfile= in the URL (libpq's own parameter)
+    monkeypatch.delenv("PGPASSFILE")
+    assert len(Store(url + f"&passfile={passfile}").runs("Harbour")) == 1
+
+
+def test_wrong_password_and_unreachable_server_are_clear_errors(pg_server):
+    db = pg_server.new_database(owner=PASSWORD_USER)
+    with pytest.raises(StoreUnavailable, match="password authentication failed") as exc:
+        Store(pg_server.tcp_url(db, password="wrong-one"))
+    assert "wrong-one" not in str(exc.value) and "***" in str(exc.value)
+    with pytest.raises(StoreUnavailable, match="cannot connect to PostgreSQL"):
+        Store("postgresql://nobody@127.0.0.1:1/cutover?connect_timeout=2", busy_timeout_s=2)
+
+
+def test_cli_db_url_is_never_a_path(tmp_path, pg_server):
+    """`--db postgresql://...` once created an SQLite file under a folder
+    named 'postgresql:'. Now: a server that is down exits 3, a foreign URL
+    scheme exits 2, a working URL stores there; no folder appears."""
+    prof = tmp_path / "site.yaml"
+    prof.write_text(PROFILE_YAML)
+    down = "postgresql://cutover:topsecret@127.0.0.1:1/cutover?connect_timeout=2"
+    r = run_cli("gate", str(prof), "--db", down, "--json", cwd=tmp_path)
+    assert r.returncode == 3, r.stderr
+    assert "cannot connect to PostgreSQL" in r.stderr and "topsecret" not in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr
+    r = run_cli("gate", str(prof), "--db", "mysql://u@h/db", "--json", cwd=tmp_path)
+    assert r.returncode == 2 and "unsupported database URL scheme" in r.stderr
+    assert not any(p.name.endswith(":") for p in tmp_path.iterdir())
+    url = pg_server.url(pg_server.new_database())
+    r = run_cli("signoff", str(prof), "porting", "--by", "Ana", "--db", url, "--json", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert Store(url).signoffs("Harbour")["porting"].by == "Ana"
+
+
+def test_writers_do_not_wait_for_each_other(pg_url):
+    """Two sites' writers with open transactions at once (SQLite would queue
+    the second on its file lock); a reader sees neither until they commit."""
+    # b gives up on any lock after 1 s: were it queued behind a, it would raise
+    a, b, reader = Store(pg_url), Store(pg_url, busy_timeout_s=1), Store(pg_url)
+    in_a, release = threading.Event(), threading.Event()
+
+    def hold():
+        with a.batch():
+            _run(a, T0, site="A")
+            in_a.set()
+            release.wait(10)
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert in_a.wait(10)
+        _run(b, T0, site="B")                    # commits while A's transaction is open
+        assert reader.sites() == ["B"]
+    finally:
+        release.set()
+        t.join(10)
+    assert reader.sites() == ["A", "B"]
+
+
+def test_check_with_the_server_down_keeps_the_run_in_a_file(tmp_path):
+    """The central database unreachable mid-parallel-run: `cutover check`
+    measures anyway and keeps the run in a fallback file (as for a full
+    disk), the password appears nowhere."""
+    from harness.profile import DEMO_PROFILE
+    from tests.harness_procs import closed_udp_port, demo_profile
+    prof = demo_profile(tmp_path / "site.yaml", closed_udp_port(), closed_udp_port())
+    assert DEMO_PROFILE.exists()
+    url = "postgresql://probe:topsecret@127.0.0.1:1/cutover?connect_timeout=2"
+    r = run_cli("check", str(prof), "--db", url, "--step", "stream", "--quiet", "--json", cwd=tmp_path)
+    assert r.returncode == 3, r.stderr          # both reflectors down: nothing measured
+    assert "cannot connect to PostgreSQL" in r.stderr and "the run's results are saved in" in r.stderr
+    (saved,) = tmp_path.glob("cutover-central-db.unstored-run-*.json")
+    doc = json.loads(saved.read_text())
+    assert doc["site"] == "Demo site (loopback)" and set(doc["raw"]) == {"old", "new"}
+    assert doc["database"] == "postgresql://probe:***@127.0.0.1:1/cutover?connect_timeout=2"
+    assert "topsecret" not in r.stdout + r.stderr + saved.read_text()
+    assert json.loads(r.stdout)["not_stored"]["cause"] == "database server unreachable"
+
+
+def test_schedule_hands_the_password_to_its_children_by_environment(tmp_path, pg_server):
+    """A URL with a password: the `cutover check` children get it in
+    $PGPASSWORD, not on their command line (visible in ps); a systemd unit or
+    crontab line that would store it is refused (exit 2)."""
+    from harness import schedule as S
+    from harness.profile import load_profile
+    from harness.store_backends import parse_location
+    from tests.harness_procs import closed_udp_port, demo_profile
+    prof_path = demo_profile(tmp_path / "site.yaml", closed_udp_port(), closed_udp_port())
+    db = pg_server.new_database(owner=PASSWORD_USER)
+    url = pg_server.tcp_url(db)
+    sched = S.Scheduler(load_profile(prof_path), prof_path, S.Every(dt.timedelta(seconds=1)), parse_location(url))
+    cmd = sched.command(tmp_path / "rid")
+    assert PASSWORD not in " ".join(cmd) and sched.child_env["PGPASSWORD"] == PASSWORD
+    assert cmd[cmd.index("--db") + 1] == url.replace(f":{PASSWORD}@", "@")
+    r = run_cli("schedule", str(prof_path), "--every", "0.2s", "--max-runs", "1", "--db", url, "--step", "stream",
+                env={"PGPASSWORD": ""}, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert PASSWORD not in r.stderr + r.stdout
+    (run,) = Store(url).runs("Demo site (loopback)")     # the child authenticated and stored its run
+    assert run.complete and set(run.circuits) == {"old", "new"}
+    r = run_cli("schedule", str(prof_path), "--every", "15m", "--db", url, "--print-systemd", cwd=tmp_path)
+    assert r.returncode == 2 and "~/.pgpass" in r.stderr and PASSWORD not in r.stdout + r.stderr
