@@ -41,12 +41,12 @@ def _store_run(st, at, verdict="GO", circuits=("old", "new"), site="Harbour"):
 def test_fresh_database_is_wal_and_current(tmp_path):
     path = tmp_path / "sub" / "h.sqlite"
     st = Store(path)
-    assert st.schema_version() == S.SCHEMA_VERSION == 3
+    assert st.schema_version() == S.SCHEMA_VERSION == 4
     st.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"runs", "circuit_results", "checks", "raw_results", "signoffs", "schema_version"} <= tables
+    assert {"runs", "circuit_results", "checks", "raw_results", "signoffs", "schema_version", "site_status"} <= tables
     idx = raw.execute("SELECT sql FROM sqlite_master WHERE name='runs_site_started'").fetchone()[0]
     assert "site, started_at" in idx
 
