@@ -278,6 +278,12 @@ def measure_circuit(profile, circuit, *, quick: bool = False, progress: RunProgr
             got = [error(f"{name}.evaluate", f"internal error in cutover ({name}): could not evaluate the "
                                              f"result: {type(exc).__name__}: {exc}; this is a bug in cutover, "
                                              f"not a network fault; traceback in {path}", cause=INTERNAL)]
+        if stop is not None and stop.is_set() and isinstance(result, dict) and result.get("partial"):
+            # we stopped this step (SIGTERM, Ctrl-C, the scheduler's deadline): its figures are
+            # truncated (packets in flight count as lost), evidence of nothing about the circuit
+            got = [c if c.status == "pass" else
+                   with_cause(c, GAP, f"stopped by us before the step ended, not evidence: {c.reason}")
+                   for c in got]
         checks.extend(got)
         worst = circuit_verdict(got)
         progress(circuit.name, name, 1.0, f"done ({worst if got else 'no checks'})")

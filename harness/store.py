@@ -627,11 +627,13 @@ class Store:
                 return r
         return None
 
-    def latest_run(self, site: str, kind: str = "check") -> RunRecord | None:
-        """The most recently started run of that kind (complete or not)."""
+    def latest_run(self, site: str, kind: str | tuple[str, ...] = SUITE_KINDS) -> RunRecord | None:
+        """The most recently started run of that kind or kinds (complete or not);
+        by default the suite's, full or partial (:data:`SUITE_KINDS`)."""
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind)
         with self._read() as db:
-            row = db.execute("SELECT id FROM runs WHERE site = ? AND kind = ? "
-                             "ORDER BY started_at DESC, id DESC LIMIT 1", (site, kind)).fetchone()
+            row = db.execute(f"SELECT id FROM runs WHERE site = ? AND kind IN ({', '.join('?' * len(kinds))}) "
+                             "ORDER BY started_at DESC, id DESC LIMIT 1", (site, *kinds)).fetchone()
         return self.run(row[0]) if row else None
 
     def raw(self, run_id: int, circuit: str) -> dict[str, dict]:
