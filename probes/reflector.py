@@ -50,9 +50,10 @@ concluded "stateless reflector"):
   refused (``stats.session_limited``). A per-source packet rate cap
   (``max_pps_per_source``). Malformed packets are counted and dropped.
 - The log is bounded: a line per ended session for the first
-  LOG_LINES_PER_WINDOW (50) per LOG_WINDOW_S (10 s), after that one line per
-  reason for the rest ("2,000 more sessions from 1 source ended in the last
-  10 s ..."); refused packets never get a line each, one line per reason and
+  LOG_LINES_PER_WINDOW (50) established sessions and the first 50 on
+  probation per LOG_WINDOW_S (10 s), so a flood cannot crowd out the real
+  sessions' lines; after that one line per reason for the rest ("14,464 more
+  sessions from 10 sources ended in the last 10 s ..."); refused packets never get a line each, one line per reason and
   window ("dropped 80,000 packets from 10 sources in the last 10 s: session
   table full ...; most from 127.0.0.2 (8,000), ..."). Sources are tracked up
   to MAX_TALLY_SOURCES per reason, so the tally's memory is bounded too.
@@ -254,7 +255,7 @@ class StampReflector:
         self._drops = _Tally()                      # packets not answered, this log window
         self._quiet_ends = _Tally()                 # sessions ended past the line budget
         self._log_t0 = time.monotonic()             # start of the log window
-        self._log_lines = 0                         # session lines in this window
+        self._log_lines = [0, 0]                    # session lines in this window: [probation, established]
         self._kernel_drops_logged = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -680,8 +681,11 @@ class StampReflector:
                 del self._src_sessions[src]
         if self.on_session_end is None:
             return
-        if self._log_lines < LOG_LINES_PER_WINDOW:
-            self._log_lines += 1
+        # established sessions and those on probation have a line budget each, so a
+        # flood's sessions cannot use up the lines of the real ones
+        established = sess.next_seq >= PROVEN_PACKETS
+        if self._log_lines[established] < LOG_LINES_PER_WINDOW:
+            self._log_lines[established] += 1
             self._log(session_summary(sess, reason))
         else:
             self._quiet_ends.add(reason, src)
@@ -704,15 +708,15 @@ class StampReflector:
                           f"{reason}; most from {_top(srcs)}")
             for reason, count, srcs, more in self._quiet_ends.take():
                 self._log(f"{count:,} more sessions from {_sources(srcs, more)} ended in the last {secs} s "
-                          f"(a line each for the first {LOG_LINES_PER_WINDOW} per {LOG_WINDOW_S:g} s): "
-                          f"{reason}")
+                          f"(a line each only for the first {LOG_LINES_PER_WINDOW} established and "
+                          f"{LOG_LINES_PER_WINDOW} other sessions per {LOG_WINDOW_S:g} s): {reason}")
             k = self.stats.kernel_drops
             if k > self._kernel_drops_logged:
                 self._log(f"the kernel dropped {k - self._kernel_drops_logged:,} datagrams in the last "
                           f"{secs} s (receive buffer full: the reflector could not keep up)")
                 self._kernel_drops_logged = k
         self._log_t0 = now
-        self._log_lines = 0
+        self._log_lines = [0, 0]
 
     def sessions(self) -> list[dict]:
         """Snapshot of active sessions (for tests and status)."""
