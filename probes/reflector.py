@@ -392,6 +392,7 @@ class StampReflector:
         stats = self.stats
         sessions = self._sessions
         probation = self._probation
+        PROVEN = PROVEN_PACKETS
         drop = self._drops.add
         per_source = self._per_source
         window_cap = max(1, self.max_pps_per_source // 10)
@@ -583,7 +584,7 @@ class StampReflector:
                     if sess is None:
                         continue
                 sess.next_seq += 1
-                if sess.next_seq == PROVEN_PACKETS:
+                if sess.next_seq == PROVEN:
                     del probation[skey]          # established: no newcomer evicts it now
                 sess.last_ns = now_ns
                 if seq > sess.max_seq:
