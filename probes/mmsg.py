@@ -118,6 +118,9 @@ def walk_cmsg(ctrl: bytearray, off: int, length: int) -> tuple[int, int, int, in
     return sec, nsec, tos, ovfl, ttl
 
 
+_ZEROS = [bytes(k) for k in range(CMSG_ALIGN)]     # a cmsg's padding to CMSG_ALIGN
+
+
 def encode_cmsg(ctrl: bytearray, ancdata: list) -> int:
     """Write recvmsg's parsed ancillary list back in the kernel's cmsg layout
     (what :func:`walk_cmsg` reads); returns the bytes written. Items that do
@@ -135,9 +138,6 @@ def encode_cmsg(ctrl: bytearray, ancdata: list) -> int:
         out += CMSG_HDR.pack(clen, level, typ) + data + _ZEROS[pad]
     ctrl[:len(out)] = out
     return len(out)
-
-
-_ZEROS = [bytes(k) for k in range(CMSG_ALIGN)]
 
 
 def set_timer_slack(ns: int | None) -> int | None:

@@ -143,6 +143,8 @@ def test_sockaddr_tuple_matches_the_socket_module():
                 time.sleep(0.01)
             assert mmsg.sockaddr_tuple(mm.name(0)) == b.getsockname()
             assert mm.length(0) == 1
+            # and back: what OneByOne writes is byte for byte what the kernel wrote
+            assert mmsg.sockaddr_raw(b.getsockname(), family) == mm.name(0)
 
 
 def test_sender_health_counts_sends_later_than_one_ptime():
