@@ -309,23 +309,24 @@ class OneByOne:
         self.names = bytearray(NAME_B)
         self.ctrl = bytearray(ctrl_b)
         self._addr: tuple | None = None
-        self._lens: tuple[tuple, tuple] = ((), ())
+        self._lens = ([0], [0])          # the last datagram's length and control length
 
     def recv(self) -> int:
         """1 when a datagram was read, 0 when none is queued; OSError as MmsgSocket.recv."""
         try:
             n, anc, _flags, addr = self._recvmsg_into(self.bufs, self.ctrl_b)
         except BlockingIOError:
-            self._lens = ((), ())
             return 0
         if addr != self._addr:
             raw = sockaddr_raw(addr, self._family)
             self.names[:len(raw)] = raw
             self._addr = addr
-        self._lens = ((n,), (encode_cmsg(self.ctrl, anc),))
+        lens, clens = self._lens
+        lens[0], clens[0] = n, encode_cmsg(self.ctrl, anc)
         return 1
 
-    def lengths(self) -> tuple[tuple, tuple]:
+    def lengths(self) -> tuple[list, list]:
+        """([length], [control length]) of the datagram the last recv read."""
         return self._lens
 
 

@@ -61,9 +61,13 @@ concluded "stateless reflector"):
 One reply loop (:meth:`StampReflector._drain`) for both receive paths: on
 Linux recvmmsg with up to 64 datagrams per call and replies to one peer sent
 as one UDP GSO datagram train (probes/mmsg.py), elsewhere (or ``batch=False``)
-recvmsg_into through mmsg.OneByOne, which fills the same slots. The batched
-path answers about 130k packets/s on one core (7.2 us per reply); the
-one-by-one path costs about 13 us per reply.
+recvmsg_into through mmsg.OneByOne, which fills the same slots. Measured
+(thread CPU per reply, benchmarks/bench_reflector.py, 2-core VM under other
+load): batched 3.6-3.9 us on a queued burst (3.9 before the merge of the two
+loops), 5-6.6 us under the stream engine's 50 000 requests/s; keyed 16.7 us
+(HMAC-SHA-256 twice; the replay window adds about 0.6 us); one-by-one 11.2 us
+(8.4 us when it had a loop of its own: the adapter writes the ancillary data
+back in the kernel's layout, ~1 us, so that one parser reads both paths).
 """
 
 from __future__ import annotations
@@ -467,7 +471,6 @@ class StampReflector:
             if not count:
                 break
             now_ns = time_ns()
-            now_ntp = ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
             if not k & roll_mask:
                 roll_window()
             lens, clens = lengths()
@@ -518,8 +521,10 @@ class StampReflector:
                         stats.kernel_drops = drops
                     if ttl < 0:
                         ttl = 255
-                    rx_ntp = (((sec << 32) + ((nsec << 32) // 1_000_000_000)) + NTP_OFF) & MASK if sec \
-                        else now_ntp
+                    if sec:
+                        rx_ntp = (((sec << 32) + ((nsec << 32) // 1_000_000_000)) + NTP_OFF) & MASK
+                    else:          # no kernel timestamp: the clock read after recv
+                        rx_ntp = ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
                 if n < base_b:
                     stats.malformed += 1
                     drop(R_MALFORMED, src)
@@ -542,8 +547,9 @@ class StampReflector:
                                       seq, ts, ee, 0, ttl & 0xFF)
                     else:
                         try:
+                            # transmit timestamp written by flush(), as above
                             dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
-                                                 rx_ntp=rx_ntp, tx_ntp=now_ntp, dscp_received=dscp_rx,
+                                                 rx_ntp=rx_ntp, tx_ntp=0, dscp_received=dscp_rx,
                                                  ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
                                                  src=addr, local_port=local_port)
                         except DecodeError:
