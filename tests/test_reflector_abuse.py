@@ -29,27 +29,36 @@ from probes.stream import run as run_stream
 ROOT = Path(__file__).resolve().parent.parent
 KEY = b"abuse-test-key"
 
-# One new SSID per packet from each of n sources, paced at about 40 packets per
-# millisecond (well under what the reflector answers, so the kernel drops nothing
-# and a loss the stream sees could only be the reflector's doing). Bounded in
-# count and in time. Prints how many it sent.
+# One new SSID per packet from each of n sources, self-clocked: each source sends a
+# burst of 8 and reads its 8 replies before the next, so at most 80 flood packets
+# wait in the reflector's socket buffer at any time, whatever the machine's load
+# (a paced flood outran a stalled reflector on a busy machine, and the kernel then
+# dropped the stream's packets with the flood's: loss that would not be the
+# reflector's doing). Bounded in count and in time. Prints how many it sent.
 FLOOD = r"""
 import socket, sys, time
 from probes import stamp
 port, per_source, n_sources, max_s = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+BURST = 8
 socks = []
 for k in range(n_sources):
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((f"127.0.0.{k + 2}", 0))
+    s.settimeout(2.0)
     socks.append(s)
 dest, sent, deadline = ("127.0.0.1", port), 0, time.monotonic() + max_s
-for ssid in range(per_source):
-    pkt = stamp.encode_sender(stamp.SenderPacket(1, 0, ssid=ssid))
+for base in range(0, per_source, BURST):
+    ssids = range(base, min(base + BURST, per_source))
     for s in socks:
-        s.sendto(pkt, dest)
-        sent += 1
-    if ssid % 4 == 3:
-        time.sleep(0.001)
+        for ssid in ssids:
+            s.sendto(stamp.encode_sender(stamp.SenderPacket(1, 0, ssid=ssid)), dest)
+            sent += 1
+    for s in socks:
+        for _ in ssids:
+            try:
+                s.recv(4096)
+            except socket.timeout:
+                break
     if time.monotonic() > deadline:
         break
 print(sent, flush=True)
