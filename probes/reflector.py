@@ -88,6 +88,13 @@ SessionKey = tuple  # (address tuple, ssid)
 _U64_BE = struct.Struct(">Q")   # a reply's transmit timestamp, written right before the send
 _REFL_UNAUTH_MBZ = struct.Struct(stamp.REFL_UNAUTH.format + "3x")   # octets 0..43, MBZ zeroed
 
+# the cmsg level|type words the loop's one-unpack layouts compare (computed once: each
+# level_type is a pack and an unpack, and _drain runs per wake-up)
+_LEVEL_TYPES = (mmsg.level_type(socket.SOL_SOCKET, sockopts.SO_TIMESTAMPNS),
+                mmsg.level_type(socket.SOL_SOCKET, sockopts.SO_RXQ_OVFL),
+                mmsg.level_type(socket.IPPROTO_IP, socket.IP_TTL),
+                mmsg.level_type(socket.IPPROTO_IP, socket.IP_TOS))
+
 PROVEN_PACKETS = 3          # answered this often, a session is established: no newcomer evicts it
 REPLAY_WINDOW = 1024        # sender sequence numbers remembered per authenticated session
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
@@ -261,6 +268,7 @@ class StampReflector:
         self._log_t0 = time.monotonic()             # start of the log window
         self._log_lines = [0, 0]                    # session lines in this window: [probation, established]
         self._kernel_drops_logged = 0
+        self._local_port = 0                        # the socket's, once bound (Location TLV)
 
     # ------------------------------------------------------------ lifecycle
     def bind(self) -> tuple:
@@ -339,6 +347,7 @@ class StampReflector:
                 self._mm = None
         if self._mm is None:
             self._mm = mmsg.OneByOne(sock)
+        self._local_port = sock.getsockname()[1]
         now = time.monotonic()
         next_housekeeping = now + 0.1
         next_expiry = now + min(1.0, self.session_idle_s / 3)
@@ -392,7 +401,7 @@ class StampReflector:
         addr_cache = self._addr_cache
         sockaddr_tuple = mmsg.sockaddr_tuple
         key = self.key
-        base_b = stamp.base_size(key is not None)
+        base_b = stamp.AUTH_BASE_B if key is not None else stamp.UNAUTH_BASE_B
         stats = self.stats
         sessions = self._sessions
         probation = self._probation
@@ -401,7 +410,7 @@ class StampReflector:
         per_source = self._per_source
         window_cap = max(1, self.max_pps_per_source // 10)
         reflect_into = stamp.reflect_into
-        local_port = sock.getsockname()[1]      # for the Location TLV (RFC 8972 §4.2)
+        local_port = self._local_port           # for the Location TLV (RFC 8972 §4.2)
         DecodeError = stamp.StampDecodeError
         AuthError = stamp.StampAuthError
         sender_unpack = stamp.SENDER_HDR.unpack_from
@@ -419,11 +428,7 @@ class StampReflector:
         NTP_OFF = stamp.NTP_OFFSET_FIXED
         MASK = 0xFFFF_FFFF_FFFF_FFFF
         time_ns = time.time_ns
-        SOL_SOCKET, IPPROTO_IP = socket.SOL_SOCKET, socket.IPPROTO_IP
-        TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
-        LT_OVFL = mmsg.level_type(SOL_SOCKET, OVFL)
-        LT_TS, LT_TTL, LT_TOS = (mmsg.level_type(SOL_SOCKET, TS), mmsg.level_type(IPPROTO_IP, IP_TTL),
-                                 mmsg.level_type(IPPROTO_IP, IP_TOS))
+        LT_TS, LT_OVFL, LT_TTL, LT_TOS = _LEVEL_TYPES
         tos_now = self._tos_now
         roll_window = self._roll_rate_window
         sendto, sendmsg = sock.sendto, sock.sendmsg
