@@ -20,16 +20,54 @@ Behaviour:
   received (IP_RECVTOS / IPV6_RECVTCLASS) goes into the Class of Service TLV
   and the reply is marked with the DSCP the sender asked for (DSCP1).
 - Replies are exactly as long as their requests (no amplification).
-- With a key, only packets carrying a valid HMAC are answered.
-- Protection: a per-source packet rate cap, a per-source session cap (at
+- With a key, only packets carrying a valid HMAC are answered, and each
+  sender sequence number once per session: a sliding window of the last
+  REPLAY_WINDOW (1024) numbers per session, as IPsec's anti-replay window
+  (RFC 4303 §3.4.3); a copy of an answered packet, or one older than the
+  window, is refused and counted (``stats.replays_refused``, the session's
+  summary line, the aggregated log). The window is per session: a captured
+  packet sent from another address or port opens a new session (answered
+  once there, and subject to the quotas below). Without a key anyone can
+  forge packets, so there is nothing for a window to protect.
+
+Protection against floods (issue #16: 80 000 new SSIDs from 10 addresses
+used to evict a running 2-call stream, which then saw 2.7 % loss and
+concluded "stateless reflector"):
+
+- A session is *on probation* until it has been answered PROVEN_PACKETS (3)
+  times, then *established*. A real call sends every ptime (10-60 ms), so it
+  is established within about 0.1 s; a flood of one packet per SSID never is.
+- When the session table (``max_sessions``) is full, a newcomer takes the
+  place of the oldest session still on probation. Established sessions are
+  never evicted for a newcomer: when every session in the table is
+  established, the newcomer is refused (``stats.table_full``) until one
+  ends by idle expiry (``session_idle_s``). So a flood can only churn its
+  own one-packet sessions, and a new real session survives unless 65 536
+  newer sessions arrive within its first three packets.
+- Per source address at most ``max_sessions_per_source`` sessions (8192): at
   the cap a new session ends the source's oldest one if that has been quiet
-  for source_reuse_idle_s, else it is refused), and a bounded session table
-  (when full, the oldest session ends first; idle sessions expire).
-  Malformed packets are counted and dropped.
-- Tight synchronous loop that drains the socket after each wake-up. On Linux
-  the batched path (probes/mmsg.py: recvmmsg, replies to one peer as one UDP
-  GSO send) answers about 130k packets/s on one core (7.2 us per reply); the
-  per-packet path (recvmsg_into + sendto, 12.5 us) is the fallback.
+  for ``source_reuse_idle_s`` (a capacity ramp's finished step), else it is
+  refused (``stats.session_limited``). A per-source packet rate cap
+  (``max_pps_per_source``). Malformed packets are counted and dropped.
+- The log is bounded: a line per ended session for the first
+  LOG_LINES_PER_WINDOW (50) established sessions and the first 50 on
+  probation per LOG_WINDOW_S (10 s), so a flood cannot crowd out the real
+  sessions' lines; after that one line per reason for the rest ("14,464 more
+  sessions from 10 sources ended in the last 10 s ..."); refused packets never get a line each, one line per reason and
+  window ("dropped 80,000 packets from 10 sources in the last 10 s: session
+  table full ...; most from 127.0.0.2 (8,000), ..."). Sources are tracked up
+  to MAX_TALLY_SOURCES per reason, so the tally's memory is bounded too.
+
+One reply loop (:meth:`StampReflector._drain`) for both receive paths: on
+Linux recvmmsg with up to 64 datagrams per call and replies to one peer sent
+as one UDP GSO datagram train (probes/mmsg.py), elsewhere (or ``batch=False``)
+recvmsg_into through mmsg.OneByOne, which fills the same slots. Measured
+(thread CPU per reply, benchmarks/bench_reflector.py, 2-core VM under other
+load): batched 3.6-3.9 us on a queued burst (3.9 before the merge of the two
+loops), 5-6.6 us under the stream engine's 50 000 requests/s; keyed 16.7 us
+(HMAC-SHA-256 twice; the replay window adds about 0.6 us); one-by-one 11.2 us
+(8.4 us when it had a loop of its own: the adapter writes the ancillary data
+back in the kernel's layout, ~1 us, so that one parser reads both paths).
 """
 
 from __future__ import annotations
@@ -39,6 +77,7 @@ import socket
 import struct
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -49,6 +88,28 @@ SessionKey = tuple  # (address tuple, ssid)
 _U64_BE = struct.Struct(">Q")   # a reply's transmit timestamp, written right before the send
 _REFL_UNAUTH_MBZ = struct.Struct(stamp.REFL_UNAUTH.format + "3x")   # octets 0..43, MBZ zeroed
 
+# the cmsg level|type words the loop's one-unpack layouts compare (computed once: each
+# level_type is a pack and an unpack, and _drain runs per wake-up)
+_LEVEL_TYPES = (mmsg.level_type(socket.SOL_SOCKET, sockopts.SO_TIMESTAMPNS),
+                mmsg.level_type(socket.SOL_SOCKET, sockopts.SO_RXQ_OVFL),
+                mmsg.level_type(socket.IPPROTO_IP, socket.IP_TTL),
+                mmsg.level_type(socket.IPPROTO_IP, socket.IP_TOS))
+
+PROVEN_PACKETS = 3          # answered this often, a session is established: no newcomer evicts it
+REPLAY_WINDOW = 1024        # sender sequence numbers remembered per authenticated session
+_WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
+LOG_WINDOW_S = 10.0         # aggregated log lines at most this often
+LOG_LINES_PER_WINDOW = 50   # session summary lines per window before they are aggregated
+MAX_TALLY_SOURCES = 1024    # distinct sources remembered per reason and window
+
+# why a packet was not answered (one aggregated log line per reason and window)
+R_RATE = "over the per-source packet rate cap"
+R_MALFORMED = "malformed (not a STAMP packet of this mode)"
+R_AUTH = "failed authentication"
+R_REPLAY = "replayed sender sequence number (authenticated session)"
+R_SOURCE_CAP = "new session refused: the source is at its session cap and its sessions are live"
+R_TABLE_FULL = "session table full (every session established): new session refused"
+
 
 @dataclass
 class ReflectorStats:
@@ -57,29 +118,91 @@ class ReflectorStats:
     malformed: int = 0
     auth_failed: int = 0
     rate_limited: int = 0
-    session_limited: int = 0
+    session_limited: int = 0       # new sessions refused at the per-source cap
+    table_full: int = 0            # new sessions refused: the table is full of established sessions
+    evicted: int = 0               # sessions on probation ended to make room for a newcomer
+    replays_refused: int = 0       # authenticated packets whose sender seq was already answered
     sessions_started: int = 0
     sessions_active: int = 0
     kernel_drops: int = 0
 
 
 class _Session:
-    __slots__ = ("next_seq", "first_s", "last_ns", "min_seq", "max_seq", "dscp", "addr", "ssid")
+    __slots__ = ("next_seq", "first_s", "last_ns", "min_seq", "max_seq", "dscp", "addr", "ssid",
+                 "seen", "replays")
 
-    def __init__(self, addr: tuple, ssid: int, now: float, seq: int) -> None:
+    def __init__(self, addr: tuple, ssid: int, now_ns: int, seq: int) -> None:
         self.addr, self.ssid = addr, ssid
         self.next_seq = 0
-        self.first_s = now
-        self.last_ns = time.time_ns()      # wall clock: cheaper than a second clock read per packet
+        self.first_s = now_ns / 1e9
+        self.last_ns = now_ns              # wall clock: cheaper than a second clock read per packet
         self.min_seq = self.max_seq = seq
         self.dscp = -1
+        self.seen = 1                      # replay window: bit k = sender seq max_seq - k answered
+        self.replays = 0
+
+
+def replay_window(top: int, seen: int, seq: int) -> int:
+    """The anti-replay window after sender sequence number ``seq`` arrives, or
+    -1 to refuse it. ``top`` is the highest number answered so far and bit k
+    of ``seen`` says whether ``top - k`` was answered (RFC 4303 §3.4.3, with
+    REPLAY_WINDOW bits): a higher number slides the window, one inside it is
+    accepted once, one below it is refused."""
+    if seq > top:
+        shift = seq - top
+        return ((seen << shift) | 1) & _WINDOW_MASK if shift < REPLAY_WINDOW else 1
+    d = top - seq
+    if d >= REPLAY_WINDOW or (seen >> d) & 1:
+        return -1
+    return seen | (1 << d)
+
+
+class _Tally:
+    """Counts per reason and source address for one aggregated log line per
+    reason and window; at most MAX_TALLY_SOURCES sources per reason."""
+
+    def __init__(self) -> None:
+        self._by_reason: dict[str, list] = {}    # reason -> [count, {source: count}, more sources?]
+
+    def add(self, reason: str, src: str) -> None:
+        e = self._by_reason.get(reason)
+        if e is None:
+            e = self._by_reason[reason] = [0, {}, False]
+        e[0] += 1
+        srcs = e[1]
+        c = srcs.get(src)
+        if c is not None:
+            srcs[src] = c + 1
+        elif len(srcs) < MAX_TALLY_SOURCES:
+            srcs[src] = 1
+        else:
+            e[2] = True
+
+    def take(self) -> list[tuple[str, int, dict[str, int], bool]]:
+        """(reason, count, {source: count}, more sources than listed) per reason; starts afresh."""
+        out = [(reason, e[0], e[1], e[2]) for reason, e in self._by_reason.items()]
+        self._by_reason = {}
+        return out
+
+
+def _sources(srcs: dict[str, int], more: bool) -> str:
+    n = len(srcs)
+    return f"{n:,}{'+' if more else ''} source{'' if n == 1 and not more else 's'}"
+
+
+def _top(srcs: dict[str, int], k: int = 3) -> str:
+    best = sorted(srcs.items(), key=lambda kv: -kv[1])[:k]
+    return ", ".join(f"{_fmt_host(host)} ({n:,})" for host, n in best)
+
+
+def _fmt_host(host: str) -> str:
+    if host.startswith("::ffff:"):
+        host = host[7:]
+    return f"[{host}]" if ":" in host else host
 
 
 def _fmt_addr(addr: tuple) -> str:
-    host = addr[0]
-    if host.startswith("::ffff:"):
-        host = host[7:]
-    return f"[{host}]:{addr[1]}" if ":" in host else f"{host}:{addr[1]}"
+    return f"{_fmt_host(addr[0])}:{addr[1]}"
 
 
 def session_summary(s: _Session, reason: str) -> str:
@@ -87,9 +210,9 @@ def session_summary(s: _Session, reason: str) -> str:
     expected = s.max_seq - s.min_seq + 1
     missing = max(0, expected - s.next_seq)
     dscp = f", DSCP {s.dscp}" if s.dscp >= 0 else ""
+    replays = f", {s.replays} replays refused" if s.replays else ""
     return (f"session {_fmt_addr(s.addr)} ssid {s.ssid}: {s.next_seq} packets in {span:.1f} s, "
-            f"sender seq {s.min_seq}-{s.max_seq} ({missing} missing upstream){dscp}; {reason}")
-
+            f"sender seq {s.min_seq}-{s.max_seq} ({missing} missing upstream){dscp}{replays}; {reason}")
 
 def parse_listen(text: str) -> HostPort:
     """HOST:PORT to listen on; unlike a target, port 0 (any free port) is allowed."""
@@ -117,25 +240,35 @@ class StampReflector:
         # at the per-source cap, a new session ends that source's oldest one if it has been
         # quiet this long (a live call sends every ptime: 10-60 ms)
         self.source_reuse_idle_s = source_reuse_idle_s
+        # where log lines go: session summaries, and the window's aggregated lines
         self.on_session_end = on_session_end
         self.stats = ReflectorStats()
         self._sessions: dict[SessionKey, _Session] = {}   # insertion order = age
+        # sessions answered fewer than PROVEN_PACKETS times, oldest first: the ones a
+        # newcomer may evict (OrderedDict: taking the oldest is O(1); a dict's first key
+        # after many deletions at its front is a scan, 15 us per eviction at 65 536)
+        self._probation: OrderedDict[SessionKey, None] = OrderedDict()
         self._per_source: dict[str, int] = {}        # packets in the current 100 ms window
-        # active sessions per source address, oldest first (dicts keep insertion order)
-        self._src_sessions: dict[str, dict[SessionKey, None]] = {}
+        # active sessions per source address, oldest first
+        self._src_sessions: dict[str, OrderedDict[SessionKey, None]] = {}
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._tos_now = -1
-        self._buf = bytearray(65536)
         self.rx_features: dict[str, bool] = {}
-        self.batch = batch                          # use recvmmsg/sendmmsg when the OS has them
-        self._mm: mmsg.MmsgSocket | None = None
+        self.batch = batch                          # use recvmmsg and UDP GSO when the OS has them
+        self._mm: mmsg.MmsgSocket | mmsg.OneByOne | None = None
         self._addr_cache: dict[bytes, tuple] = {}   # raw sockaddr -> Python address tuple
         self._gso = False                           # send equal replies to one peer as one UDP GSO
         self._gso_failures = 0
         self._window_end = 0.0                      # end of the current 100 ms rate window
         self.gso_sends = 0                          # sendmsg calls that carried several replies
+        self._drops = _Tally()                      # packets not answered, this log window
+        self._quiet_ends = _Tally()                 # sessions ended past the line budget
+        self._log_t0 = time.monotonic()             # start of the log window
+        self._log_lines = [0, 0]                    # session lines in this window: [probation, established]
+        self._kernel_drops_logged = 0
+        self._local_port = 0                        # the socket's, once bound (Location TLV)
 
     # ------------------------------------------------------------ lifecycle
     def bind(self) -> tuple:
@@ -192,6 +325,7 @@ class StampReflector:
     def _close(self) -> None:
         for key in list(self._sessions):
             self._end(key, "reflector stopped")
+        self._flush_log(time.monotonic())
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -204,184 +338,55 @@ class StampReflector:
         sock = self._sock
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
-        drain = self._drain
+        self._mm, self._gso = None, False
         if self.batch and mmsg.available():
             try:
                 self._mm = mmsg.MmsgSocket(sock)
-                self._gso = self.batch and mmsg.gso_supported(sock)
-                drain = self._drain_batch
+                self._gso = mmsg.gso_supported(sock)
             except OSError:
                 self._mm = None
-        next_housekeeping = time.monotonic() + 0.1
-        next_expiry = time.monotonic() + min(1.0, self.session_idle_s / 3)
+        if self._mm is None:
+            self._mm = mmsg.OneByOne(sock)
+        self._local_port = sock.getsockname()[1]
+        now = time.monotonic()
+        next_housekeeping = now + 0.1
+        next_expiry = now + min(1.0, self.session_idle_s / 3)
+        self._log_t0 = now
         try:
             while not stop.is_set():
                 poller.poll(100)
-                drain(sock)
+                self._drain(sock)
                 now = time.monotonic()
                 if now >= next_housekeeping:
                     next_housekeeping = now + 0.1
                     if now >= next_expiry:
                         self._expire(now)
                         next_expiry = now + min(1.0, self.session_idle_s / 3)
+                    if now >= self._log_t0 + LOG_WINDOW_S:
+                        self._flush_log(now)
         finally:
             self._close()
 
     def _drain(self, sock: socket.socket) -> None:
-        """Answer everything queued, until EAGAIN, bounded per wake-up.
+        """Answer everything queued (bounded: at most 20 000 datagrams per wake-up).
 
-        The hot path: one recvmsg_into into a preallocated buffer, the reply
-        built in place in that buffer, one sendto of a memoryview of it.
-        Unauthenticated packets whose TLVs are the common Class of Service +
-        Extra Padding pair are rewritten inline (what stamp.reflect_into would
-        do, without the call); everything else goes through stamp.reflect_into.
-        """
-        recvmsg_into = sock.recvmsg_into
-        sendto = sock.sendto
-        key = self.key
-        stats = self.stats
-        sessions = self._sessions
-        per_source = self._per_source
-        window_cap = max(1, self.max_pps_per_source // 10)
-        anc_b = sockopts.ANC_BUF_B
-        reflect_into = stamp.reflect_into
-        local_port = sock.getsockname()[1]      # for the Location TLV (RFC 8972 §4.2)
-        DecodeError = stamp.StampDecodeError
-        AuthError = stamp.StampAuthError
-        sender_unpack = stamp.SENDER_HDR.unpack_from
-        refl_pack = stamp.REFL_UNAUTH.pack_into
-        cos_pack = stamp.COS_VALUE.pack_into
-        timespec = sockopts._TIMESPEC.unpack_from
-        EE = stamp.ERROR_ESTIMATE_DEFAULT
-        NTP_OFF = stamp._NTP_OFFSET_FIXED
-        MASK = 0xFFFF_FFFF_FFFF_FFFF
-        time_ns = time.time_ns
-        buf = self._buf
-        bufs = [buf]
-        view = memoryview(buf)
-        SOL_SOCKET, IPPROTO_IP, IPPROTO_IPV6 = socket.SOL_SOCKET, socket.IPPROTO_IP, socket.IPPROTO_IPV6
-        TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
-        TCLASS, HOPLIMIT = sockopts.IPV6_TCLASS, sockopts.IPV6_HOPLIMIT
-        tos_now = self._tos_now
-        roll_window = self._roll_rate_window
-        for i in range(20000):        # bounded: housekeeping runs at least every 20k packets
-            if not i & 63:
-                roll_window()
-            try:
-                n, anc, _flags, addr = recvmsg_into(bufs, anc_b)
-            except BlockingIOError:
-                break
-            except OSError:
-                # e.g. an ICMP error queued for a previous reply; nothing to answer
-                continue
-            stats.received += 1
-            src = addr[0]
-            n_src = per_source.get(src, 0) + 1
-            per_source[src] = n_src
-            if n_src > window_cap:
-                stats.rate_limited += 1
-                continue
-            rx_ns, tos, ttl = 0, -1, 255
-            for level, typ, data in anc:
-                if level == SOL_SOCKET:
-                    if typ == TS:
-                        sec, nsec = timespec(data)
-                        rx_ns = sec * 1_000_000_000 + nsec
-                    elif typ == OVFL:
-                        stats.kernel_drops = int.from_bytes(data[0:4], "little")
-                elif level == IPPROTO_IP:
-                    if typ == IP_TOS:
-                        tos = data[0]
-                    elif typ == IP_TTL:
-                        ttl = data[0]
-                elif level == IPPROTO_IPV6:
-                    if typ == TCLASS:
-                        tos = data[0]
-                    elif typ == HOPLIMIT:
-                        ttl = data[0]
-            if n < 28:
-                stats.malformed += 1
-                continue
-            now_ns = time_ns()
-            dscp_rx = (tos >> 2) if tos >= 0 else 0
-            if key is None and n >= 44:
-                seq, ts, ee, ssid = sender_unpack(buf, 0)
-                skey = (addr, ssid)
-                sess = sessions.get(skey)
-                # Class of Service TLV first, then one Extra Padding TLV filling the rest
-                if n >= 56 and buf[45] == 4 and buf[46] == 0 and buf[47] == 4 and buf[53] == 1 \
-                        and 56 + ((buf[54] << 8) | buf[55]) == n:
-                    dscp1 = buf[48] >> 2
-                    cos_pack(buf, 48, (dscp1 << 10) | (dscp_rx << 4) | ((tos & 3) << 2 if tos >= 0 else 0), 0)
-                    refl_pack(buf, 0, sess.next_seq if sess is not None else 0,
-                              ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK, EE, ssid,
-                              (((rx_ns or now_ns) * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK,
-                              seq, ts, ee, 0, ttl & 0xFF)
-                    buf[41] = buf[42] = buf[43] = 0
-                else:
-                    dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
-                                         rx_ntp=stamp.ntp_from_ns(rx_ns or now_ns),
-                                         tx_ntp=stamp.ntp_from_ns(now_ns), dscp_received=dscp_rx,
-                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
-                                         src=addr, local_port=local_port)
-                sender_seq = seq
-            else:
-                ssid = ((buf[26] << 8) | buf[27]) if key is not None else ((buf[14] << 8) | buf[15])
-                skey = (addr, ssid)
-                sess = sessions.get(skey)
-                sender_seq = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
-                try:
-                    dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
-                                         rx_ntp=stamp.ntp_from_ns(rx_ns or now_ns),
-                                         tx_ntp=stamp.ntp_from_ns(now_ns), key=key, dscp_received=dscp_rx,
-                                         ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
-                                         src=addr, local_port=local_port)
-                except AuthError:
-                    stats.auth_failed += 1
-                    continue
-                except DecodeError:
-                    stats.malformed += 1
-                    continue
-            if sess is None:
-                sess = self._new_session(skey, addr, ssid, now_ns / 1e9, sender_seq)
-                if sess is None:
-                    continue
-            sess.next_seq += 1
-            sess.last_ns = now_ns
-            if sender_seq > sess.max_seq:
-                sess.max_seq = sender_seq
-            elif sender_seq < sess.min_seq:
-                sess.min_seq = sender_seq
-            sess.dscp = dscp_rx if tos >= 0 else -1
-            want_tos = (dscp1 << 2) if dscp1 is not None else 0
-            if want_tos != tos_now:
-                try:
-                    sockopts.set_tos(sock, want_tos)
-                    tos_now = want_tos
-                except OSError:
-                    pass
-            stats.reflected += 1          # counted before sending, so readers never lag the reply
-            try:
-                sendto(view[:n], addr)
-            except OSError:
-                stats.reflected -= 1
-        self._tos_now = tos_now
-
-    def _drain_batch(self, sock: socket.socket) -> None:
-        """What :meth:`_drain` does, for up to 64 datagrams per recvmmsg.
-
-        Per datagram the same decisions in the same order (rate cap, ancillary
-        data, malformed, inline rewrite or stamp.reflect_into, session, DSCP),
-        read from the batch's preallocated slots instead of recvmsg_into's
-        tuples. Replies are queued, grouped by destination and size, and each
-        group leaves as one UDP GSO sendmsg (see probes/mmsg.py for why). The
-        queue is flushed before the socket's TOS changes, so each reply keeps
-        the marking its sender asked for. Unauthenticated replies get their
-        transmit timestamp written right before the send (it is not covered
-        by an HMAC), so batching does not hide the time a reply waited; keyed
-        replies keep the time they were built (the HMAC covers it). The
-        batch's receive-side clock (session times, and the receive time when
-        the kernel gave none) is read once per recvmmsg.
+        One loop for both receive paths: ``self._mm`` is an mmsg.MmsgSocket
+        (recvmmsg, up to 64 datagrams per call) or an mmsg.OneByOne
+        (recvmsg_into, one per call), read through the same slots. Per datagram,
+        in this order: source address, rate cap, ancillary data, size, the
+        reply built in place (the engine's usual Class of Service + Extra
+        Padding request is rewritten inline, anything else goes through
+        stamp.reflect_into), session, replay window (keyed), reply marking.
+        Replies are queued, grouped by destination and size, and each group
+        leaves as one UDP GSO sendmsg where the kernel has it (see
+        probes/mmsg.py for why), else one sendto each. The queue is flushed
+        before the socket's TOS changes, so each reply keeps the marking its
+        sender asked for. Unauthenticated replies get their transmit timestamp
+        written right before the send (it is not covered by an HMAC), so
+        batching does not hide the time a reply waited; keyed replies keep the
+        time they were built (the HMAC covers it). The receive-side clock
+        (session times, and the receive time when the kernel gave none) is
+        read once per recv call.
         """
         mm = self._mm
         recv, lengths = mm.recv, mm.lengths
@@ -396,27 +401,34 @@ class StampReflector:
         addr_cache = self._addr_cache
         sockaddr_tuple = mmsg.sockaddr_tuple
         key = self.key
+        base_b = stamp.AUTH_BASE_B if key is not None else stamp.UNAUTH_BASE_B
         stats = self.stats
         sessions = self._sessions
+        probation = self._probation
+        PROVEN = PROVEN_PACKETS
+        drop = self._drops.add
         per_source = self._per_source
         window_cap = max(1, self.max_pps_per_source // 10)
         reflect_into = stamp.reflect_into
-        local_port = sock.getsockname()[1]      # for the Location TLV (RFC 8972 §4.2)
+        local_port = self._local_port           # for the Location TLV (RFC 8972 §4.2)
         DecodeError = stamp.StampDecodeError
         AuthError = stamp.StampAuthError
         sender_unpack = stamp.SENDER_HDR.unpack_from
+        auth_seq = stamp.AUTH_SEQ.unpack_from
+        auth_ts_ee_ssid = stamp.AUTH_TS_EE_SSID.unpack_from
+        SEQ_AT, AUTH_TS_AT = stamp.SENDER_SEQ_AT, stamp.AUTH_TS_AT
+        cos_pad = stamp.COS_PAD_TLVS.unpack_from
+        COS_PAD_AT, COS_VALUE_AT, PAD_VALUE_AT = stamp.COS_PAD_AT, stamp.COS_VALUE_AT, stamp.PAD_VALUE_AT
+        COS, PAD = stamp.TLV_CLASS_OF_SERVICE, stamp.TLV_EXTRA_PADDING
         refl_pack_mbz = _REFL_UNAUTH_MBZ.pack_into    # header and its 3 MBZ octets in one call
         cos_pack = stamp.COS_VALUE.pack_into
         tx_pack = _U64_BE.pack_into
+        TX_AT = stamp.REFL_TX_TS_AT
         EE = stamp.ERROR_ESTIMATE_DEFAULT
-        NTP_OFF = stamp._NTP_OFFSET_FIXED
+        NTP_OFF = stamp.NTP_OFFSET_FIXED
         MASK = 0xFFFF_FFFF_FFFF_FFFF
         time_ns = time.time_ns
-        SOL_SOCKET, IPPROTO_IP = socket.SOL_SOCKET, socket.IPPROTO_IP
-        TS, OVFL, IP_TOS, IP_TTL = sockopts.SO_TIMESTAMPNS, sockopts.SO_RXQ_OVFL, socket.IP_TOS, socket.IP_TTL
-        LT_OVFL = mmsg.level_type(SOL_SOCKET, OVFL)
-        LT_TS, LT_TTL, LT_TOS = (mmsg.level_type(SOL_SOCKET, TS), mmsg.level_type(IPPROTO_IP, IP_TTL),
-                                 mmsg.level_type(IPPROTO_IP, IP_TOS))
+        LT_TS, LT_OVFL, LT_TTL, LT_TOS = _LEVEL_TYPES
         tos_now = self._tos_now
         roll_window = self._roll_rate_window
         sendto, sendmsg = sock.sendto, sock.sendmsg
@@ -432,7 +444,7 @@ class StampReflector:
             if key is None:
                 tx = ((time_ns() * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
                 for j in pending:
-                    tx_pack(slot_bufs[j], 4, tx)
+                    tx_pack(slot_bufs[j], TX_AT, tx)
             stats.reflected += len(pending)   # counted before sending, so readers never lag the reply
             pending.clear()
             for g_addr, size_b, views in groups:
@@ -453,7 +465,9 @@ class StampReflector:
                         stats.reflected -= 1
             groups.clear()
 
-        for _ in range(max(1, 20000 // mm.slots)):   # bounded: housekeeping at least every 20k packets
+        # the rate window rolls by the clock, checked once per 64 datagrams or fewer
+        roll_mask = 0 if slots >= 64 else 63
+        for k in range(max(1, 20000 // slots)):   # bounded: housekeeping at least every 20k packets
             try:
                 count = recv()
             except OSError:
@@ -462,8 +476,8 @@ class StampReflector:
             if not count:
                 break
             now_ns = time_ns()
-            now_ntp = ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
-            roll_window()
+            if not k & roll_mask:
+                roll_window()
             lens, clens = lengths()
             stats.received += count
             for i in range(count):
@@ -486,6 +500,7 @@ class StampReflector:
                 per_source[src] = n_src
                 if n_src > window_cap:
                     stats.rate_limited += 1
+                    drop(R_RATE, src)
                     continue
                 co = i * ctrl_b
                 clen_all = clens[i]
@@ -507,44 +522,50 @@ class StampReflector:
                 if walk:
                     # the generic walk: IPv6, or options we did not expect
                     sec, nsec, tos, drops, ttl = walk_cmsg(ctrl, co, clen_all)
-                    rx_ns = sec * 1_000_000_000 + nsec if sec else 0
                     if drops >= 0:
                         stats.kernel_drops = drops
                     if ttl < 0:
                         ttl = 255
-                    rx_ntp = ((rx_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK if rx_ns else now_ntp
-                if n < 28:
+                    if sec:
+                        rx_ntp = (((sec << 32) + ((nsec << 32) // 1_000_000_000)) + NTP_OFF) & MASK
+                    else:          # no kernel timestamp: the clock read after recv
+                        rx_ntp = ((now_ns * 4294967296) // 1_000_000_000 + NTP_OFF) & MASK
+                if n < base_b:
                     stats.malformed += 1
+                    drop(R_MALFORMED, src)
                     continue
                 buf = slot_bufs[i]
                 dscp_rx = (tos >> 2) if tos >= 0 else 0
-                if key is None and n >= 44:
-                    seq, ts, ee, ssid = sender_unpack(buf, 0)
+                if key is None:
+                    seq, ts, ee, ssid = sender_unpack(buf, SEQ_AT)
                     skey = (addr, ssid)
                     sess = sessions.get(skey)
-                    # Class of Service TLV first, then one Extra Padding TLV filling the rest
-                    if n >= 56 and buf[45] == 4 and buf[46] == 0 and buf[47] == 4 and buf[53] == 1 \
-                            and 56 + ((buf[54] << 8) | buf[55]) == n:
-                        dscp1 = buf[48] >> 2
-                        cos_pack(buf, 48, (dscp1 << 10) | (dscp_rx << 4) | ((tos & 3) << 2 if tos >= 0 else 0), 0)
+                    # the engine's request: Class of Service, then one Extra Padding TLV to the end
+                    # (for n < PAD_VALUE_AT the unpack reads stale octets, and the length test fails)
+                    c_type, c_len, c_first, p_type, p_len = cos_pad(buf, COS_PAD_AT)
+                    if c_type == COS and c_len == 4 and p_type == PAD and PAD_VALUE_AT + p_len == n:
+                        dscp1 = c_first >> 10
+                        cos_pack(buf, COS_VALUE_AT,
+                                 (dscp1 << 10) | (dscp_rx << 4) | ((tos & 3) << 2 if tos >= 0 else 0), 0)
                         # transmit timestamp (0 here) is written by flush() right before sending
                         refl_pack_mbz(buf, 0, sess.next_seq if sess is not None else 0, 0, EE, ssid, rx_ntp,
                                       seq, ts, ee, 0, ttl & 0xFF)
                     else:
                         try:
+                            # transmit timestamp written by flush(), as above
                             dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
-                                                 rx_ntp=rx_ntp, tx_ntp=now_ntp, dscp_received=dscp_rx,
+                                                 rx_ntp=rx_ntp, tx_ntp=0, dscp_received=dscp_rx,
                                                  ecn_received=(tos & 3) if tos >= 0 else 0, ttl=ttl,
                                                  src=addr, local_port=local_port)
                         except DecodeError:
                             stats.malformed += 1
+                            drop(R_MALFORMED, src)
                             continue
-                    sender_seq = seq
                 else:
-                    ssid = ((buf[26] << 8) | buf[27]) if key is not None else ((buf[14] << 8) | buf[15])
+                    (seq,) = auth_seq(buf, SEQ_AT)
+                    ssid = auth_ts_ee_ssid(buf, AUTH_TS_AT)[2]
                     skey = (addr, ssid)
                     sess = sessions.get(skey)
-                    sender_seq = (buf[0] << 24) | (buf[1] << 16) | (buf[2] << 8) | buf[3]
                     try:
                         dscp1 = reflect_into(buf, n, refl_seq=sess.next_seq if sess is not None else 0,
                                              rx_ntp=rx_ntp, tx_ntp=stamp.ntp_from_ns(time_ns()), key=key,
@@ -553,20 +574,34 @@ class StampReflector:
                                              src=addr, local_port=local_port)
                     except AuthError:
                         stats.auth_failed += 1
+                        drop(R_AUTH, src)
                         continue
                     except DecodeError:
                         stats.malformed += 1
+                        drop(R_MALFORMED, src)
                         continue
+                    if sess is not None:
+                        # authenticated: each sender sequence number is answered once (the HMAC
+                        # proved the number; a copy of the packet proves nothing new)
+                        seen = replay_window(sess.max_seq, sess.seen, seq)
+                        if seen < 0:
+                            sess.replays += 1
+                            stats.replays_refused += 1
+                            drop(R_REPLAY, src)
+                            continue
+                        sess.seen = seen
                 if sess is None:
-                    sess = self._new_session(skey, addr, ssid, now_ns / 1e9, sender_seq)
+                    sess = self._new_session(skey, addr, ssid, now_ns, seq)
                     if sess is None:
                         continue
                 sess.next_seq += 1
+                if sess.next_seq == PROVEN:
+                    del probation[skey]          # established: no newcomer evicts it now
                 sess.last_ns = now_ns
-                if sender_seq > sess.max_seq:
-                    sess.max_seq = sender_seq
-                elif sender_seq < sess.min_seq:
-                    sess.min_seq = sender_seq
+                if seq > sess.max_seq:
+                    sess.max_seq = seq
+                elif seq < sess.min_seq:
+                    sess.min_seq = seq
                 sess.dscp = dscp_rx if tos >= 0 else -1
                 want_tos = (dscp1 << 2) if dscp1 is not None else 0
                 if want_tos != tos_now:
@@ -592,8 +627,11 @@ class StampReflector:
                 break             # the queue is (almost surely) empty: back to poll, no EAGAIN call
         self._tos_now = tos_now
 
-    def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now: float,
+    # ------------------------------------------------------------ sessions
+    def _new_session(self, skey: SessionKey, addr: tuple, ssid: int, now_ns: int,
                      seq: int) -> _Session | None:
+        """A session for a newcomer, or None (refused, counted). See the module
+        docstring for who makes room and who is refused."""
         src = addr[0]
         mine = self._src_sessions.get(src)
         if mine is not None and len(mine) >= self.max_sessions_per_source:
@@ -603,24 +641,33 @@ class StampReflector:
             # whose sessions are all still live gets no more (the cap's purpose).
             oldest = next(iter(mine))
             old = self._sessions.get(oldest)
-            if old is not None and old.last_ns > time.time_ns() - int(self.source_reuse_idle_s * 1e9):
+            if old is not None and old.last_ns > now_ns - int(self.source_reuse_idle_s * 1e9):
                 self.stats.session_limited += 1
+                self._drops.add(R_SOURCE_CAP, src)
                 return None
             self._end(oldest, "ended for a newer session from the same source (per-source cap)")
         while len(self._sessions) >= self.max_sessions:
-            self._end(next(iter(self._sessions)), "evicted (session table full)")
-        sess = _Session(addr, ssid, now, seq)
+            if not self._probation:
+                # every session in the table is established: they stay, the newcomer waits
+                # for one to end (idle expiry)
+                self.stats.table_full += 1
+                self._drops.add(R_TABLE_FULL, src)
+                return None
+            self.stats.evicted += 1
+            self._end(next(iter(self._probation)), "evicted for a new session (session table full)")
+        sess = _Session(addr, ssid, now_ns, seq)
         self._sessions[skey] = sess
-        self._src_sessions.setdefault(src, {})[skey] = None
+        self._probation[skey] = None
+        self._src_sessions.setdefault(src, OrderedDict())[skey] = None
         self.stats.sessions_started += 1
         self.stats.sessions_active = len(self._sessions)
         return sess
 
     def _roll_rate_window(self) -> None:
         """Start a new 100 ms per-source rate window when the clock says so.
-        Both drain paths call it while they read (the per-packet one every 64
-        datagrams), so a backlog drained after a stall is spread over the
-        windows it arrived in instead of counted against one and dropped."""
+        The loop calls it at least every 64 datagrams, so a backlog drained
+        after a stall is spread over the windows it arrived in instead of
+        counted against one and dropped."""
         mono = time.monotonic()
         if mono >= self._window_end:
             self._per_source.clear()
@@ -635,20 +682,56 @@ class StampReflector:
     def _end(self, skey: SessionKey, reason: str) -> None:
         sess = self._sessions.pop(skey, None)
         self.stats.sessions_active = len(self._sessions)
-        if sess is not None:
-            src = sess.addr[0]
-            mine = self._src_sessions.get(src)
-            if mine is not None:
-                mine.pop(skey, None)
-                if not mine:
-                    del self._src_sessions[src]
-        if sess is not None and self.on_session_end is not None:
-            try:
-                self.on_session_end(session_summary(sess, reason))
-            except Exception:   # a broken log sink must not stop the reflector
-                pass
+        if sess is None:
+            return
+        self._probation.pop(skey, None)
+        src = sess.addr[0]
+        mine = self._src_sessions.get(src)
+        if mine is not None:
+            mine.pop(skey, None)
+            if not mine:
+                del self._src_sessions[src]
+        if self.on_session_end is None:
+            return
+        # established sessions and those on probation have a line budget each, so a
+        # flood's sessions cannot use up the lines of the real ones
+        established = sess.next_seq >= PROVEN_PACKETS
+        if self._log_lines[established] < LOG_LINES_PER_WINDOW:
+            self._log_lines[established] += 1
+            self._log(session_summary(sess, reason))
+        else:
+            self._quiet_ends.add(reason, src)
+
+    # ------------------------------------------------------------ the log
+    def _log(self, line: str) -> None:
+        try:
+            self.on_session_end(line)
+        except (OSError, ValueError):   # a broken log sink (closed stderr) must not stop the reflector
+            pass
+
+    def _flush_log(self, now: float) -> None:
+        """The window's aggregated lines: packets dropped per reason, sessions
+        that ended without a line of their own, the kernel's drops; then a new
+        window with a fresh line budget."""
+        secs = f"{now - self._log_t0:.0f}"
+        if self.on_session_end is not None:
+            for reason, count, srcs, more in self._drops.take():
+                self._log(f"dropped {count:,} packets from {_sources(srcs, more)} in the last {secs} s: "
+                          f"{reason}; most from {_top(srcs)}")
+            for reason, count, srcs, more in self._quiet_ends.take():
+                self._log(f"{count:,} more sessions from {_sources(srcs, more)} ended in the last {secs} s "
+                          f"(a line each only for the first {LOG_LINES_PER_WINDOW} established and "
+                          f"{LOG_LINES_PER_WINDOW} other sessions per {LOG_WINDOW_S:g} s): {reason}")
+            k = self.stats.kernel_drops
+            if k > self._kernel_drops_logged:
+                self._log(f"the kernel dropped {k - self._kernel_drops_logged:,} datagrams in the last "
+                          f"{secs} s (receive buffer full: the reflector could not keep up)")
+                self._kernel_drops_logged = k
+        self._log_t0 = now
+        self._log_lines = [0, 0]
 
     def sessions(self) -> list[dict]:
         """Snapshot of active sessions (for tests and status)."""
         return [{"peer": _fmt_addr(s.addr), "ssid": s.ssid, "packets": s.next_seq,
-                 "dscp": s.dscp} for s in list(self._sessions.values())]
+                 "dscp": s.dscp, "established": s.next_seq >= PROVEN_PACKETS}
+                for s in list(self._sessions.values())]

@@ -9,7 +9,6 @@ Everything here degrades gracefully: an option the kernel refuses is skipped.
 from __future__ import annotations
 
 import socket
-import struct
 
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 SO_RXQ_OVFL = getattr(socket, "SO_RXQ_OVFL", 40)
@@ -21,10 +20,6 @@ IPV6_RECVTCLASS = getattr(socket, "IPV6_RECVTCLASS", 66)
 IPV6_TCLASS = getattr(socket, "IPV6_TCLASS", 67)
 IPV6_RECVHOPLIMIT = getattr(socket, "IPV6_RECVHOPLIMIT", 51)
 IPV6_HOPLIMIT = getattr(socket, "IPV6_HOPLIMIT", 52)
-
-_TIMESPEC = struct.Struct("=qq")   # struct timespec on 64-bit Linux
-_U32 = struct.Struct("=I")
-_I32 = struct.Struct("=i")
 
 
 def _try(sock: socket.socket, level: int, opt: int, value: int) -> bool:
@@ -62,29 +57,6 @@ def enable_rx_meta(sock: socket.socket, *, timestamps: bool = True, tos: bool = 
     return got
 
 
-def parse_ancillary(ancdata: list) -> tuple[int, int, int, int]:
-    """(kernel rx time ns or 0, TOS/TCLASS byte or -1, TTL or -1, drop counter or -1)."""
-    ts_ns, tos, ttl, ovfl = 0, -1, -1, -1
-    for level, typ, data in ancdata:
-        if level == socket.SOL_SOCKET:
-            if typ == SO_TIMESTAMPNS and len(data) >= 16:
-                sec, nsec = _TIMESPEC.unpack_from(data)
-                ts_ns = sec * 1_000_000_000 + nsec
-            elif typ == SO_RXQ_OVFL and len(data) >= 4:
-                ovfl = _U32.unpack_from(data)[0]
-        elif level == socket.IPPROTO_IP:
-            if typ == socket.IP_TOS and data:
-                tos = data[0]
-            elif typ == socket.IP_TTL and len(data) >= 4:
-                ttl = _I32.unpack_from(data)[0]
-        elif level == socket.IPPROTO_IPV6:
-            if typ == IPV6_TCLASS and len(data) >= 4:
-                tos = _I32.unpack_from(data)[0] & 0xFF
-            elif typ == IPV6_HOPLIMIT and len(data) >= 4:
-                ttl = _I32.unpack_from(data)[0]
-    return ts_ns, tos, ttl, ovfl
-
-
 def set_tos(sock: socket.socket, tos: int) -> None:
     """Mark outgoing packets (DSCP << 2). IPv6 sockets set TCLASS and, for v4-mapped peers, TOS."""
     if sock.family == socket.AF_INET6:
@@ -92,9 +64,6 @@ def set_tos(sock: socket.socket, tos: int) -> None:
         _try(sock, socket.IPPROTO_IP, socket.IP_TOS, tos)
     else:
         sock.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, tos)
-
-
-ANC_BUF_B = socket.CMSG_SPACE(16) + 4 * socket.CMSG_SPACE(4) + 64
 
 
 def udp_drops(sock: socket.socket) -> int | None:

@@ -125,7 +125,7 @@ TLV_FLAG_I = 0x20
 
 NTP_UNIX_OFFSET_S = 2_208_988_800     # 1900-01-01 to 1970-01-01
 NTP_FRAC = 2 ** 32
-_NTP_OFFSET_FIXED = NTP_UNIX_OFFSET_S << 32
+NTP_OFFSET_FIXED = NTP_UNIX_OFFSET_S << 32     # the Unix epoch as a 64-bit NTP timestamp (fast paths add it)
 # Error Estimate: S=0 (not externally synchronised), Z=0 (NTP format),
 # Scale 22, Multiplier 1 -> 2^-10 s, about 1 ms (RFC 4656 §4.1.2: Multiplier MUST NOT be 0).
 ERROR_ESTIMATE_DEFAULT = 0x1601
@@ -140,6 +140,27 @@ TLV_HDR = struct.Struct(">BBH")
 SHORT_REPLY_B = 38                                   # RFC 5357 reply without MBZ + Sender TTL
 REFL_SHORT = struct.Struct(">IQHHQIQH")             # its fields, @0 .. 37
 COS_VALUE = struct.Struct(">HH")
+
+# Offsets the reflector reads and writes in place (from the drawings above).
+SENDER_SEQ_AT = 0            # Sequence Number, both modes (AUTH_SEQ)
+AUTH_TS_AT = 16              # authenticated: Timestamp, Error Estimate, SSID (AUTH_TS_EE_SSID)
+REFL_TX_TS_AT = 4            # unauthenticated reply: the reflector's transmit timestamp
+REFL_UNAUTH_MBZ_AT = 41      # unauthenticated reply: the 3 MBZ octets after Ses-Sender TTL
+HMAC_AT = HMAC_COVERED_B     # authenticated: the base packet's HMAC, octets 96..111
+
+# The request the stream engine sends unauthenticated (sender_tlvs with a DSCP): the
+# base packet, a Class of Service TLV, then one Extra Padding TLV to the end. The
+# reflector recognises it with one unpack (COS_PAD_TLVS at COS_PAD_AT) and rewrites
+# the CoS value without walking the TLVs::
+#
+#  44 |U|M|I|R|R|R|R|R| Type = 4 (CoS)|          Length = 4           |
+#  48 |   DSCP1   |   DSCP2   |ECN| RP|          Reserved             |
+#  52 |U|M|I|R|R|R|R|R| Type = 1 (Pad)|   Length = datagram - 56      |
+#  56 ~                     Extra Padding (zeros)                     ~
+COS_PAD_AT = UNAUTH_BASE_B                              # 44
+COS_PAD_TLVS = struct.Struct(">xBHH3xBH")   # CoS type, CoS length, DSCP1|DSCP2|ECN|RP, Pad type, Pad length
+COS_VALUE_AT = COS_PAD_AT + TLV_HEADER_B                # 48
+PAD_VALUE_AT = COS_VALUE_AT + 4 + TLV_HEADER_B          # 56
 
 
 class StampDecodeError(ValueError):
@@ -196,7 +217,7 @@ def unix_from_ntp(ntp: int) -> float:
 
 def ntp_from_ns(t_ns: int) -> int:
     """Unix time in integer ns -> NTP 64-bit (exact: q*2^32 + r*2^32//1e9 in one step)."""
-    return ((t_ns * 4294967296) // 1_000_000_000 + _NTP_OFFSET_FIXED) & 0xFFFF_FFFF_FFFF_FFFF
+    return ((t_ns * 4294967296) // 1_000_000_000 + NTP_OFFSET_FIXED) & 0xFFFF_FFFF_FFFF_FFFF
 
 
 def hmac16(key: bytes, data: bytes | bytearray | memoryview) -> bytes:
@@ -452,15 +473,15 @@ def reflect_into(buf: bytearray, n: int, *, refl_seq: int, rx_ntp: int, tx_ntp: 
         base = UNAUTH_BASE_B
         REFL_UNAUTH.pack_into(buf, 0, refl_seq, tx_ntp, ERROR_ESTIMATE_DEFAULT, ssid, rx_ntp,
                               seq, ts, ee, 0, ttl & 0xFF)
-        buf[41] = buf[42] = buf[43] = 0
+        buf[REFL_UNAUTH_MBZ_AT:UNAUTH_BASE_B] = b"\0\0\0"
     else:
         _check_auth(bytes(buf[:n]), key)
         (seq,) = AUTH_SEQ.unpack_from(buf, 0)
-        ts, ee, ssid = AUTH_TS_EE_SSID.unpack_from(buf, 16)
+        ts, ee, ssid = AUTH_TS_EE_SSID.unpack_from(buf, AUTH_TS_AT)
         base = AUTH_BASE_B
         REFL_AUTH_HEAD.pack_into(buf, 0, refl_seq, tx_ntp, ERROR_ESTIMATE_DEFAULT, ssid, rx_ntp,
                                  seq, ts, ee, ttl & 0xFF)
-        buf[96:112] = hmac16(key, bytes(buf[:HMAC_COVERED_B]))
+        buf[HMAC_AT:AUTH_BASE_B] = hmac16(key, bytes(buf[:HMAC_COVERED_B]))
     dscp1 = None
     # Walk the TLVs in place; stop (reflect as opaque) at the first that does not fit.
     pos, hmac_at = base, None

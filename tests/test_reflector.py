@@ -141,11 +141,15 @@ def test_per_source_rate_limit(reflector):
 def test_session_table_is_bounded_and_sessions_end_with_a_summary(reflector):
     r = reflector(max_sessions=3, session_idle_s=0.3)
     s = client()
+    for seq in (1, 2, 3):                            # ssid 9: answered 3 times, established
+        exchange(s, r.address, packet(seq, ssid=9))
     for ssid in range(1, 6):
         exchange(s, r.address, packet(1, ssid=ssid))
     assert r.stats.sessions_active <= 3
+    # the newcomers took the places of the oldest sessions on probation, never ssid 9's
     evicted = [line for line in r.logs if "evicted" in line]
-    assert len(evicted) == 2 and "ssid 1:" in evicted[0]
+    assert len(evicted) == 3 and "ssid 1:" in evicted[0] and "ssid 3:" in evicted[2]
+    assert r.stats.evicted == 3 and {x["ssid"] for x in r.sessions()} == {9, 4, 5}
     exchange(s, r.address, packet(2, ssid=5))
     time.sleep(0.8)                                  # idle expiry runs every 100 ms
     assert r.stats.sessions_active == 0

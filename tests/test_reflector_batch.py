@@ -1,7 +1,7 @@
-"""The reflector's batched path (recvmmsg + UDP GSO, probes/mmsg.py) against the
-per-packet fallback: a burst queued before the reflector starts, so recvmmsg
-really returns many datagrams at once, must be answered exactly as the
-fallback answers it: per-datagram kernel timestamps, received TOS, requested
+"""The reflector's one loop on its two receive paths (recvmmsg + UDP GSO, and
+recvmsg_into through mmsg.OneByOne; probes/mmsg.py): a burst queued before the
+reflector starts, so recvmmsg really returns many datagrams at once, must be
+answered exactly as the one-by-one path answers it: per-datagram kernel timestamps, received TOS, requested
 reply marking, per-session numbering, replies never longer than requests,
 malformed datagrams dropped and counted."""
 
@@ -71,7 +71,7 @@ def _burst(batch: bool, family: int):
                 tos = [d[0] for lvl, typ, d in anc if typ in (socket.IP_TOS, 67)]
                 replies.append((c, data, tos, got))
         stats = r.stats
-        used_batch = r._mm is not None
+        used_batch = isinstance(r._mm, mmsg.MmsgSocket)
         gso_sends = r.gso_sends
     finally:
         r.stop()
@@ -143,6 +143,8 @@ def test_sockaddr_tuple_matches_the_socket_module():
                 time.sleep(0.01)
             assert mmsg.sockaddr_tuple(mm.name(0)) == b.getsockname()
             assert mm.length(0) == 1
+            # and back: what OneByOne writes is byte for byte what the kernel wrote
+            assert mmsg.sockaddr_raw(b.getsockname(), family) == mm.name(0)
 
 
 def test_sender_health_counts_sends_later_than_one_ptime():

@@ -40,7 +40,10 @@ Answers any STAMP (RFC 8762/8972) or TWAMP-Light session-sender. Stateful:
 numbers its replies per session so the sender sees upstream loss; reports
 the DSCP it received (Class of Service TLV). Replies are never larger than
 requests. With --key-file only authenticated (HMAC-SHA-256) packets are
-answered. Prints one line per finished session on stderr. Stop with Ctrl-C
+answered, each sender sequence number once (replays are refused and
+counted). Prints one line per finished session on stderr (at most 50
+established and 50 other sessions per 10 s, then one aggregated line per
+reason), and one line per reason for packets it refused. Stop with Ctrl-C
 or SIGTERM.
 
 \b
@@ -52,7 +55,8 @@ Example:
               help="Pre-shared HMAC key: answer authenticated packets only.")
 @click.option("--no-tcp", is_flag=True, help="Run the UDP STAMP reflector only.")
 @click.option("--max-sessions", type=int, default=65536, show_default=True,
-              help="Session table size (when full, the oldest session ends first).")
+              help="Session table size. When full, a new session replaces the oldest one "
+                   "answered fewer than 3 times; established sessions are never evicted.")
 @click.option("--max-pps-per-source", type=int, default=200_000, show_default=True,
               help="Packets per second answered per source address.")
 @click.option("--session-idle", type=float, default=30.0, show_default=True,
@@ -93,4 +97,6 @@ def command(listen, key_file, no_tcp, max_sessions, max_pps_per_source, session_
             t.join(5)
     s = first.stats
     err(f"cutover reflector: stopped; {s.received} received, {s.reflected} reflected, "
-        f"{s.malformed} malformed, {s.auth_failed} failed authentication, {s.rate_limited} rate-limited")
+        f"{s.malformed} malformed, {s.auth_failed} failed authentication, {s.rate_limited} rate-limited, "
+        f"{s.replays_refused} replays refused; {s.sessions_started} sessions, {s.evicted} evicted, "
+        f"{s.session_limited + s.table_full} refused")
