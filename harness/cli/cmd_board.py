@@ -48,6 +48,6 @@ def command(profile, db, since, as_of, quick, poll_s):
         die(EXIT_BAD_INPUT, "the board needs a terminal (use `cutover gate` or `cutover report` in scripts)")
     from harness.tui.app import BoardApp   # Textual loads only for this command
     app = BoardApp(prof, path, now=fixed_now, window=window, poll_s=poll_s, quick_runs=quick,
-                   background_open=True)
+                   background_open=True, signoffs_allowed=fixed_now is None)
     app.run()
     sys.exit(EXIT_OK)

@@ -44,8 +44,12 @@ class BoardApp(App):
     def __init__(self, profile, db_path, *, now: dt.datetime | Callable[[], dt.datetime] | None = None,
                  window: dt.timedelta | None = None, poll_s: float = POLL_S,
                  runner: Callable[[RunRequest], object] | None = None, quick_runs: bool = False,
-                 background_open: bool = False) -> None:
+                 background_open: bool = False, signoffs_allowed: bool = True) -> None:
         super().__init__()
+        # a board frozen at a past time (`cutover board --as-of`) takes no sign-offs: they
+        # are stamped with the board's clock (gate --as-of counts only what was known then),
+        # and an audit trail must not be back-dated
+        self.signoffs_allowed = signoffs_allowed
         self.profile = profile
         self.db_path = db_path
         self.store = Store(db_path)
@@ -139,7 +143,7 @@ class BoardApp(App):
 
     def reload_signoffs(self) -> None:
         """After our own sign-off: only the gate is evaluated again (milliseconds)."""
-        self._apply(self.loader.refresh_signoffs(self.now(), self.store.signoffs(self.profile.site),
+        self._apply(self.loader.refresh_signoffs(self.now(), self.store.signoffs(self.profile.site, self.now()),
                                                  version=self.store.data_version(self.profile.site)))
 
     def _apply(self, data: BoardData) -> None:
@@ -179,6 +183,8 @@ class BoardApp(App):
                             main.action_sign_off)
         yield SystemCommand("Revoke sign-off", "Revoke the sign-off of the item under the cursor",
                             main.action_revoke)
+        yield SystemCommand("Correct sign-off", "Correct the entry of the item under the cursor (the old one "
+                            "stays, marked superseded)", main.action_correct)
         for item in self.profile.cutover.checklist:
             row = next((r for r in self.data.checklist if r.id == item.id), None)
             if row is not None:
@@ -193,7 +199,13 @@ class BoardApp(App):
 
     # ------------------------------------------------------------ sign-off
 
-    def sign_off_item(self, row: ChecklistRow | None, revoke: bool = False) -> None:
+    def sign_off_item(self, row: ChecklistRow | None, revoke: bool = False, correct: bool = False) -> None:
+        """Sign off, revoke (``revoke``) or correct the current entry (``correct``:
+        the old entry stays in the audit trail, marked superseded)."""
+        if not self.signoffs_allowed:
+            self.notify("this board shows a past time (--as-of): sign off in a live board or with "
+                        "`cutover signoff`", severity="warning")
+            return
         if row is None:
             self.notify("select a checklist item first", severity="warning")
             return
@@ -204,21 +216,27 @@ class BoardApp(App):
         if revoke and row.status != "signed off":
             self.notify(f"'{row.id}' is not signed off: nothing to revoke", severity="warning")
             return
+        if correct and not row.by:
+            self.notify(f"'{row.id}' has no entry to correct: sign it off with s", severity="warning")
+            return
 
         def done(result: tuple[str, str] | None) -> None:
             if result is None:
                 return
             by, note = result
             try:
-                self.store.signoff(self.profile.site, row.id, by, note, revoke=revoke)
+                if correct:
+                    self.store.correct_signoff(self.profile.site, row.id, by, note, at=self.now())
+                else:
+                    self.store.signoff(self.profile.site, row.id, by, note, revoke=revoke, at=self.now())
             except Exception as exc:          # e.g. database locked for longer than busy_timeout
                 self.notify(f"not saved: {exc}", severity="error")
                 return
             self._last_by = by
             self.reload_signoffs()
-            self.notify(f"{'revoked' if revoke else 'signed off'}: {row.id} by {by}")
+            self.notify(f"{'corrected' if correct else 'revoked' if revoke else 'signed off'}: {row.id} by {by}")
 
-        self.push_screen(SignoffScreen(row, revoke=revoke, last_by=self._last_by), done)
+        self.push_screen(SignoffScreen(row, revoke=revoke, last_by=self._last_by, correct=correct), done)
 
     # ------------------------------------------------------------ run now
 
