@@ -11,6 +11,12 @@ The app owns the data and the slow work; screens and widgets only show it:
   the UI stays responsive and the result lands in the history like any run;
 - sign-offs go through ``Store.signoff``: the same audit trail as
   ``cutover signoff``.
+
+Without a profile the board opens on the fleet (every site of the database,
+harness.tui.screens.fleet); Enter opens a site's board with the profile
+stored with the site's latest run (``harness.fleet.site_profile``, the one
+`cutover fleet` judges it by), Escape goes back. A site opened from the
+fleet is measured by its own probe, never from here: "run now" is off.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from harness import fleet
 from harness.store import Store
 from harness.tui.loader import BoardLoader, placeholder
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.runs import RunRequest, default_runner
+from harness.tui.screens.fleet import FleetScreen
 from harness.tui.screens.main import MainScreen
 from harness.tui.screens.signoff import SignoffScreen
 
@@ -65,12 +73,24 @@ class BoardApp(App):
         # The loader reads through its own connection: a background reload of 30 days
         # then never holds the lock of the connection the UI thread polls and writes with.
         self._reader = Store(db_path)
-        self.loader = BoardLoader(profile, self._reader, window)
         self._loading = False
-        # background_open (the CLI): first frame at once with the circuits' names, the
-        # figures a moment later; else (tests, snapshots) the data is there before mount
-        self.data: BoardData = (placeholder(profile, self._clock()) if background_open else
-                                self.loader.load(self._clock(), version=self.store.data_version(self.profile.site)))
+        self.fleet_mode = profile is None      # no profile: the fleet first, a site's board on Enter
+        self.runs_allowed = not self.fleet_mode
+        self.fleet_sites: list[fleet.SiteStatus] = []
+        self._fleet_version: int | None = None
+        if self.fleet_mode:
+            self.loader = None
+            self.data = None
+            if not background_open:
+                self._fleet_version = self.store.data_version()
+                self.fleet_sites = fleet.fleet(self._reader, now=self._clock())
+        else:
+            self.loader = BoardLoader(profile, self._reader, window)
+            # background_open (the CLI): first frame at once with the circuits' names, the
+            # figures a moment later; else (tests, snapshots) the data is there before mount
+            self.data: BoardData = (placeholder(profile, self._clock()) if background_open else
+                                    self.loader.load(self._clock(),
+                                                     version=self.store.data_version(self.profile.site)))
         self._loaded_at = self._clock()
         self._last_by = os.environ.get("CUTOVER_SIGNOFF_BY", "")
         self._run_stop: threading.Event | None = None
@@ -80,14 +100,71 @@ class BoardApp(App):
     # ------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
+        if self.poll_s > 0:
+            self.set_interval(self.poll_s, self._poll)
+        if self.fleet_mode:
+            loc = self.store.location      # a file by its name (the path is in the shell's history)
+            where = os.path.basename(loc.target) if loc.kind == "sqlite" else str(loc)
+            self.push_screen(FleetScreen(self.fleet_sites, self._clock(), where))
+            self.title = "cutover board: fleet"
+            if self._fleet_version is None:
+                self.call_after_refresh(self.reload_in_background)
+            return
+        self._mount_site()
+
+    def _mount_site(self) -> None:
         # pushed (not get_default_screen) so Textual loads the screen's .tcss
         self.push_screen(MainScreen(self.data))
         self.title = f"cutover board: {self.profile.site}"
         if not self.data.loaded:
             # after the first frame: the read holds the GIL in Python parts and would delay it
             self.call_after_refresh(self.reload_in_background)
-        if self.poll_s > 0:
-            self.set_interval(self.poll_s, self._poll)
+
+    # ------------------------------------------------------------ the fleet
+
+    def open_site(self, site: str) -> None:
+        """Enter on the fleet: the site's board, judged by the profile stored with
+        its latest run (a central database holds no profile files)."""
+        profile, why = fleet.site_profile(self._reader, site)
+        if profile is None:
+            self.notify(f"cannot open {site}: {why}", severity="error")
+            return
+        self.profile = profile
+        self.loader = BoardLoader(profile, self._reader, self.window)
+        self.data = placeholder(profile, self._clock())
+        self._loading = False
+        self._mount_site()
+
+    def action_close_site(self) -> None:
+        """Escape on a site opened from the fleet: back to the fleet."""
+        if not self.fleet_mode or self.profile is None:
+            return
+        while not isinstance(self.screen, FleetScreen):
+            self.pop_screen()
+        self.profile, self.loader, self.data = None, None, None
+        self._loading = False
+        self.title = "cutover board: fleet"
+        self.reload_in_background()
+
+    @work(thread=True, exclusive=True, group="load")
+    def _fleet_worker(self, version: int) -> None:
+        now = self.now()
+        try:
+            sites = fleet.fleet(self._reader, now=now)
+        except Exception as exc:     # e.g. the server went away: keep showing the last list
+            self._to_ui(self._load_failed, f"{type(exc).__name__}: {exc}")
+            return
+        self._to_ui(self._apply_fleet, sites, version, now)
+
+    def _apply_fleet(self, sites: list, version: int, now: dt.datetime) -> None:
+        self._loading = False
+        if self.profile is not None:          # a site was opened meanwhile
+            return
+        self.fleet_sites, self._fleet_version, self._loaded_at = sites, version, now
+        self.reloads += 1
+        for screen in self.screen_stack:
+            if isinstance(screen, FleetScreen):
+                screen.show(sites, now)
 
     def on_unmount(self) -> None:
         # quitting during a run-now: the runner stops at its next step/probe check and
@@ -114,10 +191,11 @@ class BoardApp(App):
         if self._loading:
             return
         try:
-            version = self.store.data_version(self.profile.site)
+            version = self.store.data_version(self.profile.site if self.profile else None)
         except Exception:            # a locked or vanished file must not kill the board
             return
-        if version != self.data.data_version or self.now() - self._loaded_at >= STALE_AFTER:
+        shown = self.data.data_version if self.profile else self._fleet_version
+        if version != shown or self.now() - self._loaded_at >= STALE_AFTER:
             self.reload_in_background()
 
     def reload_in_background(self) -> None:
@@ -126,16 +204,26 @@ class BoardApp(App):
         self._loading = True
         # the version is read on this connection before the data: a write in between
         # shows up as a new version at the next poll and is read then
+        if self.profile is None:
+            self._fleet_worker(self.store.data_version())
+            return
         self._load_worker(self.store.data_version(self.profile.site))
 
     @work(thread=True, exclusive=True, group="load")
     def _load_worker(self, version: int) -> None:
+        loader = self.loader
         try:
-            data = self.loader.load(self.now(), version=version)
+            data = loader.load(self.now(), version=version)
         except Exception as exc:     # e.g. the disk went away: keep showing the last data
             self._to_ui(self._load_failed, f"{type(exc).__name__}: {exc}")
             return
-        self._to_ui(self._apply, data)
+        self._to_ui(self._apply_if_current, loader, data)
+
+    def _apply_if_current(self, loader: BoardLoader, data: BoardData) -> None:
+        if loader is not self.loader:        # back to the fleet (or another site) meanwhile
+            self._loading = False
+            return
+        self._apply(data)
 
     def _load_failed(self, error: str) -> None:
         self._loading = False
@@ -171,7 +259,7 @@ class BoardApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         main = self.main if any(isinstance(s, MainScreen) for s in self.screen_stack) else None
-        if main is None:
+        if main is None or self.profile is None:
             return
         selected = main.selected_circuit
         yield SystemCommand(f"Run now: {selected}", "Check the selected circuit now", self.action_run_selected)
@@ -247,6 +335,10 @@ class BoardApp(App):
         self.start_run([c.name for c in self.profile.circuits])
 
     def start_run(self, names: list[str]) -> None:
+        if not self.runs_allowed:
+            self.notify("opened from the fleet: this site is measured by its own probe "
+                        "(cutover schedule there), not from this machine", severity="warning")
+            return
         if self.running:
             self.notify(f"a run is in progress ({', '.join(self.running)})", severity="warning")
             return

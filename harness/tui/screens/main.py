@@ -41,6 +41,7 @@ class MainScreen(Screen):
         Binding("right", "select_circuit(1)", "Next circuit", show=False, priority=True),
         *(Binding(str(n), f"select_index({n - 1})", f"Circuit {n}", show=False) for n in range(1, 10)),
         Binding("f5", "app.reload", "Reload", show=False),
+        Binding("escape", "app.close_site", "Fleet", show=False),   # a site opened from the fleet
         Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),
     ]
