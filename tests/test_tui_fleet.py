@@ -155,3 +155,25 @@ def test_fleet_screen_snapshot(snap_compare, fleet_db):
 def test_board_without_profile_needs_a_database(tmp_path):
     r = run_cli("board", "--db", str(tmp_path / "none.sqlite"))
     assert r.returncode == 3 and "no history database" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.asyncio
+async def test_the_fleet_follows_the_database(fleet_db, tmp_path):
+    """Bravo's probe comes back (a run written by another connection): the poll
+    reloads the fleet and Bravo is no longer quiet (its last run 5 min old)."""
+    import shutil
+    db = tmp_path / "fleet.sqlite"
+    shutil.copy(fleet_db[0], db)
+    clock = [NOW]
+    app = BoardApp(None, db, now=lambda: clock[0], poll_s=0.2)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pilot.pause()
+        assert next(r for r in _rows(app) if r[1] == "Bravo")[-1] == "QUIET 3h 10m ago"
+        clock[0] = NOW + dt.timedelta(minutes=20)
+        with Store(db) as store:
+            snapshot = store.profile_snapshot(store.latest_runs("Bravo", 1)[0].id)
+            rid = store.begin_run("Bravo", snapshot, "0.1", started_at=NOW + dt.timedelta(minutes=15))
+            store.finish_run(rid, "NO-GO", finished_at=NOW + dt.timedelta(minutes=15, seconds=40))
+        assert await wait_until(pilot, lambda: next(r for r in _rows(app) if r[1] == "Bravo")[-1] == "5m ago",
+                                timeout_s=20)
+        assert [r[1] for r in _rows(app)][0] == "Alpha"      # the open outage still comes first
