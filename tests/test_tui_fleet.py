@@ -75,7 +75,8 @@ async def test_fleet_lists_every_site_most_urgent_first(fleet_db):
         assert rows["Charlie"][col["#"]] == "7"
         assert rows["Charlie"][col["phase"]] == "parallel run starts 2026-12-01"
         assert rows["Alpha"][col["last run"]] == "10m ago"
-        assert rows["Delta"][col["gate"]] == "?" and "no profile snapshot" in rows["Delta"][col["first blocking reason"]]
+        assert rows["Delta"][col["gate"]] == "?"
+        assert "no profile snapshot" in rows["Delta"][col["first blocking reason"]]
         assert "4 site(s)" in str(app.screen.query_one("#fleet-header").render())
     # the screen and `cutover fleet` say the same thing, row for row
     r = run_cli("fleet", "--db", str(db), "--as-of", NOW.isoformat(), "--json")

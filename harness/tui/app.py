@@ -78,9 +78,10 @@ class BoardApp(App):
         self.runs_allowed = not self.fleet_mode
         self.fleet_sites: list[fleet.SiteStatus] = []
         self._fleet_version: int | None = None
+        # None while the fleet is shown (no site open)
+        self.loader: BoardLoader | None = None
+        self.data: BoardData | None = None
         if self.fleet_mode:
-            self.loader = None
-            self.data = None
             if not background_open:
                 self._fleet_version = self.store.data_version()
                 self.fleet_sites = fleet.fleet(self._reader, now=self._clock())
@@ -88,7 +89,7 @@ class BoardApp(App):
             self.loader = BoardLoader(profile, self._reader, window)
             # background_open (the CLI): first frame at once with the circuits' names, the
             # figures a moment later; else (tests, snapshots) the data is there before mount
-            self.data: BoardData = (placeholder(profile, self._clock()) if background_open else
+            self.data = (placeholder(profile, self._clock()) if background_open else
                                     self.loader.load(self._clock(),
                                                      version=self.store.data_version(self.profile.site)))
         self._loaded_at = self._clock()
@@ -113,6 +114,7 @@ class BoardApp(App):
         self._mount_site()
 
     def _mount_site(self) -> None:
+        assert self.profile is not None and self.data is not None
         # pushed (not get_default_screen) so Textual loads the screen's .tcss
         self.push_screen(MainScreen(self.data))
         self.title = f"cutover board: {self.profile.site}"
@@ -194,7 +196,7 @@ class BoardApp(App):
             version = self.store.data_version(self.profile.site if self.profile else None)
         except Exception:            # a locked or vanished file must not kill the board
             return
-        shown = self.data.data_version if self.profile else self._fleet_version
+        shown = self.data.data_version if self.data is not None else self._fleet_version
         if version != shown or self.now() - self._loaded_at >= STALE_AFTER:
             self.reload_in_background()
 
@@ -212,6 +214,7 @@ class BoardApp(App):
     @work(thread=True, exclusive=True, group="load")
     def _load_worker(self, version: int) -> None:
         loader = self.loader
+        assert loader is not None
         try:
             data = loader.load(self.now(), version=version)
         except Exception as exc:     # e.g. the disk went away: keep showing the last data
@@ -231,6 +234,7 @@ class BoardApp(App):
 
     def reload_signoffs(self) -> None:
         """After our own sign-off: only the gate is evaluated again (milliseconds)."""
+        assert self.loader is not None
         self._apply(self.loader.refresh_signoffs(self.now(), self.store.signoffs(self.profile.site, self.now()),
                                                  version=self.store.data_version(self.profile.site)))
 
@@ -274,7 +278,7 @@ class BoardApp(App):
         yield SystemCommand("Correct sign-off", "Correct the entry of the item under the cursor (the old one "
                             "stays, marked superseded)", main.action_correct)
         for item in self.profile.cutover.checklist:
-            row = next((r for r in self.data.checklist if r.id == item.id), None)
+            row = next((r for r in (self.data.checklist if self.data else []) if r.id == item.id), None)
             if row is not None:
                 yield SystemCommand(f"Sign off: {item.id}", item.title,
                                     lambda r=row: self.sign_off_item(r, revoke=False), discover=False)

@@ -14,6 +14,7 @@ import datetime as dt
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.coordinate import Coordinate
 from textual.screen import Screen
 from textual.widgets import DataTable, Static
 
@@ -62,7 +63,7 @@ class FleetTable(DataTable):
     def current_site(self) -> str | None:
         if not self.row_count:
             return None
-        key, _ = self.coordinate_to_cell_key((self.cursor_row, 0))
+        key, _ = self.coordinate_to_cell_key(Coordinate(self.cursor_row, 0))
         return key.value
 
 
@@ -120,4 +121,4 @@ class FleetScreen(Screen):
     def action_open_site(self) -> None:
         site = self.current_site()
         if site is not None:
-            self.app.open_site(site)
+            self.app.open_site(site)  # type: ignore[attr-defined]   # BoardApp
