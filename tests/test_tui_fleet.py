@@ -27,6 +27,7 @@ from harness.tui.screens.fleet import FleetScreen, FleetTable
 from harness.tui.screens.main import MainScreen
 from tests.conftest import run_cli
 from tests.fixtures.history import FIXED_END, Planted, generate
+from tests.test_tui_signoff import burst
 from tests.tui_support import wait_until
 
 pytestmark = [pytest.mark.timeout(120)]
@@ -94,9 +95,7 @@ async def test_enter_opens_the_sites_board_and_escape_goes_back(fleet_db):
     app = BoardApp(None, db, now=NOW, poll_s=0, runner=runs.append)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
-        await pilot.press("down")                      # Bravo
-        assert app.screen.current_site() == "Bravo"
-        await pilot.press("enter")
+        await burst(pilot, ["down", "down", "up", "enter"])     # typed fast: Enter acts after the arrows
         assert isinstance(app.screen, MainScreen)
         assert await wait_until(pilot, lambda: app.data is not None and app.data.loaded)
         assert app.profile.site == "Bravo" and app.data.header.site == "Bravo"
@@ -178,3 +177,13 @@ async def test_the_fleet_follows_the_database(fleet_db, tmp_path):
         assert await wait_until(pilot, lambda: next(r for r in _rows(app) if r[1] == "Bravo")[-1] == "5m ago",
                                 timeout_s=20)
         assert [r[1] for r in _rows(app)][0] == "Alpha"      # the open outage still comes first
+
+
+@pytest.mark.asyncio
+async def test_the_cli_way_first_frame_then_the_list(fleet_db):
+    """`cutover board --db` opens at once and reads the fleet in the background."""
+    app = BoardApp(None, fleet_db[0], now=NOW, poll_s=0, background_open=True)
+    async with app.run_test(size=(160, 30)) as pilot:
+        assert isinstance(app.screen, FleetScreen)
+        assert await wait_until(pilot, lambda: len(_rows(app)) == 4, timeout_s=20)
+        assert [r[1] for r in _rows(app)] == ["Alpha", "Bravo", "Delta", "Charlie"]

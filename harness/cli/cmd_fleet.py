@@ -28,6 +28,10 @@ database; the fleet reads it and brings the age of the last run to now
   cutover signoff site.yaml old-service-terminated --by NAME
 
 \b
+The same list in the terminal, where Enter opens a site's board:
+  cutover board --db postgresql://cutover@db.example/cutover
+
+\b
 Examples:
   cutover fleet --db postgresql://cutover@db.example/cutover
   cutover fleet --json | jq '.sites[] | select(.quiet)'

@@ -44,7 +44,14 @@ def _styled(st: fleet.SiteStatus) -> list[Text]:
 
 
 class FleetTable(DataTable):
-    """One row per site; the row key is the site's name."""
+    """One row per site; the row key is the site's name.
+
+    Enter is the table's own (RowSelected, which the screen turns into "open
+    the site"), not a priority binding of the screen: a priority binding runs
+    as the key arrives, before the arrow keys typed just before it have moved
+    the cursor (Down Down Enter typed fast opened the first site)."""
+
+    BINDINGS = [Binding("enter", "select_cursor", "Open site")]
 
     def on_mount(self) -> None:
         self.cursor_type = "row"
@@ -71,7 +78,6 @@ class FleetScreen(Screen):
     CSS_PATH = "fleet.tcss"
     AUTO_FOCUS = "FleetTable"
     BINDINGS = [
-        Binding("enter", "open_site", "Open site", priority=True),
         Binding("f5", "app.reload", "Reload"),
         Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),
@@ -118,7 +124,6 @@ class FleetScreen(Screen):
     def current_site(self) -> str | None:
         return self.query_one(FleetTable).current_site()
 
-    def action_open_site(self) -> None:
-        site = self.current_site()
-        if site is not None:
-            self.app.open_site(site)  # type: ignore[attr-defined]   # BoardApp
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if isinstance(event.data_table, FleetTable) and event.row_key.value is not None:
+            self.app.open_site(event.row_key.value)  # type: ignore[attr-defined]   # BoardApp
