@@ -187,3 +187,19 @@ async def test_the_cli_way_first_frame_then_the_list(fleet_db):
         assert isinstance(app.screen, FleetScreen)
         assert await wait_until(pilot, lambda: len(_rows(app)) == 4, timeout_s=20)
         assert [r[1] for r in _rows(app)] == ["Alpha", "Bravo", "Delta", "Charlie"]
+
+
+@pytest.mark.asyncio
+async def test_the_fleet_of_a_postgresql_database(fleet_db, pg_url):
+    """The same fleet imported into a real PostgreSQL server: same rows, same order,
+    and a site's board opens from it."""
+    with Store(pg_url) as central, Store(fleet_db[0]) as src:
+        central.import_from(src)
+    app = BoardApp(None, pg_url, now=NOW, poll_s=0)
+    async with app.run_test(size=(160, 30)) as pilot:
+        await pilot.pause()
+        assert [r[1] for r in _rows(app)] == ["Alpha", "Bravo", "Delta", "Charlie"]
+        assert "postgresql://" in str(app.screen.query_one("#fleet-header").render())
+        await burst(pilot, ["down", "enter"])
+        assert await wait_until(pilot, lambda: app.data is not None and app.data.loaded)
+        assert app.data.header.site == "Bravo" and [c.name for c in app.data.circuits] == ["old", "new", "backup"]
