@@ -160,6 +160,29 @@ def sort_key(st: SiteStatus, now: dt.datetime) -> tuple:
     return (st.attention_rank, min(deadlines, default=far), st.site)
 
 
+# ---------------------------------------------------------------- one row per site (CLI table, board)
+
+COLUMNS = ("#", "site", "phase", "gate", "first blocking reason", "notice by", "disconnect",
+           "outages", "next claim by", "last run")
+
+
+def row_cells(st: SiteStatus) -> list[str]:
+    """The cells of ``COLUMNS`` for one site, as text (`cutover fleet` and the
+    board's fleet screen show the same row)."""
+    from harness.durations import format_duration
+    last = "never" if st.last_run_age_s is None else \
+        format_duration(dt.timedelta(seconds=int(st.last_run_age_s))) + " ago"
+    if st.quiet:
+        last = f"QUIET {last}"
+    return [str(st.attention_rank), st.site,
+            {"parallel": f"parallel {st.phase_detail}", "unknown": "unknown"}.get(st.phase, st.phase_detail),
+            st.decision or "?", st.first_blocking or st.error or "",
+            st.notice_by.isoformat() if st.notice_by else "",
+            st.disconnect_on.isoformat() if st.disconnect_on else "",
+            ", ".join(f"{o['circuit']} open" for o in st.open_outages),
+            f"{st.nearest_claim_by:%Y-%m-%d %H:%M}" if st.nearest_claim_by else "", last]
+
+
 # ---------------------------------------------------------------- reading the store
 
 def site_profile(store, site: str, run_id: int | None = None):

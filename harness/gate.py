@@ -156,7 +156,8 @@ def window_start(profile, now: dt.datetime) -> dt.datetime:
 
 
 def decide(profile, store, now: dt.datetime | None = None) -> GateDecision:
-    """Read the runs and sign-offs of the profile's site and decide."""
+    """Read the runs and sign-offs of the profile's site and decide, with what
+    was known at ``now``: later runs, sign-offs and corrections do not count."""
     now = now or dt.datetime.now(UTC)
     since = window_start(profile, now)
     until = now + dt.timedelta(microseconds=1)
@@ -168,7 +169,7 @@ def decide(profile, store, now: dt.datetime | None = None) -> GateDecision:
     capacity = history.load_series(store, profile.site, since, until, keys=["capacity_calls"])
     drills = failover.drill_summaries(store.runs(profile.site, since=since, until=until, kind="drill",
                                                  checks="none"))
-    return evaluate(profile, runs, store.signoffs(profile.site), now, series=capacity, drills=drills)
+    return evaluate(profile, runs, store.signoffs(profile.site, as_of=now), now, series=capacity, drills=drills)
 
 
 def _porting_item(name: str, runs) -> GateItem:

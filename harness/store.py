@@ -131,6 +131,11 @@ MIGRATIONS: list[str] = [
         json TEXT NOT NULL
     );
     """,
+    # 5: corrections of the sign-off audit trail: a correcting entry names the
+    # entry it supersedes (which stays, marked superseded, never updated)
+    """
+    ALTER TABLE signoffs ADD COLUMN supersedes INTEGER;
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -232,6 +237,14 @@ class SignoffRecord:
     note: str
     at: dt.datetime
     revoked: bool
+    id: int | None = None
+    supersedes: int | None = None          # a correction: the id of the entry it corrects
+    superseded_by: str | None = None       # corrected later: who corrected it ...
+    superseded_at: dt.datetime | None = None   # ... and when
+
+    @property
+    def superseded(self) -> bool:
+        return self.superseded_at is not None
 
 
 @dataclass
@@ -760,7 +773,8 @@ class Store:
                                        "JOIN runs r ON r.id = c.run_id WHERE r.site = ?", (site,)).fetchall()
                 profiles = src.execute("SELECT hash, json FROM profiles WHERE hash IN "
                                        "(SELECT profile_hash FROM runs WHERE site = ?)", (site,)).fetchall()
-                signoffs = src.execute("SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ? "
+                signoffs = src.execute("SELECT item, by_name, note, at, revoked, id, supersedes FROM signoffs "
+                                       "WHERE site = ? "
                                        "ORDER BY at, id", (site,)).fetchall()
                 checks = src.execute(f"SELECT {', '.join('c.' + c for c in check_cols)} "
                                      "FROM checks c JOIN runs r ON r.id = c.run_id WHERE r.site = ?",
@@ -781,8 +795,8 @@ class Store:
             have_circuits = set(db.execute(
                 "SELECT c.run_id, c.circuit FROM circuit_results c JOIN runs r ON r.id = c.run_id "
                 "WHERE r.site = ?", (dest_site,)).fetchall())
-            have_signoffs = set(db.execute(
-                "SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ?", (dest_site,)).fetchall())
+            have_signoffs = {tuple(r[:5]): r[5] for r in db.execute(
+                "SELECT item, by_name, note, at, revoked, id FROM signoffs WHERE site = ?", (dest_site,))}
             db.executemany("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", profiles)
             fresh = [(dest_site, kind, st, fin, verdict, tv, ph)
                      for _rid, kind, st, fin, verdict, tv, ph in runs if (st, kind) not in have_runs]
@@ -805,9 +819,16 @@ class Store:
             db.copy_rows("checks", check_cols, [(idmap[r[0]], *r[1:]) for r in checks if (r[0], r[1]) in todo])
             db.copy_rows("raw_results", ("run_id", "circuit", "probe", "json"),
                          [(idmap[r[0]], *r[1:]) for r in raws if (r[0], r[1]) in todo])
-            new_signoffs = [so for so in signoffs if tuple(so) not in have_signoffs]
+            new_signoffs = [so for so in signoffs if tuple(so[:5]) not in have_signoffs]
             db.executemany("INSERT INTO signoffs (site, item, by_name, note, at, revoked) "
-                           "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *so) for so in new_signoffs])
+                           "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *so[:5]) for so in new_signoffs])
+            if any(so[6] is not None for so in new_signoffs):     # corrections point at their entry's new id
+                have_signoffs = {tuple(r[:5]): r[5] for r in db.execute(
+                    "SELECT item, by_name, note, at, revoked, id FROM signoffs WHERE site = ?", (dest_site,))}
+                src_key = {so[5]: tuple(so[:5]) for so in signoffs}
+                db.executemany("UPDATE signoffs SET supersedes = ? WHERE id = ?",
+                               [(have_signoffs[src_key[so[6]]], have_signoffs[tuple(so[:5])])
+                                for so in new_signoffs if so[6] in src_key])
             stats.circuits_added += len(todo)
             stats.checks_added += sum((r[0], r[1]) in todo for r in checks)
             stats.signoffs_added += len(new_signoffs)
@@ -831,19 +852,51 @@ class Store:
                        (site, item, by, note or "", ts, 1 if revoke else 0))
         return SignoffRecord(item, by, note or "", from_ts(ts), bool(revoke))
 
-    def signoff_history(self, site: str) -> list[SignoffRecord]:
-        with self._read() as db:
-            return [SignoffRecord(item, by, note, from_ts(at), bool(rev)) for item, by, note, at, rev in db.execute(
-                "SELECT item, by_name, note, at, revoked FROM signoffs WHERE site = ? ORDER BY at, id", (site,))]
+    def correct_signoff(self, site: str, item: str, by: str, note: str = "",
+                        at: dt.datetime | None = None) -> SignoffRecord:
+        """Correct the item's current entry (a wrong name or note): a new entry
+        with the same state (signed off or revoked) that supersedes it. The old
+        entry stays in the trail, marked superseded by ``by`` at ``at``.
+        ValueError when the item has no entry to correct."""
+        if not by or not by.strip():
+            raise ValueError("a correction needs the name of who corrects (--by)")
+        ts = to_ts(at)
+        with self._write() as db:
+            row = db.execute("SELECT id, revoked FROM signoffs WHERE site = ? AND item = ? AND at <= ? "
+                             "ORDER BY at DESC, id DESC LIMIT 1", (site, item, ts)).fetchone()
+            if row is None:
+                raise ValueError(f"'{item}' has no sign-off to correct")
+            db.execute("INSERT INTO signoffs (site, item, by_name, note, at, revoked, supersedes) "
+                       "VALUES (?, ?, ?, ?, ?, ?, ?)", (site, item, by, note or "", ts, row[1], row[0]))
+        return SignoffRecord(item, by, note or "", from_ts(ts), bool(row[1]), supersedes=row[0])
 
-    def signoffs(self, site: str) -> dict[str, SignoffRecord]:
-        """Current state per item: its latest entry (a revocation included;
-        callers treat ``revoked`` as not signed)."""
-        out: dict[str, SignoffRecord] = {}
-        for rec in self.signoff_history(site):
-            out[rec.item] = rec
+    def signoff_history(self, site: str, as_of: dt.datetime | None = None) -> list[SignoffRecord]:
+        """The whole trail in time order (``as_of``: only the entries made by
+        then); an entry corrected by then carries who corrected it and when."""
+        sql = "SELECT id, item, by_name, note, at, revoked, supersedes FROM signoffs WHERE site = ?"
+        args: tuple = (site,)
+        if as_of is not None:
+            sql, args = sql + " AND at <= ?", (site, to_ts(as_of))
+        with self._read() as db:
+            rows = db.execute(sql + " ORDER BY at, id", args).fetchall()
+        out = [SignoffRecord(item, by, note, from_ts(at), bool(rev), id=rid, supersedes=sup)
+               for rid, item, by, note, at, rev, sup in rows]
+        by_id = {r.id: r for r in out}
+        for r in out:
+            old = by_id.get(r.supersedes) if r.supersedes is not None else None
+            if old is not None:
+                old.superseded_by, old.superseded_at = r.by, r.at
         return out
 
+    def signoffs(self, site: str, as_of: dt.datetime | None = None) -> dict[str, SignoffRecord]:
+        """Current state per item (as of ``as_of``: what was known then): its
+        latest entry, a correction or a revocation included (callers treat
+        ``revoked`` as not signed)."""
+        out: dict[str, SignoffRecord] = {}
+        for rec in self.signoff_history(site, as_of):
+            if not rec.superseded:
+                out[rec.item] = rec
+        return out
 
 def _statements(script: str) -> list[str]:
     """Split a migration script into statements (our migrations hold no

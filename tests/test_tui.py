@@ -178,7 +178,8 @@ async def test_signoff_with_name_and_note_persists_and_the_gate_sees_it(history)
 
 async def test_revoke_from_the_keyboard(history):
     with Store(history.db_path) as store:
-        store.signoff("Harbour Street office", "porting", "Bob", "48 DDIs ported")
+        # made before the board's clock: a board as of NOW shows what was known then
+        store.signoff("Harbour Street office", "porting", "Bob", "48 DDIs ported", at=NOW - dt.timedelta(hours=1))
     app = _app(history)
     async with app.run_test(size=(100, 30)) as pilot:
         await pilot.pause()
@@ -322,8 +323,10 @@ async def test_empty_history_and_no_parallel_run_start(tmp_path):
 
 
 async def test_signoff_from_the_cli_appears_on_the_open_board(history):
-    """`cutover signoff` in another process: the board picks it up by itself."""
-    app = _app(history, poll_s=0.2)
+    """`cutover signoff` in another process: the board picks it up by itself.
+    (A live clock: the sign-off is made now, and a board as of a past time
+    shows only what was known then.)"""
+    app = BoardApp(load_profile(history.profile_path), history.db_path, poll_s=0.2)
     async with app.run_test(size=(120, 40)) as pilot:
         await pilot.pause()
         assert next(r for r in app.data.checklist if r.id == "porting").status == "open"

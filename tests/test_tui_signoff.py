@@ -104,3 +104,28 @@ async def test_shift_tab_goes_back_and_enter_in_name_moves_to_note(history):
     with Store(history.db_path) as store:
         rec = store.signoffs(SITE)["failover"]
     assert (rec.by, rec.note) == ("Ann Lee", "note one")
+
+
+async def test_correcting_an_entry_keeps_the_old_one_superseded(history):
+    """e on a signed-off item: the dialog says what it replaces; keys sent without pauses."""
+    app = BoardApp(load_profile(history.profile_path), history.db_path, now=NOW, poll_s=0)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await _open_dialog(pilot, app, "failover")
+        await pilot.press("s")
+        await burst(pilot, [*_keys("K. Nursepulled fibre"), "enter", "enter"])    # the wrong entry
+        await _open_dialog(pilot, app, "voice-vlan")
+        await pilot.press("e")                       # nothing to correct: a warning, no dialog
+        assert not isinstance(app.screen, SignoffScreen)
+        await _open_dialog(pilot, app, "failover")
+        await pilot.press("e")
+        dialog = app.screen
+        assert isinstance(dialog, SignoffScreen) and dialog.correct
+        assert "K. Nursepulled fibre" in str(dialog.query_one("#replaces").render())
+        await burst(pilot, [*_keys("K. Nurse"), "tab", *_keys("pulled fibre, calls moved to 4G"), "enter"])
+        assert not isinstance(app.screen, SignoffScreen)
+        row = next(r for r in app.data.checklist if r.id == "failover")
+        assert (row.by, row.note, row.status) == ("K. Nurse", "pulled fibre, calls moved to 4G", "signed off")
+    with Store(history.db_path) as store:
+        trail = [(r.by, r.note, r.superseded_by) for r in store.signoff_history(SITE) if r.item == "failover"]
+    assert trail == [("K. Nursepulled fibre", "", "K. Nurse"),
+                     ("K. Nurse", "pulled fibre, calls moved to 4G", None)]

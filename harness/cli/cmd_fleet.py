@@ -28,6 +28,10 @@ database; the fleet reads it and brings the age of the last run to now
   cutover signoff site.yaml old-service-terminated --by NAME
 
 \b
+The same list in the terminal, where Enter opens a site's board:
+  cutover board --db postgresql://cutover@db.example/cutover
+
+\b
 Examples:
   cutover fleet --db postgresql://cutover@db.example/cutover
   cutover fleet --json | jq '.sites[] | select(.quiet)'
@@ -46,8 +50,7 @@ server cannot be reached.""")
 @json_option
 def command(db, quiet_after, live, as_of, as_json):
     from harness import fleet
-    from harness.durations import format_duration, parse_duration
-    import datetime as dt
+    from harness.durations import parse_duration
     threshold = None
     if quiet_after:
         try:
@@ -72,19 +75,13 @@ def command(db, quiet_after, live, as_of, as_json):
     from rich.console import Console
     from rich.table import Table
     t = Table(title=f"cutover fleet: {len(sites)} site(s) in {loc}, {now:%Y-%m-%d %H:%M} UTC")
-    for col in ("#", "site", "phase", "gate", "first blocking reason", "notice by", "disconnect",
-                "outages", "next claim by", "last run"):
+    from harness.escape import rich_text
+    for col in fleet.COLUMNS:
         t.add_column(col)
     for s in sites:
-        last = "never" if s.last_run_age_s is None else \
-            format_duration(dt.timedelta(seconds=int(s.last_run_age_s))) + " ago"
+        cells = [rich_text(c) for c in fleet.row_cells(s)]
         if s.quiet:
-            last = f"[bold red]QUIET {last}[/]"
-        t.add_row(str(s.attention_rank), s.site, s.phase_detail if s.phase != "parallel" else
-                  f"parallel {s.phase_detail}", s.decision or "?", s.first_blocking or s.error or "",
-                  s.notice_by.isoformat() if s.notice_by else "",
-                  s.disconnect_on.isoformat() if s.disconnect_on else "",
-                  ", ".join(f"{o['circuit']} open" for o in s.open_outages) or "",
-                  f"{s.nearest_claim_by:%Y-%m-%d %H:%M}" if s.nearest_claim_by else "", last)
+            cells[-1] = f"[bold red]{cells[-1]}[/]"
+        t.add_row(*cells)
     Console(width=200).print(t)
     raise SystemExit(EXIT_OK)

@@ -21,15 +21,24 @@ note); `cutover gate` and the board read the latest entry per item.
 Example:
   cutover signoff site.yaml porting --by "A. Engineer" --note "all 48 DDIs ported"
   cutover signoff site.yaml porting --by "A. Engineer" --revoke --note "2 DDIs still at Carrier A"
+
+\b
+A wrong entry (a name or note typed wrong) is corrected, not erased:
+  cutover signoff site.yaml porting --correct --by "A. Engineer" --note "all 48 DDIs ported (ticket 4711)"
+adds an entry with the same state (signed off or revoked) that supersedes the
+item's current one; the old entry stays in the trail, marked superseded by
+who corrected it and when. To undo a sign-off, revoke it.
 """)
 @click.argument("profile", metavar="PROFILE")
 @click.argument("item", metavar="ITEM")
 @click.option("--by", "by", default=None, metavar="NAME", help="Who signs off (required).")
 @click.option("--note", default="", metavar="TEXT", help="Evidence, ticket number, remarks.")
 @click.option("--revoke", is_flag=True, help="Withdraw the sign-off (kept in the audit trail).")
+@click.option("--correct", is_flag=True,
+              help="Correct the item's current entry (name, note): the old one stays, marked superseded.")
 @db_option
 @json_option
-def command(profile, item, by, note, revoke, db, as_json):
+def command(profile, item, by, note, revoke, correct, db, as_json):
     from harness.fleet import TERMINATED_ITEM
     prof = load_profile_or_exit(profile)
     titles = {i.id: i.title for i in prof.cutover.checklist}
@@ -40,8 +49,16 @@ def command(profile, item, by, note, revoke, db, as_json):
             + ("" if ids else " (add them under cutover.checklist)"))
     if not by or not by.strip():
         die(EXIT_BAD_INPUT, "--by NAME is required: who signs off (or revokes)")
+    if correct and revoke:
+        die(EXIT_BAD_INPUT, "--correct keeps the entry's state; to withdraw a sign-off use --revoke alone")
     store = open_store(db_path(prof, db))
-    rec = store.signoff(prof.site, item, by.strip(), note=note, revoke=revoke)
+    if correct:
+        try:
+            rec = store.correct_signoff(prof.site, item, by.strip(), note=note)
+        except ValueError as exc:
+            die(EXIT_BAD_INPUT, f"{exc} (sign it off first)")
+    else:
+        rec = store.signoff(prof.site, item, by.strip(), note=note, revoke=revoke)
     from harness import fleet
     if store.latest_runs(prof.site, 1):        # the fleet's summary of the site follows the sign-off
         fleet.refresh(store, prof.site, rec.at)
@@ -49,9 +66,11 @@ def command(profile, item, by, note, revoke, db, as_json):
     if as_json:
         emit_json({"site": prof.site, "item": rec.item, "title": title, "by": rec.by, "note": rec.note,
                    "at": rec.at.isoformat().replace("+00:00", "Z"), "revoked": rec.revoked,
-                   "db": str(store.location)})
+                   "corrects": rec.supersedes is not None, "db": str(store.location)})
     else:
         what = "revoked" if rec.revoked else "signed off"
+        if rec.supersedes is not None:
+            what = f"corrected ({what})"
         out(f"{item} ({title}): {what} by {rec.by} at {rec.at:%Y-%m-%d %H:%M} UTC"
                    + (f": {rec.note}" if rec.note else ""))
     raise SystemExit(EXIT_OK)

@@ -93,7 +93,8 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
                                    outage_runs=earlier + runs)
     if shared:
         gate_runs, gate_series = _from(read, read_series, gate_since)
-        decision = gate.evaluate(profile, gate_runs, store.signoffs(profile.site), now, series=gate_series)
+        decision = gate.evaluate(profile, gate_runs, store.signoffs(profile.site, as_of=now), now,
+                                 series=gate_series)
     else:
         decision = gate.decide(profile, store, now=now)
     junit_checks: dict[str, list] = {}

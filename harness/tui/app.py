@@ -11,6 +11,12 @@ The app owns the data and the slow work; screens and widgets only show it:
   the UI stays responsive and the result lands in the history like any run;
 - sign-offs go through ``Store.signoff``: the same audit trail as
   ``cutover signoff``.
+
+Without a profile the board opens on the fleet (every site of the database,
+harness.tui.screens.fleet); Enter opens a site's board with the profile
+stored with the site's latest run (``harness.fleet.site_profile``, the one
+`cutover fleet` judges it by), Escape goes back. A site opened from the
+fleet is measured by its own probe, never from here: "run now" is off.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from harness import fleet
 from harness.store import Store
 from harness.tui.loader import BoardLoader, placeholder
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.runs import RunRequest, default_runner
+from harness.tui.screens.fleet import FleetScreen
 from harness.tui.screens.main import MainScreen
 from harness.tui.screens.signoff import SignoffScreen
 
@@ -44,8 +52,12 @@ class BoardApp(App):
     def __init__(self, profile, db_path, *, now: dt.datetime | Callable[[], dt.datetime] | None = None,
                  window: dt.timedelta | None = None, poll_s: float = POLL_S,
                  runner: Callable[[RunRequest], object] | None = None, quick_runs: bool = False,
-                 background_open: bool = False) -> None:
+                 background_open: bool = False, signoffs_allowed: bool = True) -> None:
         super().__init__()
+        # a board frozen at a past time (`cutover board --as-of`) takes no sign-offs: they
+        # are stamped with the board's clock (gate --as-of counts only what was known then),
+        # and an audit trail must not be back-dated
+        self.signoffs_allowed = signoffs_allowed
         self.profile = profile
         self.db_path = db_path
         self.store = Store(db_path)
@@ -61,12 +73,25 @@ class BoardApp(App):
         # The loader reads through its own connection: a background reload of 30 days
         # then never holds the lock of the connection the UI thread polls and writes with.
         self._reader = Store(db_path)
-        self.loader = BoardLoader(profile, self._reader, window)
         self._loading = False
-        # background_open (the CLI): first frame at once with the circuits' names, the
-        # figures a moment later; else (tests, snapshots) the data is there before mount
-        self.data: BoardData = (placeholder(profile, self._clock()) if background_open else
-                                self.loader.load(self._clock(), version=self.store.data_version(self.profile.site)))
+        self.fleet_mode = profile is None      # no profile: the fleet first, a site's board on Enter
+        self.runs_allowed = not self.fleet_mode
+        self.fleet_sites: list[fleet.SiteStatus] = []
+        self._fleet_version: int | None = None
+        # None while the fleet is shown (no site open)
+        self.loader: BoardLoader | None = None
+        self.data: BoardData | None = None
+        if self.fleet_mode:
+            if not background_open:
+                self._fleet_version = self.store.data_version()
+                self.fleet_sites = fleet.fleet(self._reader, now=self._clock())
+        else:
+            self.loader = BoardLoader(profile, self._reader, window)
+            # background_open (the CLI): first frame at once with the circuits' names, the
+            # figures a moment later; else (tests, snapshots) the data is there before mount
+            self.data = (placeholder(profile, self._clock()) if background_open else
+                                    self.loader.load(self._clock(),
+                                                     version=self.store.data_version(self.profile.site)))
         self._loaded_at = self._clock()
         self._last_by = os.environ.get("CUTOVER_SIGNOFF_BY", "")
         self._run_stop: threading.Event | None = None
@@ -76,14 +101,72 @@ class BoardApp(App):
     # ------------------------------------------------------------ lifecycle
 
     def on_mount(self) -> None:
+        if self.poll_s > 0:
+            self.set_interval(self.poll_s, self._poll)
+        if self.fleet_mode:
+            loc = self.store.location      # a file by its name (the path is in the shell's history)
+            where = os.path.basename(loc.target) if loc.kind == "sqlite" else str(loc)
+            self.push_screen(FleetScreen(self.fleet_sites, self._clock(), where))
+            self.title = "cutover board: fleet"
+            if self._fleet_version is None:
+                self.call_after_refresh(self.reload_in_background)
+            return
+        self._mount_site()
+
+    def _mount_site(self) -> None:
+        assert self.profile is not None and self.data is not None
         # pushed (not get_default_screen) so Textual loads the screen's .tcss
         self.push_screen(MainScreen(self.data))
         self.title = f"cutover board: {self.profile.site}"
         if not self.data.loaded:
             # after the first frame: the read holds the GIL in Python parts and would delay it
             self.call_after_refresh(self.reload_in_background)
-        if self.poll_s > 0:
-            self.set_interval(self.poll_s, self._poll)
+
+    # ------------------------------------------------------------ the fleet
+
+    def open_site(self, site: str) -> None:
+        """Enter on the fleet: the site's board, judged by the profile stored with
+        its latest run (a central database holds no profile files)."""
+        profile, why = fleet.site_profile(self._reader, site)
+        if profile is None:
+            self.notify(f"cannot open {site}: {why}", severity="error")
+            return
+        self.profile = profile
+        self.loader = BoardLoader(profile, self._reader, self.window)
+        self.data = placeholder(profile, self._clock())
+        self._loading = False
+        self._mount_site()
+
+    def action_close_site(self) -> None:
+        """Escape on a site opened from the fleet: back to the fleet."""
+        if not self.fleet_mode or self.profile is None:
+            return
+        while not isinstance(self.screen, FleetScreen):
+            self.pop_screen()
+        self.profile, self.loader, self.data = None, None, None
+        self._loading = False
+        self.title = "cutover board: fleet"
+        self.reload_in_background()
+
+    @work(thread=True, exclusive=True, group="load")
+    def _fleet_worker(self, version: int) -> None:
+        now = self.now()
+        try:
+            sites = fleet.fleet(self._reader, now=now)
+        except Exception as exc:     # e.g. the server went away: keep showing the last list
+            self._to_ui(self._load_failed, f"{type(exc).__name__}: {exc}")
+            return
+        self._to_ui(self._apply_fleet, sites, version, now)
+
+    def _apply_fleet(self, sites: list, version: int, now: dt.datetime) -> None:
+        self._loading = False
+        if self.profile is not None:          # a site was opened meanwhile
+            return
+        self.fleet_sites, self._fleet_version, self._loaded_at = sites, version, now
+        self.reloads += 1
+        for screen in self.screen_stack:
+            if isinstance(screen, FleetScreen):
+                screen.show(sites, now)
 
     def on_unmount(self) -> None:
         # quitting during a run-now: the runner stops at its next step/probe check and
@@ -110,10 +193,11 @@ class BoardApp(App):
         if self._loading:
             return
         try:
-            version = self.store.data_version(self.profile.site)
+            version = self.store.data_version(self.profile.site if self.profile else None)
         except Exception:            # a locked or vanished file must not kill the board
             return
-        if version != self.data.data_version or self.now() - self._loaded_at >= STALE_AFTER:
+        shown = self.data.data_version if self.data is not None else self._fleet_version
+        if version != shown or self.now() - self._loaded_at >= STALE_AFTER:
             self.reload_in_background()
 
     def reload_in_background(self) -> None:
@@ -122,16 +206,27 @@ class BoardApp(App):
         self._loading = True
         # the version is read on this connection before the data: a write in between
         # shows up as a new version at the next poll and is read then
+        if self.profile is None:
+            self._fleet_worker(self.store.data_version())
+            return
         self._load_worker(self.store.data_version(self.profile.site))
 
     @work(thread=True, exclusive=True, group="load")
     def _load_worker(self, version: int) -> None:
+        loader = self.loader
+        assert loader is not None
         try:
-            data = self.loader.load(self.now(), version=version)
+            data = loader.load(self.now(), version=version)
         except Exception as exc:     # e.g. the disk went away: keep showing the last data
             self._to_ui(self._load_failed, f"{type(exc).__name__}: {exc}")
             return
-        self._to_ui(self._apply, data)
+        self._to_ui(self._apply_if_current, loader, data)
+
+    def _apply_if_current(self, loader: BoardLoader, data: BoardData) -> None:
+        if loader is not self.loader:        # back to the fleet (or another site) meanwhile
+            self._loading = False
+            return
+        self._apply(data)
 
     def _load_failed(self, error: str) -> None:
         self._loading = False
@@ -139,7 +234,8 @@ class BoardApp(App):
 
     def reload_signoffs(self) -> None:
         """After our own sign-off: only the gate is evaluated again (milliseconds)."""
-        self._apply(self.loader.refresh_signoffs(self.now(), self.store.signoffs(self.profile.site),
+        assert self.loader is not None
+        self._apply(self.loader.refresh_signoffs(self.now(), self.store.signoffs(self.profile.site, self.now()),
                                                  version=self.store.data_version(self.profile.site)))
 
     def _apply(self, data: BoardData) -> None:
@@ -167,7 +263,7 @@ class BoardApp(App):
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
         main = self.main if any(isinstance(s, MainScreen) for s in self.screen_stack) else None
-        if main is None:
+        if main is None or self.profile is None:
             return
         selected = main.selected_circuit
         yield SystemCommand(f"Run now: {selected}", "Check the selected circuit now", self.action_run_selected)
@@ -179,8 +275,10 @@ class BoardApp(App):
                             main.action_sign_off)
         yield SystemCommand("Revoke sign-off", "Revoke the sign-off of the item under the cursor",
                             main.action_revoke)
+        yield SystemCommand("Correct sign-off", "Correct the entry of the item under the cursor (the old one "
+                            "stays, marked superseded)", main.action_correct)
         for item in self.profile.cutover.checklist:
-            row = next((r for r in self.data.checklist if r.id == item.id), None)
+            row = next((r for r in (self.data.checklist if self.data else []) if r.id == item.id), None)
             if row is not None:
                 yield SystemCommand(f"Sign off: {item.id}", item.title,
                                     lambda r=row: self.sign_off_item(r, revoke=False), discover=False)
@@ -193,7 +291,13 @@ class BoardApp(App):
 
     # ------------------------------------------------------------ sign-off
 
-    def sign_off_item(self, row: ChecklistRow | None, revoke: bool = False) -> None:
+    def sign_off_item(self, row: ChecklistRow | None, revoke: bool = False, correct: bool = False) -> None:
+        """Sign off, revoke (``revoke``) or correct the current entry (``correct``:
+        the old entry stays in the audit trail, marked superseded)."""
+        if not self.signoffs_allowed:
+            self.notify("this board shows a past time (--as-of): sign off in a live board or with "
+                        "`cutover signoff`", severity="warning")
+            return
         if row is None:
             self.notify("select a checklist item first", severity="warning")
             return
@@ -204,21 +308,27 @@ class BoardApp(App):
         if revoke and row.status != "signed off":
             self.notify(f"'{row.id}' is not signed off: nothing to revoke", severity="warning")
             return
+        if correct and not row.by:
+            self.notify(f"'{row.id}' has no entry to correct: sign it off with s", severity="warning")
+            return
 
         def done(result: tuple[str, str] | None) -> None:
             if result is None:
                 return
             by, note = result
             try:
-                self.store.signoff(self.profile.site, row.id, by, note, revoke=revoke)
+                if correct:
+                    self.store.correct_signoff(self.profile.site, row.id, by, note, at=self.now())
+                else:
+                    self.store.signoff(self.profile.site, row.id, by, note, revoke=revoke, at=self.now())
             except Exception as exc:          # e.g. database locked for longer than busy_timeout
                 self.notify(f"not saved: {exc}", severity="error")
                 return
             self._last_by = by
             self.reload_signoffs()
-            self.notify(f"{'revoked' if revoke else 'signed off'}: {row.id} by {by}")
+            self.notify(f"{'corrected' if correct else 'revoked' if revoke else 'signed off'}: {row.id} by {by}")
 
-        self.push_screen(SignoffScreen(row, revoke=revoke, last_by=self._last_by), done)
+        self.push_screen(SignoffScreen(row, revoke=revoke, last_by=self._last_by, correct=correct), done)
 
     # ------------------------------------------------------------ run now
 
@@ -229,6 +339,10 @@ class BoardApp(App):
         self.start_run([c.name for c in self.profile.circuits])
 
     def start_run(self, names: list[str]) -> None:
+        if not self.runs_allowed:
+            self.notify("opened from the fleet: this site is measured by its own probe "
+                        "(cutover schedule there), not from this machine", severity="warning")
+            return
         if self.running:
             self.notify(f"a run is in progress ({', '.join(self.running)})", severity="warning")
             return

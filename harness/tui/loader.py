@@ -111,7 +111,7 @@ class BoardLoader:
         self._runs, self._capacity = runs, capacity
         self._drills = failover.drill_summaries(store.runs(site, since=gate_since, until=until, kind="drill",
                                                            checks="none"))
-        decision = self._decide(now, store.signoffs(site))
+        decision = self._decide(now, store.signoffs(site, as_of=now))
         self._last = BoardData(header=header_view(profile, decision, now), circuits=circuits,
                                checklist=checklist_rows(decision), outages=outage_rows(analysis.all_outages()),
                                window_days=(now - trend_since).total_seconds() / 86400, data_version=version,

@@ -35,6 +35,8 @@ SLA claim deadline.
 | `a` | run all circuits now |
 | `s` | sign off the checklist item under the cursor |
 | `x` | revoke the sign-off under the cursor |
+| `e` | correct the entry under the cursor (a wrong name or note; the old entry stays, marked superseded) |
+| `escape` | back to the fleet (a site opened from `cutover board` without a profile) |
 | `o` | show the outage log (toggles on narrow terminals) |
 | `c` | go to the checklist |
 | `←` `→` `1`…`9` | select a circuit |

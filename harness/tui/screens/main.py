@@ -32,6 +32,7 @@ class MainScreen(Screen):
         Binding("a", "app.run_all", "Run all"),
         Binding("s", "sign_off", "Sign off"),
         Binding("x", "revoke", "Revoke"),
+        Binding("e", "correct", "Correct", show=False),
         Binding("o", "toggle_outages", "Outages"),
         Binding("c", "focus_checklist", "Checklist", show=False),
         # priority: the tables would take left/right for horizontal scrolling; the row under the
@@ -40,6 +41,7 @@ class MainScreen(Screen):
         Binding("right", "select_circuit(1)", "Next circuit", show=False, priority=True),
         *(Binding(str(n), f"select_index({n - 1})", f"Circuit {n}", show=False) for n in range(1, 10)),
         Binding("f5", "app.reload", "Reload", show=False),
+        Binding("escape", "app.close_site", "Fleet", show=False),   # a site opened from the fleet
         Binding("question_mark", "app.help", "Help", key_display="?"),
         Binding("q", "app.quit", "Quit"),
     ]
@@ -172,7 +174,8 @@ class MainScreen(Screen):
         if row is not None:
             if row.kind == "manual" and row.by:
                 when = row.at.strftime("%Y-%m-%d %H:%M UTC") if row.at else ""
-                text = f"{row.id}: {row.status} by {row.by} {when}" + (f": {row.note}" if row.note else "")
+                text = f"{row.id}: {row.status} by {row.by} {when}" + (f": {row.note}" if row.note else "") \
+                    + "  (e to correct)"
             elif row.kind == "manual":
                 text = f"{row.id}: not signed off yet (s to sign off)"
             else:
@@ -187,3 +190,6 @@ class MainScreen(Screen):
 
     def action_revoke(self) -> None:
         self.app.sign_off_item(self.current_item(), revoke=True)
+
+    def action_correct(self) -> None:
+        self.app.sign_off_item(self.current_item(), correct=True)

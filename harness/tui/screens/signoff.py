@@ -1,5 +1,6 @@
-"""Sign off (or revoke) one checklist item: who and a note, like
-``cutover signoff PROFILE ITEM --by NAME --note TEXT [--revoke]``.
+"""Sign off (or revoke, or correct) one checklist item: who and a note, like
+``cutover signoff PROFILE ITEM --by NAME --note TEXT [--revoke | --correct]``.
+A correction shows the entry it supersedes; that entry stays in the trail.
 
 Two rules keep the audit trail honest:
 
@@ -36,17 +37,24 @@ class SignoffScreen(ModalScreen[tuple[str, str] | None]):
                 Binding("enter", "enter", "Next / submit", show=False, priority=True)]
     FIELDS = ("#by", "#note", "#cancel", "#ok")
 
-    def __init__(self, item: ChecklistRow, revoke: bool = False, last_by: str = "") -> None:
+    def __init__(self, item: ChecklistRow, revoke: bool = False, last_by: str = "",
+                 correct: bool = False) -> None:
         super().__init__()
         self.item = item
         self.revoke = revoke
+        self.correct = correct
         self.last_by = last_by
 
     def compose(self) -> ComposeResult:
-        verb = "Revoke the sign-off of" if self.revoke else "Sign off"
+        verb = "Correct the entry of" if self.correct else "Revoke the sign-off of" if self.revoke else "Sign off"
         with Vertical(id="dialog", classes="-revoke" if self.revoke else "") as dialog:
             dialog.border_title = f"{verb} {self.item.id}"
             yield Label(self.item.title, id="item-title")
+            if self.correct:
+                when = f"{self.item.at:%Y-%m-%d %H:%M} UTC" if self.item.at else ""
+                yield Label(f"Replaces: {self.item.status} by {self.item.by} {when}"
+                            + (f": {self.item.note}" if self.item.note else "")
+                            + " (kept in the trail, marked superseded)", id="replaces")
             yield Label("Name (recorded in the audit trail)")
             hint = f"your name (last entry: {self.last_by})" if self.last_by else "e.g. A. Engineer"
             yield Input(placeholder=hint, id="by", select_on_focus=False)
@@ -55,7 +63,7 @@ class SignoffScreen(ModalScreen[tuple[str, str] | None]):
             yield Label("", id="error")
             with Horizontal(id="buttons"):
                 yield Button("Cancel", id="cancel")
-                yield Button("Revoke" if self.revoke else "Sign off", id="ok",
+                yield Button("Correct" if self.correct else "Revoke" if self.revoke else "Sign off", id="ok",
                              variant="error" if self.revoke else "success")
 
     def on_mount(self) -> None:
