@@ -414,13 +414,21 @@ class MetricSummary:
     max: float | None
     p95: float | None
     slope_per_day: float | None          # least-squares slope, unit per day
-    trend: str | None                    # better | worse | steady (None: too few points)
+    trend: str | None                    # better | worse | steady (None: too little data, TREND_MIN_*)
+    span_hours: float = 0.0              # first to last sample
 
     def to_dict(self) -> dict:
         d = {k: getattr(self, k) for k in ("key", "label", "unit", "count", "latest", "min", "mean",
-                                           "max", "p95", "slope_per_day", "trend")}
+                                           "max", "p95", "slope_per_day", "trend", "span_hours")}
         d["latest_at"] = iso(self.latest_at)
         return d
+
+
+# A trend (and its slope) is claimed only from at least this many samples spread
+# over at least this many hours: 3 samples over 5 minutes once read as
+# "worse (+19.3 ms/day)", a slope extrapolated 288-fold from noise.
+TREND_MIN_SAMPLES = 4
+TREND_MIN_HOURS = 24.0
 
 
 def summarize(metric: Metric, series: Sequence[tuple[dt.datetime, float]]) -> MetricSummary:
@@ -434,7 +442,7 @@ def summarize(metric: Metric, series: Sequence[tuple[dt.datetime, float]]) -> Me
     p95 = ordered[min(n - 1, math.ceil(0.95 * n) - 1)]
     slope = trend = None
     span_days = (series[-1][0] - series[0][0]).total_seconds() / 86400
-    if n >= 3 and span_days > 0:
+    if n >= TREND_MIN_SAMPLES and span_days * 24 >= TREND_MIN_HOURS:
         t0 = series[0][0].timestamp()
         xs = [(t.timestamp() - t0) / 86400 for t, _ in series]
         sx = sum(xs)
@@ -450,7 +458,7 @@ def summarize(metric: Metric, series: Sequence[tuple[dt.datetime, float]]) -> Me
             else:
                 trend = "better" if (change > 0) == metric.higher_is_better else "worse"
     return MetricSummary(metric.key, metric.label, metric.unit, n, values[-1], series[-1][0],
-                         ordered[0], mean, ordered[-1], p95, slope, trend)
+                         ordered[0], mean, ordered[-1], p95, slope, trend, span_days * 24)
 
 
 def metric_series(runs: Iterable, circuit: str, metric: Metric) -> list[tuple[dt.datetime, float]]:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterable
 
 from harness import __version__, gate, history
+from harness.reports import common
 from harness.verdicts import overall_verdict
 
 UTC = dt.timezone.utc
@@ -43,6 +44,8 @@ class Report:
     junit_checks: dict[str, list] = field(default_factory=dict)     # circuit -> checks
     junit_run_at: dict[str, dt.datetime] = field(default_factory=dict)
     tool_version: str = __version__
+    in_progress: list = field(default_factory=list)   # the unfinished latest run, left out of every figure
+    drills: list[dict] = field(default_factory=list)  # every stored failover drill up to now, oldest first
 
     @property
     def verdict(self) -> str:
@@ -64,6 +67,13 @@ class Report:
             "comparison": a.comparison(),
             "outages": [o.to_dict() for o in a.all_outages()],
             "gate": self.gate.to_dict() if self.gate else None,
+            "summary": common.summary(self),
+            "in_progress": [{"run_id": r.id, "started_at": history.iso(r.started_at)} for r in self.in_progress],
+            "platforms": {row["platform"]: {"title": row["title"], "planned": row["planned"],
+                                            "circuits": {n: (s.to_dict() if s else None)
+                                                         for n, s in row["circuits"].items()}}
+                          for row in common.platform_table(self)},
+            "drills": [{**d, "at": history.iso(d["at"])} for d in self.drills],
         }
 
 
@@ -81,7 +91,11 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     shared = since - SHARED_READ_SLACK <= gate_since
     first = min(since, gate_since) if shared else since
     read = history.load_runs(store, profile.site, first, until)
-    read_series = history.load_series(store, profile.site, first, until)
+    in_progress = _unfinished_latest(read, now)
+    if in_progress:            # read again up to its start: the latest checks are the run before it
+        read = history.load_runs(store, profile.site, first, in_progress[0].started_at)
+    read_series = history.load_series(store, profile.site, first,
+                                      in_progress[0].started_at if in_progress else until)
     runs, series = _from(read, read_series, since)
     analysis = history.analyze(runs, profile, since=since, now=now, series=series)
     if any(o.starts_before_window for ch in analysis.circuits.values() for o in ch.outages):
@@ -110,9 +124,22 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
             if ch.latest_at is not None:
                 junit_checks[name] = list(ch.latest_checks)
                 junit_at[name] = ch.latest_at
+    from harness.suite.failover import drill_summaries
+    drills = drill_summaries(store.runs(profile.site, until=until, kind="drill"))
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
-                  junit_run_at=junit_at)
+                  junit_run_at=junit_at, in_progress=in_progress, drills=drills)
+
+
+def _unfinished_latest(runs, now: dt.datetime) -> list:
+    """A run still in progress is not a run yet: when the latest run had not
+    finished at ``now`` (``finished_at`` empty or later) it is left out of the
+    counts, pass rates, charts and latest checks, and the report says so. An
+    unfinished run with later runs after it died; the circuits it completed
+    stay evidence (harness.store)."""
+    if runs and (runs[-1].finished_at is None or runs[-1].finished_at > now):
+        return [runs[-1]]
+    return []
 
 
 def _from(runs, series, since: dt.datetime):

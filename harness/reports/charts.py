@@ -3,7 +3,12 @@
 No JavaScript and no external files: the report must open offline, in a mail
 attachment, in a ticket. A chart is a plain ``<svg>`` with one ``<polyline>``
 per series; each carries ``data-series`` and ``data-points`` so tests (and
-curious users) can check what was drawn.
+curious users) can check what was drawn. The report draws one chart per
+metric with one line per circuit (old and new on the same axes), shades
+outages red and the hours without any measurement grey (``rect.gap``, each
+with a ``<title>`` naming the span), and draws the daily pass rate as grouped
+bars (:func:`bar_chart`). The x axis is the report's window, not the data's
+extent: a week with two days of data shows five empty days.
 
 Long histories are bucketed to at most :data:`MAX_POINTS` points per series.
 Each point is the *worst* value in its bucket (highest delay/jitter/loss,
@@ -83,10 +88,12 @@ def _fmt_tick(v: float) -> str:
 def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.datetime, end: dt.datetime,
                limit: float | None = None, limit_label: str = "", worst_is_high: bool = True,
                shade: Sequence[tuple[dt.datetime, dt.datetime]] = (), css_id: str = "",
-               data_attrs: dict[str, str] | None = None) -> str:
+               data_attrs: dict[str, str] | None = None,
+               gaps: Sequence[tuple[dt.datetime, dt.datetime, str]] = ()) -> str:
     """One chart. ``limit`` draws a dashed threshold line when it fits the
     scale (a limit far above the data would flatten it; then the legend says
-    so). ``shade`` marks time spans (outages) in translucent red."""
+    so). ``shade`` marks time spans (outages) in translucent red; ``gaps``
+    (start, end, label) marks spans without measurements in grey."""
     plot_w, plot_h = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
     drawn = [(s, downsample(s.points, worst_is_high=worst_is_high, start=start, end=end)) for s in series]
     values = [v for _, pts in drawn for _, v in pts]
@@ -115,6 +122,11 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
         return PAD_T + plot_h - (v - y_lo) / (y_hi - y_lo) * plot_h
 
     parts = [head]
+    for a, b, label in gaps:
+        xa, xb = max(PAD_L, x(a)), min(PAD_L + plot_w, x(b))
+        if xb >= xa:
+            parts.append(f'<rect class="gap" x="{xa:.1f}" y="{PAD_T}" width="{max(xb - xa, 1.5):.1f}" '
+                         f'height="{plot_h}"><title>{escape(label)}</title></rect>')
     for a, b in shade:
         xa, xb = max(PAD_L, x(a)), min(PAD_L + plot_w, x(b))
         if xb >= xa:
@@ -145,6 +157,56 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
     if limit is not None:
         legend.append((f"{limit_label or 'limit'} {_fmt_tick(limit)}{' (off scale)' if not show_limit else ''}",
                        "#888"))
+    for name, colour in reversed(legend):
+        parts.append(f'<text class="lg" x="{legend_x:.1f}" y="16" text-anchor="end" fill="{colour}">'
+                     f'{escape(name)}</text>')
+        legend_x -= 12 + 6.4 * len(name)
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, str, dict]], *,
+              target: float | None = None, data_attrs: dict[str, str] | None = None) -> str:
+    """Grouped bars, 0..100 %: one group per day, one bar per (name, colour,
+    {day: pct}) group; a day a circuit was not measured has no bar (not a
+    zero). ``target`` is drawn dashed (the profile's pass rate). Each bar is a
+    ``rect.bar`` with ``data-series``, ``data-day`` and ``data-pct``."""
+    width = max(WIDTH, PAD_L + PAD_R + 16 * len(days) * max(1, len(groups)))
+    plot_w, plot_h = width - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
+    attrs = " ".join(f'data-{escape(k)}="{escape(str(v))}"' for k, v in (data_attrs or {}).items())
+    parts = [f'<svg class="chart bars" {attrs} xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {HEIGHT}" '
+             f'width="{width}" height="{HEIGHT}" role="img" aria-label="{escape(title)}"><title>{escape(title)}</title>'
+             f'<text x="{PAD_L}" y="16" class="ct">{escape(title)} (%)</text>']
+
+    def y(v: float) -> float:
+        return PAD_T + plot_h - v / 100.0 * plot_h
+
+    for v in (0, 25, 50, 75, 100):
+        parts.append(f'<line class="grid" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
+                     f'<text class="tick" x="{PAD_L - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{v}</text>')
+    slot = plot_w / max(1, len(days))
+    bar_w = max(1.0, (slot - 4) / max(1, len(groups)))
+    label_every = max(1, math.ceil(len(days) / 10))
+    for i, day in enumerate(days):
+        x0 = PAD_L + i * slot + 2
+        for j, (name, colour, values) in enumerate(groups):
+            v = values.get(day)
+            if v is None:
+                continue
+            parts.append(f'<rect class="bar" data-series="{escape(name)}" data-day="{day.isoformat()}" '
+                         f'data-pct="{v:.1f}" x="{x0 + j * bar_w:.1f}" y="{y(v):.1f}" width="{bar_w:.1f}" '
+                         f'height="{y(0) - y(v):.1f}" fill="{colour}"><title>{escape(name)} {day.isoformat()}: '
+                         f'{v:.1f} %</title></rect>')
+        if i % label_every == 0:
+            parts.append(f'<text class="tick" x="{x0 + slot / 2 - 2:.1f}" y="{HEIGHT - 10}" '
+                         f'text-anchor="middle">{day.strftime("%m-%d")}</text>')
+    if target is not None:
+        parts.append(f'<line class="limit" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(target):.1f}" '
+                     f'y2="{y(target):.1f}"/>')
+    legend = [(name, colour) for name, colour, _ in groups]
+    if target is not None:
+        legend.append((f"target {_fmt_tick(target)}", "#888"))
+    legend_x = PAD_L + plot_w
     for name, colour in reversed(legend):
         parts.append(f'<text class="lg" x="{legend_x:.1f}" y="16" text-anchor="end" fill="{colour}">'
                      f'{escape(name)}</text>')

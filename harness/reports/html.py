@@ -1,19 +1,22 @@
 """The HTML report: ONE self-contained file (inline CSS, inline SVG charts, no
 scripts, no external URLs) that opens offline in any browser.
 
-Per circuit: latency, jitter, loss and throughput over the window, with the
-profile's limits as dashed lines and outages shaded red.
+It opens with the plain-language summary (harness.reports.common.summary),
+then one chart per metric with a line per circuit (old, new and backup on the
+same axes), the profile's limit dashed, outages shaded red and hours without
+any measurement shaded grey; the daily pass rate is a bar chart.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 from html import escape
 
 from harness.history import METRIC_BY_KEY
-from harness.reports.charts import Series, line_chart
-from harness.reports.common import (LATEST_COLUMNS, claim_text, coverage_line, daily_rows, dur, latest_cell,
-                                    outage_end, pct, status_cause, trend_text, what_failed, when)
+from harness.reports.charts import Series, bar_chart, line_chart
+from harness.reports.common import (DRILL_HEAD, LATEST_COLUMNS, circuit_colours, claim_text, coverage_line,
+                                    daily_rows, drill_row, dur, holes_text, latest_cell, outage_end, pct,
+                                    platform_cell, platform_table, runs_line, status_cause, summary, trend_text,
+                                    what_failed, when)
 from harness.verdicts import fmt
 
 CSS = """
@@ -32,7 +35,10 @@ svg.chart{background:#fff;border:1px solid #e3e7eb;border-radius:4px}
 svg .ct{font-size:12px;font-weight:600;fill:#1d232a}svg .tick{font-size:10px;fill:#5b6570}
 svg .lg{font-size:10px;font-weight:600}svg .na{font-size:12px;fill:#8a939c}
 svg .grid{stroke:#eef1f4;stroke-width:1}svg .limit{stroke:#888;stroke-dasharray:5 4;stroke-width:1}
-svg .outage{fill:#c5221f;fill-opacity:.16}
+svg .outage{fill:#c5221f;fill-opacity:.16}svg .gap{fill:#8a939c;fill-opacity:.22}
+section.summary{background:#f3f7fb;border:1px solid #c9d6e3;border-left:6px solid #1f77b4;border-radius:4px;
+padding:8px 16px;margin:12px 0 18px}section.summary p{margin:6px 0;font-size:15px}
+table.platforms td{white-space:normal}
 .bar{display:inline-block;height:9px;background:#1e8e3e;vertical-align:middle;margin-right:6px}
 ul.blocking li{color:#8c1815}
 """
@@ -50,40 +56,63 @@ def _table(head: list[str], rows: list[list[str]], num_cols: tuple[int, ...] = (
     return f"<table><thead><tr>{h}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _chart_start(report):
-    """The window's start, or shortly before the first run when the history is
-    younger than the window (a first `check --report-dir`): no empty week."""
-    firsts = [pts[0][0] for ch in report.analysis.circuits.values() for pts in ch.series.values() if pts]
-    if not firsts:
-        return report.since
-    first = min(firsts)
-    margin = max((report.until - first) * 0.05, dt.timedelta(minutes=30))
-    return max(report.since, first - margin)
+# (metric key, chart id, limit from the profile's thresholds or None, worst_is_high)
+CHART_METRICS = (
+    ("rtt_p50_ms", "latency", lambda th: 2 * th.one_way_delay_ms, True),
+    ("jitter_up_ms", "jitter-up", lambda th: th.jitter_ms, True),
+    ("jitter_down_ms", "jitter-down", lambda th: th.jitter_ms, True),
+    ("loss_up_pct", "loss-up", lambda th: th.loss_pct, True),
+    ("loss_down_pct", "loss-down", lambda th: th.loss_pct, True),
+    ("mos", "mos", lambda th: th.mos_min, False),
+    ("down_mbps", "throughput-down", None, False),
+    ("up_mbps", "throughput-up", None, False),
+    ("capacity_calls", "capacity", None, False),
+)
 
 
-def _charts(report, ch) -> str:
-    th = report.profile.thresholds
-    shade = [(o.start, o.end or report.until) for o in ch.outages]
-    common = dict(start=_chart_start(report), end=report.until, shade=shade)
-    s = ch.series
+def _gaps(report) -> list[tuple]:
+    """Hours no circuit was measured (the intersection of the circuits' holes
+    would hide a circuit's own hole; the union shades each circuit's: a grey
+    band says 'some circuit has no measurement here', its title names which)."""
+    out = []
+    for ch in report.analysis.circuits.values():
+        cov = ch.coverage
+        if cov is None or not cov.measured:      # never measured: its empty line says so, no grey wash
+            continue
+        for h in cov.holes:
+            out.append((h.start, h.end, f"{ch.name}: {h.describe()}"))
+    return out
 
-    def attrs(metric: str) -> dict[str, str]:
-        return {"circuit": ch.name, "metric": metric}
 
-    charts = [
-        line_chart(f"{ch.name}: latency (RTT p50)", "ms", [Series("RTT p50", s.get("rtt_p50_ms", []))],
-                   limit=2 * th.one_way_delay_ms, limit_label="RTT limit", data_attrs=attrs("latency"), **common),
-        line_chart(f"{ch.name}: jitter", "ms", [Series("up", s.get("jitter_up_ms", [])),
-                                               Series("down", s.get("jitter_down_ms", []))],
-                   limit=th.jitter_ms, data_attrs=attrs("jitter"), **common),
-        line_chart(f"{ch.name}: loss", "%", [Series("up", s.get("loss_up_pct", [])),
-                                            Series("down", s.get("loss_down_pct", []))],
-                   limit=th.loss_pct, data_attrs=attrs("loss"), **common),
-        line_chart(f"{ch.name}: throughput", "Mbit/s", [Series("down", s.get("down_mbps", [])),
-                                                       Series("up", s.get("up_mbps", []))],
-                   worst_is_high=False, data_attrs=attrs("throughput"), **common),
-    ]
-    return '<div class="charts">' + "".join(charts) + "</div>"
+def _charts(report) -> str:
+    """One chart per metric, one line per circuit, the limit dashed; metrics
+    no circuit measured in the window are left out (the legend says which)."""
+    a, th = report.analysis, report.profile.thresholds
+    colours = circuit_colours(a)
+    shade = [(o.start, o.end or report.until) for ch in a.circuits.values() for o in ch.outages]
+    gaps = _gaps(report)
+    charts, missing = [], []
+    for key, css, limit, worst_high in CHART_METRICS:
+        m = METRIC_BY_KEY[key]
+        series = [Series(n, ch.series.get(key, []), colours[n]) for n, ch in a.circuits.items()]
+        if not any(s.points for s in series):
+            missing.append(m.label)
+            continue
+        charts.append(line_chart(m.label, m.unit, series, start=report.since, end=report.until,
+                                 limit=limit(th) if limit else None, limit_label="limit",
+                                 worst_is_high=worst_high, shade=shade, gaps=gaps,
+                                 data_attrs={"metric": css}))
+    note = f'<p class="meta">Not measured in this window: {escape(", ".join(missing))}.</p>' if missing else ""
+    return '<div class="charts">' + "".join(charts) + "</div>" + note
+
+
+def _daily_chart(report) -> str:
+    a = report.analysis
+    colours = circuit_colours(a)
+    days = sorted({d.date for ch in a.circuits.values() for d in ch.daily})
+    groups = [(n, colours[n], {d.date: d.pass_pct for d in ch.daily}) for n, ch in a.circuits.items()]
+    return bar_chart("Daily pass rate", days, groups, target=report.profile.cutover.pass_rate_pct,
+                     data_attrs={"metric": "daily-pass-rate"})
 
 
 def render(report) -> str:
@@ -96,8 +125,10 @@ def render(report) -> str:
                       f"<style>{CSS}</style></head><body>"]
     out.append(f"<h1>Readiness report: {e(report.site)} {_badge(report.verdict)}</h1>")
     out.append(f'<p class="meta">Window {e(when(report.since))} to {e(when(report.until))}, '
-               f'{a.runs} run{"" if a.runs == 1 else "s"}. '
+               f'{e(runs_line(report))}. '
                f"Generated {e(when(report.generated_at))} by cutover {e(report.tool_version)}.</p>")
+    out.append('<section class="summary" id="summary"><h2>Summary</h2>'
+               + "".join(f"<p>{e(line)}</p>" for line in summary(report)) + "</section>")
 
     if g is not None:
         out.append(f'<h2 id="gate">Termination gate {_badge(g.decision)}</h2>')
@@ -124,12 +155,23 @@ def render(report) -> str:
                       rows, num_cols=tuple(range(5, 6 + len(LATEST_COLUMNS)))))
     out.append('<p class="meta" id="coverage">Evidence coverage (pass rates count measured runs; a gap is '
                'not a pass):<br>' + "<br>".join(e(coverage_line(ch)) for ch in a.circuits.values()) + "</p>")
-
-    out.append('<h2 id="charts">Over time</h2><p class="meta">Each point is the worst value in its time '
-               "bucket; dashed lines are the profile's limits; red bands are outages.</p>")
     for ch in a.circuits.values():
-        out.append(f"<h3>{e(ch.name)} ({e(ch.role)}{', ' + e(ch.provider) if ch.provider else ''})</h3>")
-        out.append(_charts(report, ch))
+        holes = holes_text(ch)
+        if len(holes) > 3:
+            out.append(f'<p class="meta">Every hole of {e(ch.name)}: {e("; ".join(holes))}.</p>')
+
+    plat = platform_table(report)
+    if plat:
+        names = list(a.circuits)
+        out.append('<h2 id="platforms">Call platforms <span class="meta">(latest measurement)</span></h2>')
+        out.append(_table(["Platform"] + [f"{n} ({a.circuits[n].role})" for n in names],
+                          [[e(row["title"])] + [_platform_html(row["circuits"][n]) for n in names] for row in plat])
+                   .replace("<table>", '<table class="platforms">', 1))
+
+    out.append('<h2 id="charts">Over time</h2><p class="meta">One chart per metric, one line per circuit; each '
+               "point is the worst value in its time bucket; dashed lines are the profile's limits; red bands "
+               "are outages, grey bands hours without measurements (hover for the span).</p>")
+    out.append(_charts(report))
 
     comparison = a.comparison()
     if comparison and len(a.circuits) > 1:
@@ -156,8 +198,11 @@ def render(report) -> str:
 
     out.append('<h2 id="daily">Daily pass rate</h2>')
     rows = [[e(cell) for cell in row] for row in daily_rows(a)]
-    out.append(_table(["Date (UTC)"] + list(a.circuits), rows, num_cols=tuple(range(1, 1 + len(a.circuits))))
-               if rows else "<p>No runs in this window.</p>")
+    if rows:
+        out.append(_daily_chart(report))
+        out.append(_table(["Date (UTC)"] + list(a.circuits), rows, num_cols=tuple(range(1, 1 + len(a.circuits)))))
+    else:
+        out.append("<p>No runs in this window.</p>")
 
     outages = a.all_outages()
     out.append('<h2 id="outages">Outage and SLA breach log</h2>')
@@ -171,7 +216,15 @@ def render(report) -> str:
     else:
         out.append("<p>No outages in this window.</p>")
 
+    out.append('<h2 id="drills">Failover drills</h2>')
+    if report.drills:
+        out.append(_table(DRILL_HEAD, [[e(c) for c in drill_row(d)] for d in report.drills]))
+    else:
+        out.append("<p>No failover drill stored yet (cutover probe failover --profile).</p>")
+
     out.append('<h2 id="checks">Latest checks</h2>')
+    if not report.junit_checks:
+        out.append("<p>No circuit has been measured in this window.</p>")
     for circuit, checks in report.junit_checks.items():
         out.append(f"<h3>{e(circuit)} <span class=\"meta\">{e(when(report.junit_run_at.get(circuit)))}</span></h3>")
         out.append(_table(["Check", "Status", "Measured", "Required", "Margin", "Reason"],
@@ -180,3 +233,11 @@ def render(report) -> str:
                            for c in checks], num_cols=(2, 3, 4)))
     out.append("</body></html>\n")
     return "\n".join(out)
+
+
+def _platform_html(s) -> str:
+    text = escape(platform_cell(s))
+    if s is None:
+        return f'<span class="meta">{text}</span>'
+    return _badge("pass" if s.meets else "fail").replace(">pass<", ">meets<").replace(">fail<", ">fails<") + \
+        " " + text

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from harness.escape import markdown_text
 from harness.history import METRIC_BY_KEY
-from harness.reports.common import (LATEST_COLUMNS, claim_text, coverage_line, daily_rows, dur, latest_cell,
-                                    outage_end, pct, status_cause, trend_text, what_failed, when)
+from harness.reports.common import (DRILL_HEAD, LATEST_COLUMNS, claim_text, coverage_line, daily_rows, drill_row,
+                                    dur, holes_text, latest_cell, outage_end, pct, platform_cell, platform_table,
+                                    runs_line, status_cause, summary, trend_text, what_failed, when)
 from harness.verdicts import fmt
 
 
@@ -28,9 +29,12 @@ def render(report) -> str:
     hours = p.cutover.sla_claim_hours
     md = markdown_text
     L: list[str] = [f"# Readiness report: {md(report.site)}", ""]
-    L.append(f"Window {when(report.since)} to {when(report.until)}, {a.runs} run{'' if a.runs == 1 else 's'}. "
+    L.append(f"Window {when(report.since)} to {when(report.until)}, {md(runs_line(report))}. "
              f"Generated {when(report.generated_at)} by cutover {report.tool_version}.")
     L += ["", f"**Latest verdict: {report.verdict}**", ""]
+    L += ["## Summary", ""]
+    for line in summary(report):
+        L += [md(line), ""]
 
     if g is not None:
         L += [f"## Termination gate: {g.decision}", ""]
@@ -55,6 +59,17 @@ def render(report) -> str:
     L += _table(head, rows) + [""]
     L += ["Evidence coverage (pass rates count measured runs; a gap is not a pass):", ""]
     L += [f"- {md(coverage_line(ch))}" for ch in a.circuits.values()] + [""]
+    for ch in a.circuits.values():
+        holes = holes_text(ch)
+        if len(holes) > 3:
+            L += [f"Every hole of {md(ch.name)}: " + "; ".join(md(h) for h in holes) + ".", ""]
+
+    plat = platform_table(report)
+    if plat:
+        names = list(a.circuits)
+        L += ["## Call platforms (latest measurement)", ""]
+        L += _table(["Platform"] + [f"{n} ({a.circuits[n].role})" for n in names],
+                    [[row["title"]] + [platform_cell(row["circuits"][n]) for n in names] for row in plat]) + [""]
 
     comparison = a.comparison()
     if comparison and len(a.circuits) > 1:
@@ -97,7 +112,15 @@ def render(report) -> str:
         L.append("No outages in this window.")
     L.append("")
 
+    L += ["## Failover drills", ""]
+    if report.drills:
+        L += _table(DRILL_HEAD, [drill_row(d) for d in report.drills]) + [""]
+    else:
+        L += ["No failover drill stored yet (`cutover probe failover --profile`).", ""]
+
     L += ["## Latest checks", ""]
+    if not report.junit_checks:
+        L += ["No circuit has been measured in this window.", ""]
     for circuit, checks in report.junit_checks.items():
         L += [f"### {md(circuit)} ({when(report.junit_run_at.get(circuit))})", ""]
         L += _table(["Check", "Status", "Measured", "Required", "Margin", "Reason"],

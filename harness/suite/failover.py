@@ -92,7 +92,9 @@ def drill_summaries(runs) -> list[dict]:
                         "verdict": rec.verdict, "max_gap_ms": (raw.get("max_gap_ms") or {}).get("rtt"),
                         "allowed_ms": raw.get("max_gap_ms_allowed"),
                         "interruptions": len(raw.get("interruptions") or []),
-                        "source_changed": raw.get("source_changed")})
+                        "source_changed": raw.get("source_changed"), "recovered": raw.get("recovered"),
+                        "recovery_s": raw.get("recovery_s"), "mos_before": raw.get("mos_before"),
+                        "mos_after": raw.get("mos_after")})
     return out
 
 
