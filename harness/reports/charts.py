@@ -92,7 +92,7 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
                gaps: Sequence[tuple[dt.datetime, dt.datetime, str]] = ()) -> str:
     """One chart. ``limit`` draws a dashed threshold line when it fits the
     scale (a limit far above the data would flatten it; then the legend says
-    so). ``shade`` marks time spans (outages) in translucent red; ``gaps``
+    so). ``shade`` marks time spans (outages: start, end[, label]) in translucent red; ``gaps``
     (start, end, label) marks spans without measurements in grey."""
     plot_w, plot_h = WIDTH - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
     drawn = [(s, downsample(s.points, worst_is_high=worst_is_high, start=start, end=end)) for s in series]
@@ -127,11 +127,12 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
         if xb >= xa:
             parts.append(f'<rect class="gap" x="{xa:.1f}" y="{PAD_T}" width="{max(xb - xa, 1.5):.1f}" '
                          f'height="{plot_h}"><title>{escape(label)}</title></rect>')
-    for a, b in shade:
+    for a, b, *label in shade:
         xa, xb = max(PAD_L, x(a)), min(PAD_L + plot_w, x(b))
         if xb >= xa:
+            tip = f"<title>{escape(label[0])}</title>" if label else ""
             parts.append(f'<rect class="outage" x="{xa:.1f}" y="{PAD_T}" width="{max(xb - xa, 1.5):.1f}" '
-                         f'height="{plot_h}"/>')
+                         f'height="{plot_h}">{tip}</rect>')
     for v in ticks:
         parts.append(f'<line class="grid" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
                      f'<text class="tick" x="{PAD_L - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{_fmt_tick(v)}</text>')

@@ -89,7 +89,8 @@ def _charts(report) -> str:
     no circuit measured in the window are left out (the legend says which)."""
     a, th = report.analysis, report.profile.thresholds
     colours = circuit_colours(a)
-    shade = [(o.start, o.end or report.until) for ch in a.circuits.values() for o in ch.outages]
+    shade = [(o.start, o.end or report.until, f"{ch.name}: outage {when(o.start)} to {outage_end(o)}")
+             for ch in a.circuits.values() for o in ch.outages]
     gaps = _gaps(report)
     charts, missing = [], []
     for key, css, limit, worst_high in CHART_METRICS:
