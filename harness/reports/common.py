@@ -139,13 +139,25 @@ def platform_cell(s) -> str:
     return f"fails {len(s.failed)} of {s.total}{score}: {why}"
 
 
-def platform_short(title: str, s) -> str:
-    """The board's line: 'Microsoft Teams: meets 6/6, score 74'."""
+def platform_short(name: str, s) -> str:
+    """The board's words for one platform: 'Teams: meets 6/6, score 74' (the profile's name, capitalised)."""
+    title = name[:1].upper() + name[1:]
     if s is None:
         return f"{title}: not measured"
     score = "" if s.score is None else f", score {s.score:.0f}"
     verb = f"meets {s.total}/{s.total}" if s.meets else f"fails {len(s.failed)}/{s.total}"
     return f"{title}: {verb}{score}"
+
+
+def platform_line(profile, latest_checks) -> str:
+    """One line per circuit for the board: its planned platforms, 'Teams: meets 6/6, score 74 · Zoom: ...'
+    ('' when the profile plans none)."""
+    from harness.platforms import summarize
+    planned = list(getattr(profile.planned, "platforms", []) or [])
+    if not planned:
+        return ""
+    got = summarize(list(latest_checks))
+    return " · ".join(platform_short(p, got.get(p)) for p in planned)
 
 
 def drill_row(d: dict) -> list[str]:

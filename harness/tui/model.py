@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Sequence
 
 from harness import verdicts as V
+from harness.reports.common import platform_line
 
 # Which stored checks colour which figure of a circuit's panel; a step's
 # "<step>.measured" / ".complete" error colours every figure of that step.
@@ -65,6 +66,7 @@ class CircuitView:
     trend_end: dt.datetime | None = None
     measured_pct: float | None = None   # share of the window's hours with evidence (harness.history.Coverage)
     holes: list[str] = field(default_factory=list)   # "no measurements <start> to <end> UTC", latest first
+    platforms: str = ""                 # "Teams: meets 6/6, score 74 · Zoom: ..." (planned platforms; '' none)
 
     @property
     def pass_rate_pct(self) -> float | None:
@@ -275,7 +277,8 @@ def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float],
         metrics=metric_views(profile, circuit, latest, merged, required_mbps, ch.latest_checks),
         problems=problems,
         daily_pass_pct=[d.pass_pct for d in ch.daily], pass_target_pct=profile.cutover.pass_rate_pct,
-        trend_start=trend[0], trend_end=trend[1], measured_pct=measured_pct, holes=holes)
+        trend_start=trend[0], trend_end=trend[1], measured_pct=measured_pct, holes=holes,
+        platforms=platform_line(profile, ch.latest_checks))
 
 
 # ---------------------------------------------------------------- outages, checklist, header

@@ -47,7 +47,7 @@ class CircuitPanel(Widget, can_focus=True):
         if v is None:
             return 1
         # the problem/progress lines are always reserved so the panels line up
-        return 1 + len(v.metrics) + int(self.show_daily) + self.max_problems
+        return 1 + len(v.metrics) + int(self.show_daily) + int(bool(v.platforms)) + self.max_problems
 
     def render(self) -> Text:
         # Cached: a key press elsewhere (selection, focus) restyles the border and
@@ -117,6 +117,9 @@ class CircuitPanel(Widget, can_focus=True):
             for pct in v.daily_pass_pct[-room:] if room > 0 else []:
                 line.append(level_block(pct), ok if pct >= v.pass_target_pct else "bold red")
             lines.append(line)
+        if v.platforms:
+            style = "red" if "fails" in v.platforms else "dim" if "not measured" in v.platforms else "green"
+            lines.append(Text(v.platforms, style))
         if self.running:
             lines.append(Text(f"▶ {self.running}", "bold cyan"))
         elif v.problems or v.holes:
