@@ -237,3 +237,11 @@ def test_no_empty_headings(planted, window):
                 # the heading's own text, then something that is not the next heading
                 nxt = next(x for x in following[1:] if x[0] == "start" or x[0] == "text")
                 assert nxt != ("start", "h2"), p.seq[k:k + 4]
+
+
+def test_window_axis_labels_are_days():
+    from harness.reports.charts import time_ticks
+    week = time_ticks(dt.datetime(2026, 11, 13, 12, 1, tzinfo=UTC), dt.datetime(2026, 11, 20, 12, 1, tzinfo=UTC))
+    assert [label for _, label, _ in week] == ["11-14", "11-15", "11-16", "11-17", "11-18", "11-19", "11-20"]
+    month = time_ticks(dt.datetime(2026, 10, 21, 12, 1, tzinfo=UTC), dt.datetime(2026, 11, 20, 12, 1, tzinfo=UTC))
+    assert [label for _, label, _ in month] == ["10-22", "10-27", "11-01", "11-06", "11-11", "11-16"]  # every 5th day

@@ -81,6 +81,23 @@ def nice_ticks(lo: float, hi: float, count: int = 4) -> list[float]:
     return ticks
 
 
+def time_ticks(start: dt.datetime, end: dt.datetime) -> list[tuple[dt.datetime, str, str]]:
+    """x-axis labels: over more than 3 days, UTC midnights (every n-th day, at
+    most 7 labels) so the days read evenly; otherwise 5 evenly spaced times."""
+    span_s = (end - start).total_seconds()
+    if span_s > 3 * 86400:
+        step = math.ceil(span_s / 86400 / 7)
+        day = (start + dt.timedelta(days=1)).astimezone(dt.timezone.utc).replace(hour=0, minute=0, second=0,
+                                                                                 microsecond=0)
+        out = []
+        while day <= end:
+            out.append((day, day.strftime("%m-%d"), "middle"))
+            day += dt.timedelta(days=step)
+        return out
+    return [(start + (end - start) * k / 4, (start + (end - start) * k / 4).strftime("%m-%d %H:%M"),
+             "start" if k == 0 else "end" if k == 4 else "middle") for k in range(5)]
+
+
 def _fmt_tick(v: float) -> str:
     return f"{v:g}" if abs(v) >= 0.01 or v == 0 else f"{v:.3f}"
 
@@ -136,11 +153,7 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
     for v in ticks:
         parts.append(f'<line class="grid" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
                      f'<text class="tick" x="{PAD_L - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{_fmt_tick(v)}</text>')
-    span_s = t1 - t0
-    for k in range(5):
-        t = dt.datetime.fromtimestamp(t0 + span_s * k / 4, dt.timezone.utc)
-        label = t.strftime("%m-%d %H:%M") if span_s <= 3 * 86400 else t.strftime("%m-%d")
-        anchor = "start" if k == 0 else "end" if k == 4 else "middle"
+    for t, label, anchor in time_ticks(start, dt.datetime.fromtimestamp(t1, dt.timezone.utc)):
         parts.append(f'<text class="tick" x="{x(t):.1f}" y="{HEIGHT - 10}" text-anchor="{anchor}">{label}</text>')
     if show_limit:
         parts.append(f'<line class="limit" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(limit):.1f}" '
