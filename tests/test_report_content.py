@@ -118,6 +118,8 @@ def test_summary_sentences(planted):
     assert "check" not in text.replace("latest check", "").replace("checklist", "")   # no check ids
     assert "stream." not in text
     g = rep.gate
+    # the parallel run started 20 days ago; no day of the planted history holds 18 measured hours
+    assert "Parallel run: day 20, 0 of the 14 required days fully measured." in text
     assert (f"the termination notice must go out by {g.notice_by.isoformat()} for the old service to be "
             f"disconnected on {g.disconnect_on.isoformat()}") in text
     # coverage by hand: 2026-11-17 12:00 .. 11-20 12:00 -> 72 whole hours (the hour in progress

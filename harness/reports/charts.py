@@ -185,7 +185,7 @@ def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, s
     {day: pct}) group; a day a circuit was not measured has no bar (not a
     zero). ``target`` is drawn dashed (the profile's pass rate). Each bar is a
     ``rect.bar`` with ``data-series``, ``data-day`` and ``data-pct``."""
-    width = max(WIDTH, PAD_L + PAD_R + 16 * len(days) * max(1, len(groups)))
+    width = max(WIDTH, min(1150, PAD_L + PAD_R + 16 * len(days) * max(1, len(groups))))   # fits the page
     plot_w, plot_h = width - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
     attrs = " ".join(f'data-{escape(k)}="{escape(str(v))}"' for k, v in (data_attrs or {}).items())
     parts = [f'<svg class="chart bars" {attrs} xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {HEIGHT}" '

@@ -230,10 +230,14 @@ def summary(report) -> list[str]:
     if g is not None:
         if g.parallel_days is None:
             day = "not started"
-        elif g.parallel_days > g.min_parallel_days:
-            day = f"day {g.parallel_days}, past the {g.min_parallel_days} days required"
         else:
-            day = f"day {g.parallel_days} of {g.min_parallel_days}"
+            day = f"day {g.parallel_days}"
+            if g.covered_days is not None:           # the days that count are the measured ones (gate)
+                day += (f", {g.covered_days} of the {g.min_parallel_days} required days fully measured"
+                        if g.covered_days < g.min_parallel_days else
+                        f", all {g.min_parallel_days} required days measured")
+            else:
+                day += f" of {g.min_parallel_days}"
         proven = ("was proven on" if g.decision == "GO" else "can be proven on")
         out.append(f"Parallel run: {day}. The new service {proven} {g.proven_on.isoformat()} at the earliest; "
                    f"the termination notice must go out by {g.notice_by.isoformat()} for the old service to be "
