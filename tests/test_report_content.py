@@ -247,3 +247,23 @@ def test_window_axis_labels_are_days():
     assert [label for _, label, _ in week] == ["11-14", "11-15", "11-16", "11-17", "11-18", "11-19", "11-20"]
     month = time_ticks(dt.datetime(2026, 10, 21, 12, 1, tzinfo=UTC), dt.datetime(2026, 11, 20, 12, 1, tzinfo=UTC))
     assert [label for _, label, _ in month] == ["10-22", "10-27", "11-01", "11-06", "11-11", "11-16"]  # every 5th day
+
+
+def test_only_the_unfinished_latest_run_is_left_out():
+    """A run whose process died (unfinished, later runs after it) stays evidence; the
+    latest unfinished one is in progress; with --as-of, one that finished after the
+    report's time was still running then."""
+    from harness.reports import _unfinished_latest
+    from harness.store import RunRecord
+    t = END - 3 * H
+
+    def run(i, fin):
+        return RunRecord(i, "s", t + i * H, fin, "GO", "check")
+
+    died = [run(0, None), run(1, t + H + dt.timedelta(seconds=30))]
+    assert _unfinished_latest(died, NOW) == []
+    running = died + [run(2, None)]
+    assert [r.id for r in _unfinished_latest(running, NOW)] == [2]
+    later = died + [run(2, t + 2 * H + dt.timedelta(seconds=30))]
+    assert [r.id for r in _unfinished_latest(later, t + 2 * H + dt.timedelta(seconds=10))] == [2]
+    assert _unfinished_latest(later, NOW) == []
