@@ -5,7 +5,11 @@ Keys (more may be added, none renamed): ``site``, ``generated_at``, ``since``,
 passed, pass_pct, latest_verdict, latest_checks, metrics with latest / min /
 mean / max / p95 / slope_per_day / trend, daily pass rates, outages),
 ``comparison`` (old vs new per metric), ``outages`` (every circuit, most
-urgent first, with ``claim_by``) and ``gate`` (as ``cutover gate --json``).
+urgent first, with ``claim_by``), ``gate`` (as ``cutover gate --json``),
+``summary`` (the plain-language sentences the Markdown and HTML open with),
+``in_progress`` (the unfinished latest run left out of every figure),
+``platforms`` (platform -> title, planned, circuit -> {meets, score, passed,
+total, failed} or null) and ``drills`` (every stored failover drill).
 Times are ISO 8601 UTC with a ``Z``.
 """
 
