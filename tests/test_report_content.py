@@ -267,3 +267,16 @@ def test_only_the_unfinished_latest_run_is_left_out():
     later = died + [run(2, t + 2 * H + dt.timedelta(seconds=30))]
     assert [r.id for r in _unfinished_latest(later, t + 2 * H + dt.timedelta(seconds=10))] == [2]
     assert _unfinished_latest(later, NOW) == []
+
+
+@pytest.mark.parametrize("days", [3, 19])
+def test_the_reports_gate_is_cutover_gates(planted, days):
+    """Whether the report shares its read with the gate (a window reaching back to the
+    parallel run: 19 days) or the gate reads its own (3 days), the report's gate is
+    `cutover gate`'s: the in-progress run's stored circuit and the stored drills included."""
+    from harness import gate
+    rep, store = planted
+    r = build_report(rep.profile, store, since=NOW - dt.timedelta(days=days), now=NOW)
+    want = gate.decide(rep.profile, store, now=NOW).to_dict()
+    assert r.gate.to_dict() == want
+    assert any("failover drill on backup FAILED" in b for b in want["blocking"])

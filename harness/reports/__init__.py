@@ -91,11 +91,15 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     shared = since - SHARED_READ_SLACK <= gate_since
     first = min(since, gate_since) if shared else since
     read = history.load_runs(store, profile.site, first, until)
+    read_series = history.load_series(store, profile.site, first, until)
+    gate_read, gate_read_series = read, read_series      # the gate judges what the store holds
     in_progress = _unfinished_latest(read, now)
     if in_progress:            # read again up to its start: the latest checks are the run before it
-        read = history.load_runs(store, profile.site, first, in_progress[0].started_at)
-    read_series = history.load_series(store, profile.site, first,
-                                      in_progress[0].started_at if in_progress else until)
+        cut = in_progress[0].started_at
+        read = history.load_runs(store, profile.site, first, cut)
+        if read_series is not None:
+            read_series = {c: {k: [p for p in pts if p[0] < cut] for k, pts in m.items()}
+                           for c, m in read_series.items()}
     runs, series = _from(read, read_series, since)
     analysis = history.analyze(runs, profile, since=since, now=now, series=series)
     if any(o.starts_before_window for ch in analysis.circuits.values() for o in ch.outages):
@@ -105,10 +109,12 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
         earlier = store.runs(profile.site, since=back, until=since, checks="failing")
         analysis = history.analyze(runs, profile, since=since, now=now, series=series,
                                    outage_runs=earlier + runs)
-    if shared:
-        gate_runs, gate_series = _from(read, read_series, gate_since)
+    from harness.suite.failover import drill_summaries
+    drills = drill_summaries(store.runs(profile.site, until=until, kind="drill"))
+    if shared:     # the same inputs as gate.decide: the report's gate is `cutover gate`'s
+        gate_runs, gate_series = _from(gate_read, gate_read_series, gate_since)
         decision = gate.evaluate(profile, gate_runs, store.signoffs(profile.site, as_of=now), now,
-                                 series=gate_series)
+                                 series=gate_series, drills=[d for d in drills if d["at"] >= gate_since])
     else:
         decision = gate.decide(profile, store, now=now)
     junit_checks: dict[str, list] = {}
@@ -124,8 +130,6 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
             if ch.latest_at is not None:
                 junit_checks[name] = list(ch.latest_checks)
                 junit_at[name] = ch.latest_at
-    from harness.suite.failover import drill_summaries
-    drills = drill_summaries(store.runs(profile.site, until=until, kind="drill"))
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
                   junit_run_at=junit_at, in_progress=in_progress, drills=drills)
