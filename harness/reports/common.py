@@ -219,7 +219,7 @@ def summary(report) -> list[str]:
         if failing:
             out.append(f"Not ready: {_names(failing)} failed {'its' if len(failing) == 1 else 'their'} latest check.")
         if never:
-            out.append(f"Not measured yet: {_names(never)}.")
+            out.append(f"Not measured in this window: {_names(never)}.")
     blocks = _blocking_sentences(g) if g is not None else []
     if blocks:
         shown = blocks[:MAX_BLOCKING_IN_SUMMARY]
@@ -247,7 +247,7 @@ def summary(report) -> list[str]:
         c = ch.coverage
         if c is None or not c.slots:
             continue
-        part = f"{n} {fmt(100.0 - (c.uncovered_pct or 0.0))} % of {len(c.slots)} hours"
+        part = f"{n} {fmt(100.0 - (c.uncovered_pct or 0.0))} % of {len(c.slots)} hour{'' if len(c.slots) == 1 else 's'}"
         if c.holes:
             longest = max(c.holes, key=lambda h: h.hours)
             part += f" (longest hole: {longest.describe()})"
