@@ -36,6 +36,9 @@ def test_pdf_first_page_has_the_report(tmp_path_factory, tmp_path):
                            text=True, timeout=60)
     assert first.returncode == 0, first.stderr
     assert profile.site in first.stdout and "Readiness report" in first.stdout
+    # the manager's summary is on the first page, its dates among it
+    text = " ".join(first.stdout.split())
+    assert "Summary" in text and "the termination notice must go out by" in text
     pages = subprocess.run(["pdfinfo", str(pdf)], capture_output=True, text=True, timeout=60).stdout
     assert int(next(ln.split()[-1] for ln in pages.splitlines() if ln.startswith("Pages:"))) >= 1
     png = tmp_path / "page"
