@@ -180,6 +180,19 @@ def _names(items: list[str]) -> str:
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
 
 
+def parallel_text(g) -> str:
+    """'day 20, 0 of the 14 required days fully measured': calendar day and the
+    measured days that count (the gate's covered days), never 'day 30 of 14'."""
+    if g.parallel_days is None:
+        return "not started"
+    day = f"day {g.parallel_days}"
+    if g.covered_days is None:
+        return f"{day} of {g.min_parallel_days}"
+    if g.covered_days < g.min_parallel_days:
+        return f"{day}, {g.covered_days} of the {g.min_parallel_days} required days fully measured"
+    return f"{day}, all {g.min_parallel_days} required days measured"
+
+
 def _blocking_sentences(g) -> list[str]:
     """The gate's blocking items in its own order, in words: a checklist item
     by its title ('Voice VLAN configured and tagged' is not signed off), an
@@ -228,16 +241,7 @@ def summary(report) -> list[str]:
             b.rstrip(".") for b in shown) + (f" (and {more} more reason{'' if more == 1 else 's'}, listed below)."
                                             if more else "."))
     if g is not None:
-        if g.parallel_days is None:
-            day = "not started"
-        else:
-            day = f"day {g.parallel_days}"
-            if g.covered_days is not None:           # the days that count are the measured ones (gate)
-                day += (f", {g.covered_days} of the {g.min_parallel_days} required days fully measured"
-                        if g.covered_days < g.min_parallel_days else
-                        f", all {g.min_parallel_days} required days measured")
-            else:
-                day += f" of {g.min_parallel_days}"
+        day = parallel_text(g)
         proven = ("was proven on" if g.decision == "GO" else "can be proven on")
         out.append(f"Parallel run: {day}. The new service {proven} {g.proven_on.isoformat()} at the earliest; "
                    f"the termination notice must go out by {g.notice_by.isoformat()} for the old service to be "

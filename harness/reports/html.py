@@ -14,8 +14,8 @@ from html import escape
 from harness.history import METRIC_BY_KEY
 from harness.reports.charts import Series, bar_chart, line_chart
 from harness.reports.common import (DRILL_HEAD, LATEST_COLUMNS, circuit_colours, claim_text, coverage_line,
-                                    daily_rows, drill_row, dur, holes_text, latest_cell, outage_end, pct,
-                                    platform_cell, platform_table, runs_line, status_cause, summary, trend_text,
+                                    daily_rows, drill_row, dur, holes_text, latest_cell, outage_end, parallel_text,
+                                    pct, platform_cell, platform_table, runs_line, status_cause, summary, trend_text,
                                     what_failed, when)
 from harness.verdicts import fmt
 
@@ -133,8 +133,7 @@ def render(report) -> str:
 
     if g is not None:
         out.append(f'<h2 id="gate">Termination gate {_badge(g.decision)}</h2>')
-        out.append(f"<p>Parallel run: day {g.parallel_days if g.parallel_days is not None else '-'} of "
-                   f"{g.min_parallel_days}. Termination notice by <b>{g.notice_by.isoformat()}</b> "
+        out.append(f"<p>Parallel run: {e(parallel_text(g))}. Termination notice by <b>{g.notice_by.isoformat()}</b> "
                    f"({g.termination_notice_days} days' notice); old service disconnect on "
                    f"<b>{g.disconnect_on.isoformat()}</b>, an overlap of {g.overlap_days} days after "
                    f"{g.proven_on.isoformat()}.</p>")

@@ -9,8 +9,8 @@ from __future__ import annotations
 from harness.escape import markdown_text
 from harness.history import METRIC_BY_KEY
 from harness.reports.common import (DRILL_HEAD, LATEST_COLUMNS, claim_text, coverage_line, daily_rows, drill_row,
-                                    dur, holes_text, latest_cell, outage_end, pct, platform_cell, platform_table,
-                                    runs_line, status_cause, summary, trend_text, what_failed, when)
+                                    dur, holes_text, latest_cell, outage_end, parallel_text, pct, platform_cell,
+                                    platform_table, runs_line, status_cause, summary, trend_text, what_failed, when)
 from harness.verdicts import fmt
 
 
@@ -38,8 +38,7 @@ def render(report) -> str:
 
     if g is not None:
         L += [f"## Termination gate: {g.decision}", ""]
-        L.append(f"- Parallel run: day {g.parallel_days if g.parallel_days is not None else '-'} "
-                 f"of {g.min_parallel_days}")
+        L.append(f"- Parallel run: {parallel_text(g)}")
         L.append(f"- Termination notice by: **{g.notice_by.isoformat()}** "
                  f"({g.termination_notice_days} days' notice)")
         L.append(f"- Old service disconnect on: **{g.disconnect_on.isoformat()}** "
