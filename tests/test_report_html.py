@@ -52,8 +52,10 @@ class _Charts(HTMLParser):
         elif tag == "polyline" and self.charts:
             self.charts[-1]["lines"].append((a.get("data-series"), int(a.get("data-points")),
                                              len((a.get("points") or "").split())))
-        elif tag == "rect" and self.charts and a.get("class") in ("outage", "bar"):
-            self.charts[-1][a["class"] + "s"] += 1
+        elif tag == "rect" and self.charts and a.get("class") == "outage":
+            self.charts[-1]["outages"] += 1
+        elif tag == "rect" and self.charts and a.get("class") == "daybar":
+            self.charts[-1]["bars"] += 1
         elif tag == "line" and self.charts and a.get("class") == "limit":
             self.charts[-1]["limit"] += 1
         for k in ("src", "href"):
@@ -262,3 +264,21 @@ def test_old_and_new_on_one_chart_in_the_screenshot(html_file, tmp_path):
     assert all(len(v) > 200 for v in ys.values()), {k: len(v) for k, v in ys.items()}
     mean = {k: sum(v) / len(v) for k, v in ys.items()}
     assert mean["backup"] < mean["old"] < mean["new"], mean       # higher RTT is drawn higher
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (bash scripts/sysdeps.sh installs it)")
+def test_daily_bars_are_drawn_to_scale(html_file, tmp_path):
+    """The daily pass-rate chart as Chromium lays it out inside the report's own CSS:
+    a ~99 % bar reaches from the 0 line nearly to the 100 line (a page style that sized
+    the bars, as `.bar` once did, leaves 9-pixel stubs)."""
+    text = html_file.read_text()
+    css = re.search(r"<style>.*?</style>", text, re.S).group(0)
+    svg = re.search(r'<svg class="chart bars".*?</svg>', text, re.S).group(0)
+    page = tmp_path / "daily.html"
+    page.write_text(f'<!DOCTYPE html><html><head>{css}</head><body style="margin:0;padding:0">{svg}</body></html>')
+    width, height, bpp, rows = _screenshot(page, tmp_path, "700,190")
+    # old's first bar: the first column of old's colour inside the plot area (y 26..160)
+    col = next(x for x in range(52, 600) if any(_near(_pixel_at(rows, bpp, x, y), OLD, 12) for y in range(26, 160)))
+    ys = [y for y in range(0, 190) if _near(_pixel_at(rows, bpp, col + 2, y), OLD, 12)]
+    # plot height 134 px: a >= 95 % bar is >= 127 px tall
+    assert len(ys) >= 120, len(ys)

@@ -184,7 +184,7 @@ def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, s
     """Grouped bars, 0..100 %: one group per day, one bar per (name, colour,
     {day: pct}) group; a day a circuit was not measured has no bar (not a
     zero). ``target`` is drawn dashed (the profile's pass rate). Each bar is a
-    ``rect.bar`` with ``data-series``, ``data-day`` and ``data-pct``."""
+    ``rect.daybar`` (not .bar: the page's CSS sizes .bar) with ``data-series``, ``data-day`` and ``data-pct``."""
     width = max(WIDTH, min(1150, PAD_L + PAD_R + 16 * len(days) * max(1, len(groups))))   # fits the page
     plot_w, plot_h = width - PAD_L - PAD_R, HEIGHT - PAD_T - PAD_B
     attrs = " ".join(f'data-{escape(k)}="{escape(str(v))}"' for k, v in (data_attrs or {}).items())
@@ -207,7 +207,7 @@ def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, s
             v = values.get(day)
             if v is None:
                 continue
-            parts.append(f'<rect class="bar" data-series="{escape(name)}" data-day="{day.isoformat()}" '
+            parts.append(f'<rect class="daybar" data-series="{escape(name)}" data-day="{day.isoformat()}" '
                          f'data-pct="{v:.1f}" x="{x0 + j * bar_w:.1f}" y="{y(v):.1f}" width="{bar_w:.1f}" '
                          f'height="{y(0) - y(v):.1f}" fill="{colour}"><title>{escape(name)} {day.isoformat()}: '
                          f'{v:.1f} %</title></rect>')
