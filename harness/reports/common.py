@@ -1,4 +1,10 @@
-"""Formatting shared by the Markdown and HTML reports."""
+"""Formatting shared by the Markdown and HTML reports (and the board's platform line).
+
+The manager's summary, the platform table and the drill rows are built here
+once, as plain text, so report.md, report.html, report.json and the board say
+the same thing; each renderer only escapes for its medium. Nothing here
+judges: verdicts come from the stored checks (harness.platforms.summarize),
+the gate (harness.gate) and the history (harness.history)."""
 
 from __future__ import annotations
 
