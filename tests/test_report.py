@@ -180,3 +180,25 @@ def test_outage_straddling_the_window_start_keeps_its_true_start(written):
     assert (o.start, o.end, o.runs, o.starts_before_window) == (fx.start + 6000 * five, fx.start + 6030 * five,
                                                                 30, False)
     assert o.claim_by == fx.start + 6030 * five + dt.timedelta(hours=24)
+
+
+def test_summary_on_a_go(tmp_path, tmp_path_factory):
+    """With every checklist item signed off the 30-day history's gate says GO: the summary
+    says the new service is ready and gives the dates as the gate computed them."""
+    import shutil
+    fx = cached_history(tmp_path_factory)
+    profile = load_profile(fx.profile_path)
+    db = tmp_path / "history.sqlite"
+    shutil.copy(fx.db_path, db)                      # the shared fixture stays unsigned
+    with Store(db) as store:
+        for item in ("voice-vlan", "failover", "porting"):
+            store.signoff(profile.site, item, "Dana Lead", at=NOW - dt.timedelta(hours=1))
+        rep = build_report(profile, store, since=SINCE, now=NOW)
+    assert rep.gate.decision == "GO"
+    s = rep.to_dict()["summary"]
+    assert s[0] == "The new service is ready: every condition for terminating the old service holds."
+    assert not any("cannot be terminated" in x for x in s)
+    g = rep.gate
+    assert (f"The new service was proven on {g.proven_on.isoformat()}; the termination notice "
+            f"must go out by {g.notice_by.isoformat()} for the old service to be disconnected on "
+            f"{g.disconnect_on.isoformat()}.") in " ".join(s)

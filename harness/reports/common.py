@@ -248,8 +248,9 @@ def summary(report) -> list[str]:
                                             if more else "."))
     if g is not None:
         day = parallel_text(g)
-        proven = ("was proven on" if g.decision == "GO" else "can be proven on")
-        out.append(f"Parallel run: {day}. The new service {proven} {g.proven_on.isoformat()} at the earliest; "
+        proven = (f"was proven on {g.proven_on.isoformat()}" if g.decision == "GO" else
+                  f"can be proven on {g.proven_on.isoformat()} at the earliest")
+        out.append(f"Parallel run: {day}. The new service {proven}; "
                    f"the termination notice must go out by {g.notice_by.isoformat()} for the old service to be "
                    f"disconnected on {g.disconnect_on.isoformat()}.")
     cov = []
