@@ -189,7 +189,9 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
              drills: list[dict] | None = None) -> GateDecision:
     """Pure: the decision from runs (since the parallel run started) and the
     current sign-off state per item. ``series`` as from history.load_series
-    (only ``capacity_calls`` is read); without it, from the runs' raw JSON."""
+    (only ``capacity_calls`` is read); without it, from the runs' raw JSON.
+    A run still in progress at ``now`` does not count (history.settled)."""
+    runs = history.settled(list(runs), now)
     cut = profile.cutover
     today = now.astimezone(UTC).date()
     items: list[GateItem] = []

@@ -113,6 +113,23 @@ def outcome(circuit_record) -> str:
     return "fail" if any(c.status == "fail" for c in network) else "unreachable"
 
 
+def unfinished_latest(runs: list, now: dt.datetime) -> list:
+    """A run still in progress is not a run yet: when the latest run (oldest
+    first) had not finished at ``now`` (``finished_at`` empty or later) it is
+    returned, to be left out of every count, pass rate, chart, latest check and
+    gate item; the report says so. An unfinished run with later runs after it
+    died; the circuits it completed stay evidence. The one rule for the report
+    and the gate."""
+    if runs and (runs[-1].finished_at is None or runs[-1].finished_at > now):
+        return [runs[-1]]
+    return []
+
+
+def settled(runs: list, now: dt.datetime) -> list:
+    """``runs`` without the one still in progress (:func:`unfinished_latest`)."""
+    return runs[:-1] if unfinished_latest(runs, now) else runs
+
+
 def circuit_runs(runs: Iterable, circuit: str, *, full_only: bool = True) -> list[tuple[Any, Any]]:
     """(run, circuit_record) for the runs that measured ``circuit``, oldest
     first; partial runs (``--step``) only with ``full_only=False``."""

@@ -253,7 +253,7 @@ def test_only_the_unfinished_latest_run_is_left_out():
     """A run whose process died (unfinished, later runs after it) stays evidence; the
     latest unfinished one is in progress; with --as-of, one that finished after the
     report's time was still running then."""
-    from harness.reports import _unfinished_latest
+    from harness.history import unfinished_latest as _unfinished_latest
     from harness.store import RunRecord
     t = END - 3 * H
 

@@ -93,7 +93,7 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     read = history.load_runs(store, profile.site, first, until)
     read_series = history.load_series(store, profile.site, first, until)
     gate_read, gate_read_series = read, read_series      # the gate judges what the store holds
-    in_progress = _unfinished_latest(read, now)
+    in_progress = history.unfinished_latest(read, now)
     if in_progress:            # read again up to its start: the latest checks are the run before it
         cut = in_progress[0].started_at
         read = history.load_runs(store, profile.site, first, cut)
@@ -133,17 +133,6 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
                   junit_run_at=junit_at, in_progress=in_progress, drills=drills)
-
-
-def _unfinished_latest(runs, now: dt.datetime) -> list:
-    """A run still in progress is not a run yet: when the latest run had not
-    finished at ``now`` (``finished_at`` empty or later) it is left out of the
-    counts, pass rates, charts and latest checks, and the report says so. An
-    unfinished run with later runs after it died; the circuits it completed
-    stay evidence (harness.store)."""
-    if runs and (runs[-1].finished_at is None or runs[-1].finished_at > now):
-        return [runs[-1]]
-    return []
 
 
 def _from(runs, series, since: dt.datetime):
