@@ -115,6 +115,35 @@ def resolution_breach(ticket: Ticket, terms: Terms, now: dt.datetime) -> Breach 
     return _judge(ticket, "resolution", ticket.resolved_at, terms.resolve_hours, now)
 
 
+# ---------------------------------------------------------------- post-fix verification
+
+def fix_verified(verify_passed: bool | None, verify_run_id: int | None, resolved_at: dt.datetime,
+                 later: list[tuple[dt.datetime, str]], verify_hours: float,
+                 now: dt.datetime) -> tuple[bool | None, str]:
+    """Did the fix hold? ``verify_passed``: the check run started at resolution
+    (None: none was run). ``later``: (start, outcome) of the circuit's scheduled
+    full runs after it, outcome as :func:`harness.history.outcome` (pass | fail |
+    unreachable | gap). True only when the verification run passed and every run
+    of the next ``verify_hours`` did too, with at least one of them; False as soon
+    as one failed; None while the hours are still running or without evidence."""
+    if verify_passed is None:
+        return None, "not verified: no check run at resolution"
+    if not verify_passed:
+        return False, f"verification failed: the check run at resolution (run {verify_run_id}) did not pass"
+    until = resolved_at + dt.timedelta(hours=verify_hours)
+    window = [(t, o) for t, o in sorted(later) if resolved_at < t <= until and o != "gap"]
+    for t, o in window:
+        if o != "pass":
+            return False, (f"the fix did not hold: the run at {t:%Y-%m-%d %H:%M} UTC "
+                           f"{'failed' if o == 'fail' else 'found the circuit unreachable'}")
+    if now < until:
+        return None, (f"holding so far: run {verify_run_id} and {len(window)} later run(s) passed; "
+                      f"verified at {until:%Y-%m-%d %H:%M} UTC if the runs until then pass")
+    if not window:
+        return None, f"not verified: no scheduled run measured the circuit in the {fmt_hours(verify_hours)} after the fix"
+    return True, f"verified: run {verify_run_id} and {len(window)} scheduled run(s) in the next {fmt_hours(verify_hours)} passed"
+
+
 # ---------------------------------------------------------------- availability
 
 UP, DOWN, GAP = "up", "down", "gap"

@@ -136,6 +136,45 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE signoffs ADD COLUMN supersedes INTEGER;
     """,
+    # 6: fault tickets with the provider, their audit trail, and filed SLA claims (docs/provider.md).
+    # tickets holds the current state; every change is also a ticket_events row (never updated).
+    """
+    CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        circuit TEXT NOT NULL,
+        ref TEXT NOT NULL,                 -- the provider's reference
+        severity TEXT NOT NULL,            -- a class of the circuit's contract
+        outage_id TEXT,                    -- harness.history.outage_id, when linked
+        opened_at TEXT NOT NULL,
+        responded_at TEXT,
+        resolved_at TEXT,
+        closed_at TEXT,
+        verify_run_id INTEGER,             -- the run started by `ticket update --resolved`
+        verify_passed INTEGER              -- NULL: not verified at resolution
+    );
+    CREATE INDEX tickets_site ON tickets(site, opened_at);
+    CREATE TABLE ticket_events (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        what TEXT NOT NULL,                -- opened | responded | resolved | closed | verified | note
+        at TEXT NOT NULL,                  -- when it happened (--at)
+        by_name TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        recorded_at TEXT NOT NULL          -- when it was written down
+    );
+    CREATE INDEX ticket_events_ticket ON ticket_events(ticket_id, at);
+    CREATE TABLE claims (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        outage_id TEXT NOT NULL,
+        filed_at TEXT NOT NULL,
+        by_name TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX claims_site ON claims(site, outage_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -245,6 +284,40 @@ class SignoffRecord:
     @property
     def superseded(self) -> bool:
         return self.superseded_at is not None
+
+
+@dataclass
+class TicketEvent:
+    what: str                        # opened | responded | resolved | closed | verified | note
+    at: dt.datetime
+    by: str
+    note: str
+    recorded_at: dt.datetime
+
+
+@dataclass
+class TicketRecord:
+    id: int
+    site: str
+    circuit: str
+    ref: str
+    severity: str
+    outage_id: str | None
+    opened_at: dt.datetime
+    responded_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    verify_run_id: int | None
+    verify_passed: bool | None
+    events: list[TicketEvent] = field(default_factory=list)
+
+
+@dataclass
+class ClaimRecord:
+    outage_id: str
+    filed_at: dt.datetime
+    by: str
+    note: str
 
 
 @dataclass
@@ -897,6 +970,98 @@ class Store:
             if not rec.superseded:
                 out[rec.item] = rec
         return out
+
+    # -- fault tickets and SLA claims (harness.contract judges them)
+
+    _TICKET_COLS = ("id, site, circuit, ref, severity, outage_id, opened_at, responded_at, resolved_at, "
+                    "closed_at, verify_run_id, verify_passed")
+
+    def open_ticket(self, site: str, circuit: str, ref: str, severity: str, *, by: str,
+                    at: dt.datetime | None = None, outage_id: str | None = None, note: str = "") -> TicketRecord:
+        """A new ticket and its first audit-trail entry, in one transaction."""
+        if not by or not by.strip():
+            raise ValueError("a ticket change needs the name of who makes it (--by)")
+        ts, now = to_ts(at), to_ts(None)
+        with self._write() as db:
+            tid = db.execute("INSERT INTO tickets (site, circuit, ref, severity, outage_id, opened_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                             (site, circuit, ref, severity, outage_id, ts)).fetchall()[0][0]
+            db.execute("INSERT INTO ticket_events (ticket_id, what, at, by_name, note, recorded_at) "
+                       "VALUES (?, 'opened', ?, ?, ?, ?)", (tid, ts, by, note or "", now))
+        rec = self.ticket(site, tid)
+        assert rec is not None
+        return rec
+
+    def update_ticket(self, site: str, ticket_id: int, what: str, *, by: str, at: dt.datetime | None = None,
+                      note: str = "", verify_run_id: int | None = None,
+                      verify_passed: bool | None = None) -> TicketRecord:
+        """Record a step (responded | resolved | closed | verified | note) and its
+        audit-trail entry. The first response and the resolution keep their first
+        time (a second --responded is only a trail entry); a resolution clears the
+        earlier verification, so a reopened fault is verified afresh."""
+        if what not in ("responded", "resolved", "closed", "verified", "note"):
+            raise ValueError(f"unknown ticket change {what!r}")
+        if not by or not by.strip():
+            raise ValueError("a ticket change needs the name of who makes it (--by)")
+        ts, now = to_ts(at), to_ts(None)
+        with self._write() as db:
+            if db.execute("SELECT id FROM tickets WHERE site = ? AND id = ?", (site, ticket_id)).fetchone() is None:
+                raise KeyError(ticket_id)
+            if what in ("responded", "closed"):
+                db.execute(f"UPDATE tickets SET {what}_at = coalesce({what}_at, ?) WHERE id = ?", (ts, ticket_id))
+            elif what == "resolved":
+                db.execute("UPDATE tickets SET resolved_at = ?, verify_run_id = NULL, verify_passed = NULL "
+                           "WHERE id = ?", (ts, ticket_id))
+            if what == "verified" or (what == "resolved" and verify_passed is not None):
+                db.execute("UPDATE tickets SET verify_run_id = ?, verify_passed = ? WHERE id = ?",
+                           (verify_run_id, None if verify_passed is None else int(verify_passed), ticket_id))
+            db.execute("INSERT INTO ticket_events (ticket_id, what, at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (ticket_id, what, ts, by, note or "", now))
+        rec = self.ticket(site, ticket_id)
+        assert rec is not None
+        return rec
+
+    def tickets(self, site: str, circuit: str | None = None) -> list[TicketRecord]:
+        """The site's tickets, oldest first, each with its audit trail."""
+        where, args = ["site = ?"], [site]
+        if circuit is not None:
+            where.append("circuit = ?")
+            args.append(circuit)
+        with self._read() as db:
+            rows = db.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE {' AND '.join(where)} "
+                              "ORDER BY opened_at, id", args).fetchall()
+            events: dict[int, list[TicketEvent]] = {}
+            for tid, what, at, by, note, rec_at in db.execute(
+                    "SELECT e.ticket_id, e.what, e.at, e.by_name, e.note, e.recorded_at FROM ticket_events e "
+                    "JOIN tickets t ON t.id = e.ticket_id WHERE t.site = ? ORDER BY e.at, e.id", (site,)):
+                events.setdefault(tid, []).append(TicketEvent(what, from_ts(at), by, note, from_ts(rec_at)))
+        return [TicketRecord(tid, s, c, ref, sev, oid, from_ts(op), from_ts(rs), from_ts(rv), from_ts(cl),
+                             vr, None if vp is None else bool(vp), events.get(tid, []))
+                for tid, s, c, ref, sev, oid, op, rs, rv, cl, vr, vp in rows]
+
+    def ticket(self, site: str, ticket_id: int) -> TicketRecord | None:
+        return next((t for t in self.tickets(site) if t.id == ticket_id), None)
+
+    def file_claim(self, site: str, outage_id: str, *, by: str, at: dt.datetime | None = None,
+                   note: str = "") -> ClaimRecord:
+        """Record that the outage's SLA claim was filed with the provider (append-only)."""
+        if not by or not by.strip():
+            raise ValueError("a filed claim needs the name of who filed it (--by)")
+        ts = to_ts(at)
+        with self._write() as db:
+            db.execute("INSERT INTO claims (site, outage_id, filed_at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (site, outage_id, ts, by, note or "", to_ts(None)))
+        return ClaimRecord(outage_id, from_ts(ts), by, note or "")
+
+    def claims(self, site: str) -> dict[str, ClaimRecord]:
+        """The first filing of each outage's claim."""
+        out: dict[str, ClaimRecord] = {}
+        with self._read() as db:
+            for oid, at, by, note in db.execute("SELECT outage_id, filed_at, by_name, note FROM claims "
+                                                "WHERE site = ? ORDER BY filed_at, id", (site,)):
+                out.setdefault(oid, ClaimRecord(oid, from_ts(at), by, note))
+        return out
+
 
 def _statements(script: str) -> list[str]:
     """Split a migration script into statements (our migrations hold no
