@@ -43,6 +43,7 @@ class Report:
     junit_checks: dict[str, list] = field(default_factory=dict)     # circuit -> checks
     junit_run_at: dict[str, dt.datetime] = field(default_factory=dict)
     tool_version: str = __version__
+    scorecard: list = field(default_factory=list)   # harness.contract.Scorecard per circuit (reports.provider)
 
     @property
     def verdict(self) -> str:
@@ -64,6 +65,7 @@ class Report:
             "comparison": a.comparison(),
             "outages": [o.to_dict() for o in a.all_outages()],
             "gate": self.gate.to_dict() if self.gate else None,
+            "scorecard": [c.to_dict() for c in self.scorecard],
         }
 
 
@@ -110,9 +112,10 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
             if ch.latest_at is not None:
                 junit_checks[name] = list(ch.latest_checks)
                 junit_at[name] = ch.latest_at
+    from harness.reports import provider
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
-                  junit_run_at=junit_at)
+                  junit_run_at=junit_at, scorecard=provider.build(profile, store, analysis, since, now))
 
 
 def _from(runs, series, since: dt.datetime):
