@@ -145,6 +145,8 @@ def test_ticket_cli_boundary_breaches_and_json(tmp_path):
     (["open", "--circuit", "old", "--severity", "P2", "--ref", "X"], "has no contract classes"),
     (["update", "42", "--responded"], "no ticket '42'"),
     (["update", "1"], "--responded, --resolved or --closed"),
+    (["update", "one", "--closed"], "TICKET 'one': expected a ticket number"),
+    (["open", "--circuit", "new", "--severity", "P2"], "--ref REF is required"),
 ])
 def test_ticket_bad_input_exit_2(tmp_path, args, message):
     prof = write_profile(tmp_path)

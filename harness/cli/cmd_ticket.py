@@ -71,9 +71,10 @@ def command() -> None:
 Example:
   cutover ticket open site.yaml --circuit new --severity P2 --ref NW-4411""")
 @click.argument("profile", metavar="PROFILE")
-@click.option("--circuit", required=True, metavar="NAME", help="The circuit at fault.")
-@click.option("--severity", required=True, metavar="CLASS", help="A class of the circuit's contract (P1, P2, ...).")
-@click.option("--ref", required=True, metavar="REF", help="The provider's ticket reference.")
+@click.option("--circuit", default=None, metavar="NAME", help="The circuit at fault (required).")
+@click.option("--severity", default=None, metavar="CLASS",
+              help="A class of the circuit's contract: P1, P2, ... (required).")
+@click.option("--ref", default=None, metavar="REF", help="The provider's ticket reference (required).")
 @click.option("--outage", "outage_id", default=None, metavar="ID",
               help="The outage this ticket is about (an id from `cutover report`).")
 @note_option
@@ -85,8 +86,13 @@ def open_(profile, circuit, severity, ref, outage_id, note, at, by, db, as_json)
     from harness import tickets
     prof = load_profile_or_exit(profile)
     names = [c.name for c in prof.circuits]
+    if circuit is None:
+        die(EXIT_BAD_INPUT, f"--circuit NAME is required; circuits: {', '.join(names)}")
     if circuit not in names:
         die(EXIT_BAD_INPUT, f"{profile}: {unknown_name('circuit', circuit, names)}")
+    for flag, value in (("--severity CLASS", severity), ("--ref REF", ref)):
+        if value is None:
+            die(EXIT_BAD_INPUT, f"{flag} is required (see 'cutover ticket open --help')")
     classes = prof.circuit(circuit).contract.classes()
     if not classes:
         die(EXIT_BAD_INPUT, f"{profile}: circuit {circuit!r} has no contract classes; add "
@@ -123,7 +129,7 @@ Example:
   cutover ticket update site.yaml 1 --resolved --note "line card swapped"
   cutover ticket update site.yaml 1 --closed""")
 @click.argument("profile", metavar="PROFILE")
-@click.argument("ticket_id", metavar="TICKET", type=int)
+@click.argument("ticket_arg", metavar="TICKET")
 @click.option("--responded", "what", flag_value="responded", help="The provider's first response.")
 @click.option("--resolved", "what", flag_value="resolved", help="The provider reports the fault fixed.")
 @click.option("--closed", "what", flag_value="closed", help="Close the ticket.")
@@ -137,9 +143,13 @@ Example:
 @by_option
 @db_option
 @json_option
-def update(profile, ticket_id, what, verify, quick, only_steps, note, at, by, db, as_json):
+def update(profile, ticket_arg, what, verify, quick, only_steps, note, at, by, db, as_json):
     from harness import suite, tickets
     prof = load_profile_or_exit(profile)
+    try:
+        ticket_id = int(ticket_arg)
+    except ValueError:
+        die(EXIT_BAD_INPUT, f"TICKET {ticket_arg!r}: expected a ticket number, as `cutover ticket list` shows")
     if what is None:
         die(EXIT_BAD_INPUT, "say what happened: --responded, --resolved or --closed")
     if verify and what != "resolved":
