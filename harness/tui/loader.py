@@ -113,7 +113,8 @@ class BoardLoader:
                                                            checks="none"))
         decision = self._decide(now, store.signoffs(site, as_of=now))
         self._last = BoardData(header=header_view(profile, decision, now), circuits=circuits,
-                               checklist=checklist_rows(decision), outages=outage_rows(analysis.all_outages()),
+                               checklist=checklist_rows(decision),
+                               outages=outage_rows(analysis.all_outages(), store.claims(site)),
                                window_days=(now - trend_since).total_seconds() / 86400, data_version=version,
                                load_s=time.perf_counter() - t0)
         return self._last
