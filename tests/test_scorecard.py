@@ -116,3 +116,15 @@ def test_rendered_side_by_side(report):
     assert "old: P1 ticket OLD-7: first response after 1 h 30 min, contract 1 h" in section
     page = html_report.render(report)
     assert '<h2 id="scorecard">Provider scorecard</h2>' in page and "97.080 %" in page
+
+
+def test_outages_with_claim_state_most_urgent_first(report):
+    rows = report.to_dict()["claims"]
+    assert [(r["outage_id"], r["state"], r["claim_by"], r["ticket"]) for r in rows] == [
+        ("old-20261119T1815Z", "deadline passed", "2026-11-20T08:15:00Z", None),     # 20:15 + 12 h, unfiled
+        ("new-20261119T1315Z", "claimed", "2026-11-20T02:15:00Z", "P2 NW-1"),
+    ]
+    assert rows[1]["filed_at"] == "2026-11-20T01:00:00Z" and rows[0]["duration_s"] == 7200
+    md = md_report.render(report)
+    assert ("| old-20261119T1815Z | Carrier A (EFM) | 2026-11-19T18:15:00Z | 2 h | 2026-11-20T08:15:00Z | "
+            "deadline passed | - |") in md

@@ -44,6 +44,7 @@ class Report:
     junit_run_at: dict[str, dt.datetime] = field(default_factory=dict)
     tool_version: str = __version__
     scorecard: list = field(default_factory=list)   # harness.contract.Scorecard per circuit (reports.provider)
+    claims: list = field(default_factory=list)      # outages with their claim state (reports.provider)
 
     @property
     def verdict(self) -> str:
@@ -66,6 +67,7 @@ class Report:
             "outages": [o.to_dict() for o in a.all_outages()],
             "gate": self.gate.to_dict() if self.gate else None,
             "scorecard": [c.to_dict() for c in self.scorecard],
+            "claims": list(self.claims),
         }
 
 
@@ -115,7 +117,8 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
     from harness.reports import provider
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
-                  junit_run_at=junit_at, scorecard=provider.build(profile, store, analysis, since, now))
+                  junit_run_at=junit_at, scorecard=provider.build(profile, store, analysis, since, now),
+                  claims=provider.claim_rows(profile, store, analysis, now))
 
 
 def _from(runs, series, since: dt.datetime):

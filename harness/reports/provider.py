@@ -58,6 +58,34 @@ def build(profile, store, analysis, since: dt.datetime, now: dt.datetime) -> lis
     return cards
 
 
+_URGENCY = {"ongoing": 0, "open": 1, "deadline passed": 2, "claimed": 3}
+
+
+def claim_rows(profile, store, analysis, now: dt.datetime) -> list[dict]:
+    """Every outage of the window with its claim state, most urgent first:
+    ongoing, then open claims by deadline, then missed ones, then claimed."""
+    from harness.claims import claim_state
+    filed = store.claims(profile.site)
+    linked: dict[str, str] = {}
+    for t in store.tickets(profile.site):
+        if t.outage_id:
+            linked.setdefault(t.outage_id, f"{t.severity} {t.ref}")
+    rows = []
+    for o in analysis.all_outages():
+        f = filed.get(o.id)
+        state = claim_state(o.claim_by, f.filed_at if f else None, now)
+        shown = "ongoing" if o.ongoing and state == "open" else state
+        rows.append({"outage_id": o.id, "circuit": o.circuit, "provider": analysis.circuits[o.circuit].provider,
+                     "start": history.iso(o.start), "end": history.iso(o.end), "duration_s": round(o.duration_s),
+                     "claim_by": history.iso(o.claim_by), "state": state, "ongoing": o.ongoing,
+                     "filed_at": history.iso(f.filed_at) if f else None, "ticket": linked.get(o.id)})
+        rows[-1]["_rank"] = (_URGENCY[shown], o.claim_by or now, o.start)
+    rows.sort(key=lambda r: r["_rank"])
+    for r in rows:
+        del r["_rank"]
+    return rows
+
+
 def _pct(v: float | None, digits: int = 3) -> str:
     return "-" if v is None else f"{v:.{digits}f} %"
 
@@ -104,6 +132,15 @@ def rows(report) -> tuple[list[str], list[list[str]], list[str]]:
     return head, out, breaches
 
 
+CLAIM_HEAD = ["Outage", "Provider", "Start", "Duration", "Claim by", "State", "Ticket"]
+
+
+def _claim_table(report) -> list[list[str]]:
+    return [[r["outage_id"], r["provider"] or "-", r["start"], _dur(r["duration_s"]),
+             r["claim_by"] or "when it ends", ("ongoing, " if r["ongoing"] else "") + r["state"],
+             r["ticket"] or "-"] for r in getattr(report, "claims", []) or []]
+
+
 INTRO = ("Availability counts covered time only: hours without evidence are left out (shown as the "
          "measured share), never counted as up.")
 
@@ -118,6 +155,11 @@ def markdown_section(report) -> str:
     L += ["| " + " | ".join(md(c) for c in r) + " |" for r in body]
     if breaches:
         L += ["", "Breaches:", ""] + [f"- {md(b)}" for b in breaches]
+    claims = _claim_table(report)
+    if claims:
+        L += ["", "### Outages and SLA claims (most urgent first)", "",
+              "| " + " | ".join(CLAIM_HEAD) + " |", "|" + "|".join("---" for _ in CLAIM_HEAD) + "|"]
+        L += ["| " + " | ".join(md(c) for c in r) + " |" for r in claims]
     return "\n".join(L) + "\n"
 
 
@@ -132,4 +174,10 @@ def html_section(report) -> str:
     out = f'<h2 id="scorecard">Provider scorecard</h2><p class="meta">{e(INTRO)}</p>{table}'
     if breaches:
         out += '<p>Breaches:</p><ul class="blocking">' + "".join(f"<li>{e(b)}</li>" for b in breaches) + "</ul>"
+    claims = _claim_table(report)
+    if claims:
+        out += ('<h3 id="claims">Outages and SLA claims (most urgent first)</h3><table><thead><tr>'
+                + "".join(f"<th>{e(h)}</th>" for h in CLAIM_HEAD) + "</tr></thead><tbody>"
+                + "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in claims)
+                + "</tbody></table>")
     return out
