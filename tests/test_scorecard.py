@@ -103,8 +103,9 @@ def test_outages_mttr_tickets_fixes_claims(report):
     assert new["breaches"] == []
     assert old["tickets"]["P1"]["response_breaches"] == 1 and old["tickets"]["P1"]["mean_resolve_s"] == 110 * 60
     assert [b["reason"] for b in old["breaches"]] == ["P1 ticket OLD-7: first response after 1 h 30 min, contract 1 h"]
-    assert new["fixes"] == {"verified": 1, "failed": 0, "unverified": 0}
-    assert old["fixes"] == {"verified": 0, "failed": 1, "unverified": 0}
+    assert new["fixes"] == {"verified": 1, "failed": 0, "unverified": 0, "not_held": []}
+    assert old["fixes"] == {"verified": 0, "failed": 1, "unverified": 0, "not_held": [
+        "P1 ticket OLD-7: verification failed: the check run at resolution did not pass"]}
     assert new["claims"] == {"filed": 1, "missed": 0} and old["claims"] == {"filed": 0, "missed": 1}
 
 

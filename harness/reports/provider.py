@@ -129,6 +129,7 @@ def rows(report) -> tuple[list[str], list[list[str]], list[str]]:
         line("Claims filed / missed", lambda c: f"{c.claims_filed} / {c.claims_missed}"),
     ]
     breaches = [f"{c.circuit}: {b.sentence}" for c in cards for b in c.breaches]
+    breaches += [f"{c.circuit}: fix not verified: {n}" for c in cards for n in c.not_held]
     return head, out, breaches
 
 
@@ -154,7 +155,7 @@ def markdown_section(report) -> str:
          "| " + " | ".join(md(h) for h in head) + " |", "|" + "|".join("---" for _ in head) + "|"]
     L += ["| " + " | ".join(md(c) for c in r) + " |" for r in body]
     if breaches:
-        L += ["", "Breaches:", ""] + [f"- {md(b)}" for b in breaches]
+        L += ["", "Breaches and fixes that did not hold:", ""] + [f"- {md(b)}" for b in breaches]
     claims = _claim_table(report)
     if claims:
         L += ["", "### Outages and SLA claims (most urgent first)", "",
@@ -173,7 +174,7 @@ def html_section(report) -> str:
              + "</tbody></table>")
     out = f'<h2 id="scorecard">Provider scorecard</h2><p class="meta">{e(INTRO)}</p>{table}'
     if breaches:
-        out += '<p>Breaches:</p><ul class="blocking">' + "".join(f"<li>{e(b)}</li>" for b in breaches) + "</ul>"
+        out += '<p>Breaches and fixes that did not hold:</p><ul class="blocking">' + "".join(f"<li>{e(b)}</li>" for b in breaches) + "</ul>"
     claims = _claim_table(report)
     if claims:
         out += ('<h3 id="claims">Outages and SLA claims (most urgent first)</h3><table><thead><tr>'
