@@ -220,7 +220,8 @@ def build(store, profile, outage_id: str, now: dt.datetime) -> ClaimPack:
                     if c.status in ("fail", "error") and cause_of(c) == NETWORK]
     path = None
     end = outage.end or now
-    near = sorted((r for r, _ in history.circuit_runs(runs, circuit.name, full_only=False) if start - PATH_SEARCH <= r.started_at <= end + PATH_SEARCH),
+    every = history.circuit_runs(runs, circuit.name, full_only=False)
+    near = sorted((r for r, _ in every if outage.start - PATH_SEARCH <= r.started_at <= end + PATH_SEARCH),
                   key=lambda r: abs((r.started_at - outage.start).total_seconds()))
     for r in near[:PATH_RUNS_MAX]:
         raw = store.raw(r.id, circuit.name).get("path")

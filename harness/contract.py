@@ -141,7 +141,8 @@ def fix_verified(verify_passed: bool | None, verify_run_id: int | None, resolved
         return None, (f"holding so far: {run} and {len(window)} later run(s) passed; "
                       f"verified at {until:%Y-%m-%d %H:%M} UTC if the runs until then pass")
     if not window:
-        return None, f"not verified: no scheduled run measured the circuit in the {fmt_hours(verify_hours)} after the fix"
+        return None, (f"not verified: no scheduled run measured the circuit in the {fmt_hours(verify_hours)} "
+                      "after the fix")
     return True, f"verified: {run} and {len(window)} scheduled run(s) in the next {fmt_hours(verify_hours)} passed"
 
 

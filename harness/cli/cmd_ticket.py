@@ -19,7 +19,8 @@ UTC = dt.timezone.utc
 at_option = click.option("--at", "at", default=None, metavar="TIME",
                          help="When it happened (ISO 8601, no zone = UTC), for what happened earlier. "
                               "Default: now.")
-note_option = click.option("--note", default="", metavar="TEXT", help="What was said or done (kept in the audit trail).")
+note_option = click.option("--note", default="", metavar="TEXT",
+                           help="What was said or done (kept in the audit trail).")
 by_option = click.option("--by", "by", default=None, metavar="NAME",
                          help="Who records it (default: your login name).")
 

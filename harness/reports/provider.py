@@ -174,7 +174,8 @@ def html_section(report) -> str:
              + "</tbody></table>")
     out = f'<h2 id="scorecard">Provider scorecard</h2><p class="meta">{e(INTRO)}</p>{table}'
     if breaches:
-        out += '<p>Breaches and fixes that did not hold:</p><ul class="blocking">' + "".join(f"<li>{e(b)}</li>" for b in breaches) + "</ul>"
+        out += ('<p>Breaches and fixes that did not hold:</p><ul class="blocking">'
+                + "".join(f"<li>{e(b)}</li>" for b in breaches) + "</ul>")
     claims = _claim_table(report)
     if claims:
         out += ('<h3 id="claims">Outages and SLA claims (most urgent first)</h3><table><thead><tr>'
