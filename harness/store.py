@@ -328,11 +328,15 @@ class ImportStats:
     circuits_added: int = 0
     checks_added: int = 0
     signoffs_added: int = 0
+    tickets_added: int = 0
+    ticket_events_added: int = 0
+    claims_added: int = 0
 
     def to_dict(self) -> dict:
         return {"sites": self.sites, "runs_added": self.runs_added, "runs_completed": self.runs_completed,
                 "circuits_added": self.circuits_added, "checks_added": self.checks_added,
-                "signoffs_added": self.signoffs_added}
+                "signoffs_added": self.signoffs_added, "tickets_added": self.tickets_added,
+                "ticket_events_added": self.ticket_events_added, "claims_added": self.claims_added}
 
 
 # ---------------------------------------------------------------- time helpers
@@ -592,7 +596,7 @@ class Store:
         """Changes whenever any process (this one included) commits a write.
         The engine's counter may move on other connections' commits only, so
         our own write count is added. With ``site``, on a server database:
-        changes when that site's latest runs or sign-offs do (a central
+        changes when that site's latest runs, sign-offs or filed claims do (a central
         database takes writes from every site every few seconds; the board of
         one site must not reload for each of them)."""
         with self._lock:
@@ -603,7 +607,9 @@ class Store:
                                   "WHERE c.run_id = r.id) FROM runs r WHERE r.site = ? "
                                   "ORDER BY r.started_at DESC, r.id DESC LIMIT 2", (site,)).fetchall()
                 signed = db.execute("SELECT max(id) FROM signoffs WHERE site = ?", (site,)).fetchone()
-            return hash((tuple(map(tuple, runs)), tuple(signed or ()), self._own_writes)) & (2**62 - 1)
+                filed = db.execute("SELECT max(id) FROM claims WHERE site = ?", (site,)).fetchone()  # board: claimed
+            return hash((tuple(map(tuple, runs)), tuple(signed or ()), tuple(filed or ()),
+                         self._own_writes)) & (2**62 - 1)
 
     # -- writing a run
 
@@ -854,13 +860,22 @@ class Store:
                                      (site,)).fetchall()
                 raws = src.execute("SELECT x.run_id, x.circuit, x.probe, x.json FROM raw_results x "
                                    "JOIN runs r ON r.id = x.run_id WHERE r.site = ?", (site,)).fetchall()
+                provider_rows = (
+                    src.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE site = ? ORDER BY opened_at, id",
+                                (site,)).fetchall(),
+                    src.execute("SELECT e.ticket_id, e.what, e.at, e.by_name, e.note, e.recorded_at "
+                                "FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id WHERE t.site = ? "
+                                "ORDER BY e.at, e.id", (site,)).fetchall(),
+                    src.execute("SELECT outage_id, filed_at, by_name, note, recorded_at FROM claims "
+                                "WHERE site = ? ORDER BY filed_at, id", (site,)).fetchall())
             for dest_site in [dest] if isinstance(dest, str) else dest:
-                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, check_cols, checks, raws)
+                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, check_cols, checks, raws,
+                                  provider_rows)
         self._db.optimize()
         return stats
 
     def _import_site(self, dest_site: str, stats: "ImportStats", runs, circuits, profiles, signoffs,
-                     check_cols, checks, raws) -> None:
+                     check_cols, checks, raws, provider_rows=((), (), ())) -> None:
         """One site's rows (as read by :meth:`import_from`) into this database, one transaction."""
         with self._write() as db:
             have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
@@ -905,7 +920,43 @@ class Store:
             stats.circuits_added += len(todo)
             stats.checks_added += sum((r[0], r[1]) in todo for r in checks)
             stats.signoffs_added += len(new_signoffs)
+            self._import_provider_rows(db, dest_site, idmap, stats, *provider_rows)
             stats.sites.append(dest_site)
+
+    @staticmethod
+    def _import_provider_rows(db, dest_site: str, idmap: dict[int, int], stats: "ImportStats",
+                              tickets, events, claims) -> None:
+        """Tickets (the same ticket: circuit, ref and opening time; its state is
+        taken from the source, the site's own record), their audit trail and
+        filed claims, inside :meth:`_import_site`'s transaction."""
+        have = {(c, ref, op): tid for tid, c, ref, op in db.execute(
+            "SELECT id, circuit, ref, opened_at FROM tickets WHERE site = ?", (dest_site,))}
+        tmap: dict[int, int] = {}
+        for tid, _site, circuit, ref, sev, oid, op, rs, rv, cl, vr, vp in tickets:
+            state = (sev, oid, rs, rv, cl, idmap.get(vr) if vr is not None else None, vp)
+            if (circuit, ref, op) in have:
+                tmap[tid] = have[(circuit, ref, op)]
+                db.execute("UPDATE tickets SET severity = ?, outage_id = ?, responded_at = ?, resolved_at = ?, "
+                           "closed_at = ?, verify_run_id = ?, verify_passed = ? WHERE id = ?", (*state, tmap[tid]))
+            else:
+                tmap[tid] = db.execute(
+                    "INSERT INTO tickets (site, circuit, ref, severity, outage_id, opened_at, responded_at, "
+                    "resolved_at, closed_at, verify_run_id, verify_passed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id", (dest_site, circuit, ref, sev, oid, op, *state[2:])).fetchall()[0][0]
+                stats.tickets_added += 1
+        seen = set(db.execute("SELECT e.ticket_id, e.what, e.at, e.by_name, e.note FROM ticket_events e "
+                              "JOIN tickets t ON t.id = e.ticket_id WHERE t.site = ?", (dest_site,)).fetchall())
+        fresh = [(tmap[tid], what, at, by, note, rec) for tid, what, at, by, note, rec in events
+                 if (tmap[tid], what, at, by, note) not in seen]
+        db.executemany("INSERT INTO ticket_events (ticket_id, what, at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", fresh)
+        stats.ticket_events_added += len(fresh)
+        filed = set(db.execute("SELECT outage_id, filed_at, by_name, note FROM claims WHERE site = ?",
+                               (dest_site,)).fetchall())
+        new_claims = [c for c in claims if tuple(c[:4]) not in filed]
+        db.executemany("INSERT INTO claims (site, outage_id, filed_at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *c) for c in new_claims])
+        stats.claims_added += len(new_claims)
 
     def sites_with_history(self) -> list[str]:
         """Sites with runs or sign-offs."""

@@ -196,3 +196,28 @@ def test_resolving_verifies_against_a_real_reflector(tmp_path):
     assert listed["NW-11"]["verified"] is False and listed["NW-10"]["verify_passed"] is True
     assert [e["what"] for e in listed["NW-10"]["events"]] == ["opened", "resolved"]
     assert listed["NW-10"]["events"][1]["note"] == "card swapped"
+
+
+def test_db_import_carries_tickets_trail_and_claims(tmp_path, db_location):
+    """`cutover db import`: a site's tickets, their audit trail and filed claims
+    travel with its runs (verify_run_id mapped to the run's new id); a rerun adds nothing."""
+    src = Store(tmp_path / "site.sqlite")
+    rid = src.begin_run("s", {}, "test", started_at=T0)
+    src.add_circuit_result(rid, "new", "GO", [], {})
+    src.finish_run(rid, "GO", finished_at=T0 + dt.timedelta(seconds=30))
+    t = src.open_ticket("s", "new", "NW-1", "P2", by="ann", at=T0, note="down")
+    src.update_ticket("s", t.id, "resolved", by="bob", at=T0 + dt.timedelta(hours=1), verify_run_id=rid,
+                      verify_passed=True)
+    src.file_claim("s", "new-20261112T0200Z", by="ann", at=T0 + dt.timedelta(hours=2))
+    dst = Store(db_location)
+    dst.begin_run("other", {}, "test", started_at=T0)          # ids in the target differ from the source's
+    first = dst.import_from(src)
+    assert (first.tickets_added, first.ticket_events_added, first.claims_added) == (1, 2, 1)
+    again = dst.import_from(src)
+    assert (again.tickets_added, again.ticket_events_added, again.claims_added) == (0, 0, 0)
+    [got] = dst.tickets("s")
+    [run] = dst.runs("s")
+    assert (got.ref, got.resolved_at, got.verify_passed, got.verify_run_id) == ("NW-1", T0 + dt.timedelta(hours=1),
+                                                                              True, run.id)
+    assert [(e.what, e.by, e.note) for e in got.events] == [("opened", "ann", "down"), ("resolved", "bob", "")]
+    assert dst.claims("s")["new-20261112T0200Z"].filed_at == T0 + dt.timedelta(hours=2)
