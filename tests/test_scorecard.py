@@ -65,6 +65,11 @@ def report(tmp_path_factory):
     st.update_ticket(site, t.id, "responded", by="ann", at=t.opened_at + 3 * H + 59 * M)
     st.update_ticket(site, t.id, "resolved", by="ann", at=t.opened_at + 5 * H + 40 * M, verify_passed=True,
                      verify_run_id=None)
+    # new, P3: "fixed" at 11:00 on 11-19, passing at resolution, but the 13:15 run (the planted outage)
+    # falls inside the next 4 h: the fix did not hold
+    z = st.open_ticket(site, "new", "NW-0", "P3", by="ann", at=d19 + 8 * H)
+    st.update_ticket(site, z.id, "responded", by="ann", at=d19 + 9 * H)
+    st.update_ticket(site, z.id, "resolved", by="ann", at=d19 + 11 * H, verify_passed=True, verify_run_id=None)
     # new, P3: opened 4 h 15 min before NOW, no answer yet: within 24 h
     st.open_ticket(site, "new", "NW-2", "P3", by="ann", at=NOW - 4 * H - 15 * M)
     # old, P1: answered after 1 h 30 min (breach), resolved after 1 h 50 min (kept), verification failed
@@ -99,11 +104,13 @@ def test_outages_mttr_tickets_fixes_claims(report):
     assert (old["outages"], old["outage_s"], old["mttr_s"]) == (1, 7_200, 7_200)
     assert new["tickets"]["P2"] == {"severity": "P2", "tickets": 1, "mean_response_s": 239 * 60,
                                     "mean_resolve_s": 340 * 60, "response_breaches": 0, "resolution_breaches": 0}
-    assert new["tickets"]["P3"]["tickets"] == 1 and new["tickets"]["P3"]["response_breaches"] == 0
+    assert new["tickets"]["P3"] == {"severity": "P3", "tickets": 2, "mean_response_s": 3600,
+                                    "mean_resolve_s": 3 * 3600, "response_breaches": 0, "resolution_breaches": 0}
     assert new["breaches"] == []
     assert old["tickets"]["P1"]["response_breaches"] == 1 and old["tickets"]["P1"]["mean_resolve_s"] == 110 * 60
     assert [b["reason"] for b in old["breaches"]] == ["P1 ticket OLD-7: first response after 1 h 30 min, contract 1 h"]
-    assert new["fixes"] == {"verified": 1, "failed": 0, "unverified": 0, "not_held": []}
+    assert new["fixes"] == {"verified": 1, "failed": 1, "unverified": 0, "not_held": [
+        "P3 ticket NW-0: the fix did not hold: the run at 2026-11-19 13:15 UTC failed"]}
     assert old["fixes"] == {"verified": 0, "failed": 1, "unverified": 0, "not_held": [
         "P1 ticket OLD-7: verification failed: the check run at resolution did not pass"]}
     assert new["claims"] == {"filed": 1, "missed": 0} and old["claims"] == {"filed": 0, "missed": 1}
