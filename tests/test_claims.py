@@ -146,3 +146,17 @@ def test_claim_html_in_headless_chromium_escapes_everything(site, tmp_path):
     # (the module's store may hold the filing of test_claim_states_deadline_passed_then_claimed)
     badge = {"open": (0xD9, 0x82, 0x2B), "claimed": (0x1E, 0x8E, 0x3E)}[json.loads(r.stdout)["claim"]["state"]]
     assert badge in colours, f"no {badge} state badge"
+
+
+def test_report_lists_outage_ids_and_claim_states(site, tmp_path):
+    """`cutover report` names each outage by the id `cutover claim` takes, in its
+    text and in report.json (outages[].id and claims[])."""
+    r = run_cli("report", str(site.profile_path), "--since", "2d", "--db", str(site.db_path), "--as-of",
+                "2026-11-20T12:01Z", "--format", "json", "--report-dir", str(tmp_path / "rep"))
+    assert r.returncode == 0, r.stderr
+    assert f"outage {OUTAGE_ID}: failed, 1h, claim by 2026-11-20 14:15 UTC" in r.stdout
+    d = json.loads((tmp_path / "rep" / "report.json").read_text())
+    assert [o["id"] for o in d["outages"]] == [OUTAGE_ID]
+    assert [c["outage_id"] for c in d["claims"]] == [OUTAGE_ID]
+    assert d["claims"][0]["state"] in ("open", "claimed")        # claimed once the states test filed it
+    assert d["claims"][0]["ticket"] == "P2 NW-4411"
