@@ -95,8 +95,12 @@ def _dur(seconds: float | None) -> str:
 
 
 def rows(report) -> tuple[list[str], list[list[str]], list[str]]:
-    """(header, rows, breach sentences): the scorecard as a table, one column per circuit."""
-    cards: list[contract.Scorecard] = list(getattr(report, "scorecard", []) or [])
+    """(header, rows, breach sentences): the report's scorecard as a table, one column per circuit."""
+    return table(list(getattr(report, "scorecard", []) or []))
+
+
+def table(cards: list[contract.Scorecard]) -> tuple[list[str], list[list[str]], list[str]]:
+    """(header, rows, breach sentences) of scorecards (the report's and the board's)."""
     head = ["", *(f"{c.circuit} ({c.role}): {c.provider or 'provider not named'}" for c in cards)]
 
     def line(label, f):

@@ -129,6 +129,9 @@ class BoardData:
     data_version: int | None = None
     load_s: float = 0.0
     loaded: bool = True                 # False: the placeholder shown while the first read runs
+    # the provider scorecard over the parallel run (harness.reports.provider.table): header,
+    # rows, breach sentences
+    scorecard: tuple[list[str], list[list[str]], list[str]] = ([], [], [])
 
 
 # ---------------------------------------------------------------- sparkline
