@@ -146,6 +146,10 @@ def test_ticket_cli_boundary_breaches_and_json(tmp_path):
     (["update", "42", "--responded"], "no ticket '42'"),
     (["update", "1"], "--responded, --resolved or --closed"),
     (["update", "one", "--closed"], "TICKET 'one': expected a ticket number"),
+    (["open", "--circuit", "new", "--severity", "P2", "--ref", "X", "--outage", "old-20261112T0200Z"],
+     "is an outage of circuit 'old', not of 'new'"),
+    (["open", "--circuit", "new", "--severity", "P2", "--ref", "X", "--outage", "new-today"],
+     "expected CIRCUIT-YYYYMMDDTHHMMZ"),
     (["open", "--circuit", "new", "--severity", "P2"], "--ref REF is required"),
 ])
 def test_ticket_bad_input_exit_2(tmp_path, args, message):

@@ -102,6 +102,15 @@ def open_(profile, circuit, severity, ref, outage_id, note, at, by, db, as_json)
         die(EXIT_BAD_INPUT, f"--severity: {unknown_name('fault class', severity, classes)}")
     if not ref.strip():
         die(EXIT_BAD_INPUT, "--ref: the provider's reference must not be empty")
+    if outage_id is not None:
+        from harness.claims import parse_outage_id
+        try:
+            outage_circuit, _start = parse_outage_id(outage_id)
+        except ValueError as exc:
+            die(EXIT_BAD_INPUT, f"--outage: {exc}")
+        if outage_circuit != circuit:
+            die(EXIT_BAD_INPUT, f"--outage {outage_id} is an outage of circuit {outage_circuit!r}, "
+                                f"not of {circuit!r}")
     when, who = _when(at), _who(by)
     store = open_store(db_path(prof, db))
     rec = store.open_ticket(prof.site, circuit, ref.strip(), severity, by=who, at=when,
