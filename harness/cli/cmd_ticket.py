@@ -9,7 +9,7 @@ import os
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, emit_json, json_option, \
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, emit_json, err, json_option, \
     load_profile_or_exit, out
 from harness.cli.history_common import as_of_option, db_option, db_path, open_store, parse_time
 from probes.names import unknown_name
@@ -99,7 +99,8 @@ def open_(profile, circuit, severity, ref, outage_id, note, at, by, db, as_json)
         die(EXIT_BAD_INPUT, f"{profile}: circuit {circuit!r} has no contract classes; add "
                             "contract.response_hours (e.g. {P1: 1, P2: 4}) to the circuit")
     if severity not in classes:
-        die(EXIT_BAD_INPUT, f"--severity: {unknown_name('fault class', severity, classes)}")
+        die(EXIT_BAD_INPUT,
+            f"--severity: {unknown_name('fault class', severity, classes, plural='fault classes')}")
     if not ref.strip():
         die(EXIT_BAD_INPUT, "--ref: the provider's reference must not be empty")
     if outage_id is not None:
@@ -192,6 +193,9 @@ def update(profile, ticket_arg, what, verify, quick, only_steps, note, at, by, d
                 steps = [m for m in suite.steps() if m.NAME in only_steps]
             from harness.runner import run_check
             from harness.history import PASS_VERDICTS
+            if not as_json:
+                err(f"cutover: verifying the fix: running the checks of circuit {rec.circuit}"
+                    + (" (quick)" if quick else "") + "...")
             outcome = run_check(prof, store=store, circuits=[rec.circuit], quick=quick, steps=steps,
                                 kind="partial" if only_steps else "check")
             if outcome.store_error is not None:
