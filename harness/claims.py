@@ -155,3 +155,91 @@ def _q(value: Any, unit: Any) -> str:
     if value is None:
         return ""
     return f"{value} {unit}".strip() if unit else str(value)
+
+
+# ---------------------------------------------------------------- from the store
+
+RUNS_AROUND = 3                                   # runs shown just before and just after
+PATH_SEARCH = dt.timedelta(hours=6)               # how far from the outage a path trace may be
+PATH_RUNS_MAX = 200                               # raw documents read at most looking for one
+LOOKBACK = dt.timedelta(days=2)                   # history read before the outage's start
+
+
+class UnknownOutage(LookupError):
+    """No outage with that id in the history; ``known`` lists the ids there are."""
+
+    def __init__(self, outage_id: str, known: list[str]) -> None:
+        super().__init__(outage_id)
+        self.outage_id, self.known = outage_id, known
+
+
+def parse_outage_id(outage_id: str) -> tuple[str, dt.datetime]:
+    """(circuit, start minute) of an id written by :func:`harness.history.outage_id`."""
+    circuit, sep, stamp = outage_id.rpartition("-")
+    try:
+        start = dt.datetime.strptime(stamp, "%Y%m%dT%H%MZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise ValueError(f"outage id {outage_id!r}: expected CIRCUIT-YYYYMMDDTHHMMZ, "
+                         "as `cutover report` lists them") from None
+    if not sep or not circuit:
+        raise ValueError(f"outage id {outage_id!r}: expected CIRCUIT-YYYYMMDDTHHMMZ")
+    return circuit, start
+
+
+def _check_row(at: dt.datetime, c) -> dict:
+    return {"at": _iso(at), "id": c.id, "status": c.status, "measured": c.measured, "required": c.required,
+            "unit": c.unit, "margin": c.margin, "reason": c.reason, "cause": c.cause}
+
+
+def build(store, profile, outage_id: str, now: dt.datetime) -> ClaimPack:
+    """The claim pack of one outage, read from the store: raises ValueError for
+    a malformed id, KeyError for a circuit not in the profile, :class:`UnknownOutage`."""
+    from harness import history, tickets
+    from harness.verdicts import NETWORK, cause_of
+    circuit_name, start = parse_outage_id(outage_id)
+    circuit = profile.circuit(circuit_name)
+    hours = profile.cutover.sla_claim_hours
+    runs = history.load_runs(store, profile.site, since=start - LOOKBACK, until=now)
+    found = {o.id: o for o in history.outages(runs, circuit.name, hours, now)}
+    outage = found.get(outage_id)
+    if outage is None:
+        raise UnknownOutage(outage_id, sorted(found))
+    seq = [(r, rec) for r, rec in history.circuit_runs(runs, circuit.name)]
+    first = next(i for i, (r, _) in enumerate(seq) if r.started_at == outage.start)
+    before = [{"at": _iso(r.started_at), "run_id": r.id, "verdict": rec.verdict}
+              for r, rec in seq[max(0, first - RUNS_AROUND):first]]
+    after: list[dict] = []
+    if outage.end is not None:
+        last = next(i for i, (r, _) in enumerate(seq) if r.started_at == outage.end)
+        after = [{"at": _iso(r.started_at), "run_id": r.id, "verdict": rec.verdict}
+                 for r, rec in seq[last:last + RUNS_AROUND]]
+    evidence: list[dict] = []
+    opened = store.run(outage.opened_by_run) if outage.opened_by_run is not None else None
+    if opened is not None and circuit.name in opened.circuits:
+        evidence = [_check_row(opened.started_at, c) for c in opened.circuits[circuit.name].checks
+                    if c.status in ("fail", "error") and cause_of(c) == NETWORK]
+    path = None
+    end = outage.end or now
+    every = history.circuit_runs(runs, circuit.name, full_only=False)
+    near = sorted((r for r, _ in every if outage.start - PATH_SEARCH <= r.started_at <= end + PATH_SEARCH),
+                  key=lambda r: abs((r.started_at - outage.start).total_seconds()))
+    for r in near[:PATH_RUNS_MAX]:
+        raw = store.raw(r.id, circuit.name).get("path")
+        if raw:
+            path = {"run_id": r.id, "at": _iso(r.started_at), **raw}
+            break
+    terms = circuit.contract
+    clause = {"sla_claim_hours": hours, "availability_pct": terms.availability_pct,
+              "response_hours": dict(terms.response_hours), "resolve_hours": dict(terms.resolve_hours)}
+    filed = store.claims(profile.site).get(outage_id)
+    linked = [j for j in tickets.judged(store, profile, now, circuit.name) if j.ticket.outage_id == outage_id]
+    notes = []
+    if outage.ongoing:
+        notes.append("The outage is still going on: the claim deadline runs from its end.")
+    if filed is not None:
+        notes.append(f"Claim filed {_iso(filed.filed_at)} by {filed.by}" + (f": {filed.note}" if filed.note else ""))
+    return ClaimPack(site=profile.site, circuit=circuit.name, provider=circuit.provider, role=circuit.role,
+                     outage=outage.to_dict(), evidence=evidence, runs_before=before, runs_after=after,
+                     path=path, clause=clause, claim_by=outage.claim_by,
+                     state=claim_state(outage.claim_by, filed.filed_at if filed else None, now),
+                     ticket=linked[0].to_dict() if linked else None, generated_at=now, notes=notes)

@@ -115,6 +115,37 @@ def resolution_breach(ticket: Ticket, terms: Terms, now: dt.datetime) -> Breach 
     return _judge(ticket, "resolution", ticket.resolved_at, terms.resolve_hours, now)
 
 
+# ---------------------------------------------------------------- post-fix verification
+
+def fix_verified(verify_passed: bool | None, verify_run_id: int | None, resolved_at: dt.datetime,
+                 later: list[tuple[dt.datetime, str]], verify_hours: float,
+                 now: dt.datetime) -> tuple[bool | None, str]:
+    """Did the fix hold? ``verify_passed``: the check run started at resolution
+    (None: none was run). ``later``: (start, outcome) of the circuit's scheduled
+    full runs after it, outcome as :func:`harness.history.outcome` (pass | fail |
+    unreachable | gap). True only when the verification run passed and every run
+    of the next ``verify_hours`` did too, with at least one of them; False as soon
+    as one failed; None while the hours are still running or without evidence."""
+    if verify_passed is None:
+        return None, "not verified: no check run at resolution"
+    run = "the check run at resolution" + ("" if verify_run_id is None else f" (run {verify_run_id})")
+    if not verify_passed:
+        return False, f"verification failed: {run} did not pass"
+    until = resolved_at + dt.timedelta(hours=verify_hours)
+    window = [(t, o) for t, o in sorted(later) if resolved_at < t <= until and o != "gap"]
+    for t, o in window:
+        if o != "pass":
+            return False, (f"the fix did not hold: the run at {t:%Y-%m-%d %H:%M} UTC "
+                           f"{'failed' if o == 'fail' else 'found the circuit unreachable'}")
+    if now < until:
+        return None, (f"holding so far: {run} and {len(window)} later run(s) passed; "
+                      f"verified at {until:%Y-%m-%d %H:%M} UTC if the runs until then pass")
+    if not window:
+        return None, (f"not verified: no scheduled run measured the circuit in the {fmt_hours(verify_hours)} "
+                      "after the fix")
+    return True, f"verified: {run} and {len(window)} scheduled run(s) in the next {fmt_hours(verify_hours)} passed"
+
+
 # ---------------------------------------------------------------- availability
 
 UP, DOWN, GAP = "up", "down", "gap"
@@ -217,6 +248,7 @@ class Scorecard:
     fixes_unverified: int
     claims_filed: int
     claims_missed: int
+    not_held: list[str] = field(default_factory=list)   # "P1 ticket OLD-7: verification failed: ..."
 
     @property
     def meets_availability(self) -> bool | None:
@@ -234,7 +266,7 @@ class Scorecard:
                 "tickets": {k: v.to_dict() for k, v in sorted(self.classes.items())},
                 "breaches": [b.to_dict() for b in self.breaches],
                 "fixes": {"verified": self.fixes_verified, "failed": self.fixes_failed,
-                          "unverified": self.fixes_unverified},
+                          "unverified": self.fixes_unverified, "not_held": list(self.not_held)},
                 "claims": {"filed": self.claims_filed, "missed": self.claims_missed}}
 
 
@@ -270,4 +302,5 @@ def scorecard(*, circuit: str, provider: str, role: str, terms: Terms, spans: li
         fixes_verified=sum(1 for t in resolved if t.verified is True),
         fixes_failed=sum(1 for t in resolved if t.verified is False),
         fixes_unverified=sum(1 for t in resolved if t.verified is None),
-        claims_filed=claims_filed, claims_missed=claims_missed)
+        claims_filed=claims_filed, claims_missed=claims_missed,
+        not_held=[f"{t.severity} ticket {t.ref}: {t.verification}" for t in resolved if t.verified is False])

@@ -167,13 +167,19 @@ class Outage:
     evidence: list[str] = field(default_factory=list)   # "check id: reason" of that run
 
     @property
+    def id(self) -> str:
+        """Stable across reports, boards and claims: the circuit and the start to
+        the minute in UTC ("new-20261112T0200Z"); see :func:`outage_id`."""
+        return outage_id(self.circuit, self.start)
+
+    @property
     def summary(self) -> str:
         parts = [f"{f.id}: {f.reason}" for f in self.failed[:3]]
         more = f" (+{len(self.failed) - 3} more)" if len(self.failed) > 3 else ""
         return "; ".join(parts) + more
 
     def to_dict(self) -> dict:
-        return {"circuit": self.circuit, "start": iso(self.start), "end": iso(self.end),
+        return {"id": self.id, "circuit": self.circuit, "start": iso(self.start), "end": iso(self.end),
                 "duration_s": round(self.duration_s, 1), "ongoing": self.ongoing, "runs": self.runs,
                 "kind": self.kind, "claim_by": iso(self.claim_by),
                 "last_failing_at": iso(self.last_failing_at),
@@ -181,6 +187,16 @@ class Outage:
                 "opened_by": {"run_id": self.opened_by_run, "checks": list(self.evidence)},
                 "failed": [{"id": f.id, "status": f.status, "reason": f.reason, "runs": f.runs}
                            for f in self.failed]}
+
+
+def outage_id(circuit: str, start: dt.datetime) -> str:
+    """The one spelling of an outage's id: deterministic from what defines the
+    outage (its circuit and its first failing run), so the same outage keeps its
+    id in every report, on the board and in `cutover claim`, whatever window is
+    analysed. Two outages of one circuit would share an id only if both began in
+    the same minute (fail, pass, fail within 60 s): scheduled runs are minutes
+    apart, and `cutover claim` then takes the first."""
+    return f"{circuit}-{start.astimezone(dt.timezone.utc):%Y%m%dT%H%MZ}"
 
 
 def outages(runs: Iterable, circuit: str, sla_claim_hours: float = 24,

@@ -103,6 +103,8 @@ class Contract(_Model):
                                              description="class -> hours to the first response")
     resolve_hours: dict[str, float] = Field(default_factory=dict, max_length=16,
                                             description="class -> hours to resolution")
+    verify_hours: float = Field(4, gt=0, le=24 * 14,
+                                description="hours of scheduled runs that must pass after a fix")
 
     @field_validator("response_hours", "resolve_hours")
     @classmethod

@@ -136,6 +136,45 @@ MIGRATIONS: list[str] = [
     """
     ALTER TABLE signoffs ADD COLUMN supersedes INTEGER;
     """,
+    # 6: fault tickets with the provider, their audit trail, and filed SLA claims (docs/provider.md).
+    # tickets holds the current state; every change is also a ticket_events row (never updated).
+    """
+    CREATE TABLE tickets (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        circuit TEXT NOT NULL,
+        ref TEXT NOT NULL,                 -- the provider's reference
+        severity TEXT NOT NULL,            -- a class of the circuit's contract
+        outage_id TEXT,                    -- harness.history.outage_id, when linked
+        opened_at TEXT NOT NULL,
+        responded_at TEXT,
+        resolved_at TEXT,
+        closed_at TEXT,
+        verify_run_id INTEGER,             -- the run started by `ticket update --resolved`
+        verify_passed INTEGER              -- NULL: not verified at resolution
+    );
+    CREATE INDEX tickets_site ON tickets(site, opened_at);
+    CREATE TABLE ticket_events (
+        id INTEGER PRIMARY KEY,
+        ticket_id INTEGER NOT NULL REFERENCES tickets(id),
+        what TEXT NOT NULL,                -- opened | responded | resolved | closed | verified | note
+        at TEXT NOT NULL,                  -- when it happened (--at)
+        by_name TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        recorded_at TEXT NOT NULL          -- when it was written down
+    );
+    CREATE INDEX ticket_events_ticket ON ticket_events(ticket_id, at);
+    CREATE TABLE claims (
+        id INTEGER PRIMARY KEY,
+        site TEXT NOT NULL,
+        outage_id TEXT NOT NULL,
+        filed_at TEXT NOT NULL,
+        by_name TEXT NOT NULL,
+        note TEXT NOT NULL DEFAULT '',
+        recorded_at TEXT NOT NULL
+    );
+    CREATE INDEX claims_site ON claims(site, outage_id);
+    """,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -248,6 +287,40 @@ class SignoffRecord:
 
 
 @dataclass
+class TicketEvent:
+    what: str                        # opened | responded | resolved | closed | verified | note
+    at: dt.datetime
+    by: str
+    note: str
+    recorded_at: dt.datetime
+
+
+@dataclass
+class TicketRecord:
+    id: int
+    site: str
+    circuit: str
+    ref: str
+    severity: str
+    outage_id: str | None
+    opened_at: dt.datetime
+    responded_at: dt.datetime | None
+    resolved_at: dt.datetime | None
+    closed_at: dt.datetime | None
+    verify_run_id: int | None
+    verify_passed: bool | None
+    events: list[TicketEvent] = field(default_factory=list)
+
+
+@dataclass
+class ClaimRecord:
+    outage_id: str
+    filed_at: dt.datetime
+    by: str
+    note: str
+
+
+@dataclass
 class ImportStats:
     sites: list[str] = field(default_factory=list)
     runs_added: int = 0
@@ -255,11 +328,15 @@ class ImportStats:
     circuits_added: int = 0
     checks_added: int = 0
     signoffs_added: int = 0
+    tickets_added: int = 0
+    ticket_events_added: int = 0
+    claims_added: int = 0
 
     def to_dict(self) -> dict:
         return {"sites": self.sites, "runs_added": self.runs_added, "runs_completed": self.runs_completed,
                 "circuits_added": self.circuits_added, "checks_added": self.checks_added,
-                "signoffs_added": self.signoffs_added}
+                "signoffs_added": self.signoffs_added, "tickets_added": self.tickets_added,
+                "ticket_events_added": self.ticket_events_added, "claims_added": self.claims_added}
 
 
 # ---------------------------------------------------------------- time helpers
@@ -519,7 +596,7 @@ class Store:
         """Changes whenever any process (this one included) commits a write.
         The engine's counter may move on other connections' commits only, so
         our own write count is added. With ``site``, on a server database:
-        changes when that site's latest runs or sign-offs do (a central
+        changes when that site's latest runs, sign-offs or filed claims do (a central
         database takes writes from every site every few seconds; the board of
         one site must not reload for each of them)."""
         with self._lock:
@@ -530,7 +607,9 @@ class Store:
                                   "WHERE c.run_id = r.id) FROM runs r WHERE r.site = ? "
                                   "ORDER BY r.started_at DESC, r.id DESC LIMIT 2", (site,)).fetchall()
                 signed = db.execute("SELECT max(id) FROM signoffs WHERE site = ?", (site,)).fetchone()
-            return hash((tuple(map(tuple, runs)), tuple(signed or ()), self._own_writes)) & (2**62 - 1)
+                filed = db.execute("SELECT max(id) FROM claims WHERE site = ?", (site,)).fetchone()  # board: claimed
+            return hash((tuple(map(tuple, runs)), tuple(signed or ()), tuple(filed or ()),
+                         self._own_writes)) & (2**62 - 1)
 
     # -- writing a run
 
@@ -781,13 +860,22 @@ class Store:
                                      (site,)).fetchall()
                 raws = src.execute("SELECT x.run_id, x.circuit, x.probe, x.json FROM raw_results x "
                                    "JOIN runs r ON r.id = x.run_id WHERE r.site = ?", (site,)).fetchall()
+                provider_rows = (
+                    src.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE site = ? ORDER BY opened_at, id",
+                                (site,)).fetchall(),
+                    src.execute("SELECT e.ticket_id, e.what, e.at, e.by_name, e.note, e.recorded_at "
+                                "FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id WHERE t.site = ? "
+                                "ORDER BY e.at, e.id", (site,)).fetchall(),
+                    src.execute("SELECT outage_id, filed_at, by_name, note, recorded_at FROM claims "
+                                "WHERE site = ? ORDER BY filed_at, id", (site,)).fetchall())
             for dest_site in [dest] if isinstance(dest, str) else dest:
-                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, check_cols, checks, raws)
+                self._import_site(dest_site, stats, runs, circuits, profiles, signoffs, check_cols, checks, raws,
+                                  provider_rows)
         self._db.optimize()
         return stats
 
     def _import_site(self, dest_site: str, stats: "ImportStats", runs, circuits, profiles, signoffs,
-                     check_cols, checks, raws) -> None:
+                     check_cols, checks, raws, provider_rows=((), (), ())) -> None:
         """One site's rows (as read by :meth:`import_from`) into this database, one transaction."""
         with self._write() as db:
             have_runs = {(st, k): (rid, fin) for rid, st, k, fin in db.execute(
@@ -832,7 +920,43 @@ class Store:
             stats.circuits_added += len(todo)
             stats.checks_added += sum((r[0], r[1]) in todo for r in checks)
             stats.signoffs_added += len(new_signoffs)
+            self._import_provider_rows(db, dest_site, idmap, stats, *provider_rows)
             stats.sites.append(dest_site)
+
+    @staticmethod
+    def _import_provider_rows(db, dest_site: str, idmap: dict[int, int], stats: "ImportStats",
+                              tickets, events, claims) -> None:
+        """Tickets (the same ticket: circuit, ref and opening time; its state is
+        taken from the source, the site's own record), their audit trail and
+        filed claims, inside :meth:`_import_site`'s transaction."""
+        have = {(c, ref, op): tid for tid, c, ref, op in db.execute(
+            "SELECT id, circuit, ref, opened_at FROM tickets WHERE site = ?", (dest_site,))}
+        tmap: dict[int, int] = {}
+        for tid, _site, circuit, ref, sev, oid, op, rs, rv, cl, vr, vp in tickets:
+            state = (sev, oid, rs, rv, cl, idmap.get(vr) if vr is not None else None, vp)
+            if (circuit, ref, op) in have:
+                tmap[tid] = have[(circuit, ref, op)]
+                db.execute("UPDATE tickets SET severity = ?, outage_id = ?, responded_at = ?, resolved_at = ?, "
+                           "closed_at = ?, verify_run_id = ?, verify_passed = ? WHERE id = ?", (*state, tmap[tid]))
+            else:
+                tmap[tid] = db.execute(
+                    "INSERT INTO tickets (site, circuit, ref, severity, outage_id, opened_at, responded_at, "
+                    "resolved_at, closed_at, verify_run_id, verify_passed) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                    "RETURNING id", (dest_site, circuit, ref, sev, oid, op, *state[2:])).fetchall()[0][0]
+                stats.tickets_added += 1
+        seen = set(db.execute("SELECT e.ticket_id, e.what, e.at, e.by_name, e.note FROM ticket_events e "
+                              "JOIN tickets t ON t.id = e.ticket_id WHERE t.site = ?", (dest_site,)).fetchall())
+        fresh = [(tmap[tid], what, at, by, note, rec) for tid, what, at, by, note, rec in events
+                 if (tmap[tid], what, at, by, note) not in seen]
+        db.executemany("INSERT INTO ticket_events (ticket_id, what, at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", fresh)
+        stats.ticket_events_added += len(fresh)
+        filed = set(db.execute("SELECT outage_id, filed_at, by_name, note FROM claims WHERE site = ?",
+                               (dest_site,)).fetchall())
+        new_claims = [c for c in claims if tuple(c[:4]) not in filed]
+        db.executemany("INSERT INTO claims (site, outage_id, filed_at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", [(dest_site, *c) for c in new_claims])
+        stats.claims_added += len(new_claims)
 
     def sites_with_history(self) -> list[str]:
         """Sites with runs or sign-offs."""
@@ -897,6 +1021,98 @@ class Store:
             if not rec.superseded:
                 out[rec.item] = rec
         return out
+
+    # -- fault tickets and SLA claims (harness.contract judges them)
+
+    _TICKET_COLS = ("id, site, circuit, ref, severity, outage_id, opened_at, responded_at, resolved_at, "
+                    "closed_at, verify_run_id, verify_passed")
+
+    def open_ticket(self, site: str, circuit: str, ref: str, severity: str, *, by: str,
+                    at: dt.datetime | None = None, outage_id: str | None = None, note: str = "") -> TicketRecord:
+        """A new ticket and its first audit-trail entry, in one transaction."""
+        if not by or not by.strip():
+            raise ValueError("a ticket change needs the name of who makes it (--by)")
+        ts, now = to_ts(at), to_ts(None)
+        with self._write() as db:
+            tid = db.execute("INSERT INTO tickets (site, circuit, ref, severity, outage_id, opened_at) "
+                             "VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+                             (site, circuit, ref, severity, outage_id, ts)).fetchall()[0][0]
+            db.execute("INSERT INTO ticket_events (ticket_id, what, at, by_name, note, recorded_at) "
+                       "VALUES (?, 'opened', ?, ?, ?, ?)", (tid, ts, by, note or "", now))
+        rec = self.ticket(site, tid)
+        assert rec is not None
+        return rec
+
+    def update_ticket(self, site: str, ticket_id: int, what: str, *, by: str, at: dt.datetime | None = None,
+                      note: str = "", verify_run_id: int | None = None,
+                      verify_passed: bool | None = None) -> TicketRecord:
+        """Record a step (responded | resolved | closed | verified | note) and its
+        audit-trail entry. The first response and the resolution keep their first
+        time (a second --responded is only a trail entry); a resolution clears the
+        earlier verification, so a reopened fault is verified afresh."""
+        if what not in ("responded", "resolved", "closed", "verified", "note"):
+            raise ValueError(f"unknown ticket change {what!r}")
+        if not by or not by.strip():
+            raise ValueError("a ticket change needs the name of who makes it (--by)")
+        ts, now = to_ts(at), to_ts(None)
+        with self._write() as db:
+            if db.execute("SELECT id FROM tickets WHERE site = ? AND id = ?", (site, ticket_id)).fetchone() is None:
+                raise KeyError(ticket_id)
+            if what in ("responded", "closed"):
+                db.execute(f"UPDATE tickets SET {what}_at = coalesce({what}_at, ?) WHERE id = ?", (ts, ticket_id))
+            elif what == "resolved":
+                db.execute("UPDATE tickets SET resolved_at = ?, verify_run_id = NULL, verify_passed = NULL "
+                           "WHERE id = ?", (ts, ticket_id))
+            if what == "verified" or (what == "resolved" and verify_passed is not None):
+                db.execute("UPDATE tickets SET verify_run_id = ?, verify_passed = ? WHERE id = ?",
+                           (verify_run_id, None if verify_passed is None else int(verify_passed), ticket_id))
+            db.execute("INSERT INTO ticket_events (ticket_id, what, at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (ticket_id, what, ts, by, note or "", now))
+        rec = self.ticket(site, ticket_id)
+        assert rec is not None
+        return rec
+
+    def tickets(self, site: str, circuit: str | None = None) -> list[TicketRecord]:
+        """The site's tickets, oldest first, each with its audit trail."""
+        where, args = ["site = ?"], [site]
+        if circuit is not None:
+            where.append("circuit = ?")
+            args.append(circuit)
+        with self._read() as db:
+            rows = db.execute(f"SELECT {self._TICKET_COLS} FROM tickets WHERE {' AND '.join(where)} "
+                              "ORDER BY opened_at, id", args).fetchall()
+            events: dict[int, list[TicketEvent]] = {}
+            for tid, what, at, by, note, rec_at in db.execute(
+                    "SELECT e.ticket_id, e.what, e.at, e.by_name, e.note, e.recorded_at FROM ticket_events e "
+                    "JOIN tickets t ON t.id = e.ticket_id WHERE t.site = ? ORDER BY e.at, e.id", (site,)):
+                events.setdefault(tid, []).append(TicketEvent(what, from_ts(at), by, note, from_ts(rec_at)))
+        return [TicketRecord(tid, s, c, ref, sev, oid, from_ts(op), from_ts(rs), from_ts(rv), from_ts(cl),
+                             vr, None if vp is None else bool(vp), events.get(tid, []))
+                for tid, s, c, ref, sev, oid, op, rs, rv, cl, vr, vp in rows]
+
+    def ticket(self, site: str, ticket_id: int) -> TicketRecord | None:
+        return next((t for t in self.tickets(site) if t.id == ticket_id), None)
+
+    def file_claim(self, site: str, outage_id: str, *, by: str, at: dt.datetime | None = None,
+                   note: str = "") -> ClaimRecord:
+        """Record that the outage's SLA claim was filed with the provider (append-only)."""
+        if not by or not by.strip():
+            raise ValueError("a filed claim needs the name of who filed it (--by)")
+        ts = to_ts(at)
+        with self._write() as db:
+            db.execute("INSERT INTO claims (site, outage_id, filed_at, by_name, note, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (site, outage_id, ts, by, note or "", to_ts(None)))
+        return ClaimRecord(outage_id, from_ts(ts), by, note or "")
+
+    def claims(self, site: str) -> dict[str, ClaimRecord]:
+        """The first filing of each outage's claim."""
+        out: dict[str, ClaimRecord] = {}
+        with self._read() as db:
+            for oid, at, by, note in db.execute("SELECT outage_id, filed_at, by_name, note FROM claims "
+                                                "WHERE site = ? ORDER BY filed_at, id", (site,)):
+                out.setdefault(oid, ClaimRecord(oid, from_ts(at), by, note))
+        return out
+
 
 def _statements(script: str) -> list[str]:
     """Split a migration script into statements (our migrations hold no

@@ -90,6 +90,7 @@ def test_scorecard_figures():
                ticket("P1", responded_after=2 * h, resolved_after=5 * h, ref="A-2"),   # both breached
                ticket("P3", responded_after=1 * h, ref="A-3")]                       # open, within 72 h
     tickets[0].verified, tickets[1].verified = True, False
+    tickets[1].verification = "the fix did not hold: the run at 2026-11-20 18:00 UTC failed"
     spans = [Span(T0, T0 + 100 * h, UP), Span(T0 + 10 * h, T0 + 13 * h, DOWN)]
     sc = scorecard(circuit="fibre", provider="NewCo", role="new", terms=TERMS, spans=spans,
                    outage_durations_s=[(3 * 3600, True), (1800, False)], tickets=tickets,
@@ -103,7 +104,8 @@ def test_scorecard_figures():
     p1 = d["tickets"]["P1"]
     assert p1["tickets"] == 2 and p1["response_breaches"] == 1 and p1["resolution_breaches"] == 1
     assert p1["mean_response_s"] == round((0.5 + 2) / 2 * 3600)
-    assert d["fixes"] == {"verified": 1, "failed": 1, "unverified": 0}
+    assert d["fixes"] == {"verified": 1, "failed": 1, "unverified": 0, "not_held": [
+        "P1 ticket A-2: the fix did not hold: the run at 2026-11-20 18:00 UTC failed"]}
     assert [b["reason"] for b in d["breaches"]] == [
         "P1 ticket A-2: first response after 2 h, contract 1 h",
         "P1 ticket A-2: resolution after 5 h, contract 4 h"]

@@ -97,6 +97,9 @@ def test_json_report_outages_and_claims(written):
     got = {(o["circuit"], o["start"], o["end"], o["claim_by"]) for o in d["outages"]}
     assert got == want and len(got) == 3              # old x2 (11-14) and backup (ongoing) in the last 7 days
     assert d["outages"][0]["ongoing"] is True
+    # every outage has a stable id: the circuit and its start to the minute, UTC
+    assert {o["id"] for o in d["outages"]} == {f"{o.circuit}-{o.start:%Y%m%dT%H%MZ}"
+                                              for o in fx.outages if o.start >= SINCE}
     assert d["gate"]["decision"] == "NO-GO"
     new = d["circuits"]["new"]
     assert new["runs"] == 2016 and new["passed"] == 2016

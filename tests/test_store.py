@@ -41,7 +41,7 @@ def _store_run(st, at, verdict="GO", circuits=("old", "new"), site="Harbour"):
 def test_fresh_database_is_wal_and_current(tmp_path):
     path = tmp_path / "sub" / "h.sqlite"
     st = Store(path)
-    assert st.schema_version() == S.SCHEMA_VERSION == 5
+    assert st.schema_version() == S.SCHEMA_VERSION == 6
     st.close()
     raw = sqlite3.connect(path)
     assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

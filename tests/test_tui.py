@@ -340,3 +340,36 @@ async def test_signoff_from_the_cli_appears_on_the_open_board(history):
             return row.status == "signed off" and row.by == "Dan Ops" and row.note == "LOA complete"
         assert await wait_until(pilot, signed, timeout_s=20)
         assert not any("'porting'" in b for b in app.data.header.blocking)
+
+
+async def test_scorecard_screen_and_a_filed_claim(history):
+    """p opens the provider scorecard (the report's table); a claim filed with
+    `cutover claim --filed` shows as claimed in the outage log and counts as filed."""
+    from textual.widgets import DataTable
+
+    from harness.contract import fmt_duration
+    from harness.tui.screens.scorecard import ScorecardScreen
+    old_start, old_end = history.time_of(OLD_FAIL[0]), history.time_of(OLD_FAIL[-1] + 1)
+    old_id = f"old-{old_start:%Y%m%dT%H%MZ}"
+    with Store(history.db_path) as st:
+        st.file_claim("Harbour Street office", old_id, by="ann", at=old_end + dt.timedelta(hours=1))
+    app = _app(history)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await pilot.pause()
+        row = next(r for r in app.data.outages if r.circuit == "old")
+        assert (row.id, row.claimed) == (old_id, True)
+        await pilot.press("p")
+        await pilot.pause()
+        assert isinstance(app.screen, ScorecardScreen)
+        table = app.screen.query_one(DataTable)
+        head = [str(c.label) for c in table.columns.values()]
+        assert head[1:] == ["old (old): Carrier A (EFM)", "new (new): Carrier B (fibre)",
+                            "backup (backup): Carrier C (LTE)"]
+        cells = {str(table.get_row_at(i)[0]): [str(c) for c in table.get_row_at(i)[1:]]
+                 for i in range(table.row_count)}
+        assert cells["Outages (total down time)"][0] == f"1 ({fmt_duration((old_end - old_start).total_seconds())})"
+        assert cells["Outages (total down time)"][1] == "0 (0 min)"
+        assert cells["Claims filed / missed"][0] == "1 / 0"
+        await pilot.press("escape")
+        await pilot.pause()
+        assert not isinstance(app.screen, ScorecardScreen)

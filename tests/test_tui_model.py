@@ -92,6 +92,18 @@ def test_claim_deadline_text():
     assert human_duration(dt.timedelta(hours=50, minutes=5)) == "2d 2h"
 
 
+def test_outage_rows_carry_the_id_and_a_filed_claim():
+    from harness.history import Outage
+    mk = lambda c, h: Outage(circuit=c, start=T0 + dt.timedelta(hours=h), end=T0 + dt.timedelta(hours=h + 1),  # noqa: E731
+                             duration_s=3600, ongoing=False, runs=4, kind="failed", failed=[],
+                             claim_by=T0 + dt.timedelta(hours=h + 25), last_failing_at=T0)
+    rows = outage_rows([mk("new", 0), mk("old", 2)], claimed={f"old-{T0 + dt.timedelta(hours=2):%Y%m%dT%H%MZ}"})
+    assert [(r.id, r.claimed) for r in rows] == [("new-20261120T1200Z", False), ("old-20261120T1400Z", True)]
+    # claimed wins over a deadline that has passed since
+    assert str(claim_text(rows[1], T0 + dt.timedelta(hours=40))) == "claimed"
+    assert str(claim_text(rows[0], T0 + dt.timedelta(hours=40))) == "11-21 13:00 passed"
+
+
 def test_checklist_rows_from_gate_items():
     at = T0
     decision = SimpleNamespace(items=[

@@ -63,7 +63,7 @@ COMMANDS = {
     "reflector": "cmd_reflector", "analyze": "cmd_analyze", "plan": "cmd_plan", "profile": "cmd_profile",
     "check": "cmd_check", "schedule": "cmd_schedule", "report": "cmd_report", "gate": "cmd_gate",
     "signoff": "cmd_signoff", "exporter": "cmd_exporter", "board": "cmd_board", "demo": "cmd_demo",
-    "db": "cmd_db", "fleet": "cmd_fleet",
+    "db": "cmd_db", "fleet": "cmd_fleet", "ticket": "cmd_ticket", "claim": "cmd_claim",
 }
 PROBES = {
     "latency": "probe_latency", "stream": "probe_stream", "bandwidth": "probe_bandwidth",

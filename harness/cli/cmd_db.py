@@ -99,6 +99,7 @@ def import_(file, into, as_json):
     else:
         click.echo(f"{file} -> {dst_loc}: {len(stats.sites)} site(s) ({', '.join(stats.sites) or 'none'}); "
                    f"added {stats.runs_added} run(s), {stats.circuits_added} circuit result(s), "
-                   f"{stats.checks_added} check(s), {stats.signoffs_added} sign-off(s); "
+                   f"{stats.checks_added} check(s), {stats.signoffs_added} sign-off(s), "
+                   f"{stats.tickets_added} ticket(s), {stats.claims_added} filed claim(s); "
                    f"{stats.runs_completed} run(s) completed")
     raise SystemExit(EXIT_OK)

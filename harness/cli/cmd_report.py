@@ -34,6 +34,7 @@ Example:
 @json_option
 def command(profile, since, formats, out_dir, db, as_of, as_json):
     from harness.reports import build_report, parse_formats, write_reports
+    from harness.reports.common import dur
     prof = load_profile_or_exit(profile)
     try:
         fmts = parse_formats(formats)
@@ -75,6 +76,9 @@ def command(profile, since, formats, out_dir, db, as_of, as_json):
         ongoing = [o for o in outages if o.ongoing]
         if ongoing:
             out(f"  ongoing outage(s): {', '.join(o.circuit for o in ongoing)}")
+        for o in outages:
+            claim = "ongoing" if o.claim_by is None else f"claim by {o.claim_by:%Y-%m-%d %H:%M} UTC"
+            out(f"  outage {o.id}: {o.kind}, {dur(o.duration_s)}, {claim}")
         if report.gate:
             out(f"termination gate: {report.gate.decision}"
                        + (f" ({len(report.gate.blocking)} blocking)" if report.gate.blocking else ""))

@@ -46,6 +46,8 @@ class Report:
     tool_version: str = __version__
     in_progress: list = field(default_factory=list)   # the unfinished latest run, left out of every figure
     drills: list[dict] = field(default_factory=list)  # every stored failover drill up to now, oldest first
+    scorecard: list = field(default_factory=list)   # harness.contract.Scorecard per circuit (reports.provider)
+    claims: list = field(default_factory=list)      # outages with their claim state (reports.provider)
 
     @property
     def verdict(self) -> str:
@@ -74,6 +76,8 @@ class Report:
                                                          for n, s in row["circuits"].items()}}
                           for row in common.platform_table(self)},
             "drills": [{**d, "at": history.iso(d["at"])} for d in self.drills],
+            "scorecard": [c.to_dict() for c in self.scorecard],
+            "claims": list(self.claims),
         }
 
 
@@ -130,9 +134,12 @@ def build_report(profile, store, since: dt.datetime | None = None, now: dt.datet
             if ch.latest_at is not None:
                 junit_checks[name] = list(ch.latest_checks)
                 junit_at[name] = ch.latest_at
+    from harness.reports import provider
     return Report(profile=profile, site=profile.site, since=since, until=now, generated_at=now,
                   analysis=analysis, gate=decision, run_id=run_id, junit_checks=junit_checks,
-                  junit_run_at=junit_at, in_progress=in_progress, drills=drills)
+                  junit_run_at=junit_at, in_progress=in_progress, drills=drills,
+                  scorecard=provider.build(profile, store, analysis, since, now),
+                  claims=provider.claim_rows(profile, store, analysis, now))
 
 
 def _from(runs, series, since: dt.datetime):

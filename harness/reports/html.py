@@ -231,6 +231,8 @@ def render(report) -> str:
                           [[e(c.id), _badge(c.status) + e(status_cause(c)), e(f"{fmt(c.measured)} {c.unit}".strip()),
                             e(f"{fmt(c.required)} {c.unit}".strip()), e(fmt(c.margin)), e(c.reason)]
                            for c in checks], num_cols=(2, 3, 4)))
+    from harness.reports.provider import html_section   # the provider scorecard (its own module)
+    out.append(html_section(report))
     out.append("</body></html>\n")
     return "\n".join(out)
 

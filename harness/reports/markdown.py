@@ -125,4 +125,6 @@ def render(report) -> str:
         L += _table(["Check", "Status", "Measured", "Required", "Margin", "Reason"],
                     [[c.id, c.status.upper() + status_cause(c), f"{fmt(c.measured)} {c.unit}".strip(),
                       f"{fmt(c.required)} {c.unit}".strip(), fmt(c.margin), c.reason] for c in checks]) + [""]
+    from harness.reports.provider import markdown_section   # the provider scorecard (its own module)
+    L += ["", markdown_section(report)]
     return "\n".join(L).rstrip() + "\n"

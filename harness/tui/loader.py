@@ -112,10 +112,13 @@ class BoardLoader:
         self._drills = failover.drill_summaries(store.runs(site, since=gate_since, until=until, kind="drill",
                                                            checks="none"))
         decision = self._decide(now, store.signoffs(site, as_of=now))
+        from harness.reports import provider
+        scorecard = provider.table(provider.build(profile, store, analysis, gate_since, now))
         self._last = BoardData(header=header_view(profile, decision, now), circuits=circuits,
-                               checklist=checklist_rows(decision), outages=outage_rows(analysis.all_outages()),
+                               checklist=checklist_rows(decision),
+                               outages=outage_rows(analysis.all_outages(), store.claims(site)),
                                window_days=(now - trend_since).total_seconds() / 86400, data_version=version,
-                               load_s=time.perf_counter() - t0)
+                               load_s=time.perf_counter() - t0, scorecard=scorecard)
         return self._last
 
     def refresh_signoffs(self, now: dt.datetime, signoffs: dict, version: int | None = None) -> BoardData:
@@ -130,7 +133,7 @@ class BoardLoader:
                                checklist=checklist_rows(decision), outages=last.outages,
                                window_days=last.window_days,
                                data_version=last.data_version if version is None else version,
-                               load_s=time.perf_counter() - t0)
+                               load_s=time.perf_counter() - t0, scorecard=last.scorecard)
         return self._last
 
     def _decide(self, now: dt.datetime, signoffs: dict) -> gate.GateDecision:

@@ -92,6 +92,8 @@ class OutageRow:
     end: dt.datetime | None            # None: still ongoing
     what: str
     claim_by: dt.datetime | None       # None while ongoing (the clock starts at the end)
+    id: str = ""                       # harness.history.outage_id: what `cutover claim` takes
+    claimed: bool = False              # a filed claim is recorded (`cutover claim --filed`)
 
     def duration(self, now: dt.datetime) -> dt.timedelta:
         return (self.end or now) - self.start
@@ -129,6 +131,9 @@ class BoardData:
     data_version: int | None = None
     load_s: float = 0.0
     loaded: bool = True                 # False: the placeholder shown while the first read runs
+    # the provider scorecard over the parallel run (harness.reports.provider.table): header,
+    # rows, breach sentences
+    scorecard: tuple[list[str], list[list[str]], list[str]] = ([], [], [])
 
 
 # ---------------------------------------------------------------- sparkline
@@ -283,12 +288,15 @@ def circuit_view(profile, circuit, ch, required_mbps: tuple[float, float],
 
 # ---------------------------------------------------------------- outages, checklist, header
 
-def outage_rows(outages: Iterable[Any]) -> list[OutageRow]:
+def outage_rows(outages: Iterable[Any], claimed: Iterable[str] = ()) -> list[OutageRow]:
     """Rows of :class:`harness.history.Outage`, most urgent first: ongoing
     outages (the circuit is down now), then by claim deadline, earliest first
-    (the same order as harness.history.by_urgency)."""
+    (the same order as harness.history.by_urgency). ``claimed``: the ids of
+    outages whose claim is filed (Store.claims)."""
+    filed = set(claimed)
     rows = [OutageRow(circuit=o.circuit, start=o.start, end=o.end, what=_what(o),
-                      claim_by=o.claim_by) for o in outages]
+                      claim_by=o.claim_by, id=getattr(o, "id", ""), claimed=getattr(o, "id", "") in filed)
+            for o in outages]
     far = dt.datetime.max.replace(tzinfo=dt.timezone.utc)
     rows.sort(key=lambda r: (r.end is not None, r.claim_by or far, r.start))
     return rows

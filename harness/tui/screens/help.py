@@ -26,8 +26,9 @@ nothing was measured; pass rate over the parallel run.
 **Checklist**: automatic items from the measurements, manual items from the
 profile. Sign-offs go into the same audit trail as `cutover signoff`.
 
-**Outages**: each failing or unreachable episode, ongoing ones first, then by
-SLA claim deadline.
+**Outages**: each failing or unreachable episode by its id (`cutover claim
+PROFILE ID`), ongoing ones first, then by SLA claim deadline; "claimed" once
+the claim is filed.
 
 | key | action |
 |---|---|
@@ -39,6 +40,7 @@ SLA claim deadline.
 | `escape` | back to the fleet (a site opened from `cutover board` without a profile) |
 | `o` | show the outage log (toggles on narrow terminals) |
 | `c` | go to the checklist |
+| `p` | the provider scorecard: old and new side by side (as in `cutover report`) |
 | `←` `→` `1`…`9` | select a circuit |
 | `tab` | next panel |
 | `f5` | reload from the database (it also reloads by itself when another process writes) |

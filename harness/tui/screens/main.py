@@ -35,6 +35,7 @@ class MainScreen(Screen):
         Binding("e", "correct", "Correct", show=False),
         Binding("o", "toggle_outages", "Outages"),
         Binding("c", "focus_checklist", "Checklist", show=False),
+        Binding("p", "scorecard", "Scorecard", show=False),
         # priority: the tables would take left/right for horizontal scrolling; the row under the
         # cursor is shown in full below the checklist instead
         Binding("left", "select_circuit(-1)", "Prev circuit", show=False, priority=True),
@@ -148,6 +149,10 @@ class MainScreen(Screen):
     def action_focus_checklist(self) -> None:
         self.remove_class("-show-outages")
         self.query_one(ChecklistTable).focus()
+
+    def action_scorecard(self) -> None:
+        from harness.tui.screens.scorecard import ScorecardScreen
+        self.app.push_screen(ScorecardScreen(self.data))
 
     def action_toggle_outages(self) -> None:
         if self.has_class("-narrow"):

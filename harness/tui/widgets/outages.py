@@ -21,6 +21,8 @@ def human_duration(d: dt.timedelta) -> str:
 
 
 def claim_text(row: OutageRow, now: dt.datetime) -> Text:
+    if row.claimed:
+        return Text("claimed", "green")
     if row.claim_by is None:
         return Text("ongoing", "bold red")
     left = row.claim_by - now
@@ -36,7 +38,7 @@ class OutageTable(DataTable):
         self._pending = (rows, now)
 
     def on_mount(self) -> None:
-        for label in ("Circuit", "Claim by", "Start", "Duration", "What failed"):
+        for label in ("Outage", "Claim by", "Start", "Duration", "What failed"):
             self.add_column(label)
         self.show_rows(*self._pending)
 
@@ -44,7 +46,7 @@ class OutageTable(DataTable):
         self.clear()
         for r in rows:
             what = r.what if len(r.what) <= WHAT_W else r.what[:WHAT_W - 1] + "…"
-            self.add_row(r.circuit, claim_text(r, now), short_time(r.start),
+            self.add_row(r.id or r.circuit, claim_text(r, now), short_time(r.start),
                          human_duration(r.duration(now)) + ("" if r.end else "+"), what)
         if not rows:
             self.add_row("", Text("no outages in the window", "green"), "", "", "")
