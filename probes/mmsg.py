@@ -206,8 +206,8 @@ class MmsgSocket:
 
     After :meth:`recv` returns ``count``, slot ``i < count`` holds a datagram of
     :meth:`length` bytes in ``bufs[i]``, its source address (raw sockaddr
-    bytes from :meth:`name`) and its control messages in ``ctrl`` from
-    ``ctrl_off(i)`` for :meth:`ctrl_len` bytes. ``views[i]`` is a memoryview
+    bytes from :meth:`name`) and its control messages in ``ctrl`` from offset
+    ``i * ctrl_b``, as long as :meth:`lengths` says. ``views[i]`` is a memoryview
     of ``bufs[i]`` for sending a reply built in place.
     """
 
@@ -282,12 +282,6 @@ class MmsgSocket:
         namelen = _UINT.unpack_from(self.hdrs, i * MMSG_B + _OFF_NAMELEN)[0]
         base = i * NAME_B
         return bytes(self.names[base:base + min(namelen, NAME_B)])
-
-    def ctrl_off(self, i: int) -> int:
-        return i * self.ctrl_b
-
-    def ctrl_len(self, i: int) -> int:
-        return _SIZE_T.unpack_from(self.hdrs, i * MMSG_B + _OFF_CLEN)[0]
 
 
 class OneByOne:
