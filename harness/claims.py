@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from harness.history import iso
+
 UTC = dt.timezone.utc
 OPEN, CLAIMED, PASSED = "open", "claimed", "deadline passed"
 
@@ -37,10 +39,6 @@ def claim_state(claim_by: dt.datetime | None, claimed_at: dt.datetime | None, no
     if claim_by is not None and now > claim_by:
         return PASSED
     return OPEN
-
-
-def _iso(t: dt.datetime | None) -> str | None:
-    return None if t is None else t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 def _e(value: Any) -> str:
@@ -70,8 +68,8 @@ class ClaimPack:
         return {"site": self.site, "circuit": self.circuit, "provider": self.provider, "role": self.role,
                 "outage": self.outage, "evidence": self.evidence, "runs_before": self.runs_before,
                 "runs_after": self.runs_after, "path": self.path, "contract": self.clause,
-                "claim_by": _iso(self.claim_by), "state": self.state, "ticket": self.ticket,
-                "generated_at": _iso(self.generated_at), "notes": self.notes}
+                "claim_by": iso(self.claim_by), "state": self.state, "ticket": self.ticket,
+                "generated_at": iso(self.generated_at), "notes": self.notes}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
@@ -84,7 +82,7 @@ class ClaimPack:
                 ("End", o.get("end") or "ongoing"),
                 ("Duration", _duration(o.get("duration_s"))),
                 ("What failed", o.get("kind")),
-                ("Claim deadline", _iso(self.claim_by) or "none"), ("State", self.state)]
+                ("Claim deadline", iso(self.claim_by) or "none"), ("State", self.state)]
         head = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
         ev = "".join(
             f"<tr><td>{_e(c.get('at'))}</td><td>{_e(c.get('id'))}</td><td>{_e(c.get('status'))}</td>"
@@ -116,8 +114,8 @@ class ClaimPack:
 <html lang="en"><head><meta charset="utf-8"><title>SLA claim: {_e(self.site)} / {_e(self.circuit)} / {_e(o.get('id'))}</title>
 <style>{CSS}</style></head><body>
 <h1>SLA claim evidence: {_e(self.site)}</h1>
-<p class="meta">Outage {_e(o.get('id'))} on circuit {_e(self.circuit)}, generated {_e(_iso(self.generated_at))} by cutover.</p>
-<p class="state {_e(self.state.replace(' ', '-'))}">Claim {_e(self.state)}{'' if self.claim_by is None else ': claim by ' + _e(_iso(self.claim_by))}</p>
+<p class="meta">Outage {_e(o.get('id'))} on circuit {_e(self.circuit)}, generated {_e(iso(self.generated_at))} by cutover.</p>
+<p class="state {_e(self.state.replace(' ', '-'))}">Claim {_e(self.state)}{'' if self.claim_by is None else ': claim by ' + _e(iso(self.claim_by))}</p>
 <h2>The outage</h2><table>{head}</table>
 <h2>Evidence: the failing checks</h2>
 <table><thead><tr><th>at</th><th>check</th><th>status</th><th>measured</th><th>required</th><th>reason</th></tr></thead>
@@ -129,7 +127,7 @@ class ClaimPack:
 <h2>Fault ticket</h2>{ticket}
 {'<h2>Notes</h2><ul>' + notes + '</ul>' if notes else ''}
 </body></html>
-"""
+"""  # noqa: E501 (the page's HTML lines)
 
 
 CSS = """
@@ -187,7 +185,7 @@ def parse_outage_id(outage_id: str) -> tuple[str, dt.datetime]:
 
 
 def _check_row(at: dt.datetime, c) -> dict:
-    return {"at": _iso(at), "id": c.id, "status": c.status, "measured": c.measured, "required": c.required,
+    return {"at": iso(at), "id": c.id, "status": c.status, "measured": c.measured, "required": c.required,
             "unit": c.unit, "margin": c.margin, "reason": c.reason, "cause": c.cause}
 
 
@@ -206,12 +204,12 @@ def build(store, profile, outage_id: str, now: dt.datetime) -> ClaimPack:
         raise UnknownOutage(outage_id, sorted(found))
     seq = [(r, rec) for r, rec in history.circuit_runs(runs, circuit.name)]
     first = next(i for i, (r, _) in enumerate(seq) if r.started_at == outage.start)
-    before = [{"at": _iso(r.started_at), "run_id": r.id, "verdict": rec.verdict}
+    before = [{"at": iso(r.started_at), "run_id": r.id, "verdict": rec.verdict}
               for r, rec in seq[max(0, first - RUNS_AROUND):first]]
     after: list[dict] = []
     if outage.end is not None:
         last = next(i for i, (r, _) in enumerate(seq) if r.started_at == outage.end)
-        after = [{"at": _iso(r.started_at), "run_id": r.id, "verdict": rec.verdict}
+        after = [{"at": iso(r.started_at), "run_id": r.id, "verdict": rec.verdict}
                  for r, rec in seq[last:last + RUNS_AROUND]]
     evidence: list[dict] = []
     opened = store.run(outage.opened_by_run) if outage.opened_by_run is not None else None
@@ -226,7 +224,7 @@ def build(store, profile, outage_id: str, now: dt.datetime) -> ClaimPack:
     for r in near[:PATH_RUNS_MAX]:
         raw = store.raw(r.id, circuit.name).get("path")
         if raw:
-            path = {"run_id": r.id, "at": _iso(r.started_at), **raw}
+            path = {"run_id": r.id, "at": iso(r.started_at), **raw}
             break
     terms = circuit.contract
     clause = {"sla_claim_hours": hours, "availability_pct": terms.availability_pct,
@@ -237,7 +235,7 @@ def build(store, profile, outage_id: str, now: dt.datetime) -> ClaimPack:
     if outage.ongoing:
         notes.append("The outage is still going on: the claim deadline runs from its end.")
     if filed is not None:
-        notes.append(f"Claim filed {_iso(filed.filed_at)} by {filed.by}" + (f": {filed.note}" if filed.note else ""))
+        notes.append(f"Claim filed {iso(filed.filed_at)} by {filed.by}" + (f": {filed.note}" if filed.note else ""))
     return ClaimPack(site=profile.site, circuit=circuit.name, provider=circuit.provider, role=circuit.role,
                      outage=outage.to_dict(), evidence=evidence, runs_before=before, runs_after=after,
                      path=path, clause=clause, claim_by=outage.claim_by,
