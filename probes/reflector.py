@@ -280,7 +280,7 @@ class StampReflector:
                 info = socket.getaddrinfo(host, self.listen.port, 0, socket.SOCK_DGRAM)[0]
             except socket.gaierror as exc:
                 raise OSError(exc.errno, f"cannot resolve listen address {host!r}: {exc.strerror}") from None
-            family, host = info[0], info[4][0]
+            family, host = info[0], str(info[4][0])
         sock = socket.socket(family, socket.SOCK_DGRAM)
         if family == socket.AF_INET6:
             # "[::]" serves IPv4 too (v4-mapped), as users expect from a wildcard
@@ -336,6 +336,7 @@ class StampReflector:
         if self._sock is None:
             self.bind()
         sock = self._sock
+        assert sock is not None                  # bind() opened it
         poller = select.poll()
         poller.register(sock.fileno(), select.POLLIN)
         self._mm, self._gso = None, False
@@ -389,15 +390,19 @@ class StampReflector:
         read once per recv call.
         """
         mm = self._mm
+        assert mm is not None                    # serve() set it up
         recv, lengths = mm.recv, mm.lengths
         names, ctrl, slot_bufs, slot_views = mm.names, mm.ctrl, mm.bufs, mm.views
         NAME_B, ctrl_b, slots = mmsg.NAME_B, mm.ctrl_b, mm.slots
         name_b = 16 if sock.family == socket.AF_INET else 28      # sockaddr_in / sockaddr_in6
         walk_cmsg = mmsg.walk_cmsg
-        usual = mmsg.CMSG_V4_USUAL.unpack_from if mmsg.CMSG_V4_USUAL is not None else None
-        USUAL_B = mmsg.CMSG_V4_USUAL_B if usual is not None else -1
-        usual_ovfl = mmsg.CMSG_V4_USUAL_OVFL.unpack_from if usual is not None else None
-        USUAL_OVFL_B = mmsg.CMSG_V4_USUAL_OVFL_B if usual is not None else -1
+        v4_usual, v4_usual_ovfl = mmsg.CMSG_V4_USUAL, mmsg.CMSG_V4_USUAL_OVFL
+        if v4_usual is not None and v4_usual_ovfl is not None:
+            usual, USUAL_B = v4_usual.unpack_from, mmsg.CMSG_V4_USUAL_B
+            usual_ovfl, USUAL_OVFL_B = v4_usual_ovfl.unpack_from, mmsg.CMSG_V4_USUAL_OVFL_B
+        else:                 # another cmsg alignment: every datagram takes the generic walk
+            usual = usual_ovfl = struct.Struct("").unpack_from
+            USUAL_B = USUAL_OVFL_B = -1
         addr_cache = self._addr_cache
         sockaddr_tuple = mmsg.sockaddr_tuple
         key = self.key
@@ -435,10 +440,12 @@ class StampReflector:
         gso_anc = mmsg.gso_ancillary
         pending: list[int] = []          # slots whose replies are queued
         no_name = bytes(name_b + 1)      # longer than any name: matches none
-        raw, addr = no_name, None
+        raw = no_name
+        addr: tuple = ()                 # the address of `raw`, set before use (no_name matches no name)
         # replies grouped by (destination, size): one UDP GSO sendmsg per group
         groups: list[tuple[tuple, int, list]] = []
-        g_raw, g_n, g_views, g_max = b"", -1, [], 1
+        g_views: list[memoryview] = []
+        g_raw, g_n, g_max = b"", -1, 1
 
         def flush() -> None:
             if key is None:
@@ -486,15 +493,16 @@ class StampReflector:
                 # same source as the datagram before (the usual case): compared in place, no copy
                 if not names.startswith(raw, nbase, nbase + name_b):
                     raw = bytes(names[nbase:nbase + name_b])
-                    addr = addr_cache.get(raw)
-                    if addr is None:
+                    cached = addr_cache.get(raw)
+                    if cached is None:
                         if len(addr_cache) >= 65536:
                             addr_cache.clear()
                         try:
-                            addr = addr_cache[raw] = sockaddr_tuple(raw)
+                            cached = addr_cache[raw] = sockaddr_tuple(raw)
                         except ValueError:
                             raw = no_name
                             continue
+                    addr = cached
                 src = addr[0]
                 n_src = per_source.get(src, 0) + 1
                 per_source[src] = n_src
@@ -704,6 +712,8 @@ class StampReflector:
 
     # ------------------------------------------------------------ the log
     def _log(self, line: str) -> None:
+        if self.on_session_end is None:
+            return
         try:
             self.on_session_end(line)
         except (OSError, ValueError):   # a broken log sink (closed stderr) must not stop the reflector
