@@ -58,7 +58,6 @@ IOV_B = ctypes.sizeof(_IoVec)
 _OFF_NAMELEN = _MsgHdr.msg_namelen.offset
 _OFF_CLEN = _MsgHdr.msg_controllen.offset
 _OFF_LEN = _MMsgHdr.msg_len.offset
-_SIZE_T = struct.Struct("@N")
 _UINT = struct.Struct("=I")
 _IOV = struct.Struct("@PN")            # iovec: base, len
 # cmsghdr: size_t len, int level, int type; data aligned to size_t
