@@ -174,12 +174,12 @@ def build_options(uri: SipUri, transport: str, local_host: str, local_port: int,
 
 # ---- responses -----------------------------------------------------------------------------
 
-@dataclass
-class SipResponse:
-    status_code: int
-    reason: str
-    headers: list[tuple[str, str]] = field(default_factory=list)   # (lower-case long name, value)
-    raw: str = ""
+class HeaderAccess:
+    """Header look-ups over ``self.headers`` ((lower-case long name, value) pairs),
+    shared by every parsed SIP message (this module's responses, probes.sipua's
+    requests and responses)."""
+
+    headers: list[tuple[str, str]]
 
     def get(self, name: str) -> str | None:
         for k, v in self.headers:
@@ -194,6 +194,14 @@ class SipResponse:
             if k == name:
                 out += [p.strip() for p in _split_commas(v) if p.strip()]
         return out
+
+
+@dataclass
+class SipResponse(HeaderAccess):
+    status_code: int
+    reason: str
+    headers: list[tuple[str, str]] = field(default_factory=list)   # (lower-case long name, value)
+    raw: str = ""
 
 
 def _split_commas(value: str) -> list[str]:

@@ -43,7 +43,7 @@ from typing import Callable
 
 from probes.addr import bind_to_circuit
 from probes.rtp import RtpSession, Sdp, build_sdp, choose, parse_sdp
-from probes.sip_message import COMPACT, _split_commas, message_length, parse_via
+from probes.sip_message import COMPACT, HeaderAccess, message_length, parse_via
 from probes.sip_resolve import Target
 from probes.sipaccount import Account
 
@@ -64,7 +64,7 @@ class SipError(Exception):
 # ---- messages ------------------------------------------------------------------------------
 
 @dataclass
-class SipMsg:
+class SipMsg(HeaderAccess):
     method: str | None                  # requests
     uri: str | None
     status: int | None                  # responses
@@ -76,19 +76,6 @@ class SipMsg:
     @property
     def is_request(self) -> bool:
         return self.method is not None
-
-    def get(self, name: str) -> str | None:
-        for k, v in self.headers:
-            if k == name:
-                return v
-        return None
-
-    def all(self, name: str) -> list[str]:
-        out = []
-        for k, v in self.headers:
-            if k == name:
-                out += [p.strip() for p in _split_commas(v) if p.strip()]
-        return out
 
     def raw_all(self, name: str) -> list[str]:
         return [v for k, v in self.headers if k == name]

@@ -335,7 +335,8 @@ def test_gate_takes_the_latest_porting_check_as_evidence():
 
     def run(i, day, porting):
         raw = {"call": {"porting": porting, "porting_summary": f"{sum(p['arrived'] for p in porting)} of 2"}}
-        return RunRecord(i, "t", dt.datetime(2026, 11, day, 12, tzinfo=utc), None, "GO", "check",
+        at = dt.datetime(2026, 11, day, 12, tzinfo=utc)
+        return RunRecord(i, "t", at, at + dt.timedelta(minutes=1), "GO", "check",
                          {"new": CircuitRecord("new", "GO", [], raw)})
     now = dt.datetime(2026, 11, 20, 13, tzinfo=utc)
     runs = [run(1, 18, [{"arrived": True}, {"arrived": False}]), run(2, 20, [{"arrived": True}, {"arrived": True}])]
