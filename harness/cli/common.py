@@ -81,6 +81,15 @@ profile_option = click.option("--profile", "profile_path", default=None, metavar
                                    "this site profile.")
 circuit_option = click.option("--circuit", default=None, metavar="NAME",
                               help="Circuit of --profile (default: the one with role new).")
+verbose_option = click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
+
+
+def bound_probe_options(f):
+    """The options every probe bound to a circuit ends with, in one order:
+    -v/--verbose, --profile, --circuit, --source, --interface, --json."""
+    for opt in (json_option, interface_option, source_option, circuit_option, profile_option, verbose_option):
+        f = opt(f)
+    return f
 
 
 def err(message: str) -> None:

@@ -7,9 +7,9 @@ import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress, StopOnSignal,
-                                circuit_option, circuit_or_exit, die, emit_json, err, interface_option, json_option,
-                                load_profile_or_exit, out, profile_option, source_option)
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                StopOnSignal, bound_probe_options, circuit_or_exit, die, emit_json, err,
+                                load_profile_or_exit, out)
 from probes import call
 from probes.sipaccount import AccountError, load_account
 
@@ -85,12 +85,7 @@ Examples:
 @click.option("--register-only", is_flag=True, help="Register (and un-register), no call.")
 @click.option("--timeout", "timeout_s", type=float, default=8.0, show_default=True,
               help="Seconds to wait for a SIP answer per request.")
-@click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
-@profile_option
-@circuit_option
-@source_option
-@interface_option
-@json_option
+@bound_probe_options
 def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s, ring_timeout_s, expires_s,
             jitter_buffer_ms, transport, ca_file, insecure, register_only, timeout_s, verbose, profile_path, circuit,
             source, interface, as_json):

@@ -7,9 +7,8 @@ import threading
 
 import click
 
-from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                bound_config, circuit_option, die, emit_json, interface_option, json_option,
-                                profile_option, source_option)
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                StopOnSignal, bound_config, bound_probe_options, die, emit_json)
 from probes import path
 from probes.addr import AddressError
 
@@ -42,12 +41,7 @@ Example:
 @click.option("--no-mtu", is_flag=True, help="Skip the path MTU search.")
 @click.option("--max-wall", "max_wall_s", type=float, default=60.0, show_default=True,
               help="Hard cap on the whole probe, seconds.")
-@click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
-@profile_option
-@circuit_option
-@source_option
-@interface_option
-@json_option
+@bound_probe_options
 def command(target, proto, port, rounds, max_ttl, dscp, timeout_s, no_mtu, max_wall_s, verbose,
             profile_path, circuit, source, interface, as_json):
     if timeout_s <= 0 or max_wall_s <= 0:

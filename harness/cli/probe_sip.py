@@ -7,9 +7,8 @@ import threading
 
 import click
 
-from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                bound_config, circuit_option, die, emit_json, err, interface_option, json_option,
-                                out, profile_option, source_option)
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                StopOnSignal, bound_config, bound_probe_options, die, emit_json, err, out)
 from probes import sip
 
 
@@ -41,12 +40,7 @@ Examples:
 @click.option("--insecure", is_flag=True, help="TLS: do not verify the server certificate.")
 @click.option("--ca", "ca_file", metavar="FILE", default=None,
               help="TLS: trust this CA certificate (PEM) instead of the system store.")
-@click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
-@profile_option
-@circuit_option
-@source_option
-@interface_option
-@json_option
+@bound_probe_options
 def command(uri, transport, timeout_s, insecure, ca_file, verbose, profile_path, circuit, source, interface,
             as_json):
     if timeout_s <= 0:
