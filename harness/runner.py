@@ -1,9 +1,10 @@
 """Runs the readiness suite on each circuit, stores the run, returns verdicts.
 
-Flow per run: ``store.begin_run`` (committed: the run is visible as
-incomplete from here on) -> for each circuit, in profile order: a reflector
-preflight, then every applicable step (measure -> evaluate), then
-``store.add_circuit_result`` (committed) -> ``store.finish_run``.
+Flow per run: ``store.begin_run`` (nothing written yet) -> for each
+circuit, in profile order: a reflector preflight, then every applicable step
+(measure -> evaluate), then ``store.add_circuit_result`` (held in memory) ->
+``store.finish_run``, which writes the whole run in one transaction and
+allocates its id: a run killed before that leaves nothing in the history.
 
 Circuits are measured one after the other, never at once: they share the
 measuring machine's CPU and, often, its uplink switch; parallel runs would
@@ -340,25 +341,21 @@ def correlate_far_end(profile, outcomes: dict[str, CircuitOutcome]) -> list[dict
 def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: bool = False,
               progress: RunProgress | None = None, stop: threading.Event | None = None,
               steps=None, kind: str = "check", tool_version: str = __version__,
-              on_begin: Callable[[int], None] | None = None,
+              on_stored: Callable[[int], None] | None = None,
               skipped: dict[str, str] | None = None) -> RunOutcome:
     """Measure the selected circuits (all by default), store the run when a
     store is given, and return the verdicts. ``skipped`` (step -> reason)
-    records steps the caller left out on purpose. ``circuits`` names must exist
+    records steps the caller left out on purpose. ``on_stored(run_id)`` is
+    called once the run is committed (its id exists only from then on).
+    ``circuits`` names must exist
     (KeyError otherwise, checked before anything is measured or stored)."""
     from harness.store import StoreWriteError
     selected = [profile.circuit(n) for n in circuits] if circuits else list(profile.circuits)
     started = dt.datetime.now(UTC)
     run_id = None
     store_error: StoreWriteError | None = None
-    if store is not None:
-        try:
-            run_id = store.begin_run(profile.site, profile.model_dump(mode="json"), tool_version,
-                                     started_at=started, kind=kind)
-        except StoreWriteError as exc:     # measure anyway: the results go elsewhere
-            store, store_error = None, exc
-        if on_begin is not None and run_id is not None:
-            on_begin(run_id)    # the scheduler learns which run to close if this process hangs
+    pending = None if store is None else store.begin_run(profile.site, profile.model_dump(mode="json"),
+                                                         tool_version, started_at=started, kind=kind)
     outcomes: dict[str, CircuitOutcome] = {}
     held: list[CircuitOutcome] = []     # far end down: stored once the other circuits are known
     for circuit in selected:
@@ -367,26 +364,21 @@ def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: 
         outcomes[circuit.name] = co
         if co.far_end_down:
             held.append(co)
-        elif store is not None:
-            try:
-                store.add_circuit_result(run_id, co.name, co.verdict, co.checks, co.raw)
-            except StoreWriteError as exc:
-                store, store_error = None, exc
+        elif pending is not None:
+            store.add_circuit_result(pending, co.name, co.verdict, co.checks, co.raw)
     far_end_gaps = correlate_far_end(profile, outcomes)
     for co in held:
-        if store is None:
-            break
-        try:
-            store.add_circuit_result(run_id, co.name, co.verdict, co.checks, co.raw)
-        except StoreWriteError as exc:
-            store, store_error = None, exc
+        if pending is not None:
+            store.add_circuit_result(pending, co.name, co.verdict, co.checks, co.raw)
     verdict = overall_verdict(co.verdict for co in outcomes.values())
     finished = dt.datetime.now(UTC)
-    if store is not None:
-        try:
-            store.finish_run(run_id, verdict, finished_at=finished)
-        except StoreWriteError as exc:
+    if pending is not None:
+        try:                # the whole run, one transaction: stored entirely or not at all
+            run_id = store.finish_run(pending, verdict, finished_at=finished)
+        except StoreWriteError as exc:     # measured anyway: the caller keeps the results elsewhere
             store_error = exc
+        if on_stored is not None and run_id is not None:
+            on_stored(run_id)   # the scheduler learns the run is stored, should this process hang now
     if store is not None and store_error is None:
         from harness import fleet
         try:      # the site's summary for `cutover fleet` (derived: kept best-effort)

@@ -231,8 +231,8 @@ class Scheduler:
             why = ("killed after the stop grace period" if killed == "stopped"
                    else f"killed at the {self.timeout.total_seconds():g} s timeout: a probe hung")
             # a probe that hangs past every bound is our bug; a run cut short by a stop is a gap
-            self._record_failure(run_id, "schedule.timeout", f"run {why}", started,
-                                 cause=INTERNAL if killed == "timeout" else GAP)
+            run_id = self._record_failure(run_id, "schedule.timeout", f"run {why}", started,
+                                          cause=INTERNAL if killed == "timeout" else GAP)
             return RunReport(number, started, seconds, None, run_id, "NO-GO", "timeout" if killed == "timeout"
                              else "stopped", why)
         if code == 2:
@@ -240,7 +240,7 @@ class Scheduler:
                              "cutover check refused its input (see above); the schedule continues")
         if verdict is None:
             why = f"cutover check exited with status {code} without a result"
-            self._record_failure(run_id, "schedule.crashed", why, started, cause=INTERNAL)
+            run_id = self._record_failure(run_id, "schedule.crashed", why, started, cause=INTERNAL)
             return RunReport(number, started, seconds, code, run_id, "NO-GO", "crashed", why)
         if not_stored:       # exit 74: measured, the database refused it, results kept in a file
             return RunReport(number, started, seconds, code, run_id, verdict, "not-stored",
@@ -271,30 +271,30 @@ class Scheduler:
                 return "stopped" if stop_deadline and time.monotonic() >= stop_deadline else "timeout"
 
     def _record_failure(self, run_id: int | None, check_id: str, reason: str, started: dt.datetime,
-                        cause: str = GAP) -> None:
-        """Close the child's run (or store a new one) as NO-GO with the cause,
-        so the history shows the failure instead of a silent gap."""
+                        cause: str = GAP) -> int | None:
+        """Store a NO-GO run with the cause for a child that left no run (a run
+        is one transaction: a child killed before it stored its run left
+        nothing), so the history shows the failure instead of a silent gap.
+        ``run_id`` is the child's run when it stored one (its `--run-id-file`):
+        then there is nothing to add. Returns the run that records the attempt."""
         from harness import __version__
         from harness.store import Store, StoreError
+        if run_id is not None:
+            return run_id
         try:
             store = Store(self.db_path)
         except StoreError as exc:
             self.log(f"cutover schedule: cannot record the failed run: {exc}")
-            return
+            return None
         try:
-            if run_id is None:
-                run_id = store.begin_run(self.profile.site, self.profile.model_dump(mode="json"), __version__,
-                                         started_at=started)
-            rec = store.run(run_id)
-            if rec is not None and rec.complete:
-                return
-            done = set(rec.circuits) if rec else set()
+            run = store.begin_run(self.profile.site, self.profile.model_dump(mode="json"), __version__,
+                                  started_at=started)
             for c in self._circuits():
-                if c not in done:
-                    store.add_circuit_result(run_id, c, "NO-GO", [error(check_id, reason, cause=cause)], {})
-            store.finish_run(run_id, "NO-GO")
-        except (StoreError, store.Error, KeyError) as exc:   # e.g. locked beyond busy_timeout, disk full
+                store.add_circuit_result(run, c, "NO-GO", [error(check_id, reason, cause=cause)], {})
+            return store.finish_run(run, "NO-GO")
+        except StoreError as exc:   # e.g. locked beyond busy_timeout, disk full, server gone
             self.log(f"cutover schedule: cannot record the failed run: {exc}")
+            return None
         finally:
             store.close()
 

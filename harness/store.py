@@ -11,10 +11,14 @@ writers, a killed writer's open transaction is rolled back by the server):
   writer (the scheduler) and see a consistent snapshot; a process killed
   mid-transaction (kill -9) leaves an uncommitted tail in the WAL that SQLite
   discards on the next open, so every earlier run is intact.
-- Every write is one short transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``):
-  a run is begun (committed: visible as *incomplete*), each circuit's result
-  is committed on its own, and the run is finished. A run whose process died
-  stays readable with ``finished_at`` = None and the circuits it completed.
+- A run is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``):
+  :meth:`Store.begin_run` returns a :class:`PendingRun` that holds the
+  circuits' results in memory (a run of 3 circuits is ~600 checks, well under
+  a megabyte); :meth:`Store.finish_run` writes the run, its circuits, checks
+  and raw results and allocates its id inside that one transaction, then
+  returns the id. A process killed mid-run (kill -9, a power cut) leaves
+  nothing of that run and every earlier run intact; no reader ever sees a
+  half-stored run.
 - ``synchronous=NORMAL``: a committed run survives a process crash; a power
   cut may lose the last transactions but never corrupts the file.
 - ``busy_timeout``: concurrent writers (a sign-off from the TUI while the
@@ -205,6 +209,21 @@ class StoreUnavailable(StoreWriteError):
     def __init__(self, location, message: str) -> None:
         StoreError.__init__(self, message)
         self.path, self.cause, self.detail = location, "database server unreachable", message
+
+
+@dataclass
+class PendingRun:
+    """A run being measured: its circuits' results wait here, in memory, until
+    :meth:`Store.finish_run` writes them all in one transaction. ``id`` is None
+    until then (the database allocates it inside that transaction)."""
+    site: str
+    kind: str
+    started_at: dt.datetime | None
+    tool_version: str
+    profile_hash: str
+    profile_json: str
+    circuits: list[tuple] = field(default_factory=list)   # (circuit, verdict, checks, raw, stored_at)
+    id: int | None = None
 
 
 # SQLite primary result codes (the low byte of extended codes) -> the cause in words
@@ -528,16 +547,36 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[store_backends.Backend]:
-        """A read transaction: all queries inside see one snapshot."""
+        """A read transaction: all queries inside see one snapshot. A database
+        server lost in the middle is :class:`StoreUnavailable` (exit 3)."""
         with self._lock:
             if self._db.in_transaction:
                 yield self._db
                 return
-            self._db.begin_read()
-            try:
-                yield self._db
-            finally:
+            with self._read_faults():
+                self._db.begin_read()
+                try:
+                    yield self._db
+                except BaseException:
+                    try:
+                        self._rollback()
+                    except self._db.Error:
+                        pass      # the connection is gone: the error being raised says why
+                    raise
                 self._db.commit()
+
+    @contextmanager
+    def _read_faults(self) -> Iterator[None]:
+        """The one place a read's lost server becomes :class:`StoreUnavailable`."""
+        try:
+            yield
+        except self._db.Error as exc:
+            cause = store_backends.pg_server_lost(exc) if self.kind == "postgresql" else None
+            if cause is None:
+                raise
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailable(self.location, f"{self.location.display}: database server unreachable: "
+                                                  f"{cause} ({detail})") from exc
 
     @contextmanager
     def batch(self) -> Iterator["Store"]:
@@ -601,7 +640,8 @@ class Store:
         one site must not reload for each of them)."""
         with self._lock:
             if site is None or self.kind == "sqlite":
-                return self._db.data_version() + self._own_writes
+                with self._read_faults():
+                    return self._db.data_version() + self._own_writes
             with self._read() as db:
                 runs = db.execute("SELECT r.id, r.finished_at, (SELECT count(*) FROM circuit_results c "
                                   "WHERE c.run_id = r.id) FROM runs r WHERE r.site = ? "
@@ -614,41 +654,57 @@ class Store:
     # -- writing a run
 
     def begin_run(self, site: str, profile_snapshot: dict, tool_version: str,
-                  started_at: dt.datetime | None = None, kind: str = "check") -> int:
+                  started_at: dt.datetime | None = None, kind: str = "check") -> PendingRun:
+        """A run to fill with :meth:`add_circuit_result` and write with
+        :meth:`finish_run`. Nothing reaches the database before finish_run."""
         text = json.dumps(profile_snapshot, sort_keys=True, default=str)
-        digest = hashlib.sha256(text.encode()).hexdigest()
-        with self._write() as db:
-            db.execute("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING", (digest, text))
-            row = db.execute(
-                "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash) VALUES (?, ?, ?, ?, ?) "
-                "RETURNING id", (site, kind, to_ts(started_at), tool_version, digest)).fetchall()
-            return int(row[0][0])
+        started_at = started_at or dt.datetime.now(UTC)
+        to_ts(started_at)                               # a naive time is refused now, not at the end
+        return PendingRun(site, kind, started_at, tool_version, hashlib.sha256(text.encode()).hexdigest(), text)
 
-    def add_circuit_result(self, run_id: int, circuit: str, verdict: str, checks: list[Check],
+    def add_circuit_result(self, run: PendingRun, circuit: str, verdict: str, checks: list[Check],
                            raw: dict[str, dict] | None = None, *, stored_at: dt.datetime | None = None) -> None:
-        raw = raw or {}
-        with self._write() as db:
-            db.execute("INSERT INTO circuit_results (run_id, circuit, verdict, stored_at) VALUES (?, ?, ?, ?)",
-                       (run_id, circuit, verdict, to_ts(stored_at)))
-            rows = []
-            for seq, c in enumerate(checks):
-                m, mt = _split(c.measured)
-                r, rt = _split(c.required)
-                rows.append((run_id, circuit, seq, c.id, c.status, m, mt, r, rt, c.unit or "",
-                             None if c.margin is None else float(c.margin), c.reason or "", c.cause))
-            db.executemany("INSERT INTO checks (run_id, circuit, seq, check_id, status, measured, "
-                           "measured_text, required, required_text, unit, margin, reason, cause) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            db.executemany("INSERT INTO raw_results (run_id, circuit, probe, json) VALUES (?, ?, ?, ?)",
-                           [(run_id, circuit, probe, json.dumps(data, default=str))
-                            for probe, data in raw.items()])
+        """One circuit's result, held with the run until :meth:`finish_run`."""
+        if run.id is not None:
+            raise ValueError(f"run {run.id} is already stored")
+        run.circuits.append((circuit, verdict, list(checks), dict(raw or {}),
+                             to_ts(stored_at or dt.datetime.now(UTC))))
 
-    def finish_run(self, run_id: int, verdict: str, finished_at: dt.datetime | None = None) -> None:
-        with self._write() as db:
-            cur = db.execute("UPDATE runs SET finished_at = ?, verdict = ? WHERE id = ?",
-                             (to_ts(finished_at), verdict, run_id))
-            if cur.rowcount != 1:
-                raise KeyError(f"no run {run_id}")
+    def finish_run(self, run: PendingRun, verdict: str, finished_at: dt.datetime | None = None) -> int:
+        """Write the run with all its circuits in ONE transaction; the run's id
+        is allocated inside it and returned (also set on ``run.id``)."""
+        if run.id is not None:
+            raise ValueError(f"run {run.id} is already stored")
+        try:
+            with self._write() as db:
+                db.execute("INSERT INTO profiles (hash, json) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                           (run.profile_hash, run.profile_json))
+                run_id = int(db.execute(
+                    "INSERT INTO runs (site, kind, started_at, tool_version, profile_hash, finished_at, verdict) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                    (run.site, run.kind, to_ts(run.started_at), run.tool_version, run.profile_hash,
+                     to_ts(finished_at), verdict)).fetchall()[0][0])
+                db.executemany("INSERT INTO circuit_results (run_id, circuit, verdict, stored_at) "
+                               "VALUES (?, ?, ?, ?)", [(run_id, name, cverdict, stored)
+                                                       for name, cverdict, _, _, stored in run.circuits])
+                rows, raws = [], []
+                for circuit, _, checks, raw, _ in run.circuits:
+                    for seq, c in enumerate(checks):
+                        m, mt = _split(c.measured)
+                        r, rt = _split(c.required)
+                        rows.append((run_id, circuit, seq, c.id, c.status, m, mt, r, rt, c.unit or "",
+                                     None if c.margin is None else float(c.margin), c.reason or "", c.cause))
+                    raws.extend((run_id, circuit, probe, json.dumps(data, default=str))
+                                for probe, data in raw.items())
+                db.executemany("INSERT INTO checks (run_id, circuit, seq, check_id, status, measured, "
+                               "measured_text, required, required_text, unit, margin, reason, cause) "
+                               "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                db.executemany("INSERT INTO raw_results (run_id, circuit, probe, json) VALUES (?, ?, ?, ?)", raws)
+                run.id = run_id
+        except BaseException:
+            run.id = None                  # rolled back: not stored
+            raise
+        return run_id
 
     # -- reading runs
 

@@ -380,6 +380,16 @@ def pg_write_cause(exc: Exception) -> str | None:
     return None
 
 
+def pg_server_lost(exc: Exception) -> str | None:
+    """The cause in words when a psycopg error means the server went away
+    (shut down, crashed, the connection dropped), else None."""
+    state = getattr(exc, "sqlstate", None)
+    if state in ("57P01", "57P02", "57P03") or (state is not None and state.startswith("08")) or (
+            state is None and type(exc).__name__ == "OperationalError"):
+        return pg_write_cause(exc)
+    return None
+
+
 class _Result:
     """A psycopg cursor whose iteration fetches every row at once: iterating
     the cursor itself costs a call per row (30 days of one site: 26k rows,

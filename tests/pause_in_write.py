@@ -1,10 +1,12 @@
 """Make a process hang inside one of the store's write transactions, so a test
 can kill -9 it (or let a scheduler time it out) mid-write.
 
-The store has no hook for this: the test patches it from outside. `install`
-wraps `Store.add_circuit_result` so that, for one run id, the transaction stays
-open after its rows are inserted: the process writes its pid to a marker file
-and sleeps (bounded: the test kills it long before).
+The store has no hook for this: the test patches it from outside. A run is one
+transaction (`Store.finish_run` writes the run and all its circuits and
+allocates its id inside it); `install` wraps `Store.finish_run` so that, for
+the run that gets one id, the transaction stays open after every row is
+inserted: the process writes its pid to a marker file and sleeps (bounded: the
+test kills it long before).
 
 Child processes the test does not start itself (the scheduler's `cutover check`
 children) get it through `tests/pause_hook/sitecustomize.py`: put that folder
@@ -34,28 +36,27 @@ def env(run_id: int, marker: Path) -> dict[str, str]:
 def install(run_id: int, marker: Path) -> None:
     from harness.store import Store
 
-    original = Store.add_circuit_result
+    original = Store.finish_run
 
     @functools.wraps(original)
-    def add_circuit_result(self, rid, *args, **kwargs):
-        if rid != run_id:
-            return original(self, rid, *args, **kwargs)
+    def finish_run(self, run, *args, **kwargs):
         write = self._write
 
         @contextmanager
         def pausing_write():
             with write() as db:
-                yield db                      # the rows are inserted, not yet committed
-                Path(marker).write_text(str(os.getpid()))
-                time.sleep(PAUSE_S)
+                yield db                      # every row of the run is inserted, not yet committed
+                if run.id == run_id:
+                    Path(marker).write_text(str(os.getpid()))
+                    time.sleep(PAUSE_S)
 
         self._write = pausing_write
         try:
-            return original(self, rid, *args, **kwargs)
+            return original(self, run, *args, **kwargs)
         finally:
             del self._write
 
-    Store.add_circuit_result = add_circuit_result
+    Store.finish_run = finish_run
 
 
 def install_from_env() -> None:

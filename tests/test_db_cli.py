@@ -94,7 +94,7 @@ def test_import_completes_a_run_that_finished_since(tmp_path, pg_url):
     assert json.loads(run_cli("db", "import", str(src), "--into", pg_url, "--json").stdout)["runs_added"] == 1
     with Store(src) as st:
         st.add_circuit_result(rid, "old", "GO", [], {})
-        st.finish_run(rid, "GO")
+        rid = st.finish_run(rid, "GO")
     d = json.loads(run_cli("db", "import", str(src), "--into", pg_url, "--json").stdout)
     assert (d["runs_added"], d["runs_completed"], d["circuits_added"]) == (0, 1, 1)
     (run,) = Store(pg_url).runs("A")

@@ -46,7 +46,7 @@ def write(folder, start: dt.date, plan, *, kind_of=lambda t: "check"):
             rid = store.begin_run(profile.site, {}, "t", started_at=t, kind=kind_of(t))
             for name, (verdict, checks) in per.items():
                 store.add_circuit_result(rid, name, verdict, checks)
-            store.finish_run(rid, "GO", finished_at=t + dt.timedelta(seconds=30))
+            rid = store.finish_run(rid, "GO", finished_at=t + dt.timedelta(seconds=30))
     return profile, store
 
 

@@ -55,10 +55,10 @@ def site(tmp_path):
         rid = store.begin_run(profile.site, {}, "test", started_at=T_OLD)
         store.add_circuit_result(rid, "old", "GO", [Check("stream.mos", "pass", 4.3, 4.0, "", 0.3, "ok")],
                                  {"stream": {"rtt_ms": {"p50": 30.0}, "mos": 4.3}})
-        store.finish_run(rid, "GO", finished_at=T_OLD + dt.timedelta(seconds=30))
+        rid = store.finish_run(rid, "GO", finished_at=T_OLD + dt.timedelta(seconds=30))
         rid = store.begin_run(profile.site, {}, "test", started_at=T_NEW)
         store.add_circuit_result(rid, "new", "NO-GO", NEW_CHECKS, NEW_RAW)
-        store.finish_run(rid, "NO-GO", finished_at=T_NEW + dt.timedelta(seconds=30))
+        rid = store.finish_run(rid, "NO-GO", finished_at=T_NEW + dt.timedelta(seconds=30))
     return profile, db
 
 
@@ -182,7 +182,7 @@ def test_exporter_before_the_first_run_then_after(tmp_path):
         with Store(db) as store:
             rid = store.begin_run(profile.site, {}, "test", started_at=T_NEW)
             store.add_circuit_result(rid, "new", "NO-GO", NEW_CHECKS, NEW_RAW)
-            store.finish_run(rid, "NO-GO")
+            rid = store.finish_run(rid, "NO-GO")
         with urllib.request.urlopen(url, timeout=30) as resp:
             s = _samples(resp.read().decode())
         assert _get(s, "cutover_verdict", site=profile.site, circuit="new") == 2

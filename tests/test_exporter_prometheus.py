@@ -64,7 +64,7 @@ def _fill(url: str, now: dt.datetime) -> dict[str, float]:
                     st.add_circuit_result(rid, circuit, verdict,
                                           [Check("stream.mos", "pass" if verdict == "GO" else "fail", mos, 4.0,
                                                  "", mos - 4.0, "MOS")], raw)
-                st.finish_run(rid, verdict, finished_at=t + dt.timedelta(seconds=30))
+                rid = st.finish_run(rid, verdict, finished_at=t + dt.timedelta(seconds=30))
                 last[site] = t.timestamp()
     return last
 

@@ -291,7 +291,7 @@ def test_fleet_reads_the_summary_each_run_keeps(tmp_path_factory, pg_url):
     assert F.fleet(st, now=later, live=True)[0].phase_detail == live.phase_detail
     # a run newer than the summary: judged again (and the summary rewritten)
     rid = st.begin_run(site, st.profile_snapshot(st.latest_runs(site)[0].id), "0.1", started_at=later)
-    st.finish_run(rid, "NO-GO", finished_at=later)
+    rid = st.finish_run(rid, "NO-GO", finished_at=later)
     (again,) = F.fleet(st, now=later + dt.timedelta(minutes=1))
     assert again.phase_detail == live.phase_detail and again.last_run_age_s == 60
     assert st.site_statuses()[site][0] == later + dt.timedelta(minutes=1)

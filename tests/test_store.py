@@ -34,7 +34,7 @@ def _store_run(st, at, verdict="GO", circuits=("old", "new"), site="Harbour"):
     rid = st.begin_run(site, PROFILE, "0.1.0", started_at=at)
     for c in circuits:
         st.add_circuit_result(rid, c, verdict, _checks(), {"stream": {"probe": "stream", "mos": 4.38}})
-    st.finish_run(rid, verdict, finished_at=at + dt.timedelta(seconds=40))
+    rid = st.finish_run(rid, verdict, finished_at=at + dt.timedelta(seconds=40))
     return rid
 
 
@@ -94,14 +94,27 @@ def test_filters(db_location):
                                                           (T0 + dt.timedelta(hours=4), "old", 4.5)]
 
 
-def test_unfinished_run_stays_visible_as_incomplete(db_location):
-    st = Store(db_location)
+def test_a_run_is_one_transaction(db_location):
+    """Nothing of a run is visible before finish_run, which writes it whole and
+    allocates its id; a run never finished (its process died) leaves nothing."""
+    st, reader = Store(db_location), Store(db_location)
     done = _store_run(st, T0)
-    rid = st.begin_run("Harbour", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5))
-    st.add_circuit_result(rid, "old", "NO-GO", _checks(), {})
-    r = st.latest_run("Harbour")
-    assert r.id == rid and not r.complete and r.verdict is None and set(r.circuits) == {"old"}
-    assert st.runs("Harbour")[0].id == done and st.runs("Harbour")[0].complete
+    run = st.begin_run("Harbour", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5))
+    st.add_circuit_result(run, "old", "NO-GO", _checks(), {"stream": {"mos": 1.0}})
+    assert run.id is None
+    for who in (st, reader):
+        assert [r.id for r in who.runs("Harbour")] == [done] and who.latest_run("Harbour").id == done
+        assert who._db.execute("SELECT count(*) FROM circuit_results WHERE run_id <> ?", (done,)).fetchone()[0] == 0
+    st.add_circuit_result(run, "new", "GO", _checks(), {})
+    rid = st.finish_run(run, "NO-GO", finished_at=T0 + dt.timedelta(minutes=6))
+    assert rid == run.id == done + 1
+    r = reader.latest_run("Harbour")
+    assert r.id == rid and r.complete and r.verdict == "NO-GO" and set(r.circuits) == {"old", "new"}
+    assert len(r.circuits["old"].checks) == 5 and dict(r.circuits["old"].raw) == {"stream": {"mos": 1.0}}
+    with pytest.raises(ValueError, match="already stored"):
+        st.finish_run(run, "GO")
+    with pytest.raises(ValueError, match="already stored"):
+        st.add_circuit_result(run, "x", "GO", [])
 
 
 def test_naive_datetime_refused(db_location):
@@ -233,14 +246,14 @@ for i in range(3):
     for c in ("old", "new"):
         st.add_circuit_result(rid, c, "GO", [Check("latency.rtt", "pass", 1.5, 300, "ms", 298.5, "ok")] * 50,
                               {"latency": {"x": "y" * 5000}})
-    st.finish_run(rid, "GO")
+    rid = st.finish_run(rid, "GO")
 """
 
 
 def test_kill_9_mid_write_keeps_earlier_runs(tmp_path, db_location):
-    """kill -9 while a transaction is open (the hook pauses inside it, after
-    the rows were inserted): the database opens clean, runs 1-2 are complete,
-    run 3 is visible as incomplete with only what was committed before."""
+    """kill -9 while run 3's transaction is open (the hook pauses inside it,
+    after all its rows were inserted): the database opens clean, runs 1-2 are
+    complete and run 3 left nothing (a run is one transaction)."""
     path = db_location
     marker = tmp_path / "paused"
     env = dict(os.environ, **pause_in_write.env(3, marker))
@@ -266,16 +279,16 @@ def test_kill_9_mid_write_keeps_earlier_runs(tmp_path, db_location):
         raw.close()
     st = Store(path)
     runs = st.runs("Harbour")
-    assert [r.id for r in runs] == [1, 2, 3]
+    assert [r.id for r in runs] == [1, 2]
     for r in runs[:2]:
         assert r.complete and r.verdict == "GO" and set(r.circuits) == {"old", "new"}
         assert all(len(c.checks) == 50 for c in r.circuits.values())
         assert len(r.circuits["new"].raw["latency"]["x"]) == 5000
-    assert not runs[2].complete and runs[2].circuits == {}
-    assert st._db.execute("SELECT count(*) FROM checks WHERE run_id = 3").fetchone()[0] == 0
+    for table in ("circuit_results", "checks", "raw_results"):
+        assert st._db.execute(f"SELECT count(*) FROM {table} WHERE run_id > 2").fetchone()[0] == 0
     # and the database keeps working after the crash
     _store_run(st, T0 + dt.timedelta(days=1))
-    assert len(st.runs("Harbour")) == 4
+    assert len(st.runs("Harbour")) == 3 and st.runs("Harbour")[2].complete
 
 
 def test_default_path(tmp_path, monkeypatch):
@@ -313,7 +326,7 @@ def test_cause_class_round_trips(db_location):
               Check("latency.loss", "fail", 5.0, 1.0, "%", -4.0, "loss", "network"),
               Check("bandwidth.measured", "error", None, None, "", None, "bug", "internal_error")]
     st.add_circuit_result(rid, "new", "NO-GO", checks)
-    st.finish_run(rid, "NO-GO")
+    rid = st.finish_run(rid, "NO-GO")
     (r,) = st.runs("Harbour")
     assert [c.cause for c in r.circuits["new"].checks] == [None, "measurement_gap", "network", "internal_error"]
     (r,) = st.runs("Harbour", checks="failing")
@@ -340,7 +353,7 @@ def test_json_numbers_reads_paths_in_the_raw_json(db_location):
         rid = st.begin_run("Harbour", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5 * i))
         st.add_circuit_result(rid, "new", "GO", [], {"stream": {"rtt_ms": {"p50": p50}, "note": note},
                                                      "latency": {"rtt_ms": {"p50": 99}}, "sip": {"x": 1}})
-        st.finish_run(rid, "GO")
+        rid = st.finish_run(rid, "GO")
     rows = st.json_numbers("Harbour", {"stream": [("rtt_ms", "p50"), ("note",), ("absent", "x")],
                                        "latency": [("rtt_ms", "p50")]},
                            since=T0, until=T0 + dt.timedelta(hours=1))
@@ -379,7 +392,7 @@ def test_import_between_engines_is_idempotent(tmp_path, db_location):
 
 def test_data_version_of_one_site(db_location):
     """The board polls data_version(site): any write of that site (another
-    process's run, circuit, finish or sign-off) moves it; on a server database
+    process's run or sign-off) moves it; on a server database
     another site's writes do not (a central database takes them every second)."""
     st, other = Store(db_location), Store(db_location)
     _store_run(st, T0, site="A")
@@ -387,15 +400,16 @@ def test_data_version_of_one_site(db_location):
     _store_run(other, T0, site="B")
     if db_location.startswith("postgresql:"):
         assert st.data_version("A") == v
-    rid = other.begin_run("A", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5))
-    versions = [v, st.data_version("A")]
-    other.add_circuit_result(rid, "new", "GO", _checks(), {})
-    versions.append(st.data_version("A"))
-    other.finish_run(rid, "GO")
+    run = other.begin_run("A", PROFILE, "0.1.0", started_at=T0 + dt.timedelta(minutes=5))
+    other.add_circuit_result(run, "new", "GO", _checks(), {})
+    if db_location.startswith("postgresql:"):
+        assert st.data_version("A") == v      # a run being measured is not written yet
+    versions = [v]
+    other.finish_run(run, "GO")
     versions.append(st.data_version("A"))
     other.signoff("A", "porting", "Ana")
     versions.append(st.data_version("A"))
-    assert len(set(versions)) == 5
+    assert len(set(versions)) == 3
 
 
 def test_import_carries_a_column_a_later_migration_adds(tmp_path, db_location):

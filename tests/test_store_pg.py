@@ -31,7 +31,7 @@ def _run(st, at, site="Harbour", verdict="GO"):
     rid = st.begin_run(site, {"site": site}, "0.1.0", started_at=at)
     st.add_circuit_result(rid, "new", verdict, [Check("latency.rtt", "pass", 12.5, 150, "ms", 137.5, "ok")],
                           {"latency": {"rtt_ms": {"p50": 12.5}}})
-    st.finish_run(rid, verdict, finished_at=at + dt.timedelta(seconds=30))
+    rid = st.finish_run(rid, verdict, finished_at=at + dt.timedelta(seconds=30))
     return rid
 
 

@@ -231,7 +231,7 @@ WRITER = textwrap.dedent("""
                              [error("stream.reachable", "reflector 127.0.0.1:8620 did not answer (writer)",
                                     cause="network")],
                              {"stream": {"measured": False, "errors": ["down"]}})
-        s.finish_run(run, "NO-GO", finished_at=at)
+        run = s.finish_run(run, "NO-GO", finished_at=at)
 """)
 
 

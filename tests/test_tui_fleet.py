@@ -51,7 +51,7 @@ def fleet_db(tmp_path_factory):
             central.import_from(src, site_map={ORIGINAL: name})
     # a site whose runs carry no profile snapshot (an old tool version): listed, cannot be opened
     rid = central.begin_run("Delta", {}, "0.0", started_at=FIXED_END)
-    central.finish_run(rid, "GO", finished_at=FIXED_END + dt.timedelta(seconds=40))
+    rid = central.finish_run(rid, "GO", finished_at=FIXED_END + dt.timedelta(seconds=40))
     central.close()
     return root / "fleet.sqlite", sites
 
@@ -173,7 +173,7 @@ async def test_the_fleet_follows_the_database(fleet_db, tmp_path):
         with Store(db) as store:
             snapshot = store.profile_snapshot(store.latest_runs("Bravo", 1)[0].id)
             rid = store.begin_run("Bravo", snapshot, "0.1", started_at=NOW + dt.timedelta(minutes=15))
-            store.finish_run(rid, "NO-GO", finished_at=NOW + dt.timedelta(minutes=15, seconds=40))
+            rid = store.finish_run(rid, "NO-GO", finished_at=NOW + dt.timedelta(minutes=15, seconds=40))
         assert await wait_until(pilot, lambda: next(r for r in _rows(app) if r[1] == "Bravo")[-1] == "5m ago",
                                 timeout_s=20)
         assert [r[1] for r in _rows(app)][0] == "Alpha"      # the open outage still comes first

@@ -108,7 +108,7 @@ def board_history(folder: Path) -> BoardHistory:
                 verdict, checks, raw = _result(profile, name, i)
                 store.add_circuit_result(run, name, verdict, checks, raw, stored_at=t)
                 verdicts.append(verdict)
-            store.finish_run(run, V.overall_verdict(verdicts), finished_at=t + dt.timedelta(seconds=30))
+            run = store.finish_run(run, V.overall_verdict(verdicts), finished_at=t + dt.timedelta(seconds=30))
     return BoardHistory(path, db, start)
 
 

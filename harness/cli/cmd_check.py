@@ -231,7 +231,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
         outcome = run_check(profile, store=store, circuits=list(circuits) or None, quick=quick,
                             progress=progress, stop=stop, steps=steps, skipped=skipped,
                             kind="partial" if only_steps else "check",
-                            on_begin=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)
+                            on_stored=(lambda rid: Path(run_id_file).write_text(str(rid))) if run_id_file else None)
     if open_error is not None:
         outcome.store_error = open_error
     paths: list[Path] = []
@@ -314,7 +314,7 @@ Example:
               help=f"Only this step (repeatable): {', '.join(_suite_order())}.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress on stderr.")
 @click.option("--run-id-file", default=None, hidden=True,
-              help="Write the run id here as soon as the run is begun (used by `cutover schedule`).")
+              help="Write the run id here once the run is stored (used by `cutover schedule`).")
 @json_option
 def command(profile, circuits, report_dir, quick, db, prom_file, only_steps, quiet, run_id_file, as_json):
     prof = load_profile_or_exit(profile)

@@ -164,10 +164,10 @@ def _store(profile, db, circuit: str, checks: list, raw: dict) -> int:
     except StoreError as exc:
         die(EXIT_BAD_INPUT, str(exc))
     try:
-        run_id = store.begin_run(profile.site, profile.model_dump(mode="json"), __version__, kind="drill")
+        run = store.begin_run(profile.site, profile.model_dump(mode="json"), __version__, kind="drill")
         stored = circuit_verdict(checks)
-        store.add_circuit_result(run_id, circuit, stored, checks, {"failover": raw})
-        store.finish_run(run_id, stored)
+        store.add_circuit_result(run, circuit, stored, checks, {"failover": raw})
+        run_id = store.finish_run(run, stored)
     finally:
         store.close()
     return run_id
