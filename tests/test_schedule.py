@@ -50,6 +50,27 @@ def _wait_for(path: Path, proc, timeout_s=60.0):
     return int(path.read_text())
 
 
+def _measuring_child(pid: int) -> bool:
+    """The scheduler ``pid`` has a `cutover check` child that holds a socket
+    (the reflector preflight or the stream: it is measuring)."""
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return False
+    for child in children:
+        try:
+            fds = list(Path(f"/proc/{child}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd).startswith("socket:"):
+                    return True
+            except OSError:
+                continue
+    return False
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -132,7 +153,7 @@ def test_hanging_run_killed_at_timeout_recorded_and_schedule_continues(tmp_path)
     assert [x.id for x in runs] == [1, 2, 3] and all(x.complete for x in runs)
     hung = runs[1]
     assert hung.verdict == "NO-GO" and set(hung.circuits) == {"old", "new"}
-    for c in hung.circuits.values():     # the paused write was rolled back; the scheduler recorded why
+    for c in hung.circuits.values():     # the paused run was rolled back whole; the scheduler recorded why
         (ck,) = c.checks
         assert ck.id == "schedule.timeout" and ck.status == "error" and "3 s timeout" in ck.reason
         assert ck.cause == "internal_error"  # a probe hung past every bound: our bug, never an outage
@@ -147,8 +168,11 @@ def test_kill_9_of_scheduler_mid_write_keeps_earlier_runs(tmp_path):
     try:
         child = _wait_for(marker, proc)
         assert _pid_alive(child)
-        # the child holds an open write transaction right now
-        assert (tmp_path / "h.sqlite-wal").stat().st_size > 0
+        # the child holds an open write transaction right now: the write lock is taken
+        probe = sqlite3.connect(db, timeout=0, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            probe.execute("BEGIN IMMEDIATE")
+        probe.close()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         deadline = time.monotonic() + 10
@@ -160,13 +184,15 @@ def test_kill_9_of_scheduler_mid_write_keeps_earlier_runs(tmp_path):
     raw = sqlite3.connect(db)
     assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     raw.close()
-    runs = Store(db).runs("Demo site (loopback)")
-    assert [x.id for x in runs] == [1, 2]
+    st = Store(db)
+    runs = st.runs("Demo site (loopback)")
+    assert [x.id for x in runs] == [1]          # run 2 was one transaction in flight: nothing of it remains
     first = runs[0]
     assert first.complete and first.verdict == "NO-GO" and set(first.circuits) == {"old", "new"}
     assert all(c.checks[0].id == "stream.measured" and "is down" in c.checks[0].reason
                for c in first.circuits.values())
-    assert not runs[1].complete and runs[1].circuits == {}     # the write in flight was rolled back
+    for table in ("circuit_results", "checks", "raw_results"):
+        assert st._db.execute(f"SELECT count(*) FROM {table} WHERE run_id <> 1").fetchone()[0] == 0
 
 
 def test_sigterm_kills_a_hung_run_after_the_grace_period(tmp_path):
@@ -193,11 +219,10 @@ def test_sigterm_lets_the_current_run_finish(tmp_path):
         db = tmp_path / "h.sqlite"
         prof = demo_profile(tmp_path / "demo.yaml", refl.port, refl.port)
         proc = _start([str(prof), "--every", "1m", "--db", str(db), "--step", "stream", "--circuit", "new"])
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if db.exists() and Store(db).latest_run("Demo site (loopback)") is not None:
-                break
+        deadline = time.monotonic() + 30     # a run is stored only at its end: wait for the child to measure
+        while time.monotonic() < deadline and not _measuring_child(proc.pid):
             time.sleep(0.1)
+        assert _measuring_child(proc.pid), "the scheduler's check never opened a socket"
         time.sleep(1.5)                      # inside the 20 s stream
         t0 = time.monotonic()
         proc.send_signal(signal.SIGTERM)
