@@ -218,8 +218,12 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
+            from harness.store import StoreUnavailable
             try:
                 body = self.server.render_metrics().encode("utf-8")
+            except StoreUnavailable as exc:   # the database server is gone: say so; the next scrape reconnects
+                self._send(503, "text/plain; charset=utf-8", f"cutover exporter: {exc}\n".encode())
+                return
             except Exception as exc:      # a bad scrape is a 500 with the cause, never a dead exporter
                 self._send(500, "text/plain; charset=utf-8", f"cutover exporter: {type(exc).__name__}: {exc}\n"
                            .encode())
@@ -285,7 +289,7 @@ def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
     is opened on the first scrape after the database exists (the exporter may
     start before the first `cutover check`). ``profile`` None: every site of
     the database (:func:`render_sites`)."""
-    from harness.store import Store
+    from harness.store import Store, StoreUnavailable
     lock = threading.Lock()
     state: dict[str, Any] = {"store": None}
 
@@ -295,9 +299,14 @@ def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
                 if not db_path.exists():
                     return render_empty(profile) if profile is not None else ""
                 state["store"] = Store(db_path)
-            if profile is None:
-                return render_sites(state["store"])
-            return render(profile, state["store"])
+            try:
+                if profile is None:
+                    return render_sites(state["store"])
+                return render(profile, state["store"])
+            except StoreUnavailable:      # a lost connection stays lost: the next scrape opens a new one
+                state["store"].close()
+                state["store"] = None
+                raise
 
     server = ExporterServer((host, port), render_metrics)
     server.cutover_state = state

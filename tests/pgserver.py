@@ -74,6 +74,12 @@ class PgServer:
                       "--auth-host=scram-sha-256", "-E", "UTF8", "--no-sync")
         if r.returncode != 0:
             raise Unavailable(f"initdb failed: {r.stderr.strip()[-400:]}")
+        self.resume()
+        self.sql("postgres", f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}' CREATEDB")
+        return self
+
+    def resume(self) -> None:
+        """Start the server on its data folder (after :meth:`halt`, or the first time)."""
         opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.dir} "
                 "-c fsync=off -c max_connections=200 -c shared_buffers=128MB")
         r = self._run("pg_ctl", "-D", str(self.data), "-o", opts, "-l", str(self.dir / "log"), "-w",
@@ -82,8 +88,14 @@ class PgServer:
             log = (self.dir / "log").read_text(errors="replace")[-600:] if (self.dir / "log").exists() else ""
             raise Unavailable(f"pg_ctl start failed: {r.stderr.strip()[-300:]} {log}")
         self.started = True
-        self.sql("postgres", f"CREATE ROLE {PASSWORD_USER} LOGIN PASSWORD '{PASSWORD}' CREATEDB")
-        return self
+
+    def halt(self) -> None:
+        """Stop the server at once (as a crash would), keeping its data: every
+        client's connection drops. :meth:`resume` starts it again."""
+        if self.started:
+            r = self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "-t", "30", "stop")
+            assert r.returncode == 0, r.stderr
+            self.started = False
 
     def stop(self) -> None:
         if self.started:

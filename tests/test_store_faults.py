@@ -45,11 +45,11 @@ def fill(folder: Path) -> None:
 
 
 def _write_fault(db: Path) -> StoreWriteError:
-    """The StoreWriteError of opening ``db`` and beginning a run (either step may meet it)."""
+    """The StoreWriteError of opening ``db`` and storing a run (either step may meet it)."""
     with pytest.raises(StoreWriteError) as info:
         store = Store(db)
         try:
-            store.begin_run("Site", {"site": "Site"}, "test")
+            store.finish_run(store.begin_run("Site", {"site": "Site"}, "test"), "GO")
         finally:
             store.close()
     return info.value
@@ -63,7 +63,7 @@ def test_store_write_on_full_and_read_only_filesystem(tmp_path):
         held = Store(db)                   # a long-lived connection (the scheduler, the board)
         fill(mnt)
         with pytest.raises(StoreWriteError) as info:   # SQLITE_FULL from the WAL write
-            held.begin_run("Site", {"site": "Site"}, "test")
+            held.finish_run(held.begin_run("Site", {"site": "Site"}, "test"), "GO")
         assert info.value.cause == "disk full" and str(db) in str(info.value)
         assert "cannot rollback" not in str(info.value)
         held.close()
@@ -83,7 +83,7 @@ def test_store_locked_beyond_the_busy_timeout(tmp_path):
     try:
         store = Store(db, busy_timeout_s=0.2)
         with pytest.raises(StoreWriteError) as info:
-            store.begin_run("Site", {"site": "Site"}, "test")
+            store.finish_run(store.begin_run("Site", {"site": "Site"}, "test"), "GO")
         assert info.value.cause.startswith("locked")
         store.close()
     finally:

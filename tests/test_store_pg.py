@@ -220,3 +220,105 @@ def test_schedule_hands_the_password_to_its_children_by_environment(tmp_path, pg
     assert run.complete and set(run.circuits) == {"old", "new"}
     r = run_cli("schedule", str(prof_path), "--every", "15m", "--db", url, "--print-systemd", cwd=tmp_path)
     assert r.returncode == 2 and "~/.pgpass" in r.stderr and PASSWORD not in r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def own_server():
+    """A private server this module may stop and start (the session's is shared)."""
+    from tests import pgserver
+    srv, reason = pgserver.start_or_reason()
+    if srv is None:
+        pytest.skip(reason)
+    yield srv
+    srv.stop()
+
+
+def test_server_lost_during_a_read_is_store_unavailable(own_server):
+    """The server stops between open and read: every read says so as
+    StoreUnavailable (a reader could not measure), never a raw driver error."""
+    url = own_server.url(own_server.new_database())
+    st = Store(url)
+    _run(st, T0)
+    own_server.halt()
+    try:
+        for read in (lambda: st.runs("Harbour"), lambda: st.latest_run("Harbour"), st.sites,
+                     lambda: st.data_version(), lambda: st.data_version("Harbour")):
+            with pytest.raises(StoreUnavailable, match="database server unreachable") as exc:
+                read()
+            assert isinstance(exc.value.__cause__, psycopg.OperationalError)
+    finally:
+        own_server.resume()
+    st.close()
+    assert [r.verdict for r in Store(url).runs("Harbour")] == ["GO"]     # nothing lost
+
+
+@pytest.mark.parametrize("command", [["fleet", "--json"], ["report", "PROFILE", "--json"],
+                                     ["gate", "PROFILE", "--json"]])
+def test_cli_read_when_the_server_stops_mid_command_exits_3(own_server, tmp_path, monkeypatch, capsys, command):
+    """`cutover fleet/report/gate` open the database, then the server stops
+    (pg_ctl stop -m immediate) before they read: a one-line error and exit 3,
+    as for a server refused at open; no traceback, no internal error."""
+    from harness import cli as C
+    url = own_server.url(own_server.new_database())
+    prof = tmp_path / "site.yaml"
+    prof.write_text(PROFILE_YAML)
+    with Store(url) as st:
+        _run(st, T0)
+    opened = []
+    original = Store.__init__
+
+    def open_then_lose_the_server(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if not opened:
+            opened.append(self)
+            own_server.halt()
+
+    monkeypatch.setattr(Store, "__init__", open_then_lose_the_server)
+    monkeypatch.setattr("sys.argv", ["cutover", *[str(prof) if a == "PROFILE" else a for a in command],
+                                     "--db", url])
+    try:
+        with pytest.raises(SystemExit) as exc:
+            C.main()
+    finally:
+        own_server.resume()
+    out, err = capsys.readouterr()
+    assert opened and exc.value.code == 3, err
+    assert "database server unreachable" in err and "internal error" not in err and "Traceback" not in err
+    assert out == ""
+
+
+def test_exporter_scrape_when_the_server_stops_is_503_then_recovers(own_server):
+    """A scrape while the server is down is a 503 naming the cause; the exporter
+    reconnects on the next scrape once the server is back."""
+    import urllib.error
+    import urllib.request
+
+    from harness.exporter import make_server
+    from harness.store_backends import parse_location
+    from harness.profile import load_profile_text
+    url = own_server.url(own_server.new_database())
+    with Store(url) as st:     # a run with the site's full profile: the exporter serves the sites it knows
+        run = st.begin_run("Harbour", load_profile_text(PROFILE_YAML).model_dump(mode="json"), "0.1.0",
+                           started_at=T0)
+        st.add_circuit_result(run, "new", "GO", [Check("latency.rtt", "pass", 12.5, 150, "ms", 137.5, "ok")])
+        st.finish_run(run, "GO", finished_at=T0 + dt.timedelta(seconds=30))
+    server = make_server(None, parse_location(url), "127.0.0.1", 0)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    metrics = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    try:
+        with urllib.request.urlopen(metrics, timeout=30) as resp:
+            assert resp.status == 200 and 'site="Harbour"' in resp.read().decode()
+        own_server.halt()
+        try:
+            with pytest.raises(urllib.error.HTTPError) as exc:
+                urllib.request.urlopen(metrics, timeout=30)
+            assert exc.value.code == 503 and "database server unreachable" in exc.value.read().decode()
+        finally:
+            own_server.resume()
+        with urllib.request.urlopen(metrics, timeout=30) as resp:
+            assert resp.status == 200 and 'site="Harbour"' in resp.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(10)

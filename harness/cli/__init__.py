@@ -12,7 +12,8 @@ import sys
 import click
 
 from harness import __version__
-from harness.cli.common import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_NOT_STORED, err, guard_broken_pipes
+from harness.cli.common import (EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_NOT_STORED, EXIT_UNMEASURED, err,
+                                 guard_broken_pipes)
 
 MAIN_HELP = """Network-readiness and VoIP cutover test harness.
 
@@ -110,7 +111,10 @@ def main() -> None:
     except SystemExit:
         raise
     except Exception as exc:  # last line of defence; every known failure has its own message
-        from harness.store import StoreWriteError
+        from harness.store import StoreUnavailable, StoreWriteError
+        if isinstance(exc, StoreUnavailable):  # the database server went away in the middle of a command
+            err(f"cutover: {exc}")
+            sys.exit(EXIT_UNMEASURED)
         if isinstance(exc, StoreWriteError):   # any command's write onto a full/read-only/locked database
             err(f"cutover: {exc}; nothing was written")
             sys.exit(EXIT_NOT_STORED)
