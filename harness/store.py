@@ -276,7 +276,7 @@ class RunRecord:
     id: int
     site: str
     started_at: dt.datetime
-    finished_at: dt.datetime | None  # None: incomplete (the process died or is still running)
+    finished_at: dt.datetime | None  # None: incomplete (only in databases written before runs were one transaction)
     verdict: str | None
     kind: str
     circuits: dict[str, CircuitRecord] = field(default_factory=dict)

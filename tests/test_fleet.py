@@ -237,7 +237,10 @@ def test_three_schedulers_one_server_one_killed_mid_write(tmp_path, pg_server):
             r = runs[rid]
             assert r.site == site and r.complete and r.verdict == "NO-GO"
             assert set(r.circuits) == {"old", "new"}
-            assert all(c.checks and c.checks[0].id == "stream.measured" for c in r.circuits.values())
+            # measured, or recorded by the scheduler for a child that stored nothing (stopped while starting)
+            assert all(c.checks and c.checks[0].id in ("stream.measured", "schedule.crashed", "schedule.timeout")
+                       for c in r.circuits.values()), \
+                (site, rid, {n: [(k.id, k.reason) for k in c.checks] for n, c in r.circuits.items()})
         # a run is one transaction: a killed writer leaves no incomplete run, however often it dies
         assert [r.id for r in runs.values() if not r.complete] == []
         assert all(set(r.circuits) == {"old", "new"} for r in runs.values())

@@ -32,7 +32,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from harness import fleet
-from harness.store import Store
+from harness.store import Store, StoreUnavailable
 from harness.tui.loader import BoardLoader, placeholder
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.runs import RunRequest, default_runner
@@ -74,6 +74,7 @@ class BoardApp(App):
         # then never holds the lock of the connection the UI thread polls and writes with.
         self._reader = Store(db_path)
         self._loading = False
+        self._unreachable = False           # the database server went away (notified once)
         self.fleet_mode = profile is None      # no profile: the fleet first, a site's board on Enter
         self.runs_allowed = not self.fleet_mode
         self.fleet_sites: list[fleet.SiteStatus] = []
@@ -194,8 +195,14 @@ class BoardApp(App):
             return
         try:
             version = self.store.data_version(self.profile.site if self.profile else None)
+        except StoreUnavailable as exc:   # the server went away: say so once, keep the last data on screen
+            if not self._unreachable:
+                self._unreachable = True
+                self.notify(f"could not read the history: {exc}", severity="error")
+            return
         except Exception:            # a locked or vanished file must not kill the board
             return
+        self._unreachable = False
         shown = self.data.data_version if self.data is not None else self._fleet_version
         if version != shown or self.now() - self._loaded_at >= STALE_AFTER:
             self.reload_in_background()
@@ -206,10 +213,15 @@ class BoardApp(App):
         self._loading = True
         # the version is read on this connection before the data: a write in between
         # shows up as a new version at the next poll and is read then
-        if self.profile is None:
-            self._fleet_worker(self.store.data_version())
+        try:
+            version = self.store.data_version(self.profile.site if self.profile else None)
+        except StoreUnavailable as exc:   # e.g. "r" pressed while the server is down
+            self._load_failed(str(exc))
             return
-        self._load_worker(self.store.data_version(self.profile.site))
+        if self.profile is None:
+            self._fleet_worker(version)
+            return
+        self._load_worker(version)
 
     @work(thread=True, exclusive=True, group="load")
     def _load_worker(self, version: int) -> None:
