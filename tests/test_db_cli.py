@@ -83,18 +83,28 @@ def test_import_30_days_gives_the_same_report(tmp_path_factory, tmp_path, pg_url
 
 
 def test_import_completes_a_run_that_finished_since(tmp_path, pg_url):
-    """A run still open at the first import (the probe was mid-check) is
-    closed by the second, and its late circuit added; nothing is duplicated."""
-    src = tmp_path / "site.sqlite"
+    """A run still open at the first import is closed by the second, and its
+    late circuit added; nothing is duplicated. Runs are one transaction now, so
+    only a history written by an older cutover (a run committed in steps) holds
+    an open run: the test writes one as that version did."""
     import datetime as dt
+    import sqlite3
+
+    from harness.store import to_ts
+    src = tmp_path / "site.sqlite"
     t = dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc)
-    with Store(src) as st:
-        rid = st.begin_run("A", {"site": "A"}, "0.1", started_at=t)
-        st.add_circuit_result(rid, "new", "GO", [], {})
+    Store(src).close()
+    with sqlite3.connect(src) as raw:          # begun, one circuit committed, not finished
+        raw.execute("INSERT INTO profiles (hash, json) VALUES ('h', '{\"site\": \"A\"}')")
+        raw.execute("INSERT INTO runs (id, site, kind, started_at, tool_version, profile_hash) "
+                    "VALUES (1, 'A', 'check', ?, '0.1', 'h')", (to_ts(t),))
+        raw.execute("INSERT INTO circuit_results (run_id, circuit, verdict, stored_at) VALUES (1, 'new', 'GO', ?)",
+                    (to_ts(t),))
     assert json.loads(run_cli("db", "import", str(src), "--into", pg_url, "--json").stdout)["runs_added"] == 1
-    with Store(src) as st:
-        st.add_circuit_result(rid, "old", "GO", [], {})
-        rid = st.finish_run(rid, "GO")
+    with sqlite3.connect(src) as raw:          # ... and finished since
+        raw.execute("INSERT INTO circuit_results (run_id, circuit, verdict, stored_at) VALUES (1, 'old', 'GO', ?)",
+                    (to_ts(t),))
+        raw.execute("UPDATE runs SET finished_at = ?, verdict = 'GO' WHERE id = 1", (to_ts(t),))
     d = json.loads(run_cli("db", "import", str(src), "--into", pg_url, "--json").stdout)
     assert (d["runs_added"], d["runs_completed"], d["circuits_added"]) == (0, 1, 1)
     (run,) = Store(pg_url).runs("A")
