@@ -322,3 +322,40 @@ def test_exporter_scrape_when_the_server_stops_is_503_then_recovers(own_server):
         server.shutdown()
         server.server_close()
         t.join(10)
+
+
+@pytest.mark.asyncio
+@pytest.mark.timeout(120)
+async def test_board_when_the_server_stops_says_so_once_and_keeps_running(own_server):
+    """The fleet board polls a database whose server stops: one notification
+    naming the cause (not one per poll), the last list stays on screen, and a
+    reload says it again instead of crashing the board."""
+    from harness.profile import load_profile_text
+    from harness.tui.app import BoardApp
+    from harness.tui.screens.fleet import FleetScreen, FleetTable
+    from tests.tui_support import wait_until
+    url = own_server.url(own_server.new_database())
+    with Store(url) as st:
+        run = st.begin_run("Harbour", load_profile_text(PROFILE_YAML).model_dump(mode="json"), "0.1.0",
+                           started_at=T0)
+        st.add_circuit_result(run, "new", "GO", [Check("latency.rtt", "pass", 12.5, 150, "ms", 137.5, "ok")])
+        st.finish_run(run, "GO", finished_at=T0 + dt.timedelta(seconds=30))
+    app = BoardApp(None, url, now=lambda: T0 + dt.timedelta(minutes=5), poll_s=0)
+
+    def unreachable() -> list[str]:
+        return [n.message for n in app._notifications if "database server unreachable" in n.message]
+
+    try:
+        async with app.run_test(size=(160, 30)) as pilot:
+            assert await wait_until(pilot, lambda: isinstance(app.screen, FleetScreen)
+                                    and app.screen.query_one(FleetTable).row_count == 1)
+            own_server.halt()
+            for _ in range(3):
+                app._poll()
+                await pilot.pause()
+            assert len(unreachable()) == 1
+            app.reload_in_background()        # what a refresh (a new version, a stale screen) calls
+            assert await wait_until(pilot, lambda: len(unreachable()) == 2)
+            assert app.is_running and app.screen.query_one(FleetTable).row_count == 1
+    finally:
+        own_server.resume()
