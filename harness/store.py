@@ -687,7 +687,8 @@ class Store:
                 db.executemany("INSERT INTO circuit_results (run_id, circuit, verdict, stored_at) "
                                "VALUES (?, ?, ?, ?)", [(run_id, name, cverdict, stored)
                                                        for name, cverdict, _, _, stored in run.circuits])
-                rows, raws = [], []
+                rows: list[tuple] = []
+                raws: list[tuple] = []
                 for circuit, _, checks, raw, _ in run.circuits:
                     for seq, c in enumerate(checks):
                         m, mt = _split(c.measured)

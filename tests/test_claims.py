@@ -44,7 +44,7 @@ def site(tmp_path_factory):
     hops = [{"ttl": 1, "address": "192.0.2.1", "rtt_ms": 0.4, "loss_pct": 0.0},
             {"ttl": 2, "address": "198.51.100.9", "rtt_ms": 3.1, "loss_pct": 100.0}]
     st.add_circuit_result(rid, "new", "NO-GO", [], {"path": {"probe": "path", "hops": hops}})
-    st.finish_run(rid, "NO-GO", finished_at=START + dt.timedelta(minutes=21))
+    rid = st.finish_run(rid, "NO-GO", finished_at=START + dt.timedelta(minutes=21))
     st.open_ticket("Harbour Street office", "new", "NW-4411", "P2", by="ann", at=START + dt.timedelta(minutes=10),
                    outage_id=OUTAGE_ID, note=EVIL_NOTE)
     st.close()

@@ -76,12 +76,16 @@ def planted(tmp_path_factory):
             store.add_circuit_result(rid, "old", "GO", old_checks, {**_raw(30.0, 4.0), **capacity})
             store.add_circuit_result(rid, "new", "GO" if t != last else "NO-GO", new_checks,
                                      {**_raw(20.0, 2.0), **capacity})
-            store.finish_run(rid, "GO", finished_at=t + dt.timedelta(seconds=30))
-        # a run that started a minute ago and has not finished: not counted
+            rid = store.finish_run(rid, "GO", finished_at=t + dt.timedelta(seconds=30))
+        # a run that started a minute ago and has not finished: not counted. A run is one
+        # transaction now; an older cutover committed a run in steps (begun, each circuit,
+        # finished), so its database can hold one in progress: written as it did.
         rid = store.begin_run(profile.site, {}, "t", started_at=END + dt.timedelta(seconds=30))
         store.add_circuit_result(rid, "new", "NO-GO",
                                  [Check("stream.mos", "fail", 2.0, 4.0, "", -2.0, "MOS 2 < 4 minimum")],
                                  _raw(900.0, 90.0))
+        rid = store.finish_run(rid, "NO-GO")
+        store._db.execute("UPDATE runs SET finished_at = NULL, verdict = NULL WHERE id = ?", (rid,))
         # two failover drills on backup: one passed, one failed to recover
         for at, ok in ((dt.datetime(2026, 11, 10, 9, 0, tzinfo=UTC), True),
                        (dt.datetime(2026, 11, 19, 10, 0, tzinfo=UTC), False)):
@@ -91,7 +95,7 @@ def planted(tmp_path_factory):
                                 "recovery_s": 2.5 if ok else None, "mos_before": 4.4,
                                 "mos_after": 4.3 if ok else None}}
             store.add_circuit_result(rid, "backup", "GO" if ok else "NO-GO", [], raw)
-            store.finish_run(rid, "GO" if ok else "NO-GO", finished_at=at + dt.timedelta(minutes=2))
+            rid = store.finish_run(rid, "GO" if ok else "NO-GO", finished_at=at + dt.timedelta(minutes=2))
     rep = build_report(profile, store, since=SINCE, now=NOW)
     yield rep, store
     store.close()

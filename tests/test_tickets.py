@@ -208,13 +208,13 @@ def test_db_import_carries_tickets_trail_and_claims(tmp_path, db_location):
     src = Store(tmp_path / "site.sqlite")
     rid = src.begin_run("s", {}, "test", started_at=T0)
     src.add_circuit_result(rid, "new", "GO", [], {})
-    src.finish_run(rid, "GO", finished_at=T0 + dt.timedelta(seconds=30))
+    rid = src.finish_run(rid, "GO", finished_at=T0 + dt.timedelta(seconds=30))
     t = src.open_ticket("s", "new", "NW-1", "P2", by="ann", at=T0, note="down")
     src.update_ticket("s", t.id, "resolved", by="bob", at=T0 + dt.timedelta(hours=1), verify_run_id=rid,
                       verify_passed=True)
     src.file_claim("s", "new-20261112T0200Z", by="ann", at=T0 + dt.timedelta(hours=2))
     dst = Store(db_location)
-    dst.begin_run("other", {}, "test", started_at=T0)          # ids in the target differ from the source's
+    dst.finish_run(dst.begin_run("other", {}, "test", started_at=T0), "GO")   # ids in the target differ
     first = dst.import_from(src)
     assert (first.tickets_added, first.ticket_events_added, first.claims_added) == (1, 2, 1)
     again = dst.import_from(src)
