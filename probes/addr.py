@@ -11,11 +11,12 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+# AddressError: a malformed address given by the user (bad input, exit 2), the
+# one of the probe error hierarchy (probes/result.py); raised here without a
+# field, a probe's validate re-raises it naming its config field ("target")
+from probes.result import AddressError
+
 STAMP_PORT = 862
-
-
-class AddressError(ValueError):
-    """Malformed address given by the user (bad input, exit 2)."""
 
 
 class ResolveError(OSError):
