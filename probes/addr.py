@@ -11,16 +11,13 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
-# AddressError: a malformed address given by the user (bad input, exit 2), the
-# one of the probe error hierarchy (probes/result.py); raised here without a
-# field, a probe's validate re-raises it naming its config field ("target")
-from probes.result import AddressError
+# The probe error hierarchy's (probes/result.py): AddressError, a malformed
+# address given by the user (bad input, exit 2), raised here without a field (a
+# probe's validate re-raises it naming its config field, "target"); ResolveError,
+# a well-formed name that does not resolve (an OSError: could not measure, exit 3)
+from probes.result import AddressError, ResolveError
 
 STAMP_PORT = 862
-
-
-class ResolveError(OSError):
-    """A well-formed name that does not resolve (could not measure, exit 3)."""
 
 
 @dataclass(frozen=True)

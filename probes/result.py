@@ -26,8 +26,9 @@ class ProbeError(Exception):
         |   |-- SipUriError             a malformed SIP URI                    field: "uri"
         |   |-- AccountError            a bad SIP account file                 (probes.sipaccount)
         |   `-- CaptureError            not a readable pcap/pcapng             field: "path"
-        |-- ResolveError                a host name does not resolve (exit 2)  field: "target"
-        |-- DecodeError                 bytes that are not what we expect      (capture, reply)
+        |-- ResolveError (OSError)      a host name does not resolve: a result's error (exit 3)
+        |-- DecodeError                 bytes that are not what we expect
+        |   `-- StampDecodeError        (ValueError) a datagram that is not STAMP (probes.stamp)
         `-- MeasurementError            our side cannot measure: no permission, missing
                                         tool, local interface down (exit 3)
 
@@ -62,12 +63,14 @@ class KeyFileError(BadInput):
     """The STAMP key file is missing, unreadable or empty."""
 
 
-class ResolveError(ProbeError):
-    """A host name does not resolve."""
+class ResolveError(ProbeError, OSError):
+    """A well-formed host name that does not resolve (probes.addr.resolve). An
+    OSError, as a failed lookup is: a probe reports it in its result's
+    ``errors`` (could not measure, exit 3), it is not bad input."""
 
 
 class DecodeError(ProbeError):
-    """Bytes that are not what the probe expects (a capture, a reply)."""
+    """Bytes that are not what the probe expects (a reply; stamp.StampDecodeError)."""
 
 
 class MeasurementError(ProbeError):
