@@ -74,6 +74,12 @@ class BandwidthConfig:
         if self.timeout_s <= 0:
             raise BadInput(f"timeout_s {self.timeout_s:g}: expected a positive number of seconds",
                            field="timeout_s")
+        # the latency-under-load sampler (probes/loadlatency.py) takes these two
+        if not 0 <= self.idle_s <= 60:
+            raise BadInput(f"idle_s {self.idle_s:g}: expected 0 to 60 seconds", field="idle_s")
+        if not 1 <= self.latency_interval_ms <= 1000:
+            raise BadInput(f"latency_interval_ms {self.latency_interval_ms:g}: expected 1 to 1000 ms",
+                           field="latency_interval_ms")
         if self.backend == "reflector":
             if not self.target:
                 raise BadInput("target: a reflector HOST:PORT is required for the reflector backend",
