@@ -15,9 +15,9 @@ circuit's ``key_file`` here, and a bad one is a
 :class:`probes.result.KeyFileError` naming the circuit's ``key_file`` field.
 
 Errors name config fields (``key_file``, ``ptime_ms``), never CLI flags; a
-command maps them to its own flags with :func:`cli_message` and
-:data:`FLAG_OF_FIELD`, so a suite or pytest-plugin user is never told about a
-flag they did not pass.
+command maps them to its own flags with :func:`cli_message` and the table
+``harness.cli.common.flags_of`` reads from its click options, so a suite or
+pytest-plugin user is never told about a flag they did not pass.
 """
 
 from __future__ import annotations
@@ -30,28 +30,18 @@ from harness.profile import Circuit, Profile
 
 PROBES = ("latency", "stream", "bandwidth", "capacity", "sip", "path", "failover")
 
-# Config field -> the probe commands' flag for it (cutover probe ...).
-FLAG_OF_FIELD: dict[str, str] = {
-    "target": "HOST:PORT", "key_file": "--key-file", "key": "--key-file", "codec": "--codec",
-    "ptime_ms": "--ptime", "duration_s": "--duration", "calls": "--calls", "dscp": "--dscp",
-    "source": "--source", "interface": "--interface", "jitter_buffer_ms": "--jitter-buffer",
-    "timeout_s": "--timeout", "max_calls": "--max-calls", "planned_calls": "--planned",
-    "start_calls": "--start", "step_s": "--step", "count": "--count", "interval_s": "--interval",
-    "method": "--method", "port": "--port",
-}
-
-
-def cli_message(exc: Exception, flags: dict[str, str] = FLAG_OF_FIELD) -> str:
-    """A probe error for the command line: the config field it names becomes
-    the command's flag ("ptime_ms: 25 ms ..." -> "--ptime: 25 ms ...",
-    "max_calls 0: ..." -> "--max-calls 0: ...")."""
+def cli_message(exc: Exception, flags: dict[str, str]) -> str:
+    """A probe error for the command line: the config field its message starts
+    with becomes the command's flag ("ptime_ms: 25 ms ..." -> "--ptime: 25 ms
+    ...", "max_calls 0: ..." -> "--max-calls 0: ..."). A message that starts
+    with something else names its subject itself (a file, a circuit) and is
+    kept. ``flags``: config field -> the command's flag
+    (``harness.cli.common.flags_of(command)``)."""
     field = getattr(exc, "field", None)
     msg = str(exc)
-    if not field or field not in flags:
-        return msg
-    if msg.startswith((f"{field}:", f"{field} ")):
+    if field and field in flags and msg.startswith((f"{field}:", f"{field} ")):
         return flags[field] + msg[len(field):]
-    return f"{flags[field]}: {msg}"
+    return msg
 
 
 def select_circuit(profile: Profile, name: str | None = None) -> Circuit:

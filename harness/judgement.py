@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.verdicts import WARN_BAND_PCT, Check
+from harness.verdicts import Check
+from probes import edges
 
 # One-way delay without synchronised clocks: half the round trip, and the
 # round trip's p95, not its mean or median: a call suffers from the slow tail
@@ -23,12 +24,12 @@ from harness.verdicts import WARN_BAND_PCT, Check
 # has to absorb the late packets, not the average ones).
 ONE_WAY_DELAY_RTT_STAT = "p95"
 
-# MOS warn band: 2.5 % (4.0 -> warn below 4.1). The MOS scale is short: the
-# generic 10 % would warn on nearly every G.711 call (4.4 is about the best).
-MOS_WARN_BAND_PCT = 2.5
-
-# Everything else warns within 10 % of its threshold, on the good side.
-GENERIC_WARN_BAND_PCT = WARN_BAND_PCT
+# Where a figure crosses its threshold, and the warn bands (10 %; MOS 2.5 %
+# because the MOS scale is short): probes/edges.py, the one definition, shared
+# with the capacity ramp's per-step judgement (probes/ramp.py), which cannot
+# import harness.
+MOS_WARN_BAND_PCT = edges.MOS_WARN_BAND_PCT
+GENERIC_WARN_BAND_PCT = edges.WARN_BAND_PCT
 
 
 def one_way_delay_ms(rtt_ms: dict[str, Any] | None) -> float | None:

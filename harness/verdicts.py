@@ -43,6 +43,8 @@ import math
 from dataclasses import dataclass
 from typing import Any, Iterable
 
+from probes import edges
+
 STATUSES = ("pass", "warn", "fail", "error")
 _RANK = {s: i for i, s in enumerate(STATUSES)}
 
@@ -50,7 +52,7 @@ GO, WARN, NO_GO = "GO", "WARN", "NO-GO"
 VERDICTS = (GO, WARN, NO_GO)
 _VRANK = {v: i for i, v in enumerate(VERDICTS)}
 
-WARN_BAND_PCT = 10.0
+WARN_BAND_PCT = edges.WARN_BAND_PCT   # the edges themselves: probes/edges.py (shared with the ramp)
 
 NETWORK, GAP, INTERNAL = "network", "measurement_gap", "internal_error"
 CAUSES = (NETWORK, GAP, INTERNAL)
@@ -161,11 +163,10 @@ def at_least(id: str, label: str, measured: float | None, required: float, unit:
     if measured is None or (isinstance(measured, float) and math.isnan(measured)):
         return error(id, f"{label}: not measured", required=required, unit=unit)
     margin = measured - required
-    warn_above = required * (1 + warn_band_pct / 100)
-    if measured < required:
+    if edges.below_minimum(measured, required):
         status = "fail"
         reason = f"{label} {_q(measured, unit)} < {_q(required, unit)}{_tail(context)}"
-    elif measured < warn_above:
+    elif edges.near_minimum(measured, required, warn_band_pct):
         status = "warn"
         reason = (f"{label} {_q(measured, unit)} is within {fmt(warn_band_pct)} % of "
                   f"{_q(required, unit)}{_tail(context)}")
@@ -189,11 +190,10 @@ def at_most(id: str, label: str, measured: float | None, limit: float, unit: str
     if measured is None or (isinstance(measured, float) and math.isnan(measured)):
         return error(id, f"{label}: not measured", required=limit, unit=unit)
     margin = limit - measured
-    warn_above = limit * (1 - warn_band_pct / 100)
-    if measured > limit:
+    if edges.above_limit(measured, limit):
         status = "fail"
         reason = f"{label} {_q(measured, unit)} > {_q(limit, unit)}{_tail(context)}"
-    elif measured > warn_above:
+    elif edges.near_limit(measured, limit, warn_band_pct):
         status = "warn"
         reason = (f"{label} {_q(measured, unit)} is within {fmt(warn_band_pct)} % of the "
                   f"{_q(limit, unit)}{_tail(context)}")

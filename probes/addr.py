@@ -11,15 +11,13 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+# The probe error hierarchy's (probes/result.py): AddressError, a malformed
+# address given by the user (bad input, exit 2), raised here without a field (a
+# probe's validate re-raises it naming its config field, "target"); ResolveError,
+# a well-formed name that does not resolve (an OSError: could not measure, exit 3)
+from probes.result import AddressError, ResolveError
+
 STAMP_PORT = 862
-
-
-class AddressError(ValueError):
-    """Malformed address given by the user (bad input, exit 2)."""
-
-
-class ResolveError(OSError):
-    """A well-formed name that does not resolve (could not measure, exit 3)."""
 
 
 @dataclass(frozen=True)

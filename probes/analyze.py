@@ -53,7 +53,7 @@ from probes import emodel
 from probes.codecs import CODECS, codec_for_payload_type, encoding_for_payload_type
 from probes.events import Emitter, ProgressCallback
 from probes.pcapread import CaptureError, UdpDatagram, open_capture, read_frames, udp_datagrams
-from probes.result import clean
+from probes.result import BadInput, clean
 
 PROBATION = 4              # consecutive in-order packets that confirm a stream
 MAX_DROPOUT = 3000         # RFC 3550 A.1
@@ -330,9 +330,23 @@ def parse_rtp(payload: bytes) -> tuple[int, int, int, int] | None:
     return pt, seq, ts, ssrc
 
 
+def validate(config: AnalyzeConfig) -> None:
+    """Bad arguments -> BadInput (probes.result) naming the config field (exit 2);
+    the file itself is checked when it is opened (CaptureError, field ``path``)."""
+    if not config.path:
+        raise CaptureError("path: no capture file given")
+    if not 0 <= config.jitter_buffer_ms <= 10000:
+        raise BadInput(f"jitter_buffer_ms {config.jitter_buffer_ms:g}: expected 0-10000 ms", field="jitter_buffer_ms")
+    if not 0 <= config.one_way_ms <= 10000:
+        raise BadInput(f"one_way_ms {config.one_way_ms:g}: expected 0-10000 ms", field="one_way_ms")
+    if config.min_packets < 1:
+        raise BadInput(f"min_packets {config.min_packets}: expected at least 1", field="min_packets")
+
+
 def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
         stop: threading.Event | None = None) -> AnalyzeResult:
-    """Analyse a capture. Raises CaptureError (a ValueError) for unreadable files."""
+    """Analyse a capture. Raises BadInput (:func:`validate`; CaptureError for unreadable files)."""
+    validate(config)
     emit = Emitter("analyze", progress)
     capture = open_capture(config.path)      # CaptureError: missing, folder, FIFO, device
     result = AnalyzeResult(file=config.path, assumptions={

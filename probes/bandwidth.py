@@ -34,7 +34,7 @@ from probes import addr
 from probes import bwclient
 from probes import loadlatency as LL
 from probes.events import Emitter, ProgressCallback
-from probes.result import ProbeError, clean
+from probes.result import AddressError, BadInput, clean
 
 BACKENDS = ("reflector", "speedtest", "mini")
 DIRECTIONS = ("down", "up", "both")
@@ -60,27 +60,41 @@ class BandwidthConfig:
     timeout_s: float = 10.0
 
     def validate(self) -> None:
+        """Bad input -> BadInput (probes.result) naming the config field (exit 2)."""
         if self.backend not in BACKENDS:
-            raise ProbeError(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}")
+            raise BadInput(f"backend {self.backend!r}: expected one of {', '.join(BACKENDS)}", field="backend")
         if self.direction not in DIRECTIONS:
-            raise ProbeError(f"--direction {self.direction!r}: expected down, up or both")
+            raise BadInput(f"direction {self.direction!r}: expected down, up or both", field="direction")
         if not 0.5 <= self.duration_s <= 300:
-            raise ProbeError(f"--duration {self.duration_s}: expected 0.5 to 300 seconds")
+            raise BadInput(f"duration_s {self.duration_s:g}: expected 0.5 to 300 seconds", field="duration_s")
         if not 1 <= self.streams <= 16:
-            raise ProbeError(f"--streams {self.streams}: expected 1 to 16")
+            raise BadInput(f"streams {self.streams}: expected 1 to 16", field="streams")
         if not 0 <= self.omit_s <= 30:
-            raise ProbeError(f"--omit {self.omit_s}: expected 0 to 30 seconds")
+            raise BadInput(f"omit_s {self.omit_s:g}: expected 0 to 30 seconds", field="omit_s")
         if self.timeout_s <= 0:
-            raise ProbeError(f"--timeout {self.timeout_s}: expected a positive number of seconds")
+            raise BadInput(f"timeout_s {self.timeout_s:g}: expected a positive number of seconds",
+                           field="timeout_s")
+        # the latency-under-load sampler (probes/loadlatency.py) takes these two
+        if not 0 <= self.idle_s <= 60:
+            raise BadInput(f"idle_s {self.idle_s:g}: expected 0 to 60 seconds", field="idle_s")
+        if not 1 <= self.latency_interval_ms <= 1000:
+            raise BadInput(f"latency_interval_ms {self.latency_interval_ms:g}: expected 1 to 1000 ms",
+                           field="latency_interval_ms")
         if self.backend == "reflector":
             if not self.target:
-                raise ProbeError("--reflector HOST:PORT is required for the reflector backend")
-            addr.parse_hostport(self.target)     # AddressError is a ValueError: exit 2
+                raise BadInput("target: a reflector HOST:PORT is required for the reflector backend",
+                               field="target")
+            try:
+                addr.parse_hostport(self.target)
+            except AddressError as exc:
+                raise AddressError(f"target: {exc}", field="target") from None
         if self.backend == "mini":
             if not self.mini_url or not self.mini_url.startswith(("http://", "https://")):
-                raise ProbeError(f"--mini {self.mini_url!r}: expected a URL like http://host:port/")
+                raise BadInput(f"mini_url {self.mini_url!r}: expected a URL like http://host:port/",
+                               field="mini_url")
         if self.server_id is not None and not str(self.server_id).isdigit():
-            raise ProbeError(f"--server {self.server_id!r}: expected a numeric speedtest.net server id")
+            raise BadInput(f"server_id {self.server_id!r}: expected a numeric speedtest.net server id",
+                           field="server_id")
 
 
 @dataclass

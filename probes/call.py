@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 
 from probes.events import Emitter, ProgressCallback
-from probes.result import clean
+from probes.result import BadInput, clean
 from probes.rtp import (DYNAMIC_PT, ENCODINGS, DirectionStats, RtpSession, Sdp, build_sdp, direction_from_report,
                         direction_stats, negotiated, offer_encodings)
 from probes.sip_message import SipUriError, parse_uri
@@ -202,30 +202,47 @@ def _called_uri(text: str, domain: str) -> str:
 
 
 def validate(config: CallConfig) -> None:
-    """Bad arguments -> ValueError (exit 2)."""
+    """Bad arguments -> BadInput (probes.result) naming the config field (exit 2)."""
     if config.duration_s <= 0 or config.duration_s > 3600:
-        raise ValueError("--duration must be between 0 and 3600 seconds")
+        raise BadInput(f"duration_s {config.duration_s:g}: expected more than 0 s, at most 3600 s",
+                       field="duration_s")
     if config.ring_timeout_s <= 0:
-        raise ValueError("--ring-timeout must be > 0 seconds")
-    codec = get_codec(config.codec)            # KeyError names the known codecs
+        raise BadInput(f"ring_timeout_s {config.ring_timeout_s:g}: expected > 0 s", field="ring_timeout_s")
+    if config.timeout_s <= 0:
+        raise BadInput(f"timeout_s {config.timeout_s:g}: expected > 0 s", field="timeout_s")
+    if config.expires_s < 0:
+        raise BadInput(f"expires_s {config.expires_s}: expected >= 0 s", field="expires_s")
+    if config.jitter_buffer_ms < 0:
+        raise BadInput(f"jitter_buffer_ms {config.jitter_buffer_ms:g}: expected >= 0 ms", field="jitter_buffer_ms")
+    try:
+        codec = get_codec(config.codec)
+    except KeyError as exc:                    # names the known codecs
+        raise BadInput(f"codec: {exc.args[0]}", field="codec") from None
     if config.ptime_ms not in codec.ptimes_ms:
-        raise ValueError(f"{codec.name} is not used with ptime {config.ptime_ms} ms; expected one of "
-                         f"{', '.join(map(str, codec.ptimes_ms))}")
+        raise BadInput(f"ptime_ms {config.ptime_ms}: {codec.name} is used with "
+                       f"{', '.join(map(str, codec.ptimes_ms))} ms", field="ptime_ms")
     if config.transport and config.transport not in ("udp", "tcp", "tls"):
-        raise ValueError(f"transport {config.transport!r}: expected udp, tcp or tls")
+        raise BadInput(f"transport {config.transport!r}: expected udp, tcp or tls", field="transport")
     if config.ca_file:
         try:
             open(config.ca_file, "rb").close()
         except OSError as exc:
-            raise ValueError(f"--ca {config.ca_file}: {exc.strerror}") from None
+            raise BadInput(f"ca_file {config.ca_file}: {exc.strerror}", field="ca_file") from None
     if not config.uri and not config.ported and not config.register_only:
-        raise ValueError("nothing to do: give a URI to call, ported numbers, or register only")
+        raise BadInput("uri: nothing to do: give a URI to call, ported numbers, or register only", field="uri")
     if config.ported and config.answer_account is None:
-        raise ValueError("the porting check needs the account registered on the new trunk (--answer-account)")
-    if config.uri:
-        _called_uri(config.uri, config.account.domain)
+        raise BadInput("answer_account: the porting check needs the account registered on the new trunk",
+                       field="answer_account")
+    try:
+        if config.uri:
+            _called_uri(config.uri, config.account.domain)
+    except SipUriError as exc:
+        raise SipUriError(f"uri: {exc}", field="uri") from None
     for n in config.ported:
-        _called_uri(n, config.account.domain)
+        try:
+            _called_uri(n, config.account.domain)
+        except SipUriError as exc:
+            raise SipUriError(f"ported: {exc}", field="ported") from None
 
 
 def _first_hop(account: Account, fallback: str | None) -> str:

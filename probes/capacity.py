@@ -40,7 +40,7 @@ from probes.addr import AddressError, ResolveError, parse_hostport, resolve
 from probes.events import Emitter, ProgressCallback
 from probes.ramp import (PRESETS, RampOutcome, Step, Thresholds, expected_steps, judge, late_sends, ramp,
                          sender_state)
-from probes.result import BadInput, ProbeError, clean
+from probes.result import BadInput, clean
 
 DEFAULT_CEILING = 500          # calls, when neither --max-calls nor a contract is known
 LOSS_IN_TIME_KEYS = ("max_gap_ms", "burst_ratio", "worst_window", "interruptions", "restarts")
@@ -154,11 +154,11 @@ def worse(a: float | None, b: float | None, higher_is_worse: bool = True) -> flo
 
 
 def validate(cfg: CapacityConfig) -> None:
-    """Bad arguments -> ProbeError (exit 2), before anything is sent."""
+    """Bad arguments -> BadInput naming the config field (exit 2), before anything is sent."""
     try:
         codec = C.get_codec(cfg.codec)
     except KeyError as exc:
-        raise ProbeError(str(exc).strip("'\"")) from None
+        raise BadInput(f"codec: {exc.args[0]}", field="codec") from None
     # messages name the config field; the CLI shows its flag (harness.binding.cli_message)
     if cfg.ptime_ms not in codec.ptimes_ms:
         raise BadInput(f"ptime_ms {cfg.ptime_ms}: {codec.name} is used with "
@@ -176,7 +176,7 @@ def validate(cfg: CapacityConfig) -> None:
     try:
         parse_hostport(cfg.target)
     except AddressError as exc:
-        raise ProbeError(str(exc)) from None
+        raise AddressError(f"target: {exc}", field="target") from None
 
 
 # ---------------------------------------------------------------- measuring

@@ -44,6 +44,7 @@ from typing import Any
 
 from probes import emodel, losstime, stamp
 from probes.addr import dscp_value, parse_hostport
+from probes.result import AddressError, BadInput, KeyFileError
 from probes.codecs import get_codec
 from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig
 from probes.enginerun import Run
@@ -117,32 +118,41 @@ class FailoverResult:
 
 
 def validate(config: FailoverConfig) -> EngineConfig:
-    """Check arguments; ValueError with a one-line message for bad input."""
-    parse_hostport(config.target)
+    """Check arguments; a BadInput (probes.result) naming the config field for bad input."""
+    try:
+        parse_hostport(config.target)
+    except AddressError as exc:
+        raise AddressError(f"target: {exc}", field="target") from None
     try:
         codec = get_codec(config.codec)
     except KeyError as exc:
-        raise ValueError(exc.args[0]) from None
+        raise BadInput(f"codec: {exc.args[0]}", field="codec") from None
     if config.ptime_ms not in codec.ptimes_ms:
-        raise ValueError(f"ptime {config.ptime_ms} ms: {codec.name} is used with "
-                         f"{', '.join(map(str, codec.ptimes_ms))} ms")
+        raise BadInput(f"ptime_ms {config.ptime_ms}: {codec.name} is used with "
+                       f"{', '.join(map(str, codec.ptimes_ms))} ms", field="ptime_ms")
     if not 5 <= config.duration_s <= 3600:
-        raise ValueError(f"duration {config.duration_s:g} s: a drill lasts 5-3600 s")
+        raise BadInput(f"duration_s {config.duration_s:g}: a drill lasts 5-3600 s", field="duration_s")
     if not 1 <= config.calls <= 1000:
-        raise ValueError(f"calls {config.calls}: expected 1-1000")
+        raise BadInput(f"calls {config.calls}: expected 1-1000", field="calls")
     if config.calls * round(config.duration_s * 1000 / config.ptime_ms) > MAX_PACKETS_PER_RUN:
-        raise ValueError(f"{config.calls} calls x {config.duration_s:g} s: too many packets for one "
-                         "drill (fewer calls or a shorter drill)")
+        raise BadInput(f"calls {config.calls}: {config.calls} calls x {config.duration_s:g} s: too many "
+                       "packets for one drill (fewer calls or a shorter drill)", field="calls")
     if (config.trigger is None) != (config.trigger_at_s is None):
-        raise ValueError("--trigger and --trigger-at go together (the command and when to run it)")
+        missing = "trigger_at_s" if config.trigger_at_s is None else "trigger"
+        raise BadInput(f"{missing}: the trigger command and the time to run it go together", field=missing)
     if config.trigger_at_s is not None and not 0 <= config.trigger_at_s < config.duration_s:
-        raise ValueError(f"trigger at {config.trigger_at_s:g} s: must fall within the "
-                         f"{config.duration_s:g} s drill")
-    if config.jitter_buffer_ms < 0 or config.timeout_s <= 0:
-        raise ValueError("jitter buffer must be >= 0 ms and timeout > 0 s")
+        raise BadInput(f"trigger_at_s {config.trigger_at_s:g}: must fall within the "
+                       f"{config.duration_s:g} s drill", field="trigger_at_s")
+    if config.jitter_buffer_ms < 0:
+        raise BadInput(f"jitter_buffer_ms {config.jitter_buffer_ms:g}: expected >= 0 ms", field="jitter_buffer_ms")
+    if config.timeout_s <= 0:
+        raise BadInput(f"timeout_s {config.timeout_s:g}: expected > 0 s", field="timeout_s")
     key = config.key
     if key is None and config.key_file:
-        key = stamp.load_key(config.key_file)
+        try:
+            key = stamp.load_key(config.key_file)
+        except ValueError as exc:   # load_key's documented error: missing, unreadable or empty
+            raise KeyFileError(f"key_file: {exc}", field="key_file") from None
     return EngineConfig(target=config.target, codec=codec.name, ptime_ms=config.ptime_ms,
                         dscp=None if config.dscp is None else dscp_value(config.dscp), key=key,
                         source=config.source, interface=config.interface,

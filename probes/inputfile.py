@@ -32,12 +32,14 @@ import stat
 import sys
 from typing import Callable
 
+from probes.result import BadInput
+
 MAX_KEY_BYTES = 4096            # an HMAC key is 16-64 bytes; a passphrase file a few hundred
 MAX_ACCOUNT_BYTES = 64 * 1024   # a credentials file of a few accounts
 STRICT_ENV = "CUTOVER_STRICT_PERMISSIONS"
 
 
-class InputFileError(ValueError):
+class InputFileError(BadInput):
     """A file we were given cannot be used; ``str()`` names the file and the problem."""
 
     def __init__(self, what: str, path: str | os.PathLike, problem: str) -> None:

@@ -29,7 +29,7 @@ from typing import Any, Callable
 from probes import stamp, stats
 from probes.addr import STAMP_PORT, AddressError, ResolveError, bind_to_circuit, parse_hostport, resolve
 from probes.events import Emitter, ProgressCallback
-from probes.result import clean
+from probes.result import BadInput, clean
 
 METHODS = ("auto", "icmp", "udp", "tcp")
 AUTO_GIVE_UP = 3          # auto: after this many timeouts in a row from the start, try the next method
@@ -87,15 +87,21 @@ def _parse_target(text: str) -> tuple[str, int | None]:
 
 
 def validate(config: LatencyConfig) -> tuple[str, int | None]:
-    host, port = _parse_target(config.target)
+    """Check arguments; a BadInput (probes.result) naming the config field for bad input."""
+    try:
+        host, port = _parse_target(config.target)
+    except AddressError as exc:
+        raise AddressError(f"target: {exc}", field="target") from None
     if config.method not in METHODS:
-        raise ValueError(f"method {config.method!r}: expected one of {', '.join(METHODS)}")
+        raise BadInput(f"method {config.method!r}: expected one of {', '.join(METHODS)}", field="method")
     if not 1 <= config.count <= 100000:
-        raise ValueError(f"count {config.count}: expected 1-100000")
+        raise BadInput(f"count {config.count}: expected 1-100000", field="count")
     if not 0 <= config.interval_s <= 3600:
-        raise ValueError(f"interval {config.interval_s} s: expected 0-3600")
+        raise BadInput(f"interval_s {config.interval_s:g}: expected 0-3600 s", field="interval_s")
     if not 0 < config.timeout_s <= 60:
-        raise ValueError(f"timeout {config.timeout_s} s: expected more than 0, at most 60")
+        raise BadInput(f"timeout_s {config.timeout_s:g}: expected more than 0 s, at most 60 s", field="timeout_s")
+    if config.port is not None and not 1 <= config.port <= 65535:
+        raise BadInput(f"port {config.port}: expected 1-65535", field="port")
     return host, config.port or port
 
 

@@ -52,7 +52,7 @@ from typing import Any, Callable
 from probes.addr import AddressError, ResolveError, dscp_value, resolve
 from probes import sockopts
 from probes.events import Emitter, ProgressCallback
-from probes.result import clean
+from probes.result import BadInput, clean
 
 MIN_MTU = 68                 # RFC 791: every IPv4 link carries 68 bytes
 MIN_MTU_V6 = 1280            # RFC 8200: every IPv6 link carries 1280 bytes
@@ -251,23 +251,35 @@ def interface_mtu(name: str) -> int | None:
 
 # ---- the probe ---------------------------------------------------------------------------
 
-def run(config: PathConfig, progress: ProgressCallback | None = None,
-        stop: threading.Event | None = None) -> PathResult:
-    emit = Emitter("path", progress)
+def validate(config: PathConfig) -> int:
+    """The DSCP to send; bad input -> BadInput (probes.result) naming the config field (exit 2)."""
     if config.proto not in ("udp", "icmp", "tcp"):
-        raise ValueError(f"--proto {config.proto!r}: expected udp, icmp or tcp")
+        raise BadInput(f"proto {config.proto!r}: expected udp, icmp or tcp", field="proto")
     if not 1 <= config.rounds <= 20:
-        raise ValueError("--rounds: expected 1-20")
+        raise BadInput(f"rounds {config.rounds}: expected 1-20", field="rounds")
     if not 1 <= config.max_ttl <= 64:
-        raise ValueError("--max-ttl: expected 1-64")
+        raise BadInput(f"max_ttl {config.max_ttl}: expected 1-64", field="max_ttl")
     if config.port is not None and not 1 <= config.port <= 65535:
-        raise ValueError(f"--port {config.port}: expected 1-65535")
+        raise BadInput(f"port {config.port}: expected 1-65535", field="port")
+    if config.timeout_s <= 0:
+        raise BadInput(f"timeout_s {config.timeout_s:g}: expected > 0 s", field="timeout_s")
+    if config.max_wall_s <= 0:
+        raise BadInput(f"max_wall_s {config.max_wall_s:g}: expected > 0 s", field="max_wall_s")
     if config.interface:
         try:
             socket.if_nametoindex(config.interface)
         except OSError:
-            raise ValueError(f"--interface {config.interface!r}: no such interface here") from None
-    dscp = dscp_value(config.dscp)
+            raise BadInput(f"interface {config.interface!r}: no such interface here", field="interface") from None
+    try:
+        return dscp_value(config.dscp)
+    except AddressError as exc:
+        raise BadInput(f"dscp: {exc}", field="dscp") from None
+
+
+def run(config: PathConfig, progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None) -> PathResult:
+    emit = Emitter("path", progress)
+    dscp = validate(config)
     result = PathResult(target=config.target, proto=config.proto, dscp_sent=dscp)
     stop = stop or threading.Event()
     host = config.target.strip()
@@ -278,8 +290,8 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
     except ResolveError as exc:
         result.errors.append(str(exc))
         return result
-    except AddressError:
-        raise
+    except AddressError as exc:
+        raise AddressError(f"target: {exc}", field="target") from None
     dst = sockaddr[0]
     result.address = dst
     if not raw_sockets_allowed():

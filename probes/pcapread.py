@@ -24,6 +24,7 @@ import struct
 from typing import BinaryIO, Iterator, NamedTuple
 
 from probes.inputfile import InputFileError, open_regular
+from probes.result import BadInput
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6), b"\xa1\xb2\xc3\xd4": (">", 1e-6),
@@ -33,8 +34,12 @@ PCAPNG_SHB = 0x0A0D0D0A
 MAX_RECORD_B = 256 * 1024 * 1024   # a record larger than this means a corrupt length field
 
 
-class CaptureError(ValueError):
-    """The file is not a readable pcap/pcapng (bad input, exit 2)."""
+class CaptureError(BadInput):
+    """The file is not a readable pcap/pcapng (bad input, exit 2); the
+    analyzer's ``path`` field."""
+
+    def __init__(self, message: str, *, field: str | None = "path") -> None:
+        super().__init__(message, field=field)
 
 
 def open_capture(path: str) -> BinaryIO:

@@ -35,6 +35,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from probes import edges
+
 # What stopped the ramp (docs/contract.md §5, capacity `limit`).
 LIMITS = ("mos", "loss", "jitter", "max_calls", "sender")
 # Order in which simultaneous reasons are reported: a sender-limited step is not a
@@ -118,17 +120,21 @@ def judge(step: Step, thresholds: Thresholds) -> Step:
     Sender health (``step.sender``, see :func:`sender_state`): ``behind`` fails the step
     with reason ``sender``; ``hiccups`` adds ``sender`` only to a step that failed.
     A figure exactly at its threshold passes (loss 1.0 % with a 1.0 % limit is
-    within it), as the profile's thresholds are limits, not targets.
+    within it), as the profile's thresholds are limits, not targets: the edges
+    are probes/edges.py's, the same that `cutover check` judges stream.loss,
+    stream.jitter and stream.mos by (harness.verdicts). A step has no warn
+    band: it carries its calls or not. Loss or MOS not measured fails the step
+    (no evidence that it carried them); jitter not measured is not judged.
     """
     reasons: list[str] = []
     if step.error:
         step.passed, step.reasons = False, []
         return step
-    if step.loss_pct is None or step.loss_pct > thresholds.loss_pct:
+    if step.loss_pct is None or edges.above_limit(step.loss_pct, thresholds.loss_pct):
         reasons.append("loss")
-    if step.jitter_ms is not None and step.jitter_ms > thresholds.jitter_ms:
+    if step.jitter_ms is not None and edges.above_limit(step.jitter_ms, thresholds.jitter_ms):
         reasons.append("jitter")
-    if step.mos is None or step.mos < thresholds.mos_min:
+    if step.mos is None or edges.below_minimum(step.mos, thresholds.mos_min):
         reasons.append("mos")
     # The sender: "behind" (could not hold its schedule, or dropped replies) makes every
     # figure of the step ours; "hiccups" (a few late sends, a busy machine) only make

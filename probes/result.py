@@ -20,15 +20,26 @@ class ProbeError(Exception):
         ProbeError                      a probe could not be set up or could not measure
         |-- BadInput (ValueError)       a config value is wrong (exit 2)       field: "ptime_ms"
         |   |-- AddressError            "host:port" does not parse             field: "target"
-        |   `-- KeyFileError            key file missing, unreadable or empty  field: "key_file"
-        |-- ResolveError                a host name does not resolve (exit 2)  field: "target"
-        |-- DecodeError                 bytes that are not what we expect      (capture, reply)
+        |   |                           (probes.addr raises it; validate adds the field)
+        |   |-- KeyFileError            key file missing, unreadable or empty  field: "key_file"
+        |   |-- InputFileError          a file we were given cannot be used    (probes.inputfile)
+        |   |-- SipUriError             a malformed SIP URI                    field: "uri"
+        |   |-- AccountError            a bad SIP account file                 (probes.sipaccount)
+        |   `-- CaptureError            not a readable pcap/pcapng             field: "path"
+        |-- ResolveError (OSError)      a host name does not resolve: a result's error (exit 3)
+        |-- DecodeError                 bytes that are not what we expect
+        |   `-- StampDecodeError        (ValueError) a datagram that is not STAMP (probes.stamp)
         `-- MeasurementError            our side cannot measure: no permission, missing
                                         tool, local interface down (exit 3)
 
+    A message starts with the field it names, then the value, then what was
+    expected ("duration_s -1: expected more than 0 s"), so it reads on its own
+    in a suite's check and the CLI can swap the field for its flag.
+
     ``field`` names the config field (``StreamConfig.ptime_ms``), never a CLI
-    flag: the CLI maps fields to its own flags (harness/binding.py
-    ``FLAG_OF_FIELD``), so users of the suite and the pytest plugin are not
+    flag: the CLI maps fields to its own flags (``harness.binding.cli_message``
+    with the table ``harness.cli.common.flags_of`` reads from the command's
+    click options), so users of the suite and the pytest plugin are not
     told about flags they never passed. In ``cutover check`` every
     ProbeError is a *measurement gap* (docs/judgement.md): our side could not
     measure, which is never the carrier's outage. Any other exception in a
@@ -52,12 +63,14 @@ class KeyFileError(BadInput):
     """The STAMP key file is missing, unreadable or empty."""
 
 
-class ResolveError(ProbeError):
-    """A host name does not resolve."""
+class ResolveError(ProbeError, OSError):
+    """A well-formed host name that does not resolve (probes.addr.resolve). An
+    OSError, as a failed lookup is: a probe reports it in its result's
+    ``errors`` (could not measure, exit 3), it is not bad input."""
 
 
 class DecodeError(ProbeError):
-    """Bytes that are not what the probe expects (a capture, a reply)."""
+    """Bytes that are not what the probe expects (a reply; stamp.StampDecodeError)."""
 
 
 class MeasurementError(ProbeError):

@@ -29,9 +29,9 @@ from typing import Any
 
 from probes.addr import bind_to_circuit
 from probes.events import Emitter, ProgressCallback
-from probes.result import clean
+from probes.result import BadInput, clean
 from probes.sip_message import (AlgVerdict, build_options, compare, cseq_matches, message_length,
-                                parse_response, parse_uri)
+                                SipUriError, parse_response, parse_uri)
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, Target, resolve
 
 T1_S = 0.5
@@ -107,18 +107,29 @@ class _Failure(Exception):
         self.outcome = outcome
 
 
-def run(config: SipConfig, progress: ProgressCallback | None = None,
-        stop: threading.Event | None = None) -> SipResult:
-    """Probe one SIP URI. Raises ValueError (SipUriError) only for a malformed URI/option."""
-    emit = Emitter("sip", progress)
-    uri = parse_uri(config.uri)
+def validate(config: SipConfig):
+    """The parsed URI; bad input -> BadInput (probes.result) naming the config field (exit 2)."""
+    try:
+        uri = parse_uri(config.uri)
+    except SipUriError as exc:
+        raise SipUriError(f"uri: {exc}", field="uri") from None
     if config.transport and config.transport not in ("udp", "tcp", "tls"):
-        raise ValueError(f"--transport {config.transport!r}: expected udp, tcp or tls")
+        raise BadInput(f"transport {config.transport!r}: expected udp, tcp or tls", field="transport")
+    if config.timeout_s <= 0:
+        raise BadInput(f"timeout_s {config.timeout_s:g}: expected > 0 s", field="timeout_s")
     if config.ca_file:
         try:
             open(config.ca_file, "rb").close()
         except OSError as exc:
-            raise ValueError(f"--ca {config.ca_file}: {exc.strerror}") from None
+            raise BadInput(f"ca_file {config.ca_file}: {exc.strerror}", field="ca_file") from None
+    return uri
+
+
+def run(config: SipConfig, progress: ProgressCallback | None = None,
+        stop: threading.Event | None = None) -> SipResult:
+    """Probe one SIP URI. Raises BadInput (:func:`validate`) only for a malformed URI/option."""
+    emit = Emitter("sip", progress)
+    uri = validate(config)
     result = SipResult(target=str(uri))
     stop = stop or threading.Event()
     res = resolve(uri, config.dns or DnsPythonLookup(), config.transport)

@@ -11,13 +11,15 @@ import re
 import secrets
 from dataclasses import dataclass, field
 
+from probes.result import BadInput
+
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 TRANSPORTS = ("udp", "tcp", "tls")
 COMPACT = {"v": "via", "f": "from", "t": "to", "i": "call-id", "m": "contact", "l": "content-length",
            "k": "supported", "c": "content-type", "s": "subject", "e": "content-encoding"}
 
 
-class SipUriError(ValueError):
+class SipUriError(BadInput):
     """A malformed SIP URI (bad input, exit 2)."""
 
 

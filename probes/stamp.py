@@ -105,6 +105,8 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from probes.result import DecodeError
+
 UNAUTH_BASE_B = 44
 AUTH_BASE_B = 112
 HMAC_B = 16
@@ -163,7 +165,7 @@ COS_VALUE_AT = COS_PAD_AT + TLV_HEADER_B                # 48
 PAD_VALUE_AT = COS_VALUE_AT + 4 + TLV_HEADER_B          # 56
 
 
-class StampDecodeError(ValueError):
+class StampDecodeError(DecodeError, ValueError):
     """A datagram is not a valid STAMP packet (malformed, truncated, bad HMAC)."""
 
 

@@ -20,6 +20,7 @@ from probes.codecs import get_codec
 from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig
 from probes.enginerun import EngineResult
 from probes.events import Emitter, ProgressCallback
+from probes.result import AddressError, BadInput, KeyFileError
 
 
 @dataclass
@@ -43,31 +44,42 @@ class StreamResult(EngineResult):
 
 
 def validate(config: StreamConfig) -> tuple[EngineConfig, bytes | None]:
-    """Check arguments; ValueError with a one-line message for bad input."""
-    parse_hostport(config.target)
+    """Check arguments; a BadInput (probes.result) naming the config field for bad input."""
+    try:
+        parse_hostport(config.target)
+    except AddressError as exc:
+        raise AddressError(f"target: {exc}", field="target") from None
     try:
         codec = get_codec(config.codec)
     except KeyError as exc:
-        raise ValueError(exc.args[0]) from None
+        raise BadInput(f"codec: {exc.args[0]}", field="codec") from None
     if config.ptime_ms not in codec.ptimes_ms:
-        raise ValueError(f"ptime {config.ptime_ms} ms: {codec.name} is used with "
-                         f"{', '.join(map(str, codec.ptimes_ms))} ms")
+        raise BadInput(f"ptime_ms {config.ptime_ms}: {codec.name} is used with "
+                       f"{', '.join(map(str, codec.ptimes_ms))} ms", field="ptime_ms")
     if not 0 < config.duration_s <= 86400:
-        raise ValueError(f"duration {config.duration_s} s: expected more than 0 s")
+        raise BadInput(f"duration_s {config.duration_s:g}: expected more than 0 s, at most 86400 s",
+                       field="duration_s")
     if not 1 <= config.calls <= 10000:
-        raise ValueError(f"calls {config.calls}: expected 1-10000")
+        raise BadInput(f"calls {config.calls}: expected 1-10000", field="calls")
     packets = config.calls * max(1, round(config.duration_s * 1000 / config.ptime_ms))
     if packets > MAX_PACKETS_PER_RUN:
-        raise ValueError(f"{config.calls} calls x {config.duration_s:g} s is {packets} packets; at most "
-                         f"{MAX_PACKETS_PER_RUN} per run (fewer calls or a shorter duration)")
+        raise BadInput(f"calls {config.calls}: {config.calls} calls x {config.duration_s:g} s is {packets} "
+                       f"packets; at most {MAX_PACKETS_PER_RUN} per run (fewer calls or a shorter duration)",
+                       field="calls")
     if config.jitter_buffer_ms < 0:
-        raise ValueError("jitter buffer must be >= 0 ms")
+        raise BadInput(f"jitter_buffer_ms {config.jitter_buffer_ms:g}: expected >= 0 ms", field="jitter_buffer_ms")
     if config.timeout_s <= 0:
-        raise ValueError("timeout must be > 0 s")
-    dscp = None if config.dscp is None else dscp_value(config.dscp)
+        raise BadInput(f"timeout_s {config.timeout_s:g}: expected > 0 s", field="timeout_s")
+    try:
+        dscp = None if config.dscp is None else dscp_value(config.dscp)
+    except AddressError as exc:
+        raise BadInput(f"dscp: {exc}", field="dscp") from None
     key = config.key
     if key is None and config.key_file:
-        key = stamp.load_key(config.key_file)
+        try:
+            key = stamp.load_key(config.key_file)
+        except ValueError as exc:   # load_key's documented error: missing, unreadable or empty
+            raise KeyFileError(f"key_file: {exc}", field="key_file") from None
     eng = EngineConfig(target=config.target, codec=codec.name, ptime_ms=config.ptime_ms, dscp=dscp,
                        key=key, source=config.source, interface=config.interface,
                        jitter_buffer_ms=config.jitter_buffer_ms, timeout_s=config.timeout_s)

@@ -151,9 +151,9 @@ def test_compare_below_requirement():
 
 
 def test_config_validation():
-    with pytest.raises(ProbeError, match="--streams"):
+    with pytest.raises(ProbeError, match="^streams 0: expected 1 to 16"):
         BandwidthConfig(target="127.0.0.1:1", streams=0).validate()
-    with pytest.raises(ProbeError, match="--direction"):
+    with pytest.raises(ProbeError, match="^direction "):
         BandwidthConfig(target="127.0.0.1:1", direction="sideways").validate()
     with pytest.raises(ValueError):
         BandwidthConfig(target="1.2.3.4:99999").validate()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.binding import FLAG_OF_FIELD, bind, circuit_key, cli_message, select_circuit
+from harness.binding import bind, circuit_key, cli_message, select_circuit
 from harness.profile import load_profile
 from probes.result import BadInput, KeyFileError, ProbeError
 
@@ -59,9 +59,10 @@ def test_bad_key_file_is_a_typed_error_naming_the_field(profile, tmp_path):
     assert exc.field == "key_file" and str(exc).startswith("circuit fibre: key_file: ")
     assert "is empty" in str(exc) and "--key-file" not in str(exc)   # suite users never passed a flag
     # the CLI names its own flag for the same field
-    assert cli_message(BadInput("ptime_ms: 25 ms is not a G.711 ptime", field="ptime_ms")) == \
+    flags = {"ptime_ms": "--ptime", "key_file": "--key-file"}
+    assert cli_message(BadInput("ptime_ms: 25 ms is not a G.711 ptime", field="ptime_ms"), flags) == \
         "--ptime: 25 ms is not a G.711 ptime"
-    assert cli_message(ValueError("plain")) == "plain"
-    assert FLAG_OF_FIELD["key_file"] == "--key-file"
+    assert cli_message(ValueError("plain"), flags) == "plain"
+    assert cli_message(exc, flags) == str(exc)   # names its circuit and field itself: kept
     with pytest.raises(KeyFileError):
         bind("stream", profile, profile.circuit("fibre"))

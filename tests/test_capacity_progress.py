@@ -54,6 +54,6 @@ def test_config_errors_name_the_field_and_the_cli_names_its_flag():
     with pytest.raises(BadInput) as info:
         capacity.validate(capacity.CapacityConfig(target="127.0.0.1:9", max_calls=0))
     assert str(info.value) == "max_calls 0: expected 1 to 60000" and info.value.field == "max_calls"
-    assert cli_message(info.value) == "--max-calls 0: expected 1 to 60000"
+    assert cli_message(info.value, {"max_calls": "--max-calls"}) == "--max-calls 0: expected 1 to 60000"
     r = run_cli("probe", "capacity", "127.0.0.1:9", "--step", "0.1")
     assert r.returncode == 2 and "--step 0.1: expected 0.5 to 600 seconds" in r.stderr

@@ -153,7 +153,7 @@ def test_checks_by_hand():
 def test_cli_bad_input_exits_2():
     from tests.conftest import run_cli
     r = run_cli("probe", "failover", "127.0.0.1:862", "--trigger", "true")
-    assert r.returncode == 2 and "--trigger and --trigger-at go together" in r.stderr
+    assert r.returncode == 2 and "--trigger-at: the trigger command and the time to run it go together" in r.stderr
     r = run_cli("probe", "failover", "127.0.0.1:862", "--duration", "2")
     assert r.returncode == 2 and "5-3600 s" in r.stderr
     r = run_cli("probe", "failover", "--circuit", "x")

@@ -6,10 +6,10 @@ import sys
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, StderrProgress, die, emit_json,
+from harness.cli.common import (EXIT_FAIL, EXIT_OK, StderrProgress, die_bad_input, emit_json,
                                 err, json_option)
 from probes import analyze
-from probes.pcapread import CaptureError
+from probes.result import BadInput
 
 
 @click.command("analyze", help="""RTP streams in a capture (pcap/pcapng): per-stream jitter, loss, MOS.
@@ -36,13 +36,11 @@ Example:
 @click.option("-v", "--verbose", is_flag=True, help="Progress on stderr also with --json.")
 @json_option
 def command(capture, jitter_buffer_ms, one_way_ms, mos_min, verbose, as_json):
-    if jitter_buffer_ms < 0 or one_way_ms < 0:
-        die(EXIT_BAD_INPUT, "--jitter-buffer-ms and --one-way-ms must be >= 0")
     cfg = analyze.AnalyzeConfig(capture, jitter_buffer_ms=jitter_buffer_ms, one_way_ms=one_way_ms)
     try:
         result = analyze.run(cfg, StderrProgress(enabled=verbose or not as_json))
-    except CaptureError as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except BadInput as exc:   # CaptureError names the file; the others their field
+        die_bad_input(exc, path="FILE.pcap")
     failing = [s for s in result.streams if mos_min is not None and s.mos is not None and s.mos < mos_min]
     code = EXIT_OK if result.streams and not failing else EXIT_FAIL
     if as_json:

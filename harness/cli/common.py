@@ -114,6 +114,44 @@ def die(code: int, message: str) -> NoReturn:
     sys.exit(code)
 
 
+# config-field units a command's option may leave out: duration_s -> --duration
+UNIT_SUFFIXES = ("_s", "_ms", "_pct", "_mbps", "_kbps", "_b")
+
+
+def flags_of(command: click.Command) -> dict[str, str]:
+    """Config field -> this command's spelling of it, read from its click
+    parameters (no table to keep in step): the parameter named like the field
+    (``calls`` -> ``--calls``, ``key_file`` -> ``--key-file``, the ``target``
+    argument -> ``HOST:PORT``), else named like the field without its unit
+    (``duration_s`` -> ``duration`` -> ``--duration``, ``ptime_ms`` ->
+    ``--ptime``). A field a command has no flag for stays the field's name."""
+    by_name: dict[str, str] = {}
+    for param in command.params:
+        if isinstance(param, click.Argument):
+            by_name[param.name] = (param.metavar or param.name.upper()).strip("[]")   # [HOST:PORT]: optional
+        elif isinstance(param, click.Option) and not param.hidden \
+                and not (param.is_flag and not param.is_bool_flag):   # --quick/--thorough: one value each
+            longs = [o for o in param.opts if o.startswith("--")]
+            by_name[param.name] = (longs or param.opts)[0]
+    flags = dict(by_name)
+    for name, flag in by_name.items():
+        for unit in UNIT_SUFFIXES:
+            flags.setdefault(name + unit, flag)
+    flags.setdefault("key", flags.get("key_file", "key"))   # the key itself comes from --key-file
+    return flags
+
+
+def die_bad_input(exc: Exception, **spelled: str) -> NoReturn:
+    """Exit 2 with a probe's bad-input error, its config field shown as this
+    command's flag ("duration_s -1: ..." -> "--duration -1: ...";
+    harness.binding.cli_message). ``spelled``: the fields whose option is not
+    named after them (bandwidth: ``target="--reflector"``)."""
+    from harness.binding import cli_message
+    ctx = click.get_current_context(silent=True)
+    flags = {**(flags_of(ctx.command) if ctx is not None else {}), **spelled}
+    die(EXIT_BAD_INPUT, cli_message(exc, flags))
+
+
 def print_problems(problems) -> None:
     """Profile problems, one per line, in the one error style."""
     for problem in problems:

@@ -7,7 +7,7 @@ import threading
 import click
 
 from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                die, emit_json, err, interface_option, json_option,
+                                die, die_bad_input, emit_json, err, interface_option, json_option,
                                 circuit_or_exit, load_key_or_exit, load_profile_or_exit, source_option)
 
 
@@ -65,7 +65,6 @@ Exit codes: 0 measured, 1 below what the profile's planned calls need,
 def command(reflector, speedtest, server, mini, duration, streams, direction, congestion, omit_s, idle_s,
             no_latency, key_file, timeout_s, profile_path, circuit, source, interface, as_json, verbose):
     from probes import bandwidth as B
-    from probes.addr import AddressError
     from probes.result import ProbeError
 
     chosen = [name for name, on in (("--reflector", reflector), ("--speedtest", speedtest), ("--mini", mini))
@@ -94,17 +93,19 @@ def command(reflector, speedtest, server, mini, duration, streams, direction, co
                             duration_s=duration, streams=streams, direction=direction,
                             congestion=congestion, omit_s=omit_s, idle_s=idle_s, latency=not no_latency,
                             key_file=key_file, source=source, interface=interface, timeout_s=timeout_s)
+    # the fields whose option is not named after them
+    spelled = {"target": "--reflector", "mini_url": "--mini", "server_id": "--server"}
     try:
         cfg.validate()
-    except (ProbeError, AddressError, ValueError) as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except ProbeError as exc:
+        die_bad_input(exc, **spelled)
 
     stop = threading.Event()
     try:
         with StopOnSignal(stop):   # Ctrl-C / SIGTERM: partial result
             result = B.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
-    except (ProbeError, AddressError, ValueError) as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except ProbeError as exc:
+        die_bad_input(exc, **spelled)
     data = result.to_dict()
     checks = None
     if profile is not None and circ is not None:

@@ -8,9 +8,10 @@ import threading
 import click
 
 from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                StopOnSignal, bound_probe_options, circuit_or_exit, die, emit_json, err,
-                                load_profile_or_exit, out)
+                                StopOnSignal, bound_probe_options, circuit_or_exit, die, die_bad_input, emit_json,
+                                err, load_profile_or_exit, out)
 from probes import call
+from probes.result import ProbeError
 from probes.sipaccount import AccountError, load_account
 
 
@@ -110,8 +111,6 @@ def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s,
         answer = load_account(answer_file) if answer_file else None
     except AccountError as exc:
         die(EXIT_BAD_INPUT, str(exc))
-    if timeout_s <= 0 or expires_s < 0 or jitter_buffer_ms < 0:
-        die(EXIT_BAD_INPUT, "--timeout must be > 0, --expires and --jitter-buffer-ms >= 0")
     cfg = call.CallConfig(account=account, uri=uri, answer_account=answer, ported=list(ported), codec=codec,
                           ptime_ms=ptime_ms, duration_s=duration_s, ring_timeout_s=ring_timeout_s,
                           expires_s=expires_s, jitter_buffer_ms=jitter_buffer_ms,
@@ -122,8 +121,8 @@ def command(uri, account_file, answer_file, ported, codec, ptime_ms, duration_s,
     try:
         with StopOnSignal(stop):
             result = call.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
-    except (ValueError, KeyError) as exc:
-        die(EXIT_BAD_INPUT, str(exc.args[0]) if exc.args else str(exc))
+    except (ProbeError, ValueError) as exc:
+        die_bad_input(exc, answer_account="--answer-account")
     code = EXIT_OK if result.ok else EXIT_UNMEASURED if result.outcome == "unreachable" else EXIT_FAIL
     if result.partial and code == EXIT_OK:
         code = EXIT_UNMEASURED          # stopped halfway: what was measured is printed, not passed

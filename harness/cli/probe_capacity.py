@@ -9,7 +9,7 @@ import click
 
 from harness.cli.common import (load_key_or_exit, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
                                 StopOnSignal,
-                                die, emit_json, err, interface_option, json_option,
+                                die, die_bad_input, emit_json, err, interface_option, json_option,
                                 circuit_or_exit, load_profile_or_exit, source_option)
 from harness import judgement
 from harness.verdicts import fmt
@@ -97,9 +97,8 @@ def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset,
                                     jitter_ms=th.jitter_ms if jitter_ms is None else jitter_ms)
         cfg.dscp = dscp_value(dscp)
         capacity.validate(cfg)
-    except (ProbeError, ValueError, OSError) as exc:   # ValueError: AddressError, StampKeyError
-        from harness.binding import cli_message
-        die(EXIT_BAD_INPUT, cli_message(exc))
+    except (ProbeError, ValueError, OSError) as exc:   # ValueError: dscp_value's AddressError
+        die_bad_input(exc)
 
     stop = threading.Event()
     # Ctrl-C / SIGTERM end the ramp cleanly: the steps measured so far are printed (partial).
@@ -107,7 +106,7 @@ def command(target, codec, ptime, max_calls, planned_calls, start_calls, preset,
         try:
             result = capacity.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
         except ProbeError as exc:
-            die(EXIT_BAD_INPUT, str(exc))
+            die_bad_input(exc)
     out = result.to_dict()
     code = exit_code(out)
     out["summary"] = summary(out)

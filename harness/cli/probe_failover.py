@@ -9,7 +9,7 @@ import threading
 import click
 
 from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                StopOnSignal, circuit_or_exit, die, emit_json, err, interface_option,
+                                StopOnSignal, circuit_or_exit, die, die_bad_input, emit_json, err, interface_option,
                                 json_option, load_profile_or_exit, out, source_option)
 
 
@@ -94,7 +94,6 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, jitter_buffer
     from harness.profile import Cutover
     from harness.suite import failover as judge
     from probes import failover
-    from probes.addr import AddressError
 
     overrides = {"calls": calls, "duration_s": duration, "dscp": None if str(dscp).lower() in ("none", "off")
                  else dscp, "trigger": trigger, "trigger_at_s": trigger_at, "timeout_s": timeout}
@@ -120,8 +119,8 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, jitter_buffer
                 die(EXIT_BAD_INPUT, "missing HOST:PORT (or --profile PROFILE)")
             cfg = failover.FailoverConfig(**overrides)
         failover.validate(cfg)
-    except (ValueError, AddressError) as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except ValueError as exc:   # BadInput (a ValueError), the circuit's KeyFileError
+        die_bad_input(exc)
     if max_gap_ms is not None:
         if max_gap_ms <= 0:
             die(EXIT_BAD_INPUT, "--max-gap-ms must be > 0")

@@ -6,9 +6,9 @@ import threading
 
 import click
 
-from harness.cli.common import (load_key_or_exit, StopOnSignal, EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED,
-                                StderrProgress, bound_config, circuit_option, die, emit_json, interface_option,
-                                json_option, profile_option, source_option)
+from harness.cli.common import (load_key_or_exit, StopOnSignal, EXIT_OK, EXIT_UNMEASURED,
+                                StderrProgress, bound_config, circuit_option, die, die_bad_input, emit_json,
+                                interface_option, json_option, profile_option, source_option)
 
 
 @click.command("latency", help="""Round-trip latency by ICMP echo, with UDP/TCP fallback.
@@ -42,18 +42,16 @@ Exit codes: 0 measured, 2 bad input, 3 no replies (cause in the message and JSON
 def command(target, count, interval, timeout, method, port, key_file, profile_path, circuit, source, interface,
             verbose, as_json):
     from probes import latency
-    from probes.addr import AddressError
+    from probes.result import BadInput
 
     key = load_key_or_exit(key_file)
-    if port is not None and not 1 <= port <= 65535:
-        die(EXIT_BAD_INPUT, f"--port {port}: expected 1-65535")
     cfg = bound_config("latency", profile_path, circuit, target=target, count=count, interval_s=interval,
                        timeout_s=timeout, source=source, interface=interface, method=method, port=port, key=key)
     target = cfg.target
     try:
         latency.validate(cfg)
-    except (ValueError, AddressError) as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except BadInput as exc:
+        die_bad_input(exc)
     progress = StderrProgress(enabled=verbose or not as_json)
     stop = threading.Event()
     # Ctrl-C / SIGTERM end the probe early; what was measured is still reported

@@ -7,10 +7,10 @@ import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                StopOnSignal, bound_config, bound_probe_options, die, emit_json)
+from harness.cli.common import (EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                StopOnSignal, bound_config, bound_probe_options, die_bad_input, emit_json)
 from probes import path
-from probes.addr import AddressError
+from probes.result import BadInput
 
 
 @click.command("path", help="""Traceroute with per-hop RTT and loss, path MTU, where DSCP marking is lost.
@@ -44,8 +44,6 @@ Example:
 @bound_probe_options
 def command(target, proto, port, rounds, max_ttl, dscp, timeout_s, no_mtu, max_wall_s, verbose,
             profile_path, circuit, source, interface, as_json):
-    if timeout_s <= 0 or max_wall_s <= 0:
-        die(EXIT_BAD_INPUT, "--timeout and --max-wall must be > 0")
     cfg = bound_config("path", profile_path, circuit, target=target, proto=proto, port=port, rounds=rounds,
                        max_ttl=max_ttl, dscp=dscp, timeout_s=timeout_s, mtu=not no_mtu, max_wall_s=max_wall_s,
                        source=source, interface=interface)
@@ -53,8 +51,8 @@ def command(target, proto, port, rounds, max_ttl, dscp, timeout_s, no_mtu, max_w
     try:
         with StopOnSignal(stop):   # Ctrl-C / SIGTERM: the hops seen so far
             result = path.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
-    except (ValueError, AddressError) as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except BadInput as exc:
+        die_bad_input(exc)
     if not result.measured or not result.reached:
         code = EXIT_UNMEASURED
     else:

@@ -7,9 +7,10 @@ import threading
 
 import click
 
-from harness.cli.common import (EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                StopOnSignal, bound_config, bound_probe_options, die, emit_json, err, out)
+from harness.cli.common import (EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
+                                StopOnSignal, bound_config, bound_probe_options, die_bad_input, emit_json, err, out)
 from probes import sip
+from probes.result import BadInput
 
 
 @click.command("sip", help="""SIP OPTIONS over UDP/TCP/TLS with RFC 3263 DNS resolution.
@@ -43,8 +44,6 @@ Examples:
 @bound_probe_options
 def command(uri, transport, timeout_s, insecure, ca_file, verbose, profile_path, circuit, source, interface,
             as_json):
-    if timeout_s <= 0:
-        die(EXIT_BAD_INPUT, "--timeout must be > 0 seconds")
     cfg = bound_config("sip", profile_path, circuit, uri=uri, transport=transport.lower() if transport else None,
                        timeout_s=timeout_s, insecure=insecure or None, ca_file=ca_file, source=source,
                        interface=interface)
@@ -52,8 +51,8 @@ def command(uri, transport, timeout_s, insecure, ca_file, verbose, profile_path,
     try:
         with StopOnSignal(stop, "stopping"):
             result = sip.run(cfg, StderrProgress(enabled=verbose or not as_json), stop)
-    except ValueError as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except BadInput as exc:
+        die_bad_input(exc)
     code = EXIT_OK if result.ok else EXIT_FAIL if result.measured else EXIT_UNMEASURED
     if as_json:
         emit_json(result.to_dict())

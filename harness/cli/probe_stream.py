@@ -7,7 +7,7 @@ import threading
 import click
 
 from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_OK, EXIT_UNMEASURED, StderrProgress,
-                                die, emit_json, err, interface_option, json_option,
+                                die, die_bad_input, emit_json, err, interface_option, json_option,
                                 circuit_or_exit, load_profile_or_exit, option, source_option)
 
 
@@ -115,7 +115,7 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
             circuit, source, interface, verbose, as_json):
     from harness.profile import Thresholds
     from probes import stream
-    from probes.addr import AddressError
+    from probes.result import BadInput
 
     thresholds = Thresholds()
     platforms: list[str] = []
@@ -146,8 +146,8 @@ def command(target, codec, ptime, duration, calls, dscp, key_file, jitter_buffer
                               timeout_s=timeout)
     try:
         stream.validate(cfg)
-    except (ValueError, AddressError) as exc:
-        die(EXIT_BAD_INPUT, str(exc))
+    except BadInput as exc:
+        die_bad_input(exc)
     stop = threading.Event()
     progress = StderrProgress(enabled=verbose or not as_json)
     # Ctrl-C / SIGTERM end the probe early; what was measured is still reported

@@ -20,6 +20,7 @@ Checks:
 
 from __future__ import annotations
 
+from harness import judgement
 from harness.suite import not_measured, partial_check
 from harness.verdicts import Check, at_least, at_most, error, expect
 
@@ -28,7 +29,7 @@ PROBE = "probes.call"
 
 QUICK_DURATION_S = 4.0
 FULL_DURATION_S = 15.0
-MOS_WARN_BAND_PCT = 2.5
+MOS_WARN_BAND_PCT = judgement.MOS_WARN_BAND_PCT   # the one MOS warn band (probes/edges.py)
 
 
 def applies(profile, circuit) -> bool:
