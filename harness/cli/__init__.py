@@ -84,7 +84,9 @@ def cli(strict_permissions: bool) -> None:
     from probes import inputfile
     if strict_permissions:   # children (cutover schedule's checks) inherit it
         os.environ[inputfile.STRICT_ENV] = "1"
-    inputfile.set_policy(strict=strict_permissions, warn=warn)
+    # without the flag the environment decides (the policy is process-wide: an in-process
+    # call must not pin it for later ones)
+    inputfile.set_policy(strict=True if strict_permissions else None, warn=warn)
 
 
 @cli.command(cls=LazyGroup, lazy=PROBES,
