@@ -75,14 +75,33 @@ from probes import mmsg, sockopts, stamp
 from probes.enginerun import EngineResult, Run
 from probes.enginestats import analyse, unusable_replies
 from probes.addr import bind_to_circuit, parse_hostport, resolve
-from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, get_codec
+from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, Codec, get_codec
 from probes.events import Emitter, ProgressCallback
+from probes.result import AddressError, BadInput
 
 MAX_PACKETS_PER_RUN = 3_000_000          # ~54 bytes of state per packet: at most ~165 MB
 BATCH_NS = 200_000                       # high rates: one send batch per 0.2 ms (see module doc)
 TIMER_SLACK_NS = 1_000                   # the kernel's default 50 µs slack would add to lateness
 MAX_DRAIN_BATCHES = 2_000                # one drain reads at most 128k replies (bounded loop)
 
+
+
+def check_call_basics(target: str, codec_name: str, ptime_ms: int) -> Codec:
+    """The checks every engine-driven probe makes first (stream, the failover
+    drill): a usable HOST:PORT and a codec used at that ptime. Raises the typed
+    errors of probes.result naming the config field; returns the codec."""
+    try:
+        parse_hostport(target)
+    except AddressError as exc:
+        raise AddressError(f"target: {exc}", field="target") from None
+    try:
+        codec = get_codec(codec_name)
+    except KeyError as exc:
+        raise BadInput(f"codec: {exc.args[0]}", field="codec") from None
+    if ptime_ms not in codec.ptimes_ms:
+        raise BadInput(f"ptime_ms {ptime_ms}: {codec.name} is used with "
+                       f"{', '.join(map(str, codec.ptimes_ms))} ms", field="ptime_ms")
+    return codec
 
 @dataclass
 class EngineConfig:

@@ -43,10 +43,9 @@ from datetime import datetime, timezone
 from typing import Any
 
 from probes import emodel, losstime, stamp
-from probes.addr import dscp_value, parse_hostport
-from probes.result import AddressError, BadInput, KeyFileError
-from probes.codecs import get_codec
-from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig
+from probes.addr import dscp_value
+from probes.result import BadInput, KeyFileError
+from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
 from probes.enginerun import Run
 from probes.enginestats import NS_PER_NTP, reached
 from probes.events import Emitter, ProgressCallback
@@ -119,17 +118,7 @@ class FailoverResult:
 
 def validate(config: FailoverConfig) -> EngineConfig:
     """Check arguments; a BadInput (probes.result) naming the config field for bad input."""
-    try:
-        parse_hostport(config.target)
-    except AddressError as exc:
-        raise AddressError(f"target: {exc}", field="target") from None
-    try:
-        codec = get_codec(config.codec)
-    except KeyError as exc:
-        raise BadInput(f"codec: {exc.args[0]}", field="codec") from None
-    if config.ptime_ms not in codec.ptimes_ms:
-        raise BadInput(f"ptime_ms {config.ptime_ms}: {codec.name} is used with "
-                       f"{', '.join(map(str, codec.ptimes_ms))} ms", field="ptime_ms")
+    codec = check_call_basics(config.target, config.codec, config.ptime_ms)
     if not 5 <= config.duration_s <= 3600:
         raise BadInput(f"duration_s {config.duration_s:g}: a drill lasts 5-3600 s", field="duration_s")
     if not 1 <= config.calls <= 1000:

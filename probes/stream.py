@@ -15,9 +15,8 @@ import threading
 from dataclasses import dataclass
 
 from probes import stamp
-from probes.addr import dscp_value, parse_hostport
-from probes.codecs import get_codec
-from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig
+from probes.addr import dscp_value
+from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
 from probes.enginerun import EngineResult
 from probes.events import Emitter, ProgressCallback
 from probes.result import AddressError, BadInput, KeyFileError
@@ -45,17 +44,7 @@ class StreamResult(EngineResult):
 
 def validate(config: StreamConfig) -> tuple[EngineConfig, bytes | None]:
     """Check arguments; a BadInput (probes.result) naming the config field for bad input."""
-    try:
-        parse_hostport(config.target)
-    except AddressError as exc:
-        raise AddressError(f"target: {exc}", field="target") from None
-    try:
-        codec = get_codec(config.codec)
-    except KeyError as exc:
-        raise BadInput(f"codec: {exc.args[0]}", field="codec") from None
-    if config.ptime_ms not in codec.ptimes_ms:
-        raise BadInput(f"ptime_ms {config.ptime_ms}: {codec.name} is used with "
-                       f"{', '.join(map(str, codec.ptimes_ms))} ms", field="ptime_ms")
+    codec = check_call_basics(config.target, config.codec, config.ptime_ms)
     if not 0 < config.duration_s <= 86400:
         raise BadInput(f"duration_s {config.duration_s:g}: expected more than 0 s, at most 86400 s",
                        field="duration_s")
