@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from probes.engine import Engine, EngineConfig  # noqa: E402
+from probes.engine.core import Engine, EngineConfig  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 

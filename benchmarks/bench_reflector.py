@@ -29,7 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from probes import mmsg, stamp  # noqa: E402
+from probes.engine import mmsg  # noqa: E402
+from probes.wire import stamp  # noqa: E402
 from probes.reflector import StampReflector  # noqa: E402
 
 

@@ -60,7 +60,7 @@ def circuit_key(profile: Profile, circuit: Circuit) -> bytes | None:
     if not circuit.key_file:
         return None
     from probes.result import KeyFileError
-    from probes.stamp import load_key
+    from probes.wire.stamp import load_key
     try:
         return load_key(profile.resolve_path(circuit.key_file))
     except ValueError as exc:   # load_key's documented error: missing, unreadable or empty

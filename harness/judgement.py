@@ -47,7 +47,7 @@ def sender_lateness_limit_ms(ptime_ms: float, calls: int) -> float:
     below max(1 ms, ptime / calls): the gap between two sends of the whole
     batch. Later than that, packets of consecutive calls bunch up and the
     path is blamed for our scheduling. (The engine applies the same rule,
-    probes/enginestats.py ``sender_health``; the suite applies it to results
+    probes/engine/analysis.py ``sender_health``; the suite applies it to results
     of probes that do not judge themselves.)"""
     return max(1.0, ptime_ms / max(1, calls))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from probes import codecs as C
+from probes.voice import codecs as C
 
 LAYERS = ("ip", "ethernet", "wire")
 

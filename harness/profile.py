@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from probes.names import unknown_name
 from probes.addr import AddressError, parse_hostport
-from probes.codecs import CODECS, get_codec
+from probes.voice.codecs import CODECS, get_codec
 from probes.inputfile import MAX_ACCOUNT_BYTES, InputFileError, check_secret, read_regular
 
 Overhead = Literal["ip", "ethernet", "wire"]

@@ -166,7 +166,7 @@ def reflector_problem(circuit, key: bytes | None, *, tries: int = 3, timeout_s: 
     A few STAMP test packets before the real steps: a dead reflector then
     costs about two seconds and one clear reason, instead of three probes
     each timing out on their own."""
-    from probes import stamp
+    from probes.wire import stamp
     from probes.addr import bind_to_circuit, resolve
     hp = circuit.reflector_hostport
     where = f"reflector {hp}"

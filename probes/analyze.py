@@ -1,7 +1,7 @@
 """Capture analysis: the RTP streams in a pcap/pcapng file, per-stream loss,
 RFC 3550 jitter and a MOS by the same E-model as the live probes.
 
-The file is streamed packet by packet (:mod:`probes.pcapread`); memory grows
+The file is streamed packet by packet (:mod:`probes.wire.pcapread`); memory grows
 with the number of streams, not with the file.
 
 RTP detection (no signalling needed, so any UDP port works): a datagram is a
@@ -24,7 +24,7 @@ Per stream (RFC 3550 A.1/A.3/A.8):
   - ``max_delta_ms``: the largest gap between consecutive arrivals.
 The codec clock comes from the call's SDP when the capture holds it (SIP over
 UDP: ``a=rtpmap`` for the media address/port), else from the static payload
-type (probes.codecs: PCMU 0, PCMA 8, G722 9, G729 18 of RFC 3551; ``encoding``
+type (probes.voice.codecs: PCMU 0, PCMA 8, G722 9, G729 18 of RFC 3551; ``encoding``
 names which, since PCMU and PCMA share one codec entry). A dynamic payload type (96-127) without SDP has codec
 ``unknown`` and a clock inferred from RTP timestamp advance over capture time,
 snapped to a standard rate (``clock_inferred: true``). Packets of another
@@ -49,10 +49,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import emodel
-from probes.codecs import CODECS, codec_for_payload_type, encoding_for_payload_type
+from probes.voice import emodel
+from probes.voice.codecs import CODECS, codec_for_payload_type, encoding_for_payload_type
 from probes.events import Emitter, ProgressCallback
-from probes.pcapread import CaptureError, UdpDatagram, open_capture, read_frames, udp_datagrams
+from probes.wire.pcapread import CaptureError, UdpDatagram, open_capture, read_frames, udp_datagrams
 from probes.result import BadInput, clean
 
 PROBATION = 4              # consecutive in-order packets that confirm a stream

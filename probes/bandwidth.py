@@ -2,7 +2,7 @@
 
 Backends:
 
-* ``reflector``: our TCP service on a cutover reflector (probes/bwservice.py),
+* ``reflector``: our TCP service on a cutover reflector (probes/reflector/bwservice.py),
   N parallel streams per direction, payload counted at the receiver, the
   first ``omit_s`` seconds of TCP slow start left out (like ``iperf3 -O``).
   ``congestion`` sets TCP_CONGESTION on every data socket, ours (upload) and
@@ -11,7 +11,7 @@ Backends:
   runs into.
 * ``speedtest``: speedtest.net servers through speedtest-cli's Python API.
 * ``mini``: a self-hosted Speedtest Mini server (or a cutover reflector's
-  built-in Mini endpoint), without speedtest.net (probes/speedtest_backend.py).
+  built-in Mini endpoint), without speedtest.net (probes/reflector/speedtest_backend.py).
 
 Latency under load: a sampler (probes/loadlatency.py: STAMP to the
 reflector, or ICMP to the speedtest server) runs throughout and files RTTs
@@ -159,7 +159,7 @@ def run(config: BandwidthConfig, progress: ProgressCallback | None = None,
                           direction=config.direction, congestion=config.congestion)
     key = None
     if config.key_file:
-        from probes.stamp import load_key
+        from probes.wire.stamp import load_key
         key = load_key(config.key_file)          # ValueError: bad input (exit 2)
     if config.backend == "reflector":
         _run_reflector(config, res, key, emit, stop)
@@ -280,7 +280,7 @@ class _Ticker:
 
 def _run_speedtest(config: BandwidthConfig, res: BandwidthResult, emit: Emitter,
                    stop: threading.Event) -> None:
-    from probes import speedtest_backend as SB
+    from probes.reflector import speedtest_backend as SB
     source = config.source
     if config.interface and not source:
         try:

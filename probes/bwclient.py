@@ -1,4 +1,4 @@
-"""Client side of the reflector's TCP bandwidth protocol (see probes/bwservice.py).
+"""Client side of the reflector's TCP bandwidth protocol (see probes/reflector/bwservice.py).
 
 :func:`transfer` runs N parallel TCP streams in one direction for a fixed time
 and returns, per stream, a series of ``(t_s, cumulative_payload_bytes)``
@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from probes import addr
-from probes import bwservice as P
+from probes.reflector import bwservice as P
 
 SAMPLE_EVERY_S = 0.01          # receiver-side sampling of the byte counter
 CONNECT_TIMEOUT_S = 5.0

@@ -50,10 +50,10 @@ from probes.events import Emitter, ProgressCallback
 from probes.result import BadInput, clean
 from probes.rtp import (DYNAMIC_PT, ENCODINGS, DirectionStats, RtpSession, Sdp, build_sdp, direction_from_report,
                         direction_stats, negotiated, offer_encodings)
-from probes.sip_message import SipUriError, parse_uri
+from probes.wire.sip_message import SipUriError, parse_uri
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, resolve
 from probes.sipaccount import Account
-from probes.codecs import get_codec
+from probes.voice.codecs import get_codec
 from probes.sipua import (AnswerPolicy, Channel, SipError, UserAgent, fmt_hostport, norm_contact, uri_of,
                           via_params)
 

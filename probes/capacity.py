@@ -4,7 +4,7 @@ the voice thresholds.
 N calls are emulated as N bidirectional STAMP sessions at the codec's packet
 size and rate through a reflector, so both directions load the path. Each
 call count is held for a few seconds (one *step*) by the stream engine
-(:mod:`probes.engine`); :mod:`probes.ramp` decides which counts to try (grow
+(:mod:`probes.engine.core`); :mod:`probes.ramp` decides which counts to try (grow
 from the planned calls, then bisect near the limit) and judges each step
 against the thresholds (MOS, loss, jitter of the worse direction).
 
@@ -35,7 +35,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import codecs as C
+from probes.voice import codecs as C
 from probes.addr import AddressError, ResolveError, parse_hostport, resolve
 from probes.events import Emitter, ProgressCallback
 from probes.ramp import (PRESETS, RampOutcome, Step, Thresholds, expected_steps, judge, late_sends, ramp,
@@ -189,7 +189,7 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
     """Ramp the call count against ``config.target``; see the module docstring.
 
     ``step_runner`` replaces the engine (tests); by default each step runs
-    :class:`probes.engine` for ``step_s`` seconds.
+    :class:`probes.engine.core` for ``step_s`` seconds.
     """
     validate(config)
     emit = Emitter("capacity", progress)
@@ -313,12 +313,12 @@ def _f(x: float | None) -> str:
 
 
 class _EngineSteps:
-    """One :class:`probes.engine.Engine` reused for every step; each ``run`` opens a
+    """One :class:`probes.engine.core.Engine` reused for every step; each ``run`` opens a
     fresh socket (a new source port), so each step is a fresh set of reflector
     sessions and a step's late replies cannot leak into the next."""
 
     def __init__(self, config: CapacityConfig, payload_b: int) -> None:
-        from probes.engine import Engine, EngineConfig
+        from probes.engine.core import Engine, EngineConfig
         self.engine = Engine(EngineConfig(
             target=config.target, codec=config.codec, ptime_ms=config.ptime_ms, dscp=config.dscp,
             key=config.key, source=config.source, interface=config.interface,
@@ -326,7 +326,7 @@ class _EngineSteps:
             payload_b=payload_b))
 
     def __call__(self, calls: int, duration_s: float, stop: threading.Event) -> Step:
-        from probes.engine import MAX_PACKETS_PER_RUN
+        from probes.engine.core import MAX_PACKETS_PER_RUN
         # the engine keeps per-packet state for a run: very large counts get a shorter step
         per_s = calls * 1000 / self.engine.config.ptime_ms
         duration_s = min(duration_s, max(0.5, MAX_PACKETS_PER_RUN / per_s))

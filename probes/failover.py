@@ -5,12 +5,12 @@ backup behind an SD-WAN box or a router with failover, and "backup failover
 tested" is usually signed off by pulling a cable and listening to one call.
 What a call suffers is a silent gap, and sometimes a new public address (a
 new NAT binding) that drops every call and phone registration. This probe
-measures that: it runs the stream engine (probes/engine.py) for the whole
+measures that: it runs the stream engine (probes/engine/core.py) for the whole
 drill, lets the replies stop for as long as the drill lasts (the engine's
 ``max_silence_s``), and reads the run afterwards:
 
 * every **interruption** (a round-trip silence of at least 100 ms in a call,
-  merged across calls; probes/losstime.py): start (UTC), duration, per
+  merged across calls; probes/voice/losstime.py): start (UTC), duration, per
   direction the longest silence and the packets lost, and whether the calls
   came back from a **different source address or port**. Two kinds of
   evidence: the RFC 8972 Location TLV, in which a reflector that supports it
@@ -42,12 +42,13 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 
-from probes import emodel, losstime, stamp
+from probes.voice import emodel, losstime
+from probes.wire import stamp
 from probes.addr import dscp_value
 from probes.result import BadInput, KeyFileError
-from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
-from probes.enginerun import Run
-from probes.enginestats import NS_PER_NTP, reached
+from probes.engine.core import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
+from probes.engine.run import Run
+from probes.engine.analysis import NS_PER_NTP, reached
 from probes.events import Emitter, ProgressCallback
 
 RECOVERY_MOS_TOLERANCE = 0.1     # "back to its pre-failover level": within 0.1 MOS

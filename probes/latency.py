@@ -26,7 +26,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from probes import stamp, stats
+from probes.wire import stamp
+from probes.voice import stats
 from probes.addr import STAMP_PORT, AddressError, ResolveError, bind_to_circuit, parse_hostport, resolve
 from probes.events import Emitter, ProgressCallback
 from probes.result import BadInput, clean

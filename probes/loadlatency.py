@@ -5,7 +5,7 @@ in the background and files every sample under the current *phase* ("idle",
 "down", "up"). Two samplers share one small interface (``start``,
 ``phase``, ``stop``):
 
-* :class:`StampSampler`: STAMP test packets (probes/stamp.py, authenticated
+* :class:`StampSampler`: STAMP test packets (probes/wire/stamp.py, authenticated
   when a key is given) to the reflector's UDP port, one every ``interval_s``.
   The reflector's dwell time (transmit minus receive timestamp) is subtracted.
 * :class:`IcmpSampler`: ICMP echo via ping3, when there is no reflector
@@ -24,8 +24,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes import addr, losstime
-from probes import stamp
+from probes import addr
+from probes.voice import losstime
+from probes.wire import stamp
 
 # Bufferbloat grades by the rise of RTT under load (ms), the scale the
 # widely used Waveform bufferbloat test publishes: A+ < 5, A < 30, B < 60,
@@ -87,7 +88,7 @@ class PhaseStats:
                "mean": statistics.fmean(self.rtts_ms) if n else None,
                "min": min(self.rtts_ms) if n else None, "max": max(self.rtts_ms) if n else None}
         if self.lost and self.interval_ms:
-            # loss in time (probes/losstime.py), round trip: the sampler cannot split directions
+            # loss in time (probes/voice/losstime.py), round trip: the sampler cannot split directions
             out["max_gap_ms"] = losstime.max_gap_ms([self.lost], self.interval_ms)
             out["burst_ratio"] = losstime.burst_ratio([self.lost])
             num, den = [int(x) for x in self.lost], [1] * len(self.lost)

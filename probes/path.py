@@ -50,7 +50,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from probes.addr import AddressError, ResolveError, dscp_value, resolve
-from probes import sockopts
+from probes.engine import sockopts
 from probes.events import Emitter, ProgressCallback
 from probes.result import BadInput, clean
 

@@ -91,7 +91,7 @@ class Step:
     packets: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     error: str | None = None            # could not measure this step at all
-    # loss in time from the engine (probes/losstime.py): max_gap_ms, burst_ratio, worst_window,
+    # loss in time from the engine (probes/voice/losstime.py): max_gap_ms, burst_ratio, worst_window,
     # interruptions, restarts; reported, not judged here
     loss_in_time: dict[str, Any] = field(default_factory=dict)
 

@@ -28,7 +28,7 @@ class ProbeError(Exception):
         |   `-- CaptureError            not a readable pcap/pcapng             field: "path"
         |-- ResolveError (OSError)      a host name does not resolve: a result's error (exit 3)
         |-- DecodeError                 bytes that are not what we expect
-        |   `-- StampDecodeError        (ValueError) a datagram that is not STAMP (probes.stamp)
+        |   `-- StampDecodeError        (ValueError) a datagram that is not STAMP (probes.wire.stamp)
         `-- MeasurementError            our side cannot measure: no permission, missing
                                         tool, local interface down (exit 3)
 

@@ -22,7 +22,7 @@ Figures per received stream (pure, :func:`direction_stats`): loss from the
 sequence numbers (or from the sender's count when we sent it ourselves),
 RFC 3550 §6.4.1 jitter from arrival time minus RTP timestamp, |IPDV| between
 consecutive sequence numbers, late packets beyond the de-jitter buffer, and
-the MOS of :func:`probes.emodel.score` with Ppl = loss + late, exactly as the
+the MOS of :func:`probes.voice.emodel.score` with Ppl = loss + late, exactly as the
 stream probe scores a direction.
 """
 
@@ -38,8 +38,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from probes import emodel, stats
-from probes.codecs import get_codec
+from probes.voice import emodel, stats
+from probes.voice.codecs import get_codec
 
 RTP_HEADER = struct.Struct("!BBHII")
 

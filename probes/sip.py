@@ -1,6 +1,6 @@
 """SIP reachability: an OPTIONS request over UDP, TCP or TLS.
 
-Flow: parse the URI (probes.sip_message) -> RFC 3263 targets (probes.sip_resolve)
+Flow: parse the URI (probes.wire.sip_message) -> RFC 3263 targets (probes.sip_resolve)
 -> try each target in order until one gives a final response. A transport
 failure (timeout, refused, TLS handshake) moves on to the next target, as
 RFC 3263 §4.3 says; any final response stops.
@@ -30,7 +30,7 @@ from typing import Any
 from probes.addr import bind_to_circuit
 from probes.events import Emitter, ProgressCallback
 from probes.result import BadInput, clean
-from probes.sip_message import (AlgVerdict, build_options, compare, cseq_matches, message_length,
+from probes.wire.sip_message import (AlgVerdict, build_options, compare, cseq_matches, message_length,
                                 SipUriError, parse_response, parse_uri)
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, Target, resolve
 

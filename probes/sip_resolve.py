@@ -20,7 +20,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from probes.sip_message import DEFAULT_PORTS, SipUri
+from probes.wire.sip_message import DEFAULT_PORTS, SipUri
 
 NAPTR_SERVICES = {"SIP+D2U": "udp", "SIP+D2T": "tcp", "SIPS+D2T": "tls"}
 SRV_PREFIX = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}

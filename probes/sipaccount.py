@@ -27,7 +27,7 @@ import yaml
 
 from probes.inputfile import MAX_ACCOUNT_BYTES, MAX_KEY_BYTES, InputFileError, read_secret
 from probes.result import BadInput
-from probes.sip_message import TRANSPORTS, SipUriError, parse_uri
+from probes.wire.sip_message import TRANSPORTS, SipUriError, parse_uri
 
 KEYS = ("username", "password", "password_file", "domain", "registrar", "outbound_proxy", "transport",
         "auth_username", "display_name")

@@ -43,7 +43,7 @@ from typing import Callable
 
 from probes.addr import bind_to_circuit
 from probes.rtp import RtpSession, Sdp, build_sdp, choose, parse_sdp
-from probes.sip_message import COMPACT, HeaderAccess, message_length, parse_via
+from probes.wire.sip_message import COMPACT, HeaderAccess, message_length, parse_via
 from probes.sip_resolve import Target
 from probes.sipaccount import Account
 

@@ -1,6 +1,6 @@
 """Voice-stream probe: N emulated calls against a STAMP reflector.
 
-A thin layer over :mod:`probes.engine` that follows the probe convention of
+A thin layer over :mod:`probes.engine.core` that follows the probe convention of
 docs/internals.md: ``StreamConfig`` in, ``StreamResult`` out (JSON exactly as
 docs/contract.md §5, plus a few extra keys), ``run(config, progress, stop)`` never
 raising for network trouble.
@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass
 
-from probes import stamp
+from probes.wire import stamp
 from probes.addr import dscp_value
-from probes.engine import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
-from probes.enginerun import EngineResult
+from probes.engine.core import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
+from probes.engine.run import EngineResult
 from probes.events import Emitter, ProgressCallback
 from probes.result import AddressError, BadInput, KeyFileError
 
@@ -39,7 +39,7 @@ class StreamConfig:
 
 
 class StreamResult(EngineResult):
-    """Same fields as :class:`probes.engine.EngineResult` (see its ``to_dict``)."""
+    """Same fields as :class:`probes.engine.core.EngineResult` (see its ``to_dict``)."""
 
 
 def validate(config: StreamConfig) -> tuple[EngineConfig, bytes | None]:

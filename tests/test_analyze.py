@@ -13,8 +13,9 @@ import subprocess
 
 import pytest
 
-from probes import analyze, emodel
-from probes.pcapread import CaptureError
+from probes import analyze
+from probes.voice import emodel
+from probes.wire.pcapread import CaptureError
 from tests.conftest import run_cli
 
 T0 = 1_700_000_000.0

@@ -15,12 +15,12 @@ import pytest
 
 from harness.bwcompare import compare, compare_direction
 from probes import bwclient
-from probes import bwservice as P
+from probes.reflector import bwservice as P
 from probes import loadlatency as LL
 from probes.addr import HostPort
 from probes.bandwidth import BandwidthConfig, summarise_latency
 from probes.result import ProbeError
-from probes.speedtest_backend import offline_config
+from probes.reflector.speedtest_backend import offline_config
 from tests.bwlab import ROOT, free_port, start_reflector
 
 # ---------------------------------------------------------------- framing
@@ -365,7 +365,7 @@ def test_cli_profile_comparison_measured_and_failed_exit_1(tmp_path):
 def test_mini_backend_on_loopback_counts_what_the_server_got(service):
     """speedtest-cli against the reflector's Mini endpoint, offline: our upload count is what
     the server's TCP acknowledged, so it can't exceed what the server read (+ HTTP headers)."""
-    import probes.speedtest_backend as SB
+    import probes.reflector.speedtest_backend as SB
     logs = []
 
     class Log(SB.RequestLog):

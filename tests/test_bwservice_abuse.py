@@ -16,7 +16,7 @@ import time
 import pytest
 
 from probes import bwclient
-from probes import bwservice as P
+from probes.reflector import bwservice as P
 from probes.addr import HostPort
 from tests.bwlab import ROOT, free_port
 
@@ -75,7 +75,7 @@ def test_slowloris_beyond_the_http_limit_does_not_stop_a_real_mini_test(slow_ser
     """40 slow connections (more than the 32 HTTP requests served at once) from four
     addresses trickle request heads; speedtest-cli's Mini download and upload and our own
     bandwidth client still complete against the same port."""
-    import probes.speedtest_backend as SB
+    import probes.reflector.speedtest_backend as SB
     svc = slow_service
     stop = threading.Event()
     opened = [0]

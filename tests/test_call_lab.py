@@ -4,7 +4,7 @@ registrar/proxy with digest auth (MD5 and SHA-256, qop=auth), SIPp's UAS
 
 Independent values the tests check against: the expiry Kamailio grants is its
 configured max_expires (300 s) when we ask for 600; the packets we sent (the
-sender's own count); MOS recomputed with probes.emodel from the reported loss,
+sender's own count); MOS recomputed with probes.voice.emodel from the reported loss,
 late share and one-way delay; the answering account's configured ringing
 (200 ms) as a lower bound of the answer time; a CANCEL seen by the callee.
 """
@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from probes import call, emodel
+from probes import call
+from probes.voice import emodel
 from probes.sip_resolve import Target
 from probes.sipaccount import Account, load_account
 from probes.sipua import AnswerPolicy, Channel, UserAgent

@@ -12,7 +12,7 @@ import pytest
 
 from harness.profile import load_profile_text
 from harness.suite import call as call_step
-from probes import emodel
+from probes.voice import emodel
 from probes.rtp import (_alaw, _mulaw, build_sdp, choose, direction_stats, negotiated, offer_encodings, parse_sdp,
                         signal_frames, unwrap)
 from probes.sipaccount import MAX_ACCOUNT_BYTES, AccountError, load_account

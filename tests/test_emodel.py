@@ -9,8 +9,8 @@ G.711 + PLC (Ie 0, Bpl 25.1), BurstR 1:
 
 import pytest
 
-from probes import emodel
-from probes.codecs import get_codec
+from probes.voice import emodel
+from probes.voice.codecs import get_codec
 
 
 def test_unimpaired_g711():

@@ -16,8 +16,9 @@ import time
 
 import pytest
 
-from probes import mmsg, sockopts, stamp
-from probes.engine import Engine, EngineConfig
+from probes.engine import mmsg, sockopts
+from probes.wire import stamp
+from probes.engine.core import Engine, EngineConfig
 from probes.reflector import StampReflector
 
 pytestmark = pytest.mark.skipif(not mmsg.available() or mmsg.CMSG_V4_USUAL is None,

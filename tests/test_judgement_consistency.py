@@ -293,9 +293,9 @@ def test_the_table_covers_every_edge():
 
 
 def test_sender_limit_is_one_definition():
-    """max(1 ms, ptime / calls): the suite's rule equals the engine's (probes/enginestats.py)."""
+    """max(1 ms, ptime / calls): the suite's rule equals the engine's (probes/engine/analysis.py)."""
     from harness.judgement import sender_lateness_limit_ms
-    from probes import enginestats
+    from probes.engine import analysis as enginestats
     assert sender_lateness_limit_ms(20, 1) == 20.0
     assert sender_lateness_limit_ms(20, 40) == 1.0           # 0.5 ms -> at least 1 ms
     assert sender_lateness_limit_ms(20, 10) == 2.0

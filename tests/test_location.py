@@ -1,7 +1,7 @@
 """RFC 8972 Location TLV: the far end tells us our source address as it saw it
 (after any NAT), so a failover that changes the public address is named.
 
-Layout checked by hand (probes/stamp.py draws it)::
+Layout checked by hand (probes/wire/stamp.py draws it)::
 
     | Destination Port (2) | Source Port (2) | flags | sub-type 3 | length 4 | IPv4 (4) |
 """
@@ -12,7 +12,8 @@ import time
 
 import pytest
 
-from probes import failover, stamp
+from probes import failover
+from probes.wire import stamp
 from probes.reflector import StampReflector
 from tests.lab import impairment_relay
 

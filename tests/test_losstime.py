@@ -1,4 +1,4 @@
-"""Loss in time (probes/losstime.py), every figure against a hand calculation."""
+"""Loss in time (probes/voice/losstime.py), every figure against a hand calculation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from probes import losstime as lt
+from probes.voice import losstime as lt
 
 R, L = False, True
 

@@ -1,4 +1,4 @@
-"""The STAMP reflector (probes/reflector.py) and `cutover reflector`, on loopback."""
+"""The STAMP reflector (probes/reflector/__init__.py) and `cutover reflector`, on loopback."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from probes import stamp
+from probes.wire import stamp
 from probes.reflector import StampReflector
-from probes.stamp import SenderPacket, decode_reflector, encode_sender
+from probes.wire.stamp import SenderPacket, decode_reflector, encode_sender
 
 KEY = b"reflector-test-key"
 

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from probes import reflector as refl_mod
-from probes import stamp
+from probes.wire import stamp
 from probes.reflector import LOG_LINES_PER_WINDOW, REPLAY_WINDOW, StampReflector, replay_window
-from probes.stamp import SenderPacket, decode_reflector, encode_sender
+from probes.wire.stamp import SenderPacket, decode_reflector, encode_sender
 from probes.stream import StreamConfig
 from probes.stream import run as run_stream
 
@@ -37,7 +37,7 @@ KEY = b"abuse-test-key"
 # reflector's doing). Bounded in count and in time. Prints how many it sent.
 FLOOD = r"""
 import socket, sys, time
-from probes import stamp
+from probes.wire import stamp
 port, per_source, n_sources, max_s = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
 BURST = 8
 socks = []

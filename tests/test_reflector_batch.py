@@ -1,5 +1,5 @@
 """The reflector's one loop on its two receive paths (recvmmsg + UDP GSO, and
-recvmsg_into through mmsg.OneByOne; probes/mmsg.py): a burst queued before the
+recvmsg_into through mmsg.OneByOne; probes/engine/mmsg.py): a burst queued before the
 reflector starts, so recvmmsg really returns many datagrams at once, must be
 answered exactly as the one-by-one path answers it: per-datagram kernel timestamps, received TOS, requested
 reply marking, per-session numbering, replies never longer than requests,
@@ -12,10 +12,11 @@ import time
 
 import pytest
 
-from probes import mmsg, stamp
-from probes.enginestats import sender_health
+from probes.engine import mmsg
+from probes.wire import stamp
+from probes.engine.analysis import sender_health
 from probes.reflector import StampReflector
-from probes.stamp import SenderPacket, decode_reflector, encode_sender
+from probes.wire.stamp import SenderPacket, decode_reflector, encode_sender
 
 # four senders, each marked with its own DSCP and asking for another one on the reply
 SENDERS = [(0, 46), (10, 34), (46, 0), (34, 10)]      # (DSCP we mark, DSCP1 we ask for)

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from probes import sip
-from probes.sip_message import SipUriError, parse_uri
+from probes.wire.sip_message import SipUriError, parse_uri
 from tests.conftest import FIXTURES, run_cli
 
 SIPP = shutil.which("sipp")

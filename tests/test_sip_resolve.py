@@ -12,7 +12,7 @@ import dns.resolver
 import pytest
 
 from probes import sip
-from probes.sip_message import parse_uri
+from probes.wire.sip_message import parse_uri
 from probes.sip_resolve import DnsPythonLookup, resolve, srv_order
 
 

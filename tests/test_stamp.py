@@ -1,4 +1,4 @@
-"""STAMP wire format (probes/stamp.py): layouts against RFC 8762/8972 and an
+"""STAMP wire format (probes/wire/stamp.py): layouts against RFC 8762/8972 and an
 independent implementation (scapy.contrib.stamp), HMAC against the stdlib,
 reflection rules, key files, and a hypothesis fuzz of the decoders."""
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from probes import stamp
-from probes.stamp import (ReflectorPacket, SenderPacket, StampAuthError, StampDecodeError, Tlv,
+from probes.wire import stamp
+from probes.wire.stamp import (ReflectorPacket, SenderPacket, StampAuthError, StampDecodeError, Tlv,
                           decode_reflector, decode_sender, encode_reflector, encode_sender)
 
 KEY = b"0123456789abcdef-shared-secret"

@@ -1,4 +1,4 @@
-"""probes/stats.py against hand-computed small sequences (and one statistical
+"""probes/voice/stats.py against hand-computed small sequences (and one statistical
 check of the theory the accuracy tests rely on)."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from probes import stats
+from probes.voice import stats
 
 
 def test_percentile_interpolates_between_ranks():

@@ -19,7 +19,9 @@ import time
 
 import pytest
 
-from probes import emodel, stamp, stream
+from probes import stream
+from probes.voice import emodel
+from probes.wire import stamp
 from probes.reflector import StampReflector
 from tests.conftest import run_cli
 
@@ -406,7 +408,7 @@ def test_one_engine_runs_twice_at_once(scripted):
     # issue #14: every per-run figure lives on the run, so two runs of one Engine
     # overlap without mixing: the second starts 0.3 s later; a shared schedule or
     # clock mapping would show as ~300 ms of lateness or RTT in one of them.
-    from probes.engine import Engine, EngineConfig
+    from probes.engine.core import Engine, EngineConfig
     r = scripted(drop_up=lambda s: s % 10 == 0)
     eng = Engine(EngineConfig(target=r.target, timeout_s=2.0))
     before = dict(vars(eng))

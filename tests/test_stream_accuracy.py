@@ -29,7 +29,8 @@ import threading
 
 import pytest
 
-from probes import emodel, stats, stream
+from probes import stream
+from probes.voice import emodel, stats
 from probes.reflector import StampReflector
 from tests.lab import Impairment, impairment_relay, irtt_client, irtt_server, peer_unavailable_reason
 

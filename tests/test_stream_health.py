@@ -1,10 +1,10 @@
-"""The engine's own health verdict (probes.enginestats.sender_health), by hand."""
+"""The engine's own health verdict (probes.engine.analysis.sender_health), by hand."""
 
 from __future__ import annotations
 
 import pytest
 
-from probes.enginestats import sender_health
+from probes.engine.analysis import sender_health
 
 
 def test_on_time_sender_is_not_limited():

@@ -25,7 +25,8 @@ import time
 
 import pytest
 
-from probes import stamp, stream
+from probes import stream
+from probes.wire import stamp
 from tests.conftest import run_cli
 
 REPLY38 = struct.Struct(">IQHHQIQH")

@@ -1,10 +1,11 @@
 """A G.722 stream on an unimpaired loopback path is scored with the wideband
 E-model (issue #18): the JSON names the model and its scale, no narrowband
-approximation, and the figures agree with probes.emodel on the measured delay."""
+approximation, and the figures agree with probes.voice.emodel on the measured delay."""
 
 import pytest
 
-from probes import emodel, stream
+from probes import stream
+from probes.voice import emodel
 from probes.reflector import StampReflector
 
 

@@ -22,7 +22,7 @@ from harness.binding import config_class
 from harness.cli import cli as cli_group
 from probes import analyze, bandwidth, call, capacity, failover, latency, path, sip, stream
 from probes.result import AddressError, BadInput, KeyFileError, ProbeError
-from probes.sip_message import SipUriError
+from probes.wire.sip_message import SipUriError
 from probes.sipaccount import Account
 
 MODULES = {"stream": stream, "latency": latency, "bandwidth": bandwidth, "capacity": capacity, "sip": sip,

@@ -26,7 +26,7 @@ def _services(listen: str, key: bytes | None, no_tcp: bool, opts: dict) -> list:
     if not no_tcp:
         # TCP bandwidth service + Speedtest Mini endpoint on the same port number
         # (follows the UDP socket's port when --listen asks for port 0)
-        from probes.bwservice import BandwidthService
+        from probes.reflector.bwservice import BandwidthService
         from probes.reflector import parse_listen
         hp = parse_listen(listen)
         services.append(BandwidthService(hp.host, hp.port, key=key,

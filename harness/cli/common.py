@@ -238,7 +238,7 @@ def load_key_or_exit(key_file: str | None) -> bytes | None:
     """The STAMP pre-shared key from --key-file, or exit 2 naming the problem."""
     if not key_file:
         return None
-    from probes.stamp import load_key
+    from probes.wire.stamp import load_key
     try:
         return load_key(key_file)
     except ValueError as exc:   # InputFileError names the file and the problem

@@ -9,7 +9,7 @@ E-model constants come from ITU-T G.113 Appendix I (narrowband):
     random loss; higher is more robust). G.711 with packet loss concealment
     (Appendix I of G.711) has Bpl 25.1; without PLC it is 4.3.
 Wideband codecs (G.722, Opus) are scored with the wideband E-model of
-ITU-T G.107.1 (:mod:`probes.emodel`) and its own constants (:class:`Wideband`):
+ITU-T G.107.1 (:mod:`probes.voice.emodel`) and its own constants (:class:`Wideband`):
 
   - ``ie_wb``: wideband equipment impairment on the 0..129 scale. G.722 at
     64 kbit/s: 13, ITU-T G.113 (11/2007) Appendix IV, Table IV.1.

@@ -7,13 +7,13 @@ R = 93.2 - Id - Ie,eff            (default R0 - Is with A = 0)
 Id = 0.024 d + 0.11 (d - 177.3) H(d - 177.3)
 Ie,eff = Ie + (95 - Ie) * Ppl / (Ppl / BurstR + Bpl)
 BurstR = 1 / (p + q) from the two-state Markov fit of the measured loss pattern
-(probes/losstime.py): 1 for random loss, above 1 when losses come in runs
+(probes/voice/losstime.py): 1 for random loss, above 1 when losses come in runs
 MOS = 1 + 0.035 R + R (R - 60)(100 - R) 7e-6, clamped to [1, 4.5]
 
 d is the mouth-to-ear delay in ms: one-way network delay + de-jitter buffer +
 packetisation. Ppl is the packet loss in percent *as the listener hears it*:
 network loss plus packets that arrived too late for the jitter buffer.
-Codec constants live in :mod:`probes.codecs`.
+Codec constants live in :mod:`probes.voice.codecs`.
 
 Worked values (G.711 + PLC): d = 80, Ppl 0 -> R 91.3, MOS 4.37;
 d = 120, Ppl 2 -> R 83.3, MOS 4.14; d = 100, Ppl 1 -> R 87.2, MOS 4.26.
@@ -31,7 +31,7 @@ G.107.1 clause 7.5 does. The delay term: G.107.1 keeps G.107's delay
 impairments; we carry our reduced narrowband term (0.024 d + ...) onto the
 wideband scale by the factor 1.29 that relates the two scales, which is our
 reading, stated in docs/measurement.md. Codec constants (Ie,WB, Bpl) and their
-sources live in :mod:`probes.codecs`; where no value is published the score
+sources live in :mod:`probes.voice.codecs`; where no value is published the score
 is flagged ``provisional``.
 
 Worked values (G.722, Ie,WB 13, loss-free): d = 80 -> R_WB = 129 - 1.29 * 1.92
@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from probes.codecs import Codec, get_codec
+from probes.voice.codecs import Codec, get_codec
 
 R_DEFAULT = 93.2          # G.107: a perfect narrowband connection
 R_WB_MAX = 129.0          # G.107.1: a perfect wideband connection

@@ -25,7 +25,7 @@ Figures (every one tested against a hand calculation in tests/test_losstime.py):
   pattern: p = P(lost | previous received), q = P(received | previous lost),
   BurstR = 1 / (p + q). Independent (random) loss has q = 1 - p and so
   BurstR = 1; losses that come in runs give BurstR > 1, and the E-model
-  (probes/emodel.py) then lowers R for the same average loss. A
+  (probes/voice/emodel.py) then lowers R for the same average loss. A
   Gilbert-Elliott path with state changes p (good->bad) and r (bad->good)
   that loses every packet in the bad state gives 1 / (p + r). Transitions are
   counted within each call and summed over calls. No loss: undefined (None;

@@ -5,7 +5,7 @@ per ramp step) and the loaded-latency part of ``probe bandwidth``.
 
 API::
 
-    from probes.engine import Engine, EngineConfig
+    from probes.engine.core import Engine, EngineConfig
     eng = Engine(EngineConfig(target="192.0.2.10:862", codec="g711", ptime_ms=20,
                               dscp=46, key=None, source=None, interface=None,
                               jitter_buffer_ms=60.0, timeout_s=3.0))
@@ -34,7 +34,7 @@ How it works (docs/measurement.md, "Performance", numbers in mind):
   recorded per packet.
 - Sends come first. Each round sends everything that is due; packets that
   fell due together leave as one UDP GSO sendmsg (up to 64 equal datagrams
-  per syscall: ~1 µs each instead of ~4, see probes/mmsg.py), all carrying
+  per syscall: ~1 µs each instead of ~4, see probes/engine/mmsg.py), all carrying
   the batch's send time. Above 5000 packets/s a round starts at most every
   BATCH_NS (0.2 ms), so batches are ~20 packets at 2000 calls and p50
   lateness is about half of that. On the wire that is a burst of ~3 KB
@@ -52,9 +52,9 @@ How it works (docs/measurement.md, "Performance", numbers in mind):
 - Where recvmmsg or UDP GSO is missing (or ``batch=False``) the same loop
   runs one datagram per syscall.
 - Per-run state (per-packet arrays indexed by ``j``, the clock mapping, the
-  schedule) lives on a :class:`probes.enginerun.Run`, never on the Engine, so
+  schedule) lives on a :class:`probes.engine.run.Run`, never on the Engine, so
   one Engine can run twice at once; metrics are computed after the run by
-  :func:`probes.enginestats.analyse`, which reads the run only.
+  :func:`probes.engine.analysis.analyse`, which reads the run only.
 - Sender sequence numbers start at 1 (RFC 8762 says 0): a stateless
   reflector copies them, a stateful one counts from 0, so the first reply
   tells them apart and per-direction loss is only split when it is real.
@@ -71,11 +71,12 @@ import threading
 import time
 from dataclasses import dataclass
 
-from probes import mmsg, sockopts, stamp
-from probes.enginerun import EngineResult, Run
-from probes.enginestats import analyse, unusable_replies
+from probes.engine import mmsg, sockopts
+from probes.wire import stamp
+from probes.engine.run import EngineResult, Run
+from probes.engine.analysis import analyse, unusable_replies
 from probes.addr import bind_to_circuit, parse_hostport, resolve
-from probes.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, Codec, get_codec
+from probes.voice.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, Codec, get_codec
 from probes.events import Emitter, ProgressCallback
 from probes.result import AddressError, BadInput
 
@@ -151,7 +152,7 @@ def _tally(run: Run, calls: int) -> None:
 
 
 class _OneByOne:
-    """:class:`probes.mmsg.MmsgSocket`'s receive interface on recvmsg_into, one
+    """:class:`probes.engine.mmsg.MmsgSocket`'s receive interface on recvmsg_into, one
     datagram per call: where recvmmsg is missing (or ``batch=False``) the
     engine's one reply loop still applies. The ancillary data is written back
     in the kernel's cmsg layout, so the same parser reads it."""

@@ -60,7 +60,7 @@ concluded "stateless reflector"):
 
 One reply loop (:meth:`StampReflector._drain`) for both receive paths: on
 Linux recvmmsg with up to 64 datagrams per call and replies to one peer sent
-as one UDP GSO datagram train (probes/mmsg.py), elsewhere (or ``batch=False``)
+as one UDP GSO datagram train (probes/engine/mmsg.py), elsewhere (or ``batch=False``)
 recvmsg_into through mmsg.OneByOne, which fills the same slots. Measured
 (thread CPU per reply, benchmarks/bench_reflector.py, 2-core VM under other
 load): batched 3.6-3.9 us on a queued burst (3.9 before the merge of the two
@@ -81,7 +81,8 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
-from probes import mmsg, sockopts, stamp
+from probes.engine import mmsg, sockopts
+from probes.wire import stamp
 from probes.addr import HostPort, parse_hostport
 
 SessionKey = tuple  # (address tuple, ssid)
@@ -380,7 +381,7 @@ class StampReflector:
         stamp.reflect_into), session, replay window (keyed), reply marking.
         Replies are queued, grouped by destination and size, and each group
         leaves as one UDP GSO sendmsg where the kernel has it (see
-        probes/mmsg.py for why), else one sendto each. The queue is flushed
+        probes/engine/mmsg.py for why), else one sendto each. The queue is flushed
         before the socket's TOS changes, so each reply keeps the marking its
         sender asked for. Unauthenticated replies get their transmit timestamp
         written right before the send (it is not covered by an HMAC), so

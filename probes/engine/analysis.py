@@ -1,7 +1,7 @@
 """Turns one engine run's per-packet arrays into the metrics of docs/contract.md §4.
 
-Kept apart from the send/receive loop (probes/engine.py) so the loop stays
-small; the formulas themselves live in :mod:`probes.stats`.
+Kept apart from the send/receive loop (probes/engine/core.py) so the loop stays
+small; the formulas themselves live in :mod:`probes.voice.stats`.
 
 Delays per direction carry the unknown offset between our clock and the
 reflector's; every figure built from them (IPDV, RFC 3550 jitter, lateness
@@ -17,9 +17,10 @@ from itertools import compress, repeat
 from datetime import datetime, timezone
 from typing import Any
 
-from probes import emodel, losstime, stamp, stats
-from probes.enginerun import EngineResult, Run
-from probes.stamp import SHORT_REPLY_B
+from probes.voice import emodel, losstime, stats
+from probes.wire import stamp
+from probes.engine.run import EngineResult, Run
+from probes.wire.stamp import SHORT_REPLY_B
 
 NS_PER_NTP = 1e9 / 2 ** 32        # one NTP fraction unit in ns
 LATE_SEND_FRACTION_LIMIT = 0.001  # > 0.1 % of sends later than one ptime: sender-limited
@@ -119,7 +120,7 @@ def analyse(res: EngineResult, run: Run) -> None:
     res.late_pct = 100.0 * late_any / received
     res.late_pct_dir = {"up": 100.0 * late_up / received, "down": 100.0 * late_down / received}
 
-    # ---- loss in time (probes/losstime.py)
+    # ---- loss in time (probes/voice/losstime.py)
     _loss_in_time(res, run, reached_by_call, restarts, jitter_pos)
 
     # ---- MOS per listening direction, with that direction's burst ratio (G.107 BurstR)
@@ -204,7 +205,7 @@ def _loss_in_time(res: EngineResult, run: Run, reached: list[list[bool]] | None,
                   jitter_pos: dict[str, tuple[list[float], list[int]]]) -> None:
     """Gaps, bursts, burst ratio, worst windows, interruptions and far-end
     restarts, per direction ("up", "down") where the reflector's numbering
-    splits loss, and round trip ("rtt") always. See probes/losstime.py."""
+    splits loss, and round trip ("rtt") always. See probes/voice/losstime.py."""
     calls, sent, ptime = run.calls, run.sent, run.ptime_ms
     rx = run.rx
     rtt_lost = [list(map(operator.not_, rx[c:sent:calls])) for c in range(calls)]

@@ -1,10 +1,10 @@
 """One engine run's record: the per-packet arrays the loop fills, the run's
 clock mapping and schedule, and the result the analysis makes of them.
 
-Why a module of its own: the loop (:mod:`probes.engine`) writes a :class:`Run`
-and the analysis (:mod:`probes.enginestats`) reads it; both import this
+Why a module of its own: the loop (:mod:`probes.engine.core`) writes a :class:`Run`
+and the analysis (:mod:`probes.engine.analysis`) reads it; both import this
 module and neither imports the other. Everything that belongs to one run
-lives on its ``Run`` (nothing on the :class:`probes.engine.Engine`), so one
+lives on its ``Run`` (nothing on the :class:`probes.engine.core.Engine`), so one
 engine can run twice at once (two threads, two runs; tested).
 """
 
@@ -14,7 +14,7 @@ from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
-from probes.codecs import Codec, get_codec
+from probes.voice.codecs import Codec, get_codec
 
 
 @dataclass
@@ -47,7 +47,7 @@ class EngineResult:
     mos_note: str = ""
     one_way_ms: float | None = None
     sender: dict[str, Any] = field(default_factory=dict)
-    # loss in time (probes/losstime.py): per direction "up", "down" and "rtt" (round trip)
+    # loss in time (probes/voice/losstime.py): per direction "up", "down" and "rtt" (round trip)
     max_gap_ms: dict[str, float | None] = field(default_factory=dict)
     burst_ratio: dict[str, float | None] = field(default_factory=dict)
     bursts: dict[str, dict | None] = field(default_factory=dict)
