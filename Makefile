@@ -11,7 +11,9 @@ READY  := $(VENV)/.installed
 $(READY): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@# PYTHONWARNINGS: setuptools' build backend prints an "Editable installation" box
+	@# on every editable install; a new user's `make demo` should not start with it
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install -q -e '.[test]'
 	touch $@
 
 demo: $(READY)
