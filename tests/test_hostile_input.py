@@ -5,7 +5,8 @@ limits set before it starts: 256 MB of address space (200 MB for the data
 on top of what the interpreter and its imports map; a plain `profile
 validate` runs in under 60 MB) and 2 s of CPU (the kernel ends it with
 SIGXCPU beyond that). From outside we check: it was not killed, it exited 2,
-its peak RSS (wait4) stayed under 200 MB, and stderr names the file and the
+its peak RSS (wait4, by a small launcher that forks it) stayed under 200 MB,
+and stderr names the file and the
 problem. A generous wall-clock guard only catches hangs (a FIFO opened
 without O_NONBLOCK waits for a writer forever; it uses no CPU).
 
@@ -19,11 +20,9 @@ probes; ``analyze`` and ``profile validate`` called a directory "no such file".
 from __future__ import annotations
 
 import os
-import resource
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -36,34 +35,48 @@ RSS_LIMIT_KB = 200 * 1024
 HANG_GUARD_S = 30          # only to end a hung child; never a measured figure
 
 
-def _limits() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (AS_LIMIT, AS_LIMIT))
-    resource.setrlimit(resource.RLIMIT_CPU, (CPU_LIMIT_S, CPU_LIMIT_S + 1))
+# The measured process must not be forked from this (large, long-lived) pytest
+# process: the kernel records a process's peak RSS from the memory image it
+# execs from, and a child forked from pytest inherits pytest's, 250 MB late in a
+# full run. So a small launcher forks the measured child from itself, sets the
+# limits, waits for it with wait4 and writes its own child's figures to a file.
+LAUNCHER = """
+import json, os, resource, sys
+result, as_limit, cpu_s, argv = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+pid = os.fork()
+if pid == 0:
+    resource.setrlimit(resource.RLIMIT_AS, (as_limit, as_limit))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_s, cpu_s + 1))
+    os.execv(sys.executable, [sys.executable, "-m", "harness", *argv])
+_, status, usage = os.wait4(pid, 0)
+with open(result, "w") as f:
+    json.dump({"status": status, "maxrss_kb": usage.ru_maxrss}, f)
+"""
 
 
 def run_limited(tmp_path: Path, *argv: str) -> tuple[int, str, int]:
     """(exit code, stderr, peak RSS in KiB) of ``cutover argv`` under the limits."""
-    out, err = tmp_path / "child.out", tmp_path / "child.err"
+    out, err, result = tmp_path / "child.out", tmp_path / "child.err", tmp_path / "child.json"
+    result.unlink(missing_ok=True)
     with open(out, "wb") as fo, open(err, "wb") as fe:
-        proc = subprocess.Popen([sys.executable, "-m", "harness", *argv], stdin=subprocess.DEVNULL,
-                                stdout=fo, stderr=fe, cwd=ROOT, preexec_fn=_limits)
-    deadline = time.monotonic() + HANG_GUARD_S
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        if time.monotonic() > deadline:
-            proc.kill()
-            os.wait4(proc.pid, 0)
-            pytest.fail(f"cutover {' '.join(argv)} hung (no exit within {HANG_GUARD_S} s)")
-        time.sleep(0.02)
-    proc.returncode = 0   # reaped here; keep Popen from waiting again
+        proc = subprocess.Popen([sys.executable, "-c", LAUNCHER, str(result), str(AS_LIMIT), str(CPU_LIMIT_S),
+                                 *argv], stdin=subprocess.DEVNULL, stdout=fo, stderr=fe, cwd=ROOT,
+                                start_new_session=True)
+    try:
+        proc.wait(timeout=HANG_GUARD_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)     # the launcher's session: it and the measured child
+        proc.wait()
+        pytest.fail(f"cutover {' '.join(argv)} hung (no exit within {HANG_GUARD_S} s)")
+    import json
+    figures = json.loads(result.read_text())
+    status = figures["status"]
     text = err.read_text(errors="replace")
     if os.WIFSIGNALED(status):
         sig = signal.Signals(os.WTERMSIG(status)).name
         pytest.fail(f"cutover {' '.join(argv)} killed by {sig} "
                     f"({'CPU limit' if sig == 'SIGXCPU' else 'memory or other limit'}): {text[-500:]}")
-    return os.WEXITSTATUS(status), text, usage.ru_maxrss
+    return os.WEXITSTATUS(status), text, figures["maxrss_kb"]
 
 
 def assert_refused(tmp_path: Path, argv: list[str], path: Path | str, words: str) -> str:
