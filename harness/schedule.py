@@ -417,11 +417,13 @@ PROBE_CAPABILITIES = ("CAP_NET_RAW", "CAP_NET_ADMIN")
 
 
 def default_unit_user() -> str:
-    """Who the unit runs as: the user printing it, unless that is root (then a
-    dedicated system user, created as the unit's comment says)."""
+    """Who the unit runs as: the user printing it, unless that is root or nobody
+    (then a dedicated system user, created as the unit's comment says)."""
     import getpass
     name = getpass.getuser()
-    return "cutover" if name == "root" else name
+    # root would run the probes with every privilege; nobody is shared by unrelated
+    # daemons (systemd warns "Special user nobody configured, this is not safe!")
+    return "cutover" if name in ("root", "nobody") else name
 
 
 def systemd_units(profile, profile_path: Path, db_path: Path, when, timeout: dt.timedelta,

@@ -245,7 +245,9 @@ def test_sigterm_ends_the_ramp_with_what_was_measured(tmp_path):
                                     stdout=subprocess.PIPE, stderr=err, text=True, cwd=ROOT)
         try:
             deadline = time.monotonic() + 60
-            while "step 2" not in err_path.read_text() and time.monotonic() < deadline and proc.poll() is None:
+            # the first step's result line: the ramp is under way, with a step measured
+            while "2 calls: loss" not in err_path.read_text() and time.monotonic() < deadline \
+                    and proc.poll() is None:
                 time.sleep(0.1)
             assert proc.poll() is None, err_path.read_text()[-2000:]
             proc.send_signal(signal.SIGTERM)

@@ -49,8 +49,8 @@ Examples:
 @click.option("--print-cron", is_flag=True,
               help="Print a crontab line instead of running (errors go to syslog: journalctl -t cutover-SITE).")
 @click.option("--user", "unit_user", default=None, metavar="NAME",
-              help="With --print-systemd: the user the unit runs as (default: you; 'cutover' if you are root). "
-                   "The unit grants it CAP_NET_RAW and CAP_NET_ADMIN, nothing more.")
+              help="With --print-systemd: the user the unit runs as (default: you; 'cutover' if you are "
+                   "root or nobody). The unit grants it CAP_NET_RAW and CAP_NET_ADMIN, nothing more.")
 def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, only_steps, quick, db,
             report_dir, prom_file, print_systemd, print_cron, unit_user):
     from harness import schedule as S
