@@ -161,7 +161,8 @@ def test_unshaped_loopback_beyond_the_machine_reports_sender():
     machine can emulate: the ramp must end with the machine, not the path, as the limit.
     The first step, 12 000 calls (600k packets/s each way), is too: the batched engine
     sends about 250k/s on one core and the reflector answers far fewer (benchmarks/
-    bench_engine.py), so that step cannot pass on any machine of this kind."""
+    bench_engine.py), so that step cannot pass on any machine of this kind. Which of
+    the two gives out first depends on the machine; the test accepts either, named."""
     # Every step opens new STAMP sessions (a new socket); the reflector keeps idle ones
     # for 30 s and caps them at 8192 per source by default, which a ramp through
     # thousands of calls would reach: raise the cap, this test is about the sender.
@@ -183,10 +184,17 @@ def test_unshaped_loopback_beyond_the_machine_reports_sender():
     assert out["max_calls"] < 12000 and out["ceiling"] == 20000
     failing = [s for s in out["steps"] if not s["pass"]]
     assert failing and all(s["failed"][0] == "sender" for s in failing)
-    # the engine itself flagged that it could not keep its schedule, not just "loopback"
+    # The first step failed on the machine, with the evidence named: either the engine
+    # flagged that it could not keep its schedule (a slower machine), or it kept it and
+    # the loss is the loopback reflector's socket overflowing (a faster one, as on the
+    # CI runner: lateness p99 0.38 ms, but replies lost). Either is "sender", never "the
+    # network", and a step that is neither must not end up as "sender".
     first = out["steps"][0]
     assert first["calls"] == 12000, first
-    assert first["sender"]["behind"] or first["sender"]["limited"], first["sender"]
+    assert not first["pass"] and first["failed"][0] == "sender", first
+    engine_flagged = first["sender"]["behind"] or first["sender"]["limited"]
+    reflector_overflowed = first["sender"].get("loopback") and "loss" in first["failed"]
+    assert engine_flagged or reflector_overflowed, first
     assert "measuring machine, not the network" in out["summary"]
     assert cp.returncode == 0
 
