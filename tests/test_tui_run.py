@@ -141,3 +141,38 @@ async def test_a_second_run_is_refused_while_one_is_running(lab):
         release.set()
         assert await wait_until(pilot, lambda: not app.running, timeout_s=10)
     assert calls == [["old", "new"]]
+
+
+async def test_a_store_fault_in_run_now_is_said_as_such_and_a_bug_as_ours(lab, tmp_path, monkeypatch):
+    """The board keeps running either way, but says which it was: a history that
+    cannot be written (the database's fault, in its words), or a bug of ours (an
+    internal error with its traceback file, as `cutover` exits 70), never the one
+    shown as the other."""
+    from harness.store import StoreWriteError
+    profile, db, _ = lab
+    crashes = tmp_path / "crashes"
+    monkeypatch.setenv(runner.CRASH_DIR_ENV, str(crashes))
+    raised = iter([StoreWriteError(db, "disk full", "database or disk is full"), ZeroDivisionError("division by zero")])
+
+    def failing(request: RunRequest):
+        raise next(raised)
+
+    app = BoardApp(profile, db, poll_s=0, runner=failing)
+
+    def failures() -> list[str]:
+        return [n.message for n in app._notifications if n.message.startswith("run failed")]
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.pause()
+        await pilot.press("r")
+        assert await wait_until(pilot, lambda: len(failures()) == 1 and not app.running)
+        assert "StoreWriteError" in failures()[0] and "disk full" in failures()[0]
+        assert "internal error" not in failures()[0] and not crashes.exists()
+        await pilot.press("r")
+        assert await wait_until(pilot, lambda: len(failures()) == 2 and not app.running)
+        bug = failures()[1]
+        assert "internal error: ZeroDivisionError: division by zero (a bug in cutover, not a network fault" in bug
+        files = list(crashes.glob("crash-*.txt"))
+        assert len(files) == 1 and str(files[0]) in bug
+        assert "board: run now" in files[0].read_text() and "ZeroDivisionError" in files[0].read_text()
+        assert app.is_running                                 # the board is still up

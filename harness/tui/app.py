@@ -32,7 +32,7 @@ from textual.binding import Binding
 from textual.screen import Screen
 
 from harness import fleet
-from harness.store import Store, StoreUnavailable
+from harness.store import Store, StoreError, StoreUnavailable
 from harness.tui.loader import BoardLoader, placeholder
 from harness.tui.model import BoardData, ChecklistRow
 from harness.tui.runs import RunRequest, default_runner
@@ -154,8 +154,8 @@ class BoardApp(App):
         now = self.now()
         try:
             sites = fleet.fleet(self._reader, now=now)
-        except Exception as exc:     # e.g. the server went away: keep showing the last list
-            self._to_ui(self._load_failed, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:     # noqa: BLE001 - classified: a store fault, or our bug with its traceback file
+            self._to_ui(self._load_failed, self._failure(exc, "board: fleet"))
             return
         self._to_ui(self._apply_fleet, sites, version, now)
 
@@ -200,7 +200,7 @@ class BoardApp(App):
                 self._unreachable = True
                 self.notify(f"could not read the history: {exc}", severity="error")
             return
-        except Exception:            # a locked or vanished file must not kill the board
+        except self._store_faults():     # a locked or vanished file must not kill the board
             return
         self._unreachable = False
         shown = self.data.data_version if self.data is not None else self._fleet_version
@@ -229,8 +229,8 @@ class BoardApp(App):
         assert loader is not None
         try:
             data = loader.load(self.now(), version=version)
-        except Exception as exc:     # e.g. the disk went away: keep showing the last data
-            self._to_ui(self._load_failed, f"{type(exc).__name__}: {exc}")
+        except Exception as exc:     # noqa: BLE001 - classified: a store fault, or our bug with its traceback file
+            self._to_ui(self._load_failed, self._failure(exc, "board: load"))
             return
         self._to_ui(self._apply_if_current, loader, data)
 
@@ -239,6 +239,27 @@ class BoardApp(App):
             self._loading = False
             return
         self._apply(data)
+
+    def _store_faults(self) -> tuple[type[BaseException], ...]:
+        """What reading or writing the history can meet that is not a bug of ours:
+        the store's own errors (server gone, disk full), the database engine's
+        (locked past busy_timeout) and the operating system's (file vanished)."""
+        errors: list[type[BaseException]] = [StoreError, OSError]
+        for store in (self.store, self._reader):
+            if store is not None:
+                errors.append(store.Error)
+        return tuple(errors)
+
+    def _failure(self, exc: Exception, context: str) -> str:
+        """One line for the board: a store fault as it is; anything else is a bug
+        of ours, said as one, with its traceback in a file (as `cutover` exits 70),
+        never shown as if the history or the network had failed."""
+        if isinstance(exc, self._store_faults()):
+            return f"{type(exc).__name__}: {exc}"
+        from harness.runner import write_traceback
+        path = write_traceback(exc, context)
+        return (f"internal error: {type(exc).__name__}: {exc} (a bug in cutover, not a network fault; "
+                f"traceback written to {path}; please report it)")
 
     def _load_failed(self, error: str) -> None:
         self._loading = False
@@ -333,7 +354,7 @@ class BoardApp(App):
                     self.store.correct_signoff(self.profile.site, row.id, by, note, at=self.now())
                 else:
                     self.store.signoff(self.profile.site, row.id, by, note, revoke=revoke, at=self.now())
-            except Exception as exc:          # e.g. database locked for longer than busy_timeout
+            except self._store_faults() as exc:   # e.g. database locked for longer than busy_timeout
                 self.notify(f"not saved: {exc}", severity="error")
                 return
             self._last_by = by
@@ -372,8 +393,8 @@ class BoardApp(App):
         error = None
         try:
             self.runner(request)
-        except Exception as exc:   # the board must survive whatever the run does
-            error = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:   # noqa: BLE001 - classified: a store fault, or our bug with its traceback file
+            error = self._failure(exc, "board: run now")
         self._to_ui(self._run_finished, request.circuits, error)
 
     def _progress_from_thread(self, circuit: str, text: str) -> None:
