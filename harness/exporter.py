@@ -22,12 +22,18 @@ cutover_throughput_bits_per_second{probe,direction}  down / up
 cutover_capacity_calls{probe}               concurrent calls the path carried
 cutover_planned_calls                       the profile's planned peak calls
 cutover_check_status{probe,check}           0 pass, 1 warn, 2 fail, 3 error
+cutover_check_cause{probe,check,cause}      1 for each check that did not pass, with whose fault
+                                            it was: network (the carrier's path), measurement_gap
+                                            (our side could not measure), internal_error (our bug)
 cutover_verdict                             0 GO, 1 WARN, 2 NO-GO
 cutover_last_run_timestamp_seconds          start of the circuit's latest run (Unix time)
 cutover_gate_go                             1 when the termination gate says GO (site level)
 ==========================================  ===============================================
 
-Alert examples: ``cutover_verdict > 1``; ``time() - cutover_last_run_timestamp_seconds > 3600``.
+Alert examples: ``cutover_verdict > 1``; ``time() - cutover_last_run_timestamp_seconds > 3600``;
+page the carrier only on ``cutover_check_cause{cause="network"}``, the team on the other causes.
+The cause is its own family (not a label on ``cutover_check_status``) so the status
+series keep the label set dashboards and alerts already select on.
 """
 
 from __future__ import annotations
@@ -114,6 +120,8 @@ def families(profile, store, now: dt.datetime | None = None, gate_decision=None)
                             labels=base + ["probe"])
     status = GaugeMetricFamily("cutover_check_status", "Latest check status: 0 pass, 1 warn, 2 fail, 3 error",
                                labels=base + ["probe", "check"])
+    cause = GaugeMetricFamily("cutover_check_cause", "1 for each check that did not pass, labelled with its cause: "
+                              "network, measurement_gap or internal_error", labels=base + ["probe", "check", "cause"])
     verdict = GaugeMetricFamily("cutover_verdict", "Latest circuit verdict: 0 GO, 1 WARN, 2 NO-GO", labels=base)
     last = GaugeMetricFamily("cutover_last_run_timestamp_seconds", "Start of the circuit's latest run",
                              labels=base)
@@ -154,9 +162,11 @@ def families(profile, store, now: dt.datetime | None = None, gate_decision=None)
             cap.add_metric(lab + ["capacity"], v)
         for c in _latest_checks(profile, store, name, run, rec, now):
             status.add_metric(lab + [c.id.split(".", 1)[0], c.id], float(STATUS_VALUE.get(c.status, 3)))
+            if c.status != "pass" and c.cause is not None:
+                cause.add_metric(lab + [c.id.split(".", 1)[0], c.id, c.cause], 1.0)
         verdict.add_metric(lab, float(VERDICT_VALUE.get(rec.verdict, 2)))
         last.add_metric(lab, run.started_at.timestamp())
-    out = [rtt, jitter, loss, mos, tput, cap, planned, status, verdict, last]
+    out = [rtt, jitter, loss, mos, tput, cap, planned, status, cause, verdict, last]
     if gate_decision is not None:
         g = GaugeMetricFamily("cutover_gate_go", "1 when the termination gate says GO", labels=["site"])
         g.add_metric([site], 1.0 if gate_decision.decision == "GO" else 0.0)

@@ -39,10 +39,13 @@ NEW_RAW = {
     "capacity": {"probe": "capacity", "max_calls": 33, "limit": "mos"},
 }
 NEW_CHECKS = [
-    Check("stream.loss_up", "fail", 2.0, 1.0, "%", -1.0, "upstream loss 2 % > 1 % limit"),
-    Check("stream.mos", "fail", 3.9, 4.0, "", -0.1, "MOS 3.9 < 4 minimum"),
+    Check("stream.loss_up", "fail", 2.0, 1.0, "%", -1.0, "upstream loss 2 % > 1 % limit", cause="network"),
+    Check("stream.mos", "fail", 3.9, 4.0, "", -0.1, "MOS 3.9 < 4 minimum", cause="network"),
     Check("stream.jitter_up", "pass", 3.2, 30.0, "ms", 26.8, "upstream jitter 3.2 ms <= 30 ms limit"),
-    Check("bandwidth.down", "warn", 94.5, 90.0, "Mbit/s", 4.5, "downstream 94.5 Mbit/s is within 10 % of 90"),
+    Check("bandwidth.down", "warn", 94.5, 90.0, "Mbit/s", 4.5, "downstream 94.5 Mbit/s is within 10 % of 90",
+          cause="network"),
+    Check("path.hops", "error", None, None, "", None, "path could not measure: no CAP_NET_RAW",
+          cause="measurement_gap"),
 ]
 
 
@@ -93,6 +96,13 @@ def test_planted_values_in_base_units(site):
     assert _get(s, "cutover_check_status", **new, probe="stream", check="stream.loss_up") == 2
     assert _get(s, "cutover_check_status", **new, probe="bandwidth", check="bandwidth.down") == 1
     assert _get(s, "cutover_check_status", **new, probe="stream", check="stream.jitter_up") == 0
+    assert _get(s, "cutover_check_status", **new, probe="path", check="path.hops") == 3
+    # whose fault each non-passing check was: the carrier's loss and ours (no raw socket)
+    causes = {dict(k[1])["check"]: dict(k[1])["cause"] for k in s if k[0] == "cutover_check_cause"
+              and dict(k[1])["circuit"] == "new"}
+    assert causes == {"stream.loss_up": "network", "stream.mos": "network", "bandwidth.down": "network",
+                      "path.hops": "measurement_gap"}
+    assert _get(s, "cutover_check_cause", **new, probe="path", check="path.hops", cause="measurement_gap") == 1
     assert _get(s, "cutover_verdict", **new) == 2
     assert _get(s, "cutover_last_run_timestamp_seconds", **new) == T_NEW.timestamp()
     # old's latest result is from the run before (the latest run did not measure it)

@@ -279,6 +279,13 @@ def test_one_status_everywhere(row: Row, tmp_path, monkeypatch):
     assert f"status: {row.want}" in text
     assert junit_status == (row.want if row.want in ("fail", "error") else None)
     assert [float(v) for v in metric] == [float(STATUS_VALUE[row.want])]
+    # whose fault: the stored check's cause, and the exporter's, are one (none for a pass)
+    stored_cause = next(c["cause"] for c in checks if c["id"] == row.check)
+    assert (stored_cause is None) == (row.want == "pass")
+    causes = [dict(re.findall(r'(\w+)="([^"]*)"', labels))["cause"]
+              for labels in re.findall(r"cutover_check_cause\{([^}]*)\}", prom)
+              if f'check="{row.check}"' in labels]
+    assert causes == ([] if stored_cause is None else [stored_cause]), (causes, stored_cause)
 
 
 def test_the_table_covers_every_edge():
