@@ -115,9 +115,10 @@ def test_markdown_has_the_log_with_claim_deadlines(written):
                     "## Latest checks"):
         assert section in md
     # old's failing episode at run 7000: 2026-11-14 19:25 to 19:55, claim by 11-15 19:55
-    assert "| old | 2026-11-14 19:25 UTC | 2026-11-14 19:55 UTC | 30m | 6 | failed |" in md
+    # each row starts with the outage's id, the one `cutover claim` takes
+    assert "| old-20261114T1925Z | old | 2026-11-14 19:25 UTC | 2026-11-14 19:55 UTC | 30m | 6 | failed |" in md
     assert "| 2026-11-15 19:55 UTC |" in md
-    assert "| backup | 2026-11-20 11:45 UTC | ongoing | 16m | 4 | unreachable |" in md
+    assert "| backup-20261120T1145Z | backup | 2026-11-20 11:45 UTC | ongoing | 16m | 4 | unreachable |" in md
 
 
 def test_parse_formats():

@@ -208,11 +208,14 @@ def render(report) -> str:
     out.append('<h2 id="outages">Outage and SLA breach log</h2>')
     if outages:
         out.append(f'<p class="meta">Claim deadline = end of the outage + {fmt(hours)} h '
-                   "(profile cutover.sla_claim_hours). Most urgent first.</p>")
-        out.append(_table(["Circuit", "Start", "End", "Duration", "Runs", "Kind", "What failed", "Claim by"],
-                          [[e(o.circuit), e(when(o.start) + (" (or earlier)" if o.starts_before_window else "")),
+                   "(profile cutover.sla_claim_hours). Most urgent first. The claim pack of one: "
+                   "<code>cutover claim PROFILE OUTAGE</code>.</p>")
+        out.append(_table(["Outage", "Circuit", "Start", "End", "Duration", "Runs", "Kind", "What failed",
+                           "Claim by"],
+                          [[f"<code>{e(o.id)}</code>", e(o.circuit),
+                            e(when(o.start) + (" (or earlier)" if o.starts_before_window else "")),
                             e(outage_end(o)), e(dur(o.duration_s)), str(o.runs), e(o.kind), e(what_failed(o)),
-                            e(claim_text(o, hours))] for o in outages], num_cols=(4,)))
+                            e(claim_text(o, hours))] for o in outages], num_cols=(5,)))
     else:
         out.append("<p>No outages in this window.</p>")
 

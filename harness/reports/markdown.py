@@ -101,10 +101,10 @@ def render(report) -> str:
     L += ["## Outage and SLA breach log", ""]
     if outages:
         L.append(f"Claim deadline = end of the outage + {fmt(hours)} h (profile `cutover.sla_claim_hours`). "
-                 "Most urgent first.")
+                 "Most urgent first. The claim pack of one: `cutover claim PROFILE OUTAGE`.")
         L.append("")
-        L += _table(["Circuit", "Start", "End", "Duration", "Runs", "Kind", "What failed", "Claim by"],
-                    [[o.circuit, when(o.start) + (" (or earlier)" if o.starts_before_window else ""),
+        L += _table(["Outage", "Circuit", "Start", "End", "Duration", "Runs", "Kind", "What failed", "Claim by"],
+                    [[o.id, o.circuit, when(o.start) + (" (or earlier)" if o.starts_before_window else ""),
                       outage_end(o), dur(o.duration_s), o.runs, o.kind, what_failed(o), claim_text(o, hours)]
                      for o in outages])
     else:
