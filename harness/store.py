@@ -484,6 +484,8 @@ class Store:
         self.kind = self._db.kind
         self.path: Path | None = self._db.path       # None for a server database
         self.Error = self._db.Error                  # the engine's error base class
+        self._busy_timeout_s = busy_timeout_s
+        self._lost = False                           # the server dropped us: reconnect before the next use
         self._lock = threading.RLock()
         self._own_writes = 0
         try:
@@ -496,6 +498,34 @@ class Store:
             raise StoreError(f"{self.location}: not a usable cutover history database: {exc}") from None
 
     # -- plumbing
+
+    def _reopen_if_lost(self) -> None:
+        """A long-lived reader (the board, the exporter, the scheduler) outlives a
+        database server restart: after a read or write found the server gone, the
+        next use opens a new connection instead of failing on the dead one forever.
+        Still unreachable: StoreUnavailable again, and the next use tries again.
+        Called with the lock held."""
+        if not self._lost:
+            return
+        try:
+            self._db.close()
+        except self._db.Error:
+            pass                              # the old connection is gone: nothing to close cleanly
+        try:
+            self._db = store_backends.connect(self.location, self._busy_timeout_s)
+        except ConnectError as exc:      # still down: the same words as the read that found it gone
+            raise StoreUnavailable(self.location, f"{self.location.display}: database server unreachable: "
+                                                  f"cannot connect again ({exc.detail})") from exc.driver_error
+        self._lost = False
+
+    def reconnect(self) -> None:
+        """Drop this connection and open a new one now: for a second connection of
+        the same process that has not used its dead one since the server came back
+        (the board's reader, once its poll connection found the server again).
+        StoreUnavailable while the server is still down."""
+        with self._lock:
+            self._lost = True
+            self._reopen_if_lost()
 
     def close(self) -> None:
         with self._lock:
@@ -517,6 +547,7 @@ class Store:
             if self._db.in_transaction:          # inside batch(): join it
                 yield self._db
                 return
+            self._reopen_if_lost()
             with self._write_faults():
                 self._db.begin_write()
                 try:
@@ -537,6 +568,8 @@ class Store:
             mapped = _write_error(self.location, exc)
             if mapped is None:
                 raise
+            if self.kind == "postgresql" and store_backends.pg_server_lost(exc) is not None:
+                self._lost = True
             raise mapped from exc
 
     def _rollback(self) -> None:
@@ -553,6 +586,7 @@ class Store:
             if self._db.in_transaction:
                 yield self._db
                 return
+            self._reopen_if_lost()
             with self._read_faults():
                 self._db.begin_read()
                 try:
@@ -574,6 +608,7 @@ class Store:
             cause = store_backends.pg_server_lost(exc) if self.kind == "postgresql" else None
             if cause is None:
                 raise
+            self._lost = True
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StoreUnavailable(self.location, f"{self.location.display}: database server unreachable: "
                                                   f"{cause} ({detail})") from exc
@@ -582,15 +617,17 @@ class Store:
     def batch(self) -> Iterator["Store"]:
         """Group many writes into one transaction (fixtures, imports). Normal
         runs do not use this: each of their writes commits on its own."""
-        with self._lock, self._write_faults():
-            self._db.begin_write()
-            try:
-                yield self
-                self._db.commit()
-            except BaseException:
-                self._rollback()
-                raise
-            self._own_writes += 1
+        with self._lock:
+            self._reopen_if_lost()
+            with self._write_faults():
+                self._db.begin_write()
+                try:
+                    yield self
+                    self._db.commit()
+                except BaseException:
+                    self._rollback()
+                    raise
+                self._own_writes += 1
 
     def schema_version(self) -> int:
         with self._lock:
@@ -640,6 +677,7 @@ class Store:
         one site must not reload for each of them)."""
         with self._lock:
             if site is None or self.kind == "sqlite":
+                self._reopen_if_lost()
                 with self._read_faults():
                     return self._db.data_version() + self._own_writes
             with self._read() as db:

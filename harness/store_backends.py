@@ -51,7 +51,13 @@ class LocationError(ValueError):
 
 
 class ConnectError(Exception):
-    """The database server could not be reached or refused us (exit 3)."""
+    """The database server could not be reached or refused us (exit 3).
+    ``detail``: the driver's first line; ``driver_error``: its exception."""
+
+    def __init__(self, message: str, detail: str = "", driver_error: BaseException | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
+        self.driver_error = driver_error
 
 
 @dataclass(frozen=True)
@@ -260,9 +266,8 @@ class PostgresBackend:
                                         application_name=f"cutover[{os.getpid()}]")
         except psycopg.Error as exc:
             # libpq's message names host/port/user, never the password.
-            raise ConnectError(f"{location.display}: cannot connect to PostgreSQL: "
-                               f"{str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__}"
-                               ) from None
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConnectError(f"{location.display}: cannot connect to PostgreSQL: {detail}", detail, exc) from None
         # A writer waits for a lock at most this long (a sign-off while a run
         # commits); readers never wait (MVCC snapshots).
         self.conn.execute(f"SET lock_timeout = {int(busy_timeout_s * 1000)}")

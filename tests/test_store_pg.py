@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from harness import store as S
-from harness.store import Store, StoreError, StoreUnavailable
+from harness.store import Store, StoreError, StoreUnavailable, StoreWriteError
 from harness.verdicts import Check
 from tests.conftest import run_cli
 from tests.pgserver import PASSWORD, PASSWORD_USER
@@ -248,8 +248,19 @@ def test_server_lost_during_a_read_is_store_unavailable(own_server):
             assert isinstance(exc.value.__cause__, psycopg.OperationalError)
     finally:
         own_server.resume()
+    # the same Store outlives the restart (as the board, the exporter and the scheduler
+    # hold theirs): the next use opens a new connection instead of failing forever
+    assert [r.verdict for r in st.runs("Harbour")] == ["GO"]              # nothing lost
+    # and a write that meets the server gone, then one after it is back
+    own_server.halt()
+    try:
+        with pytest.raises(StoreWriteError, match="connection to the database server lost"):
+            _run(st, T0 + dt.timedelta(hours=1))
+    finally:
+        own_server.resume()
+    _run(st, T0 + dt.timedelta(hours=2))
     st.close()
-    assert [r.verdict for r in Store(url).runs("Harbour")] == ["GO"]     # nothing lost
+    assert [r.started_at for r in Store(url).runs("Harbour")] == [T0, T0 + dt.timedelta(hours=2)]
 
 
 @pytest.mark.parametrize("command", [["fleet", "--json"], ["report", "PROFILE", "--json"],
@@ -342,8 +353,17 @@ async def test_board_when_the_server_stops_says_so_once_and_keeps_running(own_se
         st.finish_run(run, "GO", finished_at=T0 + dt.timedelta(seconds=30))
     app = BoardApp(None, url, now=lambda: T0 + dt.timedelta(minutes=5), poll_s=0)
 
+    said: list[str] = []          # every notification, kept (Textual's own expire after seconds)
+    notify = app.notify
+
+    def record(message, **kwargs):
+        said.append(message)
+        return notify(message, **kwargs)
+
+    app.notify = record
+
     def unreachable() -> list[str]:
-        return [n.message for n in app._notifications if "database server unreachable" in n.message]
+        return [m for m in said if "database server unreachable" in m]
 
     try:
         async with app.run_test(size=(160, 30)) as pilot:
@@ -357,5 +377,19 @@ async def test_board_when_the_server_stops_says_so_once_and_keeps_running(own_se
             app.reload_in_background()        # what a refresh (a new version, a stale screen) calls
             assert await wait_until(pilot, lambda: len(unreachable()) == 2)
             assert app.is_running and app.screen.query_one(FleetTable).row_count == 1
+            # the server comes back and another site writes meanwhile: the board's own
+            # connections were dropped, the next poll opens new ones and shows both sites
+            own_server.resume()
+            with Store(url) as st:
+                run = st.begin_run("Quay", load_profile_text(PROFILE_YAML).model_dump(mode="json"), "0.1.0",
+                                   started_at=T0)
+                st.add_circuit_result(run, "new", "GO", [Check("latency.rtt", "pass", 11.0, 150, "ms", 139, "ok")])
+                st.finish_run(run, "GO", finished_at=T0 + dt.timedelta(seconds=30))
+            app._poll()
+            await pilot.pause()
+            assert said.count("the history database is reachable again") == 1
+            assert await wait_until(pilot, lambda: app.screen.query_one(FleetTable).row_count == 2)
+            assert len(unreachable()) == 2                 # nothing failed after the server came back
     finally:
-        own_server.resume()
+        if not own_server.started:
+            own_server.resume()

@@ -202,7 +202,15 @@ class BoardApp(App):
             return
         except self._store_faults():     # a locked or vanished file must not kill the board
             return
-        self._unreachable = False
+        if self._unreachable:             # the server is back (the store reconnected): read it again
+            try:                          # the loader's connection died too, unused since: renew it now
+                self._reader.reconnect()
+            except self._store_faults():
+                return                    # gone again already: the next poll tries again
+            self._unreachable = False
+            self.notify("the history database is reachable again")
+            self.reload_in_background()
+            return
         shown = self.data.data_version if self.data is not None else self._fleet_version
         if version != shown or self.now() - self._loaded_at >= STALE_AFTER:
             self.reload_in_background()
