@@ -128,6 +128,7 @@ def _profile(tmp_path: Path, site: str, days_ago: int) -> Path:
 def _scheduler(profile: Path, url: str, log: Path) -> subprocess.Popen:
     env = dict(os.environ)
     env.pop("CUTOVER_DEBUG", None)
+    env["TMPDIR"] = str(log.parent)     # a scheduler killed with -9 leaves its run's temporary folder behind
     return subprocess.Popen([sys.executable, "-m", "harness", "schedule", str(profile), "--every", "0.3s",
                              "--db", url, "--step", "stream"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                             stderr=log.open("a"), start_new_session=True)

@@ -163,8 +163,9 @@ def test_hanging_run_killed_at_timeout_recorded_and_schedule_continues(tmp_path)
 
 def test_kill_9_of_scheduler_mid_write_keeps_earlier_runs(tmp_path):
     db, marker = tmp_path / "h.sqlite", tmp_path / "paused"
+    # TMPDIR: the scheduler killed with -9 cannot remove its run's temporary folder
     proc = _start([str(_dead_profile(tmp_path)), "--every", "0.2s", "--db", str(db), "--step", "stream"],
-                  env=pause_in_write.env(2, marker))
+                  env={**pause_in_write.env(2, marker), "TMPDIR": str(tmp_path)})
     try:
         child = _wait_for(marker, proc)
         assert _pid_alive(child)
