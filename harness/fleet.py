@@ -39,6 +39,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from dataclasses import dataclass
+from typing import TypedDict
 
 from harness import gate, history
 
@@ -206,14 +207,23 @@ def site_profile(store, site: str, run_id: int | None = None):
         return None, f"stored profile snapshot is not valid for this cutover: {exc.errors()[0]['msg']}"
 
 
+class _RunAge(TypedDict):
+    """The fields of :class:`SiteStatus` known before the profile is judged."""
+    site: str
+    last_run_at: dt.datetime | None
+    last_run_age_s: float | None
+    quiet: bool
+    quiet_after_s: float
+
+
 def site_status(store, site: str, now: dt.datetime, quiet_after: dt.timedelta | None = None) -> SiteStatus:
     recent = store.latest_runs(site, RECENT_RUNS)
     last = recent[0] if recent else None
     threshold = quiet_threshold([r.started_at for r in recent], quiet_after)
     age = (now - last.started_at).total_seconds() if last else None
     quiet = age is not None and age > threshold.total_seconds()
-    base = dict(site=site, last_run_at=last.started_at if last else None, last_run_age_s=age, quiet=quiet,
-                quiet_after_s=threshold.total_seconds())
+    base = _RunAge(site=site, last_run_at=last.started_at if last else None, last_run_age_s=age, quiet=quiet,
+                   quiet_after_s=threshold.total_seconds())
     profile, why = site_profile(store, site, last.id) if last else (None, "no runs")
     if profile is None:
         st = SiteStatus(phase="unknown", phase_detail=why, decision=None, first_blocking=None, blocking=0,
@@ -285,9 +295,8 @@ def fleet(store, now: dt.datetime | None = None, quiet_after: dt.timedelta | Non
     for site in store.sites():
         recent = store.latest_runs(site, RECENT_RUNS)
         have = cached.get(site)
-        fresh = (have is not None and recent and recent[0].started_at <= have[0] <= now
-                 and (store.last_signoff_at(site) or have[0]) <= have[0])
-        if fresh:
+        if (have is not None and recent and recent[0].started_at <= have[0] <= now
+                and (store.last_signoff_at(site) or have[0]) <= have[0]):     # fresh
             out.append(_aged(SiteStatus.from_dict(have[1]), recent, now, quiet_after))
             continue
         st = site_status(store, site, now, quiet_after)

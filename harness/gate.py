@@ -200,6 +200,7 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
     # -- parallel run duration, counted in covered days (module doc)
     start = cut.parallel_run_start
     days = (today - start).days if start else None
+    at_day = days if days is not None else 0     # read only where start is set
     min_hours = history.min_hours_per_day(profile)
     cov = {name: history.coverage(runs, name, window_start(profile, now), now, min_hours)
            for name in new_circuits}
@@ -207,25 +208,27 @@ def evaluate(profile, runs, signoffs: dict, now: dt.datetime, series: dict | Non
     title = f"Parallel run measured {cut.min_parallel_days} days"
     rule = f"a day counts when at least {min_hours} of its 24 hours hold a full run"
     nth = [c.covered_day(cut.min_parallel_days) for c in cov.values()] if cut.min_parallel_days else []
+    reached = [d for d in nth if d is not None]
     complete_on = None
     if start is not None and cut.min_parallel_days == 0:
         complete_on = start
-    elif start is not None and nth and all(nth):
-        complete_on = max(nth) + dt.timedelta(days=1)
+    elif start is not None and nth and len(reached) == len(nth):
+        complete_on = max(reached) + dt.timedelta(days=1)
     if start is None:
         items.append(GateItem("parallel-run", title, "auto",
                               "block", "cutover.parallel_run_start is not set in the profile"))
     elif covered is None:   # no new circuit: the calendar is all there is
         complete_on = start + dt.timedelta(days=cut.min_parallel_days)
-        items.append(GateItem("parallel-run", title, "auto", "block" if days < cut.min_parallel_days else "ok",
-                              f"parallel run is at day {max(days, 0)} of {cut.min_parallel_days} "
+        items.append(GateItem("parallel-run", title, "auto", "block" if at_day < cut.min_parallel_days else "ok",
+                              f"parallel run is at day {max(at_day, 0)} of {cut.min_parallel_days} "
                               "(no new circuit in the profile)"))
     elif covered < cut.min_parallel_days:
         worst = min(cov, key=lambda n: cov[n].covered_days)
         items.append(GateItem("parallel-run", title, "auto", "block",
                               f"measured {covered} of {cut.min_parallel_days} required days on {worst} "
-                              f"(parallel run at day {max(days, 0)}; {rule})"))
+                              f"(parallel run at day {max(at_day, 0)}; {rule})"))
     else:
+        assert complete_on is not None   # every new circuit has covered_days >= min_parallel_days days
         items.append(GateItem("parallel-run", title, "auto", "ok",
                               f"measured {covered} days of {cut.min_parallel_days} required "
                               f"(complete since {complete_on.isoformat()}; {rule})"))

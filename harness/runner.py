@@ -78,7 +78,7 @@ class CircuitOutcome:
     def to_dict(self) -> dict:
         """The contract keys (docs/contract.md §5, check), plus ``cause``, and
         ``platforms`` when the profile names call platforms: name -> {meets, score, failed}."""
-        out = {"verdict": self.verdict,
+        out: dict[str, object] = {"verdict": self.verdict,
                "checks": [{k: v for k, v in c.to_dict().items() if k in CHECK_KEYS} for c in self.checks]}
         summaries = platforms.summarize(self.checks)
         if summaries:
@@ -341,7 +341,7 @@ def correlate_far_end(profile, outcomes: dict[str, CircuitOutcome]) -> list[dict
 def run_check(profile, *, store=None, circuits: list[str] | None = None, quick: bool = False,
               progress: RunProgress | None = None, stop: threading.Event | None = None,
               steps=None, kind: str = "check", tool_version: str = __version__,
-              on_stored: Callable[[int], None] | None = None,
+              on_stored: Callable[[int], object] | None = None,
               skipped: dict[str, str] | None = None) -> RunOutcome:
     """Measure the selected circuits (all by default), store the run when a
     store is given, and return the verdicts. ``skipped`` (step -> reason)

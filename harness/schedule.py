@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Callable
 from harness.verdicts import GAP, INTERNAL, error
 
 if TYPE_CHECKING:
+    from harness.profile import Profile
     from harness.store_backends import Location
 
 UTC = dt.timezone.utc
@@ -115,9 +116,9 @@ def _pdeathsig() -> None:   # runs in the child between fork and exec
 
 @dataclass
 class Scheduler:
-    profile: object                   # harness.profile.Profile
+    profile: "Profile"
     profile_path: Path
-    when: object                      # Every | Cron
+    when: "Every | Cron"
     db_path: "Path | Location"       # an SQLite path or a PostgreSQL location
     check_args: list[str] = field(default_factory=list)   # extra `cutover check` options
     timeout: dt.timedelta = DEFAULT_TIMEOUT

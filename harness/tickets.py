@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from harness import contract
 from harness.history import circuit_runs, iso, outcome
 
+if TYPE_CHECKING:
+    from harness.store import TicketRecord
+
 
 @dataclass
 class JudgedTicket:
-    record: object                       # harness.store.TicketRecord
+    record: TicketRecord
     ticket: contract.Ticket              # with verified / verification filled in
     response_breach: contract.Breach | None
     resolution_breach: contract.Breach | None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sys
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -21,6 +22,11 @@ from harness.cli.common import (StopOnSignal, EXIT_BAD_INPUT, EXIT_FAIL, EXIT_IN
                                 json_option, load_profile_or_exit, out)
 from harness.escape import rich_text
 from probes.names import unknown_name
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from harness.runner import RunOutcome
 
 def _suite_order() -> tuple[str, ...]:
     from harness.suite import ORDER   # cheap: step modules load only when the suite runs
@@ -41,7 +47,7 @@ class CheckProgress:
     def __init__(self, enabled: bool = True) -> None:
         self.enabled = enabled
         self._live = None
-        self._tasks: dict[str, int] = {}
+        self._tasks: dict[str, TaskID] = {}
         if enabled and sys.stderr.isatty():
             from rich.console import Console
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -196,7 +202,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
             report_dir: str | None = None, prom_file: str | None = None, as_json: bool = False,
             store=None, quiet: bool = False, only_steps: tuple[str, ...] = (),
             run_id_file: str | None = None, steps=None,
-            skipped: dict[str, str] | None = None) -> tuple[int, object, list[Path]]:
+            skipped: dict[str, str] | None = None) -> tuple[int, RunOutcome, list[Path]]:
     """Run, store, present. Returns (exit code, RunOutcome, report paths)."""
     from harness import suite
     from harness.runner import run_check
@@ -246,6 +252,7 @@ def execute(profile, *, circuits: tuple[str, ...] = (), quick: bool = False, db:
             err("cutover: reports and --prom-file are made from the database: not written")
     else:
         if report_dir:
+            assert outcome.run_id is not None   # no store_error: the run was stored
             paths = write_reports(profile, store, report_dir, outcome.run_id)
         if prom_file:
             write_prom(profile, store, prom_file)
