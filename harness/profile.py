@@ -23,10 +23,11 @@ import difflib
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
 
 from probes.names import unknown_name
 from probes.addr import AddressError, parse_hostport
@@ -234,6 +235,13 @@ class Profile(_Model):
     def base_dir(self) -> Path:
         return self._path.parent if self._path else Path.cwd()
 
+    @overload
+    def resolve_path(self, value: str) -> Path: ...
+    @overload
+    def resolve_path(self, value: None) -> None: ...
+    @overload
+    def resolve_path(self, value: str | None) -> Path | None: ...
+
     def resolve_path(self, value: str | None) -> Path | None:
         """A path from the profile, relative to the profile's folder."""
         if value is None:
@@ -310,6 +318,7 @@ class _Loader(yaml.SafeLoader):
             raise _LimitError(event.start_mark, f"nested deeper than {MAX_DEPTH} levels "
                                                 "(a profile needs about 5); refused")
         node = super().compose_node(parent, index)
+        assert node is not None    # PyYAML's Composer returns a node or raises; its stubs say Node | None
         self._depth -= 1
         if isinstance(node, yaml.SequenceNode):
             children = node.value
@@ -325,7 +334,8 @@ class _Loader(yaml.SafeLoader):
         return node
 
 
-_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_str)
+# ignore: types-PyYAML wants a function of a Loader; SafeConstructor's method (self: SafeConstructor) is one
+_Loader.add_constructor("tag:yaml.org,2002:timestamp", _Loader.construct_yaml_str)  # type: ignore[type-var]
 
 
 class _LimitError(yaml.YAMLError):
@@ -430,8 +440,8 @@ def _model_for(loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _explain(err: dict) -> str:
-    etype, loc, given = err["type"], err["loc"], err.get("input")
+def _explain(err: ErrorDetails) -> str:
+    etype, loc, given = err["type"], err["loc"], err["input"]
     if etype == "extra_forbidden":
         model = _model_for(tuple(loc))
         hint = ""
@@ -476,7 +486,7 @@ def _semantic_checks(data: dict, file: str, lines: dict, base_dir: Path) -> list
     def items(value) -> list[tuple[int, dict]]:
         return [(i, x) for i, x in enumerate(value) if isinstance(x, dict)] if isinstance(value, list) else []
 
-    planned = data.get("planned") if isinstance(data.get("planned"), dict) else {}
+    planned = raw if isinstance(raw := data.get("planned"), dict) else {}
     try:
         codec = get_codec(str(planned.get("codec", "g711")))
     except KeyError:
@@ -517,7 +527,7 @@ def _semantic_checks(data: dict, file: str, lines: dict, base_dir: Path) -> list
     roles = [c.get("role") for _, c in circuits]
     if circuits and all(r in ("old", "new", "backup") for r in roles) and "new" not in roles:
         add(("circuits",), "no circuit with role: new; the profile must describe the new service")
-    cutover = data.get("cutover") if isinstance(data.get("cutover"), dict) else {}
+    cutover = raw if isinstance(raw := data.get("cutover"), dict) else {}
     ids: dict[str, int] = {}
     for i, item in items(cutover.get("checklist")):
         item_id = item.get("id")
