@@ -222,6 +222,7 @@ def write_prom_file(*args) -> Path:
 # ---------------------------------------------------------------- HTTP
 
 class _Handler(BaseHTTPRequestHandler):
+    server: ExporterServer                # the server it is made for (http.server types it BaseServer)
     server_version = "cutover-exporter"
     timeout = 10                          # a stuck client cannot hold a thread forever
 
@@ -266,6 +267,7 @@ class ExporterServer(ThreadingHTTPServer):
             self.address_family = socket.AF_INET6
         super().__init__(address, _Handler)
         self.render_metrics = render_metrics
+        self.cutover_state: dict[str, Any] = {}   # make_server's {"store": the open Store or None}
 
 
 def render_sites(store, now: dt.datetime | None = None, with_gate: bool = True) -> str:

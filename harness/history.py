@@ -573,7 +573,7 @@ class HistoryAnalysis:
         circuit's window mean and latest value, and which circuit is better."""
         rows = []
         for metric in METRICS:
-            cells = {}
+            cells: dict[str, dict] = {}     # the row's cells: measured circuits only (count > 0: mean set)
             for name, ch in self.circuits.items():
                 s = ch.metrics.get(metric.key)
                 if s and s.count:

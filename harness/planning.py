@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Sequence
 
 from probes.voice import codecs as C
 
@@ -124,7 +125,7 @@ def calls_fitting(contract_mbps: float, per_call_kbps_: float, fixed_mbps: float
 def plan(calls: int, codec: str, ptime_ms: int, *, layer: str = "ethernet", video_calls: int = 0,
          video_kbps: float = 0.0, other_mbps: float = 0.0, headroom_pct: float = 0.0,
          vlan: bool = False, ipv6: bool = False, srtp: bool = False,
-         circuits: list[tuple[str, str, str, float, float]] = ()) -> Plan:
+         circuits: Sequence[tuple[str, str, str, float, float]] = ()) -> Plan:
     """Required bandwidth per direction; circuits as (name, role, provider, down, up)."""
     adders = dict(vlan=vlan, ipv6=ipv6, srtp=srtp)
     pc = per_call_kbps(codec, ptime_ms, layer, **adders)

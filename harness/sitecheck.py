@@ -55,7 +55,7 @@ def expect_loss(circuit: Any, result: Any, maximum_pct: float) -> None:
     r = _d(result)
     _measured(circuit, r, "loss")
     loss = r.get("loss_pct") or {}
-    worst = [(d, loss.get(d)) for d in ("up", "down", "total") if loss.get(d) is not None]
+    worst = [(d, v) for d in ("up", "down", "total") if (v := loss.get(d)) is not None]
     bad = [(d, v) for d, v in worst if v > maximum_pct]
     if bad:
         d, v = max(bad, key=lambda x: x[1])

@@ -49,6 +49,7 @@ def command(profile: str, listen: str, max_seconds: float | None, db: str | None
     except OSError as exc:
         die(EXIT_BAD_INPUT, f"--listen {listen}: cannot listen: {exc.strerror or exc}")
     host, port = server.server_address[:2]
+    assert isinstance(host, str)      # an AF_INET/AF_INET6 address (bytes only for AF_UNIX)
     shown = f"[{host}]" if ":" in host else host
     what = f"site {prof.site!r}" if prof else "every site"
     err(f"cutover exporter: serving http://{shown}:{port}/metrics for {what} from {path}")

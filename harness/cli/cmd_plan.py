@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import click
 from rich.console import Console
 from rich.table import Table
@@ -9,6 +11,9 @@ from rich.table import Table
 from harness.cli.common import emit_json, json_option, load_profile_or_exit
 from harness.escape import rich_text
 from harness.planning import LAYERS, plan_profile
+
+if TYPE_CHECKING:
+    from harness.profile import Overhead
 
 
 @click.command("plan", help="""Bandwidth the planned usage needs, per circuit and direction, and what each
@@ -25,7 +30,7 @@ layer chosen (ip, ethernet, wire); the profile's vlan/ipv6/srtp flags add theirs
 @click.option("--overhead", type=click.Choice(LAYERS), default=None,
               help="Layer to count at (default: the profile's planned.overhead, else ethernet).")
 @json_option
-def command(profile: str, overhead: str | None, as_json: bool) -> None:
+def command(profile: str, overhead: Overhead | None, as_json: bool) -> None:   # click.Choice(LAYERS)
     p = load_profile_or_exit(profile)
     if overhead:
         p.planned.overhead = overhead

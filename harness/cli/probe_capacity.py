@@ -153,7 +153,7 @@ def summary(out: dict) -> str:
     at_least = limit in ("max_calls", "sender") or out.get("partial")
     carries = f"carries {'at least ' if at_least else ''}{n} call{'s' if n != 1 else ''}"
     if limit == "max_calls":
-        ceiling, source = out.get("ceiling"), out.get("ceiling_source")
+        ceiling, source = out.get("ceiling"), out.get("ceiling_source") or ""
         why = {"max_calls": f"passed at the ramp's ceiling, --max-calls {ceiling}",
                "contract": f"passed at the ramp's ceiling, the {ceiling} calls the contract carries"
                }.get(source, f"passed at the ramp's default ceiling of {ceiling}; --max-calls goes further")
@@ -168,6 +168,7 @@ def summary(out: dict) -> str:
     code = exit_code(out)
     verdict = {EXIT_OK: "PASS", EXIT_FAIL: "FAIL"}.get(code, "UNKNOWN")
     margin = out.get("margin_pct")
+    assert margin is not None     # measured, with planned calls (probes.capacity.margin_pct)
     return f"{carries}, {planned} planned: {verdict} ({fmt(round(margin))} % margin; {why})"
 
 

@@ -137,7 +137,7 @@ def command(target, calls, duration, codec, ptime, dscp, key_file, jitter_buffer
     verdict = ("unmeasured" if not res.measured or res.partial else
                "fail" if statuses & {"fail", "error"} else "warn" if "warn" in statuses else "pass")
     d["verdict"] = verdict
-    if prof is not None and not no_store and res.measured:
+    if prof is not None and circ is not None and not no_store and res.measured:
         d["stored_run"] = _store(prof, db, circ.name, checks, d)
     if as_json:
         emit_json(d)

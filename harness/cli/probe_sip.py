@@ -75,6 +75,7 @@ def _print(r: sip.SipResult) -> None:
         out(f"  tried {a.transport.upper()} {a.host} -> {a.address}:{a.port}: {what}{rtt}")
     if r.status_code is None:
         return
+    assert r.transport is not None     # probes.sip sets it with status_code
     verdict = "OK" if r.ok else "REFUSED"
     out(f"{r.target}: {r.status_code} {r.reason} over {r.transport.upper()} from {r.address}, "
                f"RTT {r.rtt_ms:.1f} ms" + (f" ({r.retransmissions} retransmissions)"

@@ -104,7 +104,8 @@ def _fmt_tick(v: float) -> str:
 
 def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.datetime, end: dt.datetime,
                limit: float | None = None, limit_label: str = "", worst_is_high: bool = True,
-               shade: Sequence[tuple[dt.datetime, dt.datetime]] = (), css_id: str = "",
+               shade: Sequence[tuple[dt.datetime, dt.datetime] | tuple[dt.datetime, dt.datetime, str]] = (),
+               css_id: str = "",
                data_attrs: dict[str, str] | None = None,
                gaps: Sequence[tuple[dt.datetime, dt.datetime, str]] = ()) -> str:
     """One chart. ``limit`` draws a dashed threshold line when it fits the
@@ -125,9 +126,9 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
                 "not measured in this window</text></svg>")
     lo, hi = min(values), max(values)
     lo = min(lo, 0.0) if lo >= 0 else lo
-    show_limit = limit is not None and limit <= 2 * max(hi, 1e-9)
-    if show_limit:
-        hi = max(hi, limit)
+    shown_limit = limit if limit is not None and limit <= 2 * max(hi, 1e-9) else None   # None: off scale
+    if shown_limit is not None:
+        hi = max(hi, shown_limit)
     ticks = nice_ticks(lo, hi * 1.05 if hi > 0 else hi + 1)
     y_lo, y_hi = ticks[0], ticks[-1]
     t0, t1 = start.timestamp(), max(end.timestamp(), start.timestamp() + 1)
@@ -144,10 +145,10 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
         if xb >= xa:
             parts.append(f'<rect class="gap" x="{xa:.1f}" y="{PAD_T}" width="{max(xb - xa, 1.5):.1f}" '
                          f'height="{plot_h}"><title>{escape(label)}</title></rect>')
-    for a, b, *label in shade:
+    for a, b, *shade_label in shade:
         xa, xb = max(PAD_L, x(a)), min(PAD_L + plot_w, x(b))
         if xb >= xa:
-            tip = f"<title>{escape(label[0])}</title>" if label else ""
+            tip = f"<title>{escape(shade_label[0])}</title>" if shade_label else ""
             parts.append(f'<rect class="outage" x="{xa:.1f}" y="{PAD_T}" width="{max(xb - xa, 1.5):.1f}" '
                          f'height="{plot_h}">{tip}</rect>')
     for v in ticks:
@@ -155,10 +156,10 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
                      f'<text class="tick" x="{PAD_L - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{_fmt_tick(v)}</text>')
     for t, label, anchor in time_ticks(start, dt.datetime.fromtimestamp(t1, dt.timezone.utc)):
         parts.append(f'<text class="tick" x="{x(t):.1f}" y="{HEIGHT - 10}" text-anchor="{anchor}">{label}</text>')
-    if show_limit:
-        parts.append(f'<line class="limit" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(limit):.1f}" '
-                     f'y2="{y(limit):.1f}"/>')
-    legend_x = PAD_L + plot_w
+    if shown_limit is not None:
+        parts.append(f'<line class="limit" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(shown_limit):.1f}" '
+                     f'y2="{y(shown_limit):.1f}"/>')
+    legend_x: float = PAD_L + plot_w
     for i, (s, pts) in enumerate(drawn):
         colour = s.colour or COLOURS[i % len(COLOURS)]
         coords = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in pts)
@@ -169,7 +170,7 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
                                  for t, v in pts))
     legend = [(s.name, s.colour or COLOURS[i % len(COLOURS)]) for i, (s, _) in enumerate(drawn)]
     if limit is not None:
-        legend.append((f"{limit_label or 'limit'} {_fmt_tick(limit)}{' (off scale)' if not show_limit else ''}",
+        legend.append((f"{limit_label or 'limit'} {_fmt_tick(limit)}{' (off scale)' if shown_limit is None else ''}",
                        "#888"))
     for name, colour in reversed(legend):
         parts.append(f'<text class="lg" x="{legend_x:.1f}" y="16" text-anchor="end" fill="{colour}">'
@@ -195,9 +196,9 @@ def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, s
     def y(v: float) -> float:
         return PAD_T + plot_h - v / 100.0 * plot_h
 
-    for v in (0, 25, 50, 75, 100):
-        parts.append(f'<line class="grid" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(v):.1f}" y2="{y(v):.1f}"/>'
-                     f'<text class="tick" x="{PAD_L - 4}" y="{y(v) + 3:.1f}" text-anchor="end">{v}</text>')
+    for tick in (0, 25, 50, 75, 100):
+        parts.append(f'<line class="grid" x1="{PAD_L}" x2="{PAD_L + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}"/>'
+                     f'<text class="tick" x="{PAD_L - 4}" y="{y(tick) + 3:.1f}" text-anchor="end">{tick}</text>')
     slot = plot_w / max(1, len(days))
     bar_w = max(1.0, (slot - 4) / max(1, len(groups)))
     label_every = max(1, math.ceil(len(days) / 10))
@@ -220,7 +221,7 @@ def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, s
     legend = [(name, colour) for name, colour, _ in groups]
     if target is not None:
         legend.append((f"target {_fmt_tick(target)}", "#888"))
-    legend_x = PAD_L + plot_w
+    legend_x: float = PAD_L + plot_w
     for name, colour in reversed(legend):
         parts.append(f'<text class="lg" x="{legend_x:.1f}" y="16" text-anchor="end" fill="{colour}">'
                      f'{escape(name)}</text>')

@@ -170,8 +170,8 @@ def drill_row(d: dict) -> list[str]:
     """One stored failover drill as table cells (harness.suite.failover.drill_summaries)."""
     def num(v, unit=""):
         return "-" if v is None else f"{fmt(v)}{unit}"
-    changed = {True: "yes", False: "no"}.get(d.get("source_changed"), "-")
-    recovered = {True: "yes", False: "NO"}.get(d.get("recovered"), "-")
+    changed = {True: "yes", False: "no", None: "-"}.get(d.get("source_changed"), "-")
+    recovered = {True: "yes", False: "NO", None: "-"}.get(d.get("recovered"), "-")
     allowed = f" (allowed {fmt(d['allowed_ms'])})" if d.get("allowed_ms") is not None else ""
     return [when(d["at"]), d["circuit"], d.get("verdict") or "-", num(d.get("max_gap_ms"), " ms") + allowed,
             changed, recovered, num(d.get("recovery_s"), " s"),

@@ -76,7 +76,7 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
     cid = "capacity.calls"
     if not raw.get("measured"):
         bad = not_measured(NAME, raw)
-        why = bad[0].cause if bad else NETWORK
+        why = (bad[0].cause if bad else None) or NETWORK     # an error check always has its cause
         cause = "; ".join(raw.get("errors") or []) or "capacity not measured"
         return [error(cid, cause, required=planned, unit="calls", cause=why)]
     got = int(raw.get("max_calls") or 0)

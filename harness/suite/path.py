@@ -37,7 +37,9 @@ def applies(profile, circuit) -> bool:
 
 def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
     from probes import path
-    cfg = path.PathConfig(target=target(circuit), proto="icmp", rounds=2 if quick else 3, dscp="ef",
+    host = target(circuit)
+    assert host is not None     # the runner measures only where applies()
+    cfg = path.PathConfig(target=host, proto="icmp", rounds=2 if quick else 3, dscp="ef",
                           max_wall_s=30.0 if quick else 60.0, source=circuit.source,
                           interface=circuit.interface)
     return path.run(cfg, progress, stop).to_dict()

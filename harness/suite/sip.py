@@ -40,6 +40,7 @@ def applies(profile: Profile, circuit: Circuit) -> bool:
 def measure(profile: Profile, circuit: Circuit, *, quick: bool, progress: ProgressCallback | None = None,
             stop: threading.Event | None = None) -> dict:
     from probes import sip
+    assert circuit.sip is not None     # the runner measures only where applies()
     cfg = sip.SipConfig(uri=circuit.sip, timeout_s=QUICK_TIMEOUT_S if quick else FULL_TIMEOUT_S,
                         source=circuit.source, interface=circuit.interface)
     try:

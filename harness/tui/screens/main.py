@@ -6,6 +6,8 @@ toggling the outage log) never touch the database."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
@@ -19,6 +21,11 @@ from harness.tui.widgets.footer import BoardFooter
 from harness.tui.widgets.header import GateHeader
 from harness.tui.widgets.outages import OutageTable
 
+if TYPE_CHECKING:
+    from textual import getters
+
+    from harness.tui.app import BoardApp
+
 WIDE_COLUMNS = 120      # from here the checklist and the outage log sit side by side
 TALL_ROWS = 40          # from here circuit panels list every blocking problem
 
@@ -26,6 +33,9 @@ TALL_ROWS = 40          # from here circuit panels list every blocking problem
 class MainScreen(Screen):
     CSS_PATH = "main.tcss"
     AUTO_FOCUS = "ChecklistTable"     # the keys s/x act on it; circuits are selected with 1-9 / arrows
+
+    if TYPE_CHECKING:     # self.app is the board (textual's typing idiom; the runtime property is unchanged)
+        app = getters.app(BoardApp)
 
     BINDINGS = [
         Binding("r", "app.run_selected", "Run"),

@@ -43,7 +43,8 @@ class GateHeader(Widget):
         if h.disconnect_on:
             dates.append(h.disconnect_on.isoformat(), "bold")
             days = h.days_to_disconnect
-            dates.append(f" (in {days} d)" if days is not None and days >= 0 else f" ({-days} d ago)")
+            if days is not None:     # set with disconnect_on
+                dates.append(f" (in {days} d)" if days >= 0 else f" ({-days} d ago)")
         else:
             dates.append("–")
         sep = Text("  │  ", "dim")
