@@ -157,10 +157,8 @@ def run(config: BandwidthConfig, progress: ProgressCallback | None = None,
                           streams=config.streams, duration_s=config.duration_s,
                           omit_s=config.omit_s,
                           direction=config.direction, congestion=config.congestion)
-    key = None
-    if config.key_file:
-        from probes.wire.stamp import load_key
-        key = load_key(config.key_file)          # ValueError: bad input (exit 2)
+    from probes.wire.stamp import config_key
+    key = config_key(None, config.key_file)      # KeyFileError: bad input (exit 2)
     if config.backend == "reflector":
         _run_reflector(config, res, key, emit, stop)
     else:

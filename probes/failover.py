@@ -45,7 +45,7 @@ from typing import Any
 from probes.voice import emodel, losstime
 from probes.wire import stamp
 from probes.addr import dscp_value
-from probes.result import BadInput, KeyFileError
+from probes.result import BadInput
 from probes.engine.core import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
 from probes.engine.run import Run
 from probes.engine.analysis import NS_PER_NTP, reached
@@ -137,12 +137,7 @@ def validate(config: FailoverConfig) -> EngineConfig:
         raise BadInput(f"jitter_buffer_ms {config.jitter_buffer_ms:g}: expected >= 0 ms", field="jitter_buffer_ms")
     if config.timeout_s <= 0:
         raise BadInput(f"timeout_s {config.timeout_s:g}: expected > 0 s", field="timeout_s")
-    key = config.key
-    if key is None and config.key_file:
-        try:
-            key = stamp.load_key(config.key_file)
-        except ValueError as exc:   # load_key's documented error: missing, unreadable or empty
-            raise KeyFileError(f"key_file: {exc}", field="key_file") from None
+    key = stamp.config_key(config.key, config.key_file)
     return EngineConfig(target=config.target, codec=codec.name, ptime_ms=config.ptime_ms,
                         dscp=None if config.dscp is None else dscp_value(config.dscp), key=key,
                         source=config.source, interface=config.interface,

@@ -19,7 +19,7 @@ from probes.addr import dscp_value
 from probes.engine.core import MAX_PACKETS_PER_RUN, Engine, EngineConfig, check_call_basics
 from probes.engine.run import EngineResult
 from probes.events import Emitter, ProgressCallback
-from probes.result import AddressError, BadInput, KeyFileError
+from probes.result import AddressError, BadInput
 
 
 @dataclass
@@ -63,12 +63,7 @@ def validate(config: StreamConfig) -> tuple[EngineConfig, bytes | None]:
         dscp = None if config.dscp is None else dscp_value(config.dscp)
     except AddressError as exc:
         raise BadInput(f"dscp: {exc}", field="dscp") from None
-    key = config.key
-    if key is None and config.key_file:
-        try:
-            key = stamp.load_key(config.key_file)
-        except ValueError as exc:   # load_key's documented error: missing, unreadable or empty
-            raise KeyFileError(f"key_file: {exc}", field="key_file") from None
+    key = stamp.config_key(config.key, config.key_file)
     eng = EngineConfig(target=config.target, codec=codec.name, ptime_ms=config.ptime_ms, dscp=dscp,
                        key=key, source=config.source, interface=config.interface,
                        jitter_buffer_ms=config.jitter_buffer_ms, timeout_s=config.timeout_s)

@@ -233,3 +233,21 @@ def test_the_pytest_plugin_names_the_field(pytester):
     text = result.stdout.str()
     assert "BadInput: duration_s -1: expected more than 0 s" in text
     assert "--duration" not in text
+
+
+@pytest.mark.parametrize("probe", ["stream", "failover", "bandwidth"])
+def test_an_unusable_key_file_is_key_file_error_naming_the_field_in_every_stamp_probe(probe, tmp_path):
+    """The one key reader (probes.wire.stamp.config_key): a missing key file is
+    KeyFileError on field key_file in each probe that speaks STAMP, before any
+    packet is sent (bandwidth raised a bare InputFileError without the field)."""
+    from probes import bandwidth, failover, stream
+    from probes.result import KeyFileError
+    missing = str(tmp_path / "nope.key")
+    config = {"stream": lambda: stream.StreamConfig(target="127.0.0.1:9", duration_s=1, key_file=missing),
+              "failover": lambda: failover.FailoverConfig(target="127.0.0.1:9", duration_s=10, key_file=missing),
+              "bandwidth": lambda: bandwidth.BandwidthConfig(target="127.0.0.1:9", duration_s=1,
+                                                             key_file=missing)}[probe]()
+    run = {"stream": stream.run, "failover": failover.run, "bandwidth": bandwidth.run}[probe]
+    with pytest.raises(KeyFileError, match="no such file") as exc:
+        run(config)
+    assert exc.value.field == "key_file" and missing in str(exc.value)

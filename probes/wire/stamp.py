@@ -105,7 +105,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from probes.result import DecodeError
+from probes.result import DecodeError, KeyFileError
 
 UNAUTH_BASE_B = 44
 AUTH_BASE_B = 112
@@ -507,6 +507,19 @@ def reflect_into(buf: bytearray, n: int, *, refl_seq: int, rx_ntp: int, tx_ntp: 
         buf[hmac_at + TLV_HEADER_B:hmac_at + TLV_HEADER_B + HMAC_B] = _tlv_hmac(
             key, bytes(buf[0:4]), bytes(buf[base:hmac_at]))
     return dscp1
+
+
+def config_key(key: bytes | None, key_file: str | Path | None) -> bytes | None:
+    """The key a probe's config asks for: ``key`` as given, else the content of
+    ``key_file``, else None (unauthenticated). A key file that cannot be used
+    is KeyFileError naming the config field ``key_file`` (exit 2; the CLI says
+    ``--key-file``). The one place every STAMP-speaking probe reads its key."""
+    if key is not None or not key_file:
+        return key
+    try:
+        return load_key(key_file)
+    except ValueError as exc:   # load_key's documented error: missing, unreadable or empty
+        raise KeyFileError(f"key_file: {exc}", field="key_file") from None
 
 
 def load_key(path: str | Path) -> bytes:
