@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, load_profile_or_exit
+from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, duration_or_exit, load_profile_or_exit
 from harness.cli.history_common import as_of_option, db_option, db_path, open_store, parse_time
 
 
@@ -41,13 +41,7 @@ Example:
               type=click.FloatRange(min=0.2), help="How often to look for writes by other processes.")
 def command(profile, db, since, as_of, quick, poll_s):
     prof = load_profile_or_exit(profile) if profile else None
-    window = None
-    if since:
-        from harness.durations import parse_duration
-        try:
-            window = parse_duration(since)
-        except ValueError as exc:
-            die(EXIT_BAD_INPUT, f"--since: {exc}")
+    window = duration_or_exit("--since", since) if since else None
     fixed_now = parse_time(as_of) if as_of else None     # a frozen clock: demos, reproducing a day
     path = db_path(prof, db)
     if prof is None and not path.exists():

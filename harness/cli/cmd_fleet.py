@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, EXIT_UNMEASURED, die, emit_json, json_option
+from harness.cli.common import EXIT_OK, EXIT_UNMEASURED, die, duration_or_exit, emit_json, json_option
 from harness.cli.history_common import as_of_option, db_path, open_store, resolve_now
 
 
@@ -50,13 +50,7 @@ server cannot be reached.""")
 @json_option
 def command(db, quiet_after, live, as_of, as_json):
     from harness import fleet
-    from harness.durations import parse_duration
-    threshold = None
-    if quiet_after:
-        try:
-            threshold = parse_duration(quiet_after)
-        except ValueError as exc:
-            die(EXIT_BAD_INPUT, f"--quiet-after: {exc}")
+    threshold = duration_or_exit("--quiet-after", quiet_after) if quiet_after else None
     now = resolve_now(as_of)
     loc = db_path(None, db)
     if not loc.exists():

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import click
 
-from harness.cli.common import EXIT_BAD_INPUT, EXIT_OK, circuit_or_exit, die, err, load_profile_or_exit
+from harness.cli.common import (EXIT_BAD_INPUT, EXIT_OK, circuit_or_exit, die, duration_or_exit, err,
+                                load_profile_or_exit)
 from probes.names import unknown_name
 
 
@@ -65,14 +66,8 @@ def command(profile, every, cron, timeout_text, grace_text, max_runs, circuits, 
         when = S.Every(parse_duration(every)) if every else S.Cron(cron)
     except ValueError as exc:
         die(EXIT_BAD_INPUT, f"--every: {exc}" if every else str(exc))
-    try:
-        timeout = parse_duration(timeout_text)
-    except ValueError as exc:
-        die(EXIT_BAD_INPUT, f"--timeout: {exc}")
-    try:
-        grace_s = parse_duration(grace_text).total_seconds()
-    except ValueError as exc:
-        die(EXIT_BAD_INPUT, f"--grace: {exc}")
+    timeout = duration_or_exit("--timeout", timeout_text)
+    grace_s = duration_or_exit("--grace", grace_text).total_seconds()
     if max_runs is not None and max_runs < 1:
         die(EXIT_BAD_INPUT, f"--max-runs {max_runs}: expected 1 or more")
     for name in circuits:

@@ -18,6 +18,7 @@ The rules every command follows (docs/cli.md, checked by tests/test_cli_rules.py
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import signal
@@ -139,6 +140,16 @@ def flags_of(command: click.Command) -> dict[str, str]:
             flags.setdefault(name + unit, flag)
     flags.setdefault("key", flags.get("key_file", "key"))   # the key itself comes from --key-file
     return flags
+
+
+def duration_or_exit(flag: str, text: str) -> dt.timedelta:
+    """A duration option (``90s``, ``15m``, ``2h``, ``7d``): parsed, or exit 2
+    with ``cutover: --flag: why``, the one wording every command uses."""
+    from harness.durations import parse_duration
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        die(EXIT_BAD_INPUT, f"{flag}: {exc}")
 
 
 def die_bad_input(exc: Exception, **spelled: str) -> NoReturn:

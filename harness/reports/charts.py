@@ -172,12 +172,7 @@ def line_chart(title: str, unit: str, series: Sequence[Series], *, start: dt.dat
     if limit is not None:
         legend.append((f"{limit_label or 'limit'} {_fmt_tick(limit)}{' (off scale)' if shown_limit is None else ''}",
                        "#888"))
-    for name, colour in reversed(legend):
-        parts.append(f'<text class="lg" x="{legend_x:.1f}" y="16" text-anchor="end" fill="{colour}">'
-                     f'{escape(name)}</text>')
-        legend_x -= 12 + 6.4 * len(name)
-    parts.append("</svg>")
-    return "".join(parts)
+    return _close(parts, legend, legend_x)
 
 
 def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, str, dict]], *,
@@ -222,6 +217,11 @@ def bar_chart(title: str, days: Sequence[dt.date], groups: Sequence[tuple[str, s
     if target is not None:
         legend.append((f"target {_fmt_tick(target)}", "#888"))
     legend_x: float = PAD_L + plot_w
+    return _close(parts, legend, legend_x)
+
+
+def _close(parts: list[str], legend: list[tuple[str, str]], legend_x: float) -> str:
+    """The legend, right-aligned from ``legend_x`` leftwards, and the end of the SVG."""
     for name, colour in reversed(legend):
         parts.append(f'<text class="lg" x="{legend_x:.1f}" y="16" text-anchor="end" fill="{colour}">'
                      f'{escape(name)}</text>')
