@@ -136,7 +136,7 @@ def test_encode_cmsg_writes_the_kernels_layout():
         tx.close()
 
 
-def _sender_timestamps(calls: int, duration_s: float) -> list[int]:
+def _sender_timestamps(calls: int, duration_s: float) -> tuple[list[int], dict]:
     """Run the engine at a plain UDP socket (no reflector) and return the send
     timestamp (T1) of every STAMP packet that arrived, in arrival order."""
     sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -169,20 +169,23 @@ def _sender_timestamps(calls: int, duration_s: float) -> list[int]:
         sink.close()
     assert res.packets["sent"] == calls * round(duration_s * 50)
     assert not res.measured and "no reply" in res.errors[0]
-    return got
+    return got, res.sender
 
 
 def test_high_rates_leave_in_gso_batches_low_rates_one_by_one():
     """500 calls (25k packets/s, one due every 40 µs): sends go in batches that
     share one send time, so far fewer distinct T1 values than packets. One
     call (one packet per 20 ms): every packet has its own send time."""
-    many = _sender_timestamps(500, 0.4)
+    many, _ = _sender_timestamps(500, 0.4)
     assert len(many) >= 0.99 * 500 * 20
     distinct = len(set(many))
     # a batch is at least every due packet of 0.2 ms (5 here); 3 is the floor with wake-up slop
     assert distinct <= len(many) / 3, (distinct, len(many))
-    one = _sender_timestamps(1, 0.4)
-    assert len(one) == 20 and len(set(one)) == 20
+    one, sender = _sender_timestamps(1, 0.4)
+    # Two packets of one call share a send time only when the first left a whole ptime
+    # late (the second was due by then): a stalled machine may merge a pair, and the
+    # engine counts every such send in late_sends; an idle one sends all 20 apart.
+    assert len(one) == 20 and len(set(one)) >= 20 - sender["late_sends"], (len(set(one)), sender)
 
 
 def test_one_datagram_fallback_measures_the_same(tmp_path):
