@@ -6,7 +6,7 @@ toggling the outage log) never touch the database."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -21,10 +21,11 @@ from harness.tui.widgets.footer import BoardFooter
 from harness.tui.widgets.header import GateHeader
 from harness.tui.widgets.outages import OutageTable
 
-if TYPE_CHECKING:
-    from textual import getters
+class SignsOff(Protocol):
+    """What this screen asks of its app (the board, harness.tui.app.BoardApp),
+    named here so the screen need not import the app that imports it."""
 
-    from harness.tui.app import BoardApp
+    def sign_off_item(self, row: ChecklistRow | None, revoke: bool = False, correct: bool = False) -> None: ...
 
 WIDE_COLUMNS = 120      # from here the checklist and the outage log sit side by side
 TALL_ROWS = 40          # from here circuit panels list every blocking problem
@@ -33,9 +34,6 @@ TALL_ROWS = 40          # from here circuit panels list every blocking problem
 class MainScreen(Screen):
     CSS_PATH = "main.tcss"
     AUTO_FOCUS = "ChecklistTable"     # the keys s/x act on it; circuits are selected with 1-9 / arrows
-
-    if TYPE_CHECKING:     # self.app is the board (textual's typing idiom; the runtime property is unchanged)
-        app = getters.app(BoardApp)
 
     BINDINGS = [
         Binding("r", "app.run_selected", "Run"),
@@ -197,14 +195,17 @@ class MainScreen(Screen):
                 text = row.note
         self.query_one("#detail", Static).update(text)
 
+    def _board(self) -> SignsOff:
+        return cast(SignsOff, self.app)
+
     def current_item(self) -> ChecklistRow | None:
         return self.query_one(ChecklistTable).current_item()
 
     def action_sign_off(self) -> None:
-        self.app.sign_off_item(self.current_item(), revoke=False)
+        self._board().sign_off_item(self.current_item(), revoke=False)
 
     def action_revoke(self) -> None:
-        self.app.sign_off_item(self.current_item(), revoke=True)
+        self._board().sign_off_item(self.current_item(), revoke=True)
 
     def action_correct(self) -> None:
-        self.app.sign_off_item(self.current_item(), correct=True)
+        self._board().sign_off_item(self.current_item(), correct=True)
