@@ -25,7 +25,7 @@ import pytest
 
 from harness.suite import probe_cause
 from harness.verdicts import GAP, NETWORK
-from probes import bandwidth, capacity, latency, sip, stream
+from probes import bandwidth, capacity, failover, latency, sip, stream
 from probes.reflector import StampReflector
 from probes.result import add_error, is_local, local_error
 from tests.conftest import ROOT, needs_root
@@ -140,6 +140,18 @@ def test_capacity_from_a_source_not_here_is_a_gap_closed_port_the_network():
     assert gap["measured"] is False and gap["max_calls"] is None
     assert_gap(gap)
     net = capacity.run(capacity.CapacityConfig(**common)).to_dict()
+    assert net["measured"] is False
+    assert_network(net)
+
+
+def test_failover_carries_the_engines_gaps():
+    port = closed_udp_port()
+    gap = failover.run(failover.FailoverConfig(target=f"127.0.0.1:{port}", calls=1, duration_s=5.0,
+                                               timeout_s=1.0, source=NOT_HERE)).to_dict()
+    assert gap["measured"] is False
+    assert_gap(gap)
+    net = failover.run(failover.FailoverConfig(target=f"127.0.0.1:{port}", calls=1, duration_s=5.0,
+                                               timeout_s=1.0)).to_dict()
     assert net["measured"] is False
     assert_network(net)
 
