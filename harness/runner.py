@@ -165,9 +165,12 @@ def reflector_problem(circuit, key: bytes | None, *, tries: int = 3, timeout_s: 
 
     A few STAMP test packets before the real steps: a dead reflector then
     costs about two seconds and one clear reason, instead of three probes
-    each timing out on their own."""
+    each timing out on their own. A socket error that is ours
+    (probes.result.is_local: a source address not on this machine, our
+    interface down) is raised, not returned: it is a gap, not a dead far end."""
     from probes.wire import stamp
     from probes.addr import bind_to_circuit, resolve
+    from probes.result import is_local
     hp = circuit.reflector_hostport
     where = f"reflector {hp}"
     try:
@@ -180,6 +183,8 @@ def reflector_problem(circuit, key: bytes | None, *, tries: int = 3, timeout_s: 
             bind_to_circuit(sock, circuit.source, circuit.interface)
             sock.connect(sockaddr)
         except OSError as exc:
+            if is_local(exc):
+                raise
             return f"{where}: {exc.strerror or exc}"
         sock.settimeout(timeout_s)
         for seq in range(tries):
@@ -201,6 +206,8 @@ def reflector_problem(circuit, key: bytes | None, *, tries: int = 3, timeout_s: 
             except socket.timeout:
                 continue
             except OSError as exc:
+                if is_local(exc):
+                    raise
                 return f"{where}: {exc.strerror or exc}"
     if auth_failed:
         return f"{where} answers, but its replies fail authentication: check the circuit's key_file"

@@ -53,7 +53,7 @@ from probes.voice import emodel
 from probes.voice.codecs import CODECS, codec_for_payload_type, encoding_for_payload_type
 from probes.events import Emitter, ProgressCallback
 from probes.wire.pcapread import CaptureError, UdpDatagram, open_capture, read_frames, udp_datagrams
-from probes.result import BadInput, clean
+from probes.result import BadInput, clean, local_error
 
 PROBATION = 4              # consecutive in-order packets that confirm a stream
 MAX_DROPOUT = 3000         # RFC 3550 A.1
@@ -123,6 +123,7 @@ class AnalyzeResult:
     udp_datagrams: int = 0
     assumptions: dict[str, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = True
 
@@ -370,7 +371,7 @@ def run(config: AnalyzeConfig, progress: ProgressCallback | None = None,
                 result.udp_datagrams += 1
                 if stop is not None and stop.is_set():
                     result.partial = True
-                    result.errors.append("stopped before the end of the file")
+                    local_error(result, "stopped before the end of the file")
                     break
                 if n % 50000 == 0:
                     emit("progress", f"{n} UDP datagrams", fraction=min(1.0, f.tell() / size))

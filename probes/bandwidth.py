@@ -34,7 +34,7 @@ from probes import addr
 from probes import bwclient
 from probes import loadlatency as LL
 from probes.events import Emitter, ProgressCallback
-from probes.result import AddressError, BadInput, clean
+from probes.result import AddressError, BadInput, add_error, clean, local_error
 
 BACKENDS = ("reflector", "speedtest", "mini")
 DIRECTIONS = ("down", "up", "both")
@@ -118,6 +118,7 @@ class BandwidthResult:
     speedtest_cli: dict | None = None      # speedtest-cli's own figures (speedtest/mini backends)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
     probe: str = "bandwidth"
@@ -168,7 +169,7 @@ def run(config: BandwidthConfig, progress: ProgressCallback | None = None,
     missing = [d for d in wanted if getattr(res, f"{d}_mbps") is None]
     res.partial = res.measured and (bool(missing) or stop.is_set() or bool(res.errors))
     if stop.is_set() and "stopped before the end" not in " ".join(res.errors):
-        res.errors.append("stopped before the end")
+        local_error(res, "stopped before the end")
     emit("done", _summary_line(res))
     return res
 
@@ -239,6 +240,7 @@ def _run_reflector(config: BandwidthConfig, res: BandwidthResult, key: bytes | N
             res.bytes[direction] = nbytes
             res.window_s[direction] = window
             res.errors.extend(out.errors)
+            res.gaps.extend(out.gaps)
             if direction == "down" and config.congestion and any(s.cc_applied is False for s in out.streams):
                 res.notes.append(f"the reflector could not apply congestion control {config.congestion!r} "
                                  "to its sending sockets; download used its default")
@@ -283,8 +285,8 @@ def _run_speedtest(config: BandwidthConfig, res: BandwidthResult, emit: Emitter,
     if config.interface and not source:
         try:
             source = SB.interface_address(config.interface)
-        except OSError as exc:
-            res.errors.append(str(exc.strerror or exc))
+        except OSError as exc:              # our interface has no address: a gap
+            add_error(res, exc, str(exc.strerror or exc))
             return
     sampler_box: dict = {}
 
@@ -315,5 +317,6 @@ def _run_speedtest(config: BandwidthConfig, res: BandwidthResult, emit: Emitter,
                          "ping_ms": out.ping_ms}
     res.server = out.server or None
     res.errors.extend(out.errors)
+    res.gaps.extend(out.gaps)
     res.notes.extend(out.notes)
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from probes import addr
 from probes.reflector import bwservice as P
+from probes.result import is_local
 
 SAMPLE_EVERY_S = 0.01          # receiver-side sampling of the byte counter
 CONNECT_TIMEOUT_S = 5.0
@@ -34,6 +35,7 @@ class StreamOutcome:
     samples: list[tuple[float, int]] = field(default_factory=list)   # (t_s, cumulative bytes)
     sent_bytes: int = 0
     error: str | None = None
+    local: bool = False                  # the error is ours (probes.result.is_local), not the path's
     cc_applied: bool | None = None
 
 
@@ -52,6 +54,12 @@ class TransferOutcome:
                 seen.add(s.error)
                 out.append(s.error)
         return out
+
+    @property
+    def gaps(self) -> list[str]:
+        """The errors that are ours (a source address not here, a key the
+        reflector refuses, a congestion control we may not use)."""
+        return [e for e in self.errors if any(s.local and s.error == e for s in self.streams)]
 
 
 def interp_bytes(samples: list[tuple[float, int]], t: float) -> float:
@@ -140,6 +148,7 @@ def _run_stream(out: StreamOutcome, target: addr.HostPort, direction: int, count
         sock = _connect(target, source, interface, congestion if direction == P.UP else None)
     except (OSError, addr.ResolveError) as exc:
         out.error = f"cannot connect to {target}: {exc.strerror if isinstance(exc, OSError) and exc.strerror else exc}"
+        out.local = is_local(exc)
         return
     start = time.monotonic()
     try:
@@ -153,11 +162,12 @@ def _run_stream(out: StreamOutcome, target: addr.HostPort, direction: int, count
         else:
             _send(sock, out, granted_s, stop, timeout_s, where)
     except BandwidthAuthError as exc:
-        out.error = str(exc)
+        out.error, out.local = str(exc), True       # our key or version: ours to fix, not the path
     except (OSError, ConnectionError, P.ProtocolError) as exc:
         elapsed = time.monotonic() - start
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc) or type(exc).__name__
         out.error = f"{where}: {reason} after {elapsed:.1f} s of {duration_s:.1f} s"
+        out.local = is_local(exc)
     finally:
         sock.close()
 

@@ -47,7 +47,7 @@ import time
 from dataclasses import dataclass, field
 
 from probes.events import Emitter, ProgressCallback
-from probes.result import BadInput, clean
+from probes.result import BadInput, clean, local_error
 from probes.rtp import (DYNAMIC_PT, ENCODINGS, DirectionStats, RtpSession, Sdp, build_sdp, direction_from_report,
                         direction_stats, negotiated, offer_encodings)
 from probes.wire.sip_message import SipUriError, parse_uri
@@ -171,6 +171,7 @@ class CallResult:
     summary: str = ""
     resolution: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
 
@@ -254,6 +255,8 @@ def _connect(hop: str, config: CallConfig, transport: str | None, result: CallRe
     res = resolve(uri, config.dns or DnsPythonLookup(), transport)
     result.resolution += res.steps
     result.errors += res.errors
+    if not res.targets:
+        result.gaps += res.gaps               # e.g. no resolver configured here
     last: SipError | None = None
     for target in res.targets[:MAX_TARGETS]:
         try:
@@ -262,7 +265,9 @@ def _connect(hop: str, config: CallConfig, transport: str | None, result: CallRe
         except SipError as exc:
             last = exc
             result.errors.append(f"{fmt_hostport(target.address, target.port)}/{target.transport}: {exc}")
-    raise last or SipError("error", f"no SIP server found for {uri.host}")
+            if exc.local:                     # e.g. a source address not on this machine
+                result.gaps.append(result.errors[-1])
+    raise last or SipError("error", f"no SIP server found for {uri.host}", bool(res.gaps))
 
 
 def run(config: CallConfig, progress: ProgressCallback | None = None,
@@ -281,7 +286,7 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
         try:
             ch = _connect(hop, config, transport, result)
         except SipError as exc:
-            result.errors.append(str(exc))
+            _sip_error(result, exc)
             return _finish(result, "unreachable")
         result.transport, result.first_hop, result.tls = ch.transport, fmt_hostport(*ch.dest), ch.tls
         media_host = ch.local[0]
@@ -325,11 +330,11 @@ def run(config: CallConfig, progress: ProgressCallback | None = None,
         return _finish(result, None)
     except _Stop:
         result.partial = True
-        result.errors.append("stopped")
+        local_error(result, "stopped")
         return _finish(result, None)
     except SipError as exc:
         result.partial = result.measured
-        result.errors.append(str(exc))
+        _sip_error(result, exc)
         return _finish(result, None if result.measured else "unreachable")
     finally:
         for ua, reg in ((uac, result.registration), (uas, result.answer_registration)):
@@ -656,6 +661,14 @@ def _port_check(uac: UserAgent, uas: UserAgent, number: str, config: CallConfig,
     else:
         p.note = f"did not arrive: {leg.error or 'no answer'}"
     return p
+
+
+def _sip_error(result: CallResult, exc: SipError) -> None:
+    """A transport failure into the result: a gap when the cause is ours."""
+    if exc.local:
+        local_error(result, str(exc))
+    else:
+        result.errors.append(str(exc))
 
 
 def _finish(result: CallResult, outcome: str | None) -> CallResult:

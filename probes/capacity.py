@@ -40,7 +40,7 @@ from probes.addr import AddressError, ResolveError, parse_hostport, resolve
 from probes.events import Emitter, ProgressCallback
 from probes.ramp import (PRESETS, RampOutcome, Step, Thresholds, expected_steps, judge, late_sends, ramp,
                          sender_state)
-from probes.result import BadInput, clean
+from probes.result import BadInput, clean, is_local
 
 DEFAULT_CEILING = 500          # calls, when neither --max-calls nor a contract is known
 LOSS_IN_TIME_KEYS = ("max_gap_ms", "burst_ratio", "worst_window", "interruptions", "restarts")
@@ -94,6 +94,7 @@ class CapacityResult:
     notes: list[str] = field(default_factory=list)
     duration_s: float = 0.0
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
 
@@ -109,6 +110,7 @@ class CapacityResult:
             "step_s": self.step_s, "per_call_kbps": self.per_call_kbps, "packet_b": self.packet_b,
             "thresholds": self.thresholds, "steps": [s.to_dict() for s in self.steps],
             "notes": self.notes, "duration_s": self.duration_s, "errors": self.errors,
+            "gaps": self.gaps,
             "partial": self.partial, "measured": self.measured,
         })
 
@@ -218,7 +220,7 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
     try:
         family, sockaddr = resolve(hp.host, hp.port, source=config.source)
     except ResolveError as exc:
-        res.errors.append(str(exc))
+        res.errors.append(str(exc))      # a name that does not resolve: DNS, not a gap of ours
         return res
     per_call = offered_kbps_per_call(payload_b, config.ptime_ms, family == socket.AF_INET6)
     on_loopback = _is_loopback(sockaddr[0])
@@ -238,9 +240,10 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
         try:
             s = runner(calls, step_s, stop)
         except OSError as exc:           # socket trouble is a measurement error, not bad input
-            s = Step(calls=calls, offered_kbps=0.0, error=str(exc) or exc.__class__.__name__)
+            s = Step(calls=calls, offered_kbps=0.0, error=str(exc) or exc.__class__.__name__,
+                     local_error=is_local(exc))
         except ValueError as exc:        # the engine refused the step (e.g. too many packets)
-            s = Step(calls=calls, offered_kbps=0.0, error=f"engine: {exc}")
+            s = Step(calls=calls, offered_kbps=0.0, error=f"engine: {exc}", local_error=True)
         s.offered_kbps = calls * per_call
         if on_loopback:
             s.sender["loopback"] = True
@@ -256,11 +259,12 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
         if res.steps and settle_s > 0:
             stop.wait(settle_s)            # let queues drain so steps do not overlap
         if stop.is_set():
-            return Step(calls=calls, offered_kbps=calls * per_call, error="stopped before this step")
+            return Step(calls=calls, offered_kbps=calls * per_call, error="stopped before this step",
+                        local_error=True)
         s = _measure(calls)
         if stop.is_set():
             # the engine cut the step short: its figures cover part of the step only
-            s.error, s.passed, s.reasons = "stopped during this step", False, []
+            s.error, s.passed, s.reasons, s.local_error = "stopped during this step", False, [], True
             res.steps.append(s)
             return s
         for _ in range(RETRIES_AFTER_STALL):
@@ -290,6 +294,7 @@ def run(config: CapacityConfig, progress: ProgressCallback | None = None,
     res.limit = outcome.limit
     res.first_fail_calls = outcome.first_fail
     res.errors.extend(outcome.errors)
+    res.gaps.extend(outcome.gaps)
     res.partial = outcome.partial
     res.measured = outcome.measured
     res.margin_pct = margin_pct(res.max_calls, config.planned_calls) if res.measured else None
@@ -354,6 +359,7 @@ def step_from_engine(r) -> Step:
     step.rtt_ms = {k: rtt.get(k) for k in ("p50", "p99", "max") if k in rtt}
     if not d.get("measured") or d.get("partial"):
         step.error = "; ".join(d.get("errors") or []) or "no usable replies"
+        step.local_error = bool(d.get("gaps"))
         return step
     loss = d.get("loss_pct") or {}
     if d.get("direction_split") is False:

@@ -100,6 +100,7 @@ class FailoverResult:
     stream: dict[str, Any] = field(default_factory=dict)   # the engine's full result (loss in time...)
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
 
@@ -114,7 +115,7 @@ class FailoverResult:
                 "ttl_before": self.ttl_before, "ttl_after": self.ttl_after,
                 "source_addresses": self.source_addresses, "trigger": self.trigger,
                 "stream": self.stream, "notes": self.notes, "errors": self.errors,
-                "partial": self.partial, "measured": self.measured}
+                "gaps": self.gaps, "partial": self.partial, "measured": self.measured}
 
 
 def validate(config: FailoverConfig) -> EngineConfig:
@@ -198,7 +199,7 @@ def run(config: FailoverConfig, progress: ProgressCallback | None = None,
     engine = Engine(eng_cfg)
     res, rec = engine.run_detailed(config.calls, config.duration_s, progress=relay, stop=stop)
     out = FailoverResult(target=res.target, calls=config.calls, codec=res.codec, ptime_ms=res.ptime_ms,
-                         duration_s=res.duration_s, stream=res.to_dict(), errors=list(res.errors),
+                         duration_s=res.duration_s, stream=res.to_dict(), errors=list(res.errors), gaps=list(res.gaps),
                          partial=res.partial, measured=res.measured)
     if trigger:
         out.trigger = trigger.join(TRIGGER_TIMEOUT_S + 5)

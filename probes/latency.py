@@ -30,7 +30,7 @@ from probes.wire import stamp
 from probes.voice import stats
 from probes.addr import STAMP_PORT, AddressError, ResolveError, bind_to_circuit, parse_hostport, resolve
 from probes.events import Emitter, ProgressCallback
-from probes.result import BadInput, clean
+from probes.result import BadInput, clean, is_local, local_error
 
 METHODS = ("auto", "icmp", "udp", "tcp")
 AUTO_GIVE_UP = 3          # auto: after this many timeouts in a row from the start, try the next method
@@ -63,6 +63,7 @@ class LatencyResult:
     samples_ms: list[float | None] = field(default_factory=list)
     fallback_reason: str | None = None
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
 
@@ -73,7 +74,13 @@ class LatencyResult:
 
 
 class _Fatal(Exception):
-    """This method cannot work here (permission, no route); try the next."""
+    """This method cannot work here (permission, no route); try the next.
+    ``local``: the cause is ours (no permission, a source address not here),
+    not the path's (probes.result.is_local)."""
+
+    def __init__(self, message: str, local: bool = False) -> None:
+        super().__init__(message)
+        self.local = local
 
 
 def _parse_target(text: str) -> tuple[str, int | None]:
@@ -114,11 +121,11 @@ def _icmp_sample(ip: str, cfg: LatencyConfig, seq: int) -> float | None:
         r = ping3.ping(ip, timeout=cfg.timeout_s, unit="ms", src_addr=cfg.source or "",
                        interface=cfg.interface or "", seq=seq & 0xFFFF)
     except PermissionError:
-        raise _Fatal("ICMP needs root or net.ipv4.ping_group_range including this user") from None
+        raise _Fatal("ICMP needs root or net.ipv4.ping_group_range including this user", local=True) from None
     except OSError as exc:
         if exc.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL):
-            raise _Fatal(f"ICMP: {exc.strerror}") from None
-        raise _Fatal(f"ICMP failed: {exc.strerror or exc}") from None
+            raise _Fatal(f"ICMP: {exc.strerror}", local=is_local(exc)) from None
+        raise _Fatal(f"ICMP failed: {exc.strerror or exc}", local=is_local(exc)) from None
     if r is None:
         return None                       # timeout
     if r is False:
@@ -139,7 +146,7 @@ class _UdpStamp:
             self.sock.connect((ip, port))
         except OSError as exc:
             self.sock.close()
-            raise _Fatal(f"UDP: {exc.strerror or exc}") from None
+            raise _Fatal(f"UDP: {exc.strerror or exc}", local=is_local(exc)) from None
         self.refused = False
 
     def sample(self, seq: int) -> float | None:
@@ -153,7 +160,7 @@ class _UdpStamp:
             self.refused = True
             return None
         except OSError as exc:
-            raise _Fatal(f"UDP: {exc.strerror or exc}") from None
+            raise _Fatal(f"UDP: {exc.strerror or exc}", local=is_local(exc)) from None
         deadline = t0 + int(cfg.timeout_s * 1e9)
         while True:
             left = (deadline - time.perf_counter_ns()) / 1e9
@@ -207,7 +214,7 @@ def _tcp_sample(ip: str, port: int, family: int, cfg: LatencyConfig) -> float | 
     except _Fatal:
         raise
     except OSError as exc:
-        raise _Fatal(f"TCP: {exc.strerror or exc}") from None
+        raise _Fatal(f"TCP: {exc.strerror or exc}", local=is_local(exc)) from None
     finally:
         s.close()
 
@@ -230,8 +237,13 @@ def run(config: LatencyConfig, progress: ProgressCallback | None = None,
     res.address = ip
     order = ["icmp", "udp", "tcp"] if config.method == "auto" else [config.method]
     reasons: list[str] = []
+    # A method that failed on our side (no ICMP permission) is a gap only when
+    # every method tried failed on our side: once one could send and got no
+    # answer, the silence is the path's.
+    all_local = True
     for method in order:
-        samples, why = _run_method(method, ip, port, family, config, emit, stop)
+        samples, why, local = _run_method(method, ip, port, family, config, emit, stop)
+        all_local = all_local and local
         replies = sum(1 for s in samples if s is not None)
         if replies or method == order[-1] or stop.is_set():
             res.method = method
@@ -245,6 +257,10 @@ def run(config: LatencyConfig, progress: ProgressCallback | None = None,
         res.fallback_reason = "; ".join(reasons)
         if not any(s is not None for s in res.samples_ms):
             res.errors[:0] = reasons
+    if all_local and res.errors:
+        res.gaps = list(res.errors)
+    if stop.is_set() and len(res.samples_ms) < config.count:
+        local_error(res, "stopped before the last sample")
     got = [s for s in res.samples_ms if s is not None]
     res.sent = len(res.samples_ms)
     res.received = len(got)
@@ -262,7 +278,8 @@ def run(config: LatencyConfig, progress: ProgressCallback | None = None,
 
 
 def _run_method(method: str, ip: str, port: int, family: int, cfg: LatencyConfig, emit: Emitter,
-                stop: threading.Event) -> tuple[list[float | None], str | None]:
+                stop: threading.Event) -> tuple[list[float | None], str | None, bool]:
+    """(samples, why the method gave up or None, whether that cause is ours)."""
     samples: list[float | None] = []
     udp: _UdpStamp | None = None
     try:
@@ -284,17 +301,17 @@ def _run_method(method: str, ip: str, port: int, family: int, cfg: LatencyConfig
             if cfg.method == "auto" and method != "tcp" and len(samples) == AUTO_GIVE_UP \
                     and all(x is None for x in samples) and cfg.count > AUTO_GIVE_UP:
                 # filtered: don't spend count x timeout before trying the next method
-                return samples, f"first {AUTO_GIVE_UP} {method.upper()} probes timed out"
+                return samples, f"first {AUTO_GIVE_UP} {method.upper()} probes timed out", False
             if method != "icmp" and udp is not None and udp.refused and not any(
                     s is not None for s in samples):
-                return samples, f"UDP port {port} unreachable (no reflector)"
+                return samples, f"UDP port {port} unreachable (no reflector)", False
             if i + 1 < cfg.count:
                 left = cfg.interval_s - (time.monotonic() - t_start)
                 if left > 0:
                     stop.wait(left)
-        return samples, None
+        return samples, None, stop.is_set()
     except _Fatal as exc:
-        return samples, str(exc)
+        return samples, str(exc), exc.local
     finally:
         if udp is not None:
             udp.close()

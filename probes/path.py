@@ -52,7 +52,7 @@ from typing import Any, Callable
 from probes.addr import AddressError, ResolveError, dscp_value, resolve
 from probes.engine import sockopts
 from probes.events import Emitter, ProgressCallback
-from probes.result import BadInput, clean
+from probes.result import BadInput, add_error, clean, local_error
 
 MIN_MTU = 68                 # RFC 791: every IPv4 link carries 68 bytes
 MIN_MTU_V6 = 1280            # RFC 8200: every IPv6 link carries 1280 bytes
@@ -116,6 +116,7 @@ class PathResult:
     dscp_changed_at: dict | None = None
     probes_sent: int = 0
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
 
@@ -295,8 +296,8 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
     dst = sockaddr[0]
     result.address = dst
     if not raw_sockets_allowed():
-        result.errors.append("probe path needs root (raw sockets for TTL-limited probes and ICMP "
-                             "answers): run it as root or with CAP_NET_RAW")
+        local_error(result, "probe path needs root (raw sockets for TTL-limited probes and ICMP "
+                            "answers): run it as root or with CAP_NET_RAW")
         return result
     t_end = time.monotonic() + config.max_wall_s
     emit("start", f"tracing {dst} with {config.proto.upper()}, DSCP {dscp}")
@@ -306,13 +307,13 @@ def run(config: PathConfig, progress: ProgressCallback | None = None,
             emit("start", "path MTU search")
             _mtu(config, dst, dscp, result, t_end)
     except OSError as exc:     # socket trouble mid-way: keep what we have
-        result.errors.append(f"raw socket error: {exc.strerror or exc}")
+        add_error(result, exc, f"raw socket error: {exc.strerror or exc}")
         result.partial = bool(result.hops)
     result.measured = bool(result.hops) and any(h.address for h in result.hops)
     result.dscp_changed_at = dscp_change(result.hops, dscp)
     if stop.is_set():
         result.partial = True
-        result.errors.append("stopped")
+        local_error(result, "stopped")
     if not result.reached and result.measured:
         blocked = [h for h in result.hops if h.reply and h.reply.startswith("unreachable")]
         if blocked:

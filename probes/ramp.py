@@ -91,6 +91,7 @@ class Step:
     packets: dict[str, int] = field(default_factory=dict)
     duration_s: float = 0.0
     error: str | None = None            # could not measure this step at all
+    local_error: bool = False           # ... and that was our side's fault (not in the JSON)
     # loss in time from the engine (probes/voice/losstime.py): max_gap_ms, burst_ratio, worst_window,
     # interruptions, restarts; reported, not judged here
     loss_in_time: dict[str, Any] = field(default_factory=dict)
@@ -243,6 +244,7 @@ class RampOutcome:
     steps: list[Step]
     first_fail: int | None              # smallest count that failed (None: none failed)
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = True
 
@@ -267,22 +269,27 @@ def ramp(step: StepFn, *, start: int, ceiling: int, preset: Preset,
     hi_step: Step | None = None
     steps: list[Step] = []
     errors: list[str] = []
+    gaps: list[str] = []                 # the errors that are ours (probes.result)
     partial = False
     limit: str | None = None
 
     for _ in range(preset.max_steps):
         if stop is not None and stop.is_set():
             errors.append("stopped before the ramp finished")
+            gaps.append(errors[-1])
             partial = True
             break
         if deadline_ok is not None and not deadline_ok():
-            errors.append("time budget used up before the ramp finished")
+            errors.append("time budget used up before the ramp finished")   # our budget, not the path
+            gaps.append(errors[-1])
             partial = True
             break
         s = step(n)
         steps.append(s)
         if s.error:
             errors.append(f"{n} calls: {s.error}")
+            if s.local_error:
+                gaps.append(errors[-1])
             partial = True
             break
         if s.passed:
@@ -301,6 +308,7 @@ def ramp(step: StepFn, *, start: int, ceiling: int, preset: Preset,
         n = (lo + hi) // 2
     else:
         errors.append(f"step limit ({preset.max_steps}) reached before the ramp converged")
+        gaps.append(errors[-1])         # our preset's limit, not the path's
         partial = True
 
     if partial and hi_step is not None and limit is None:
@@ -308,4 +316,4 @@ def ramp(step: StepFn, *, start: int, ceiling: int, preset: Preset,
         limit = hi_step.reasons[0] if hi_step.reasons else None
     measured = any(not s.error for s in steps)
     return RampOutcome(max_calls=lo, limit=limit, steps=steps, first_fail=hi,
-                       errors=errors, partial=partial, measured=measured)
+                       errors=errors, gaps=gaps, partial=partial, measured=measured)

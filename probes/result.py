@@ -3,13 +3,24 @@
 A probe that fails halfway returns what it measured with ``partial=True`` and
 the cause in ``errors``; it does not raise. ``measured=False`` means nothing
 usable was measured (exit 3 at the CLI).
+
+Whose fault an error is, is said where it is known, typed: every result with
+``errors`` also has ``gaps``, the subset of ``errors`` that are *ours* (no
+permission, a missing tool, our interface down or without the source address,
+the engine fell behind, stopped on request). A probe records such an error with
+:func:`local_error` (or :func:`add_error`, which asks :func:`is_local` about an
+exception); every other error (the far end did not answer, refused, timed out
+while we could send) is the network's. ``cutover check`` reads ``gaps`` for the
+cause class (harness.suite.probe_cause): a changed wording can no longer move a
+fault of ours onto the carrier.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import errno
 import math
-from typing import Any
+from typing import Any, Protocol
 
 
 class ProbeError(Exception):
@@ -76,6 +87,48 @@ class DecodeError(ProbeError):
 class MeasurementError(ProbeError):
     """Our side cannot measure: no permission, a missing tool, a local
     interface down. Never the circuit's fault."""
+
+
+# errno values of an OSError that say *our* side cannot send: no permission,
+# a source address not on this machine or already in use, our interface down or
+# gone, our buffers or descriptors exhausted. ENETUNREACH / EHOSTUNREACH /
+# ECONNREFUSED are not here: they are what the path or the far end answered.
+LOCAL_ERRNOS = frozenset({errno.EPERM, errno.EACCES, errno.EADDRNOTAVAIL, errno.EADDRINUSE,
+                          errno.ENETDOWN, errno.ENODEV, errno.ENXIO, errno.ENOBUFS, errno.ENOMEM,
+                          errno.EMFILE, errno.ENFILE})
+
+
+class HasGaps(Protocol):
+    """A probe result: ``errors`` (every cause) and ``gaps`` (the ones of ours)."""
+    errors: list[str]
+    gaps: list[str]
+
+
+def is_local(exc: BaseException) -> bool:
+    """True when ``exc`` is a fault of our side (a MeasurementError, a
+    PermissionError, an OSError whose errno is in LOCAL_ERRNOS); a failed
+    name lookup (ResolveError) and everything the far end answered are not."""
+    if isinstance(exc, (MeasurementError, PermissionError)):
+        return True
+    if isinstance(exc, ResolveError):
+        return False
+    return isinstance(exc, OSError) and exc.errno in LOCAL_ERRNOS
+
+
+def local_error(result: HasGaps, message: str) -> None:
+    """Record an error of ours: in ``errors`` (every cause) and in ``gaps``."""
+    result.errors.append(message)
+    result.gaps.append(message)
+
+
+def add_error(result: HasGaps, exc: BaseException, message: str | None = None) -> None:
+    """Record ``exc`` (as ``message``, default its text) in ``errors``, and in
+    ``gaps`` too when :func:`is_local` says it is ours."""
+    text = message if message is not None else (str(exc) or exc.__class__.__name__)
+    if is_local(exc):
+        local_error(result, text)
+    else:
+        result.errors.append(text)
 
 
 def clean(value: Any) -> Any:

@@ -29,7 +29,7 @@ from typing import Any
 
 from probes.addr import bind_to_circuit
 from probes.events import Emitter, ProgressCallback
-from probes.result import BadInput, clean
+from probes.result import BadInput, clean, is_local, local_error
 from probes.wire.sip_message import (AlgVerdict, build_options, compare, cseq_matches, message_length,
                                 SipUriError, parse_response, parse_uri)
 from probes.sip_resolve import DnsLookup, DnsPythonLookup, Target, resolve
@@ -87,6 +87,7 @@ class SipResult:
     targets_tried: list[Attempt] = field(default_factory=list)
     resolution: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
 
@@ -102,9 +103,12 @@ class SipResult:
 
 
 class _Failure(Exception):
-    def __init__(self, outcome: str, message: str) -> None:
+    """``local``: the cause is ours (probes.result.is_local), not the path's."""
+
+    def __init__(self, outcome: str, message: str, local: bool = False) -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.local = local
 
 
 def validate(config: SipConfig):
@@ -135,13 +139,17 @@ def run(config: SipConfig, progress: ProgressCallback | None = None,
     res = resolve(uri, config.dns or DnsPythonLookup(), config.transport)
     result.resolution, result.errors = res.steps, list(res.errors)
     if not res.targets:
-        result.errors.append(f"no SIP server found for {uri.host}")
+        result.gaps = list(res.gaps)          # e.g. no resolver configured here
+        if res.gaps:
+            local_error(result, f"no SIP server found for {uri.host}")
+        else:
+            result.errors.append(f"no SIP server found for {uri.host}")
         return result
     timeout_s = max(0.1, min(config.timeout_s, TIMER_F_S))
     for target in res.targets[:MAX_TARGETS]:
         if stop.is_set():
             result.partial = True
-            result.errors.append("stopped")
+            local_error(result, "stopped")
             break
         emit("start", f"OPTIONS to {target.address}:{target.port} over {target.transport.upper()}")
         attempt = Attempt(target.transport, target.host, target.port, target.address, "error")
@@ -151,6 +159,8 @@ def run(config: SipConfig, progress: ProgressCallback | None = None,
         except _Failure as exc:
             attempt.outcome, attempt.error = exc.outcome, str(exc)
             result.errors.append(f"{target.address}:{target.port}/{target.transport}: {exc}")
+            if exc.local:            # e.g. a source address not on this machine
+                result.gaps.append(result.errors[-1])
             emit("warning", str(exc))
             continue
         attempt.outcome, attempt.status_code, attempt.reason = "answered", resp.status_code, resp.reason
@@ -184,7 +194,7 @@ def _socket(target: Target, kind: int, config: SipConfig) -> socket.socket:
         bind_to_circuit(sock, config.source, config.interface)
     except OSError as exc:
         sock.close()
-        raise _Failure("error", str(exc)) from None
+        raise _Failure("error", str(exc), is_local(exc)) from None
     return sock
 
 
@@ -217,7 +227,7 @@ def _udp(uri, target, config, timeout_s, stop):
             if not config.source:
                 sock.bind((_route_source(target), 0))
         except OSError as exc:
-            raise _Failure("error", f"cannot send to {target.address}: {exc.strerror}") from None
+            raise _Failure("error", f"cannot send to {target.address}: {exc.strerror}", is_local(exc)) from None
         local = sock.getsockname()[:2]
         dest = (target.address, target.port)
         req = build_options(uri, "udp", local[0], local[1])
@@ -235,7 +245,7 @@ def _udp(uri, target, config, timeout_s, stop):
                 except ConnectionRefusedError:
                     raise _Failure("refused", _refused_udp(target)) from None
                 except OSError as exc:
-                    raise _Failure("error", f"send failed: {exc.strerror}") from None
+                    raise _Failure("error", f"send failed: {exc.strerror}", is_local(exc)) from None
                 rtx += 1
                 next_send = now + interval
                 interval = min(interval * 2, T2_S)
@@ -248,7 +258,7 @@ def _udp(uri, target, config, timeout_s, stop):
             except ConnectionRefusedError:
                 raise _Failure("refused", _refused_udp(target)) from None
             except OSError as exc:
-                raise _Failure("error", f"receive failed: {exc.strerror}") from None
+                raise _Failure("error", f"receive failed: {exc.strerror}", is_local(exc)) from None
             resp = parse_response(data)
             if resp is None or not cseq_matches(resp, req):
                 continue   # stray traffic or another transaction
@@ -285,7 +295,7 @@ def _stream(uri, target, config, timeout_s, stop):
                                       f"after {timeout_s:g} s") from None
         except OSError as exc:
             raise _Failure("error", f"TCP connect to {_fmt(target.address, target.port)}: "
-                                    f"{exc.strerror}") from None
+                                    f"{exc.strerror}", is_local(exc)) from None
         if target.transport == "tls":
             conn, tls_info = _tls_wrap(sock, uri, config, max(0.1, deadline - time.monotonic()))
         local = conn.getsockname()[:2]

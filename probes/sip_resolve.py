@@ -40,6 +40,7 @@ class Resolution:
     targets: list[Target] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)      # what was looked up and found, for people
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
 
 
 class DnsLookup(Protocol):
@@ -55,6 +56,7 @@ class DnsPythonLookup:
     def __init__(self, resolver: Any | None = None, lifetime_s: float = 3.0) -> None:
         self._system_addresses = resolver is None
         self.errors: list[str] = []
+        self.gaps: list[str] = []      # the errors that are ours (probes.result)
         if resolver is None:
             import dns.resolver
             try:
@@ -62,6 +64,7 @@ class DnsPythonLookup:
                 resolver.lifetime = lifetime_s
             except dns.resolver.NoResolverConfiguration:
                 self.errors.append("no DNS resolver configured (/etc/resolv.conf): NAPTR/SRV skipped")
+                self.gaps.append(self.errors[-1])
         self.resolver = resolver
 
     def _query(self, name: str, rdtype: str) -> list:
@@ -190,4 +193,5 @@ def resolve(uri: SipUri, dns: DnsLookup, transport: str | None = None,
 
 def _finish(res: Resolution, dns: DnsLookup) -> Resolution:
     res.errors.extend(getattr(dns, "errors", []))
+    res.gaps.extend(getattr(dns, "gaps", []))
     return res

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from probes.addr import bind_to_circuit
+from probes.result import is_local
 from probes.rtp import RtpSession, Sdp, build_sdp, choose, parse_sdp
 from probes.wire.sip_message import COMPACT, HeaderAccess, message_length, parse_via
 from probes.sip_resolve import Target
@@ -54,11 +55,13 @@ USER_AGENT = "cutover-call"
 
 
 class SipError(Exception):
-    """A transport failure: the outcome (timeout | refused | error) and a cause people read."""
+    """A transport failure: the outcome (timeout | refused | error) and a cause people read;
+    ``local`` when the cause is ours (probes.result.is_local), not the path's."""
 
-    def __init__(self, outcome: str, message: str) -> None:
+    def __init__(self, outcome: str, message: str, local: bool = False) -> None:
         super().__init__(message)
         self.outcome = outcome
+        self.local = local
 
 
 # ---- messages ------------------------------------------------------------------------------
@@ -265,7 +268,8 @@ class Channel:
                                       "timed out") from None
         except OSError as exc:
             self.sock.close()
-            raise SipError("error", f"cannot reach {fmt_hostport(*self.dest)}: {exc.strerror or exc}") from None
+            raise SipError("error", f"cannot reach {fmt_hostport(*self.dest)}: {exc.strerror or exc}",
+                           is_local(exc)) from None
         self.local = self.sock.getsockname()[:2]
         self.closed = False
 
@@ -305,7 +309,8 @@ class Channel:
                 raise SipError("refused", f"ICMP port unreachable from {fmt_hostport(*self.dest)}: "
                                           "nothing listens there") from None
             except OSError as exc:
-                raise SipError("error", f"send to {fmt_hostport(*self.dest)} failed: {exc.strerror}") from None
+                raise SipError("error", f"send to {fmt_hostport(*self.dest)} failed: {exc.strerror}",
+                               is_local(exc)) from None
 
     def recv(self, timeout_s: float) -> list[SipMsg]:
         if self.closed:

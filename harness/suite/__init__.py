@@ -92,19 +92,25 @@ def unavailable() -> dict[str, str]:
 
 # ---------------------------------------------------------------- shared by the steps
 
-# Words in a probe's error text that mean *our* side could not measure. A
-# probe returns (does not raise) "no permission" results (docs/internals.md
-# §1), so this is the one place their text is read for the cause class.
+# Words in a probe's error text that meant *our* side could not measure, read
+# only for results stored before probes said so themselves (no "gaps" key).
 _LOCAL_CAUSES = ("permission", "not permitted", "needs root", "cap_net_raw", "not installed",
                  "no such device", "cannot assign requested address", "network is down",
                  "fell behind", "stopped by the user", "run stopped")
 
 
 def probe_cause(raw: dict) -> str:
-    """Cause class of a probe that could not (fully) measure: a measurement
-    gap when its errors name a local cause (permission, missing tool, our
-    interface down or without the source address), else the network (the far
-    end did not answer while we could send)."""
+    """Cause class of a probe that could not (fully) measure, the one place it
+    is decided. The probe says it, typed (probes/result.py): ``gaps`` holds
+    the errors that are ours (no permission, missing tool, our interface down
+    or without the source address, stopped on request), so a non-empty
+    ``gaps`` is a measurement gap and an empty one the network (the far end
+    did not answer while we could send), whatever the errors' wording.
+
+    Only a raw stored before probes had ``gaps`` (no such key) falls back to
+    the words of its errors (_LOCAL_CAUSES)."""
+    if "gaps" in raw:
+        return GAP if raw.get("gaps") else NETWORK
     text = " ".join(str(e) for e in raw.get("errors") or []).lower()
     return GAP if any(w in text for w in _LOCAL_CAUSES) else NETWORK
 

@@ -43,7 +43,8 @@ def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
         account = load_account(profile.resolve_path(circuit.sip_account))
         answer = load_account(profile.resolve_path(circuit.answer_account)) if circuit.answer_account else None
     except AccountError as exc:
-        return {"probe": "call", "measured": False, "partial": False, "errors": [str(exc)]}
+        return {"probe": "call", "measured": False, "partial": False, "errors": [str(exc)],
+                "gaps": [str(exc)]}           # our account file: never the carrier's
     pl, th = profile.planned, profile.thresholds
     cfg = call.CallConfig(account=account, uri=circuit.test_call, answer_account=answer,
                           ported=list(circuit.ported_numbers), codec=pl.codec, ptime_ms=pl.ptime_ms,
@@ -53,8 +54,8 @@ def measure(profile, circuit, *, quick: bool, progress=None, stop=None) -> dict:
     try:
         return call.run(cfg, progress, stop).to_dict()
     except (ValueError, KeyError) as exc:
-        return {"probe": "call", "measured": False, "partial": False,
-                "errors": [f"test call in the profile: {exc}"]}
+        why = f"test call in the profile: {exc}"
+        return {"probe": "call", "measured": False, "partial": False, "errors": [why], "gaps": [why]}
 
 
 def evaluate(profile, circuit, raw: dict) -> list[Check]:

@@ -14,7 +14,7 @@ measures voice only), but never below the planned calls, so the question
 from __future__ import annotations
 
 from harness.planning import calls_fitting, per_call_kbps
-from harness.suite import not_measured
+from harness.suite import not_measured, probe_cause
 from harness.verdicts import NETWORK, Check, at_least, error
 from probes.capacity import CapacityConfig
 from probes.ramp import Thresholds
@@ -89,7 +89,7 @@ def evaluate(profile, circuit, raw: dict) -> list[Check]:
     if got < planned and raw.get("partial"):
         cause = "; ".join(raw.get("errors") or []) or "ramp did not finish"
         return [error(cid, f"capacity run did not finish below the planned {planned} calls: {cause}",
-                      required=planned, unit="calls", cause=NETWORK)]
+                      required=planned, unit="calls", cause=probe_cause(raw))]
     if limit == "max_calls" and got >= planned:
         # The ramp reached its ceiling without a failing step: the capacity is
         # at least `got`, not "got, close to the plan". A warn band here would

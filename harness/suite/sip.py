@@ -46,8 +46,9 @@ def measure(profile: Profile, circuit: Circuit, *, quick: bool, progress: Progre
     try:
         return sip.run(cfg, progress, stop).to_dict()
     except ValueError as exc:    # the profile only checks the scheme; the probe parses the rest
+        why = f"SIP URI in the profile: {exc}"     # ours to fix: never the carrier's
         return {"probe": "sip", "target": circuit.sip, "measured": False, "partial": False,
-                "errors": [f"SIP URI in the profile: {exc}"]}
+                "errors": [why], "gaps": [why]}
 
 
 def evaluate(profile: Profile, circuit: Circuit, raw: dict) -> list[Check]:

@@ -78,7 +78,7 @@ from probes.engine.analysis import analyse, unusable_replies
 from probes.addr import bind_to_circuit, parse_hostport, resolve
 from probes.voice.codecs import IPV4_HEADER_B, IPV6_HEADER_B, UDP_HEADER_B, Codec, get_codec
 from probes.events import Emitter, ProgressCallback
-from probes.result import AddressError, BadInput
+from probes.result import AddressError, BadInput, add_error, is_local, local_error
 
 MAX_PACKETS_PER_RUN = 3_000_000          # ~54 bytes of state per packet: at most ~165 MB
 BATCH_NS = 200_000                       # high rates: one send batch per 0.2 ms (see module doc)
@@ -227,26 +227,27 @@ class Engine:
         try:
             family, sockaddr = resolve(self.hostport.host, self.hostport.port, source=cfg.source)
         except OSError as exc:
-            res.errors.append(str(exc))
+            add_error(res, exc)
             return res, None
         try:
             sock = self._open_socket(family, sockaddr)
-        except OSError as exc:
-            res.errors.append(exc.strerror or str(exc))
+        except OSError as exc:          # e.g. a source address not on this machine: a gap
+            add_error(res, exc, exc.strerror or str(exc))
             return res, None
         run = Run(calls, per_call, codec=self.codec, ptime_ms=cfg.ptime_ms,
                   jitter_buffer_ms=cfg.jitter_buffer_ms, dscp=cfg.dscp, ttl=cfg.ttl)
         try:
-            errors, aborted = self._loop(sock, run, emit, stop)
+            errors, gaps, aborted = self._loop(sock, run, emit, stop)
         finally:
             sock.close()
         res.errors.extend(errors)
+        res.gaps.extend(gaps)
         analyse(res, run)
         if aborted and res.measured:
             res.partial = True
         if stop.is_set() and res.measured:
             res.partial = True
-            res.errors.append("stopped early")
+            local_error(res, "stopped early")
         return res, run
 
     # ------------------------------------------------------------------ setup
@@ -276,8 +277,9 @@ class Engine:
 
     # ------------------------------------------------------------------ the loop
     def _loop(self, sock: socket.socket, run: Run, emit: Emitter,
-              stop: threading.Event) -> tuple[list[str], bool]:
-        """Send and receive; fills ``run``. Returns (errors, aborted)."""
+              stop: threading.Event) -> tuple[list[str], list[str], bool]:
+        """Send and receive; fills ``run``. Returns (errors, gaps: the errors
+        that are ours, aborted)."""
         cfg = self.config
         key = cfg.key or b""             # used only when auth (a key was given)
         auth = self.auth
@@ -342,6 +344,7 @@ class Engine:
         tx, rx, t2a, t3a, rseqa, order = run.tx, run.rx, run.t2, run.t3, run.rseq, run.order
         cosa, tosa = run.cos, run.tos
         errors: list[str] = []
+        gaps: list[str] = []             # the errors that are ours (probes.result)
         aborted = False
         t0 = perf() + 5_000_000          # 5 ms to get going
         timeout_ns = int(cfg.timeout_s * 1e9)
@@ -399,6 +402,8 @@ class Engine:
                             run.send_mode = "per-packet"
                             continue
                         errors.append(f"send failed: {exc.strerror or exc}")
+                        if is_local(exc):   # our interface down, our buffers: not the path
+                            gaps.append(errors[-1])
                         aborted = True
                         break
                     for jj in range(j, j + nb):
@@ -545,7 +550,7 @@ class Engine:
         _tally(run, calls)
         if not aborted and run.stateful_votes and not stop.is_set():
             self._tail_probe(sock, run, calls, per_call, ssid_base, max_rtt_ns)
-        return errors, aborted
+        return errors, gaps, aborted
 
     def _tail_probe(self, sock: socket.socket, run: Run, calls: int, per_call: int, ssid_base: int,
                     max_rtt_ns: int) -> None:

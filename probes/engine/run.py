@@ -58,6 +58,7 @@ class EngineResult:
     replies: dict[str, int] = field(default_factory=dict)   # datagrams back: used, short, unusable
     notes: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     partial: bool = False
     measured: bool = False
 
@@ -74,7 +75,7 @@ class EngineResult:
             "mos_provisional": self.mos_provisional, "mos_note": self.mos_note,
             "narrowband_approximation": (self.emodel == "G.107" and self.codec is not None
                                          and get_codec(self.codec).wideband is not None),
-            "sender": self.sender, "errors": self.errors,
+            "sender": self.sender, "errors": self.errors, "gaps": self.gaps,
             "partial": self.partial, "measured": self.measured,
             "payload_b": self.payload_b, "offered_kbps": self.offered_kbps,
             "late_pct_dir": self.late_pct_dir, "one_way_ms": self.one_way_ms, "notes": self.notes,

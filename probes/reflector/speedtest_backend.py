@@ -44,6 +44,7 @@ from typing import Callable
 from urllib.parse import urlparse
 
 from probes.bwclient import window_mbps
+from probes.result import is_local
 
 DOWNLOAD_SIZES = [350, 500, 750, 1000, 1500, 2000, 2500, 3000, 3500, 4000]
 UPLOAD_SIZES = [32768, 65536, 131072, 262144, 524288, 1048576, 7340032]
@@ -269,6 +270,7 @@ class SpeedtestOutcome:
     bytes_received: int = 0
     bytes_sent: int = 0
     errors: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)   # the errors that are ours (probes.result)
     notes: list[str] = field(default_factory=list)
     did_down: bool = False
     did_up: bool = False
@@ -302,6 +304,8 @@ def run_speedtest(*, mini_url: str | None, server_id: str | None, duration_s: fl
         out.errors.append(f"speedtest did not finish within {limit:.0f} s")
     elif "exc" in box:
         out.errors.append(_describe(box["exc"], mini_url))
+        if isinstance(box["exc"], ImportError) or is_local(box["exc"]):   # speedtest-cli missing, no source
+            out.gaps.append(out.errors[-1])
     return out
 
 
