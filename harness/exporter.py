@@ -229,15 +229,18 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            from harness.store import StoreUnavailable
+            from harness.store import StoreError
             try:
                 body = self.server.render_metrics().encode("utf-8")
-            except StoreUnavailable as exc:   # the database server is gone: say so; the next scrape reconnects
+            except StoreError as exc:     # the history cannot be read now (server gone, locked): retried next scrape
                 self._send(503, "text/plain; charset=utf-8", f"cutover exporter: {exc}\n".encode())
                 return
-            except Exception as exc:      # a bad scrape is a 500 with the cause, never a dead exporter
-                self._send(500, "text/plain; charset=utf-8", f"cutover exporter: {type(exc).__name__}: {exc}\n"
-                           .encode())
+            except Exception as exc:      # noqa: BLE001 - our bug: a 500 naming its crash file, never a dead exporter
+                from harness.runner import write_traceback
+                crash = write_traceback(exc, "exporter /metrics")
+                self._send(500, "text/plain; charset=utf-8",
+                           f"cutover exporter: internal error: {type(exc).__name__}: {exc} (a bug in cutover, "
+                           f"not a network fault; traceback written to {crash})\n".encode())
                 return
             self._send(200, CONTENT_TYPE, body)
         elif path == "/":
@@ -301,7 +304,7 @@ def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
     is opened on the first scrape after the database exists (the exporter may
     start before the first `cutover check`). ``profile`` None: every site of
     the database (:func:`render_sites`)."""
-    from harness.store import Store, StoreUnavailable
+    from harness.store import Store, StoreError, StoreUnavailable
     lock = threading.Lock()
     state: dict[str, Any] = {"store": None}
 
@@ -319,6 +322,8 @@ def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
                 state["store"].close()
                 state["store"] = None
                 raise
+            except state["store"].Error as exc:   # the engine's own fault, e.g. locked past busy_timeout
+                raise StoreError(f"{state['store'].location.display}: cannot read the history: {exc}") from exc
 
     server = ExporterServer((host, port), render_metrics)
     server.cutover_state = state

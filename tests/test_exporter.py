@@ -202,3 +202,49 @@ def test_exporter_before_the_first_run_then_after(tmp_path):
         thread.join(timeout=5)
         if server.cutover_state["store"] is not None:
             server.cutover_state["store"].close()
+
+
+def test_a_scrape_that_cannot_read_is_503_and_a_bug_is_500_with_its_crash_file(site, tmp_path, monkeypatch):
+    """A locked database is the history's state, not a bug: 503 with the engine's words,
+    and the next scrape is served. A bug of ours in one scrape is a 500 that says so
+    and names the traceback file (as `cutover` exits 70); the exporter stays up."""
+    import sqlite3
+    import threading
+
+    from harness import runner
+    from harness.store_backends import parse_location
+    profile, db = site
+    crashes = tmp_path / "crashes"
+    monkeypatch.setenv(runner.CRASH_DIR_ENV, str(crashes))
+    real = exporter.render
+    faults = iter([sqlite3.OperationalError("database is locked"), ZeroDivisionError("division by zero")])
+
+    def render(*args, **kwargs):
+        fault = next(faults, None)
+        if fault is not None:
+            raise fault
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(exporter, "render", render)
+    server = exporter.make_server(profile, parse_location(db), "127.0.0.1", 0)
+    t = threading.Thread(target=server.serve_forever, daemon=True)
+    t.start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/metrics"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as locked:
+            urllib.request.urlopen(url, timeout=30)
+        text = locked.value.read().decode()
+        assert locked.value.code == 503 and "database is locked" in text and "internal error" not in text
+        assert not crashes.exists()
+        with pytest.raises(urllib.error.HTTPError) as bug:
+            urllib.request.urlopen(url, timeout=30)
+        text = bug.value.read().decode()
+        (crash,) = crashes.glob("crash-*.txt")
+        assert bug.value.code == 500 and "internal error: ZeroDivisionError: division by zero" in text
+        assert str(crash) in text and "ZeroDivisionError" in crash.read_text()
+        with urllib.request.urlopen(url, timeout=30) as resp:          # still serving
+            assert resp.status == 200 and "cutover_verdict" in resp.read().decode()
+    finally:
+        server.shutdown()
+        server.server_close()
+        t.join(10)
