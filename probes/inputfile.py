@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import os
 import stat
-import sys
+import warnings
 from typing import Callable
 
 from probes.result import BadInput
@@ -123,11 +123,18 @@ def read_regular(path: str | os.PathLike, what: str, max_bytes: int,
 
 # ---------------------------------------------------------------- secrets
 
-def _stderr_warning(message: str) -> None:
-    print(f"cutover: warning: {message}", file=sys.stderr, flush=True)
+class PermissionWarning(UserWarning):
+    """A secret file that group or others may read (strict mode refuses it)."""
 
 
-_warn: Callable[[str], None] = _stderr_warning
+def _python_warning(message: str) -> None:
+    """Where the warning goes unless a caller says (the CLI installs its own
+    ``cutover: warning:`` line through :func:`set_policy`): Python's warnings,
+    which an embedding program or pytest shows or filters; a probe prints nothing."""
+    warnings.warn(message, PermissionWarning, stacklevel=4)
+
+
+_warn: Callable[[str], None] = _python_warning
 _strict: bool | None = None      # None: from the environment
 _warned: set[str] = set()        # one warning per file per process
 

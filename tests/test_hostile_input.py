@@ -225,3 +225,19 @@ def test_oversized_key_file(tmp_path):
     key.chmod(0o600)
     assert_refused(tmp_path, ["probe", "stream", "127.0.0.1:9", "--key-file", str(key)], key,
                    "is 5,000 bytes; the limit is 4,096")
+
+
+def test_without_the_cli_a_loose_key_is_a_python_warning_not_a_print(tmp_path, monkeypatch, capsys):
+    """probes print nothing: outside the CLI (the suite, the pytest plugin, an
+    embedding program) the permission warning is a PermissionWarning through
+    Python's warnings, once per file; the CLI's `cutover: warning:` line is its own."""
+    from probes import inputfile
+    key = tmp_path / "loose.key"
+    key.write_text("secret\n")
+    key.chmod(0o644)
+    monkeypatch.setattr(inputfile, "_warn", inputfile._python_warning)
+    monkeypatch.setattr(inputfile, "_warned", set())
+    monkeypatch.setattr(inputfile, "_strict", False)
+    with pytest.warns(inputfile.PermissionWarning, match=r"is accessible by group and others \(mode 0644\)"):
+        assert inputfile.read_secret(key, "key file") == b"secret"
+    assert capsys.readouterr().err == ""
