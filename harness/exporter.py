@@ -304,7 +304,7 @@ def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
     is opened on the first scrape after the database exists (the exporter may
     start before the first `cutover check`). ``profile`` None: every site of
     the database (:func:`render_sites`)."""
-    from harness.store import Store, StoreError, StoreUnavailable
+    from harness.store import Store, StoreError
     lock = threading.Lock()
     state: dict[str, Any] = {"store": None}
 
@@ -318,10 +318,6 @@ def make_server(profile, db_path, host: str, port: int) -> ExporterServer:
                 if profile is None:
                     return render_sites(state["store"])
                 return render(profile, state["store"])
-            except StoreUnavailable:      # a lost connection stays lost: the next scrape opens a new one
-                state["store"].close()
-                state["store"] = None
-                raise
             except state["store"].Error as exc:   # the engine's own fault, e.g. locked past busy_timeout
                 raise StoreError(f"{state['store'].location.display}: cannot read the history: {exc}") from exc
 
